@@ -1,0 +1,55 @@
+from django.contrib import admin
+
+from annotation.models import Annotation, AnnotationEvent, EntityType
+
+
+@admin.register(EntityType)
+class EntityTypeAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "color"]
+    search_fields = ["name"]
+
+
+class EventInline(admin.TabularInline):
+    model = AnnotationEvent
+    fields = ["created_at", "action", "user", "model_version", "before", "after"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    """Annotations change only through the review services, so every change leaves an event."""
+
+    list_display = ["id", "document", "label", "text", "status", "source", "model_version", "reviewer",
+                    "updated_at"]
+    list_filter = ["status", "source", "label"]
+    search_fields = ["text", "document__original_name"]
+    inlines = [EventInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(AnnotationEvent)
+class AnnotationEventAdmin(admin.ModelAdmin):
+    """Append-only: readable, never edited or deleted."""
+
+    list_display = ["created_at", "action", "annotation", "document", "user", "model_version"]
+    list_filter = ["action"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

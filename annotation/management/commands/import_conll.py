@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from annotation.bio import bio_to_spans
+from annotation.conll import ConllError, conll_files, conll_parse
+from annotation.services import Span, annotations_import
+from documents.models import Document
+from documents.pdf import pdf_render_lines
+from documents.selectors import document_words
+from documents.services import document_create, document_delete, document_extract, document_mark_reviewed
+
+
+class Command(BaseCommand):
+    help = "Import annotated CoNLL documents: render each to a PDF, ingest it, store its tags as accepted."
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", type=Path, help="CoNLL files or folders of *.conll")
+        parser.add_argument("--reviewed", action="store_true", help="mark the documents as reviewed")
+        parser.add_argument("--user", default=None, help="username recorded as the annotator")
+
+    def handle(self, *args, paths: list[Path], reviewed: bool, user: str | None, **options):
+        annotator = None
+        if user:
+            annotator = get_user_model().objects.filter(username=user).first()
+            if annotator is None:
+                raise CommandError(f"user {user!r} does not exist")
+        files = conll_files(paths)
+        if not files:
+            raise CommandError("no CoNLL files found")
+        failures = 0
+        for path in files:
+            try:
+                line = self._import(path, reviewed=reviewed, user=annotator)
+            except (OSError, ConllError, ValidationError, ValueError) as exc:
+                message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+                self.stdout.write(f"-\tfailed\t{path.name}: {message}")
+                failures += 1
+                continue
+            self.stdout.write(line)
+        if failures:
+            raise CommandError(f"{failures} of {len(files)} file(s) failed", returncode=1)
+
+    def _import(self, path: Path, *, reviewed: bool, user) -> str:
+        conll = conll_parse(path.read_text(encoding="utf-8"))
+        pdf = pdf_render_lines([[t for t, _tag in s] for s in conll.sentences], title=path.stem)
+        document, created = document_create(data=pdf, name=f"{path.stem}.pdf", user=user)
+        if not created and document.annotations.exists():
+            return f"{document.pk}\t{document.status}\tskipped: already imported\t{path.name}"
+        document = document_extract(document=document)
+        if document.status != Document.Status.READY:
+            raise ValueError(document.error)
+        words = document_words(document=document)
+        if len(words) != len(conll.tokens):
+            document_delete(document=document)
+            raise ValueError(f"the PDF has {len(words)} words but the file has {len(conll.tokens)} tokens")
+        spans = [Span(s, e, label) for s, e, label in bio_to_spans(conll.tags)]
+        with transaction.atomic():
+            count = annotations_import(document=document, spans=spans, user=user)
+            if reviewed:
+                document = document_mark_reviewed(document=document, user=user)
+        return f"{document.pk}\t{document.status}\t{count} entities\t{path.name}"

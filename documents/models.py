@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+def document_upload_to(instance: Document, filename: str) -> str:
+    # Content-addressed: the same bytes always land at the same key, whatever the upload was called.
+    return f"documents/{instance.sha256[:2]}/{instance.sha256}.pdf"
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded", _("uploaded")
+        EXTRACTING = "extracting", _("extracting")
+        READY = "ready", _("ready")
+        FAILED = "failed", _("failed")
+
+    file = models.FileField(_("file"), upload_to=document_upload_to, max_length=255)
+    original_name = models.CharField(_("original name"), max_length=255)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, unique=True)
+    size = models.PositiveBigIntegerField(_("size in bytes"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.UPLOADED)
+    error = models.TextField(_("error"), blank=True)
+    page_count = models.PositiveIntegerField(_("pages"), null=True, blank=True)
+    word_count = models.PositiveIntegerField(_("words"), null=True, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("uploaded by"),
+    )
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("reviewed by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("document")
+        verbose_name_plural = _("documents")
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["reviewed_at"])]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+    @property
+    def is_reviewed(self) -> bool:
+        return self.reviewed_at is not None
+
+
+class Page(models.Model):
+    """One PDF page: its text and its words in reading order.
+
+    `words` is a list of [text, x0, y0, x1, y1, block, line] in PDF points; `word_start` is the index
+    of the page's first word in the document's word sequence, so entity spans [start, end) index
+    words across pages.
+    """
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField(_("number"))
+    width = models.FloatField(_("width"))
+    height = models.FloatField(_("height"))
+    text = models.TextField(_("text"), blank=True)
+    words = models.JSONField(_("words"), default=list)
+    word_start = models.PositiveIntegerField(_("first word index"))
+
+    class Meta:
+        ordering = ["document", "number"]
+        verbose_name = _("page")
+        verbose_name_plural = _("pages")
+        constraints = [models.UniqueConstraint(fields=["document", "number"], name="page_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.document} p.{self.number}"
+
+    @property
+    def word_end(self) -> int:
+        return self.word_start + len(self.words)

@@ -1,0 +1,143 @@
+"""Everything docloop asks of PyMuPDF: checking an upload, extracting words, rendering text to PDF."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pymupdf
+from django.utils.translation import gettext as _
+
+pymupdf.TOOLS.mupdf_display_errors(False)
+pymupdf.TOOLS.mupdf_display_warnings(False)
+
+PDF_MAGIC = b"%PDF-"
+
+
+class PdfError(Exception):
+    """A PDF docloop cannot use; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class ExtractedPage:
+    number: int
+    width: float
+    height: float
+    words: list[list]  # [text, x0, y0, x1, y1, block, line]
+
+    @property
+    def text(self) -> str:
+        lines: list[str] = []
+        current: tuple | None = None
+        for word in self.words:
+            key = (word[5], word[6])
+            if key != current:
+                lines.append(word[0])
+                current = key
+            else:
+                lines[-1] += " " + word[0]
+        return "\n".join(lines)
+
+
+def pdf_open(data: bytes) -> pymupdf.Document:
+    """Open PDF bytes or raise PdfError with a reason a person understands."""
+    if not data:
+        raise PdfError(_("The file is empty."))
+    if not data.lstrip()[:5].startswith(PDF_MAGIC):
+        raise PdfError(_("The file is not a PDF."))
+    # A PDF ends with an end-of-file marker; without one the file was cut short (MuPDF would
+    # silently "repair" it and lose the missing pages).
+    if b"%%EOF" not in data[-2048:]:
+        raise PdfError(_("The PDF is truncated or damaged: it has no end-of-file marker."))
+    try:
+        doc = pymupdf.open(stream=data, filetype="pdf")
+    except Exception as exc:  # MuPDF raises several unrelated types for broken files
+        raise PdfError(_("The PDF could not be opened: %(reason)s") % {"reason": exc}) from None
+    if doc.needs_pass or doc.is_encrypted:
+        doc.close()
+        raise PdfError(_("The PDF is password-protected; upload a copy without a password."))
+    if doc.page_count == 0:
+        doc.close()
+        raise PdfError(_("The PDF has no pages."))
+    return doc
+
+
+def pdf_extract(data: bytes, *, max_pages: int) -> list[ExtractedPage]:
+    """Every page's words with their boxes, in reading order (block, line, word)."""
+    doc = pdf_open(data)
+    try:
+        if doc.page_count > max_pages:
+            raise PdfError(
+                _("The PDF has %(count)d pages; the limit is %(limit)d.")
+                % {"count": doc.page_count, "limit": max_pages}
+            )
+        pages = []
+        for index in range(doc.page_count):
+            try:
+                page = doc.load_page(index)
+                raw = page.get_text("words")
+            except Exception as exc:
+                raise PdfError(
+                    _("Page %(number)d could not be read: %(reason)s") % {"number": index + 1, "reason": exc}
+                ) from None
+            words = [
+                [w[4], round(w[0], 2), round(w[1], 2), round(w[2], 2), round(w[3], 2), w[5], w[6]]
+                for w in raw
+            ]
+            pages.append(ExtractedPage(index + 1, round(page.rect.width, 2), round(page.rect.height, 2), words))
+    finally:
+        doc.close()
+    if not any(page.words for page in pages):
+        raise PdfError(_("The PDF has no text layer (a scanned image?); OCR is not supported yet."))
+    return pages
+
+
+def pdf_render_lines(lines: list[list[str]], *, title: str = "", font_size: float = 10.0) -> bytes:
+    """Render lines of tokens to a multi-page A4 PDF, one token per PDF word.
+
+    Each inner list is a paragraph (a sentence, for CoNLL); long paragraphs wrap. Tokens never contain
+    spaces, so PyMuPDF extracts exactly these tokens back, in this order.
+    """
+    width, height, margin = 595.0, 842.0, 56.0
+    leading = font_size * 1.45
+    font = pymupdf.Font("helv")
+    space = font.text_length(" ", fontsize=font_size)
+    doc = pymupdf.open()
+    if title:
+        doc.set_metadata({"title": title})
+    page, writer, y = None, None, height
+
+    def new_page():
+        nonlocal page, writer, y
+        if writer is not None:
+            writer.write_text(page)
+        page = doc.new_page(width=width, height=height)
+        writer = pymupdf.TextWriter(page.rect)
+        y = margin + font_size
+
+    for tokens in lines:
+        if not tokens:
+            continue
+        line: list[str] = []
+        line_width = 0.0
+        for token in tokens:
+            token_width = font.text_length(token, fontsize=font_size)
+            if line and line_width + space + token_width > width - 2 * margin:
+                if y + leading > height - margin or writer is None:
+                    new_page()
+                writer.append((margin, y), " ".join(line), font=font, fontsize=font_size)
+                y += leading
+                line, line_width = [], 0.0
+            line_width += (space if line else 0.0) + token_width
+            line.append(token)
+        if line:
+            if writer is None or y + leading > height - margin:
+                new_page()
+            writer.append((margin, y), " ".join(line), font=font, fontsize=font_size)
+            y += leading
+        y += leading * 0.4  # paragraph gap
+    if writer is None:
+        new_page()
+    writer.write_text(page)
+    data = doc.tobytes(garbage=3, deflate=True)
+    doc.close()
+    return data

@@ -1,0 +1,113 @@
+"""Writes for documents: create from an upload, extract pages and words."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from documents.models import Document, Page
+from documents.pdf import PdfError, pdf_extract, pdf_open
+
+logger = logging.getLogger(__name__)
+
+
+def max_upload_bytes() -> int:
+    return settings.DOCLOOP_MAX_UPLOAD_MB * 1024 * 1024
+
+
+def pdf_validate(*, data: bytes) -> None:
+    """Raise ValidationError for what we can tell before storing anything."""
+    if len(data) > max_upload_bytes():
+        raise ValidationError(
+            _("The file is larger than the %(limit)d MB limit.") % {"limit": settings.DOCLOOP_MAX_UPLOAD_MB},
+            code="too_large",
+        )
+    try:
+        pdf_open(data).close()
+    except PdfError as exc:
+        raise ValidationError(str(exc), code="invalid_pdf") from None
+
+
+def document_create(*, data: bytes, name: str, user: AbstractBaseUser | None = None) -> tuple[Document, bool]:
+    """Store an uploaded PDF; return (document, created). The same bytes twice give the same document."""
+    pdf_validate(data=data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = Document.objects.filter(sha256=sha256).first()
+    if existing is not None:
+        return existing, False
+    document = Document(original_name=name[:255] or "document.pdf", sha256=sha256, size=len(data),
+                        uploaded_by=user)
+    document.file.save(f"{sha256}.pdf", ContentFile(data), save=False)
+    try:
+        with transaction.atomic():
+            document.save()
+    except Exception:
+        # Don't leave an orphan file behind when the row could not be written (e.g. a concurrent
+        # upload of the same bytes won the unique constraint).
+        document.file.storage.delete(document.file.name)
+        existing = Document.objects.filter(sha256=sha256).first()
+        if existing is not None:
+            return existing, False
+        raise
+    return document, True
+
+
+def document_extract(*, document: Document) -> Document:
+    """Extract every page's words and boxes. Idempotent: re-running replaces the pages."""
+    claimed = Document.objects.filter(pk=document.pk).exclude(status=Document.Status.EXTRACTING).update(
+        status=Document.Status.EXTRACTING, error=""
+    )
+    if not claimed:
+        logger.info("document %s is already being extracted", document.pk)
+        document.refresh_from_db()
+        return document
+    try:
+        with document.file.open("rb") as handle:
+            data = handle.read()
+        pages = pdf_extract(data, max_pages=settings.DOCLOOP_MAX_PAGES)
+    except (PdfError, OSError) as exc:
+        Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED, error=str(exc))
+        document.refresh_from_db()
+        return document
+    with transaction.atomic():
+        Page.objects.filter(document=document).delete()
+        start = 0
+        rows = []
+        for page in pages:
+            rows.append(Page(document=document, number=page.number, width=page.width, height=page.height,
+                             text=page.text, words=page.words, word_start=start))
+            start += len(page.words)
+        Page.objects.bulk_create(rows, batch_size=200)
+        Document.objects.filter(pk=document.pk).update(
+            status=Document.Status.READY, error="", page_count=len(pages), word_count=start
+        )
+    document.refresh_from_db()
+    return document
+
+
+def document_fail(*, document_id: int, error: str) -> None:
+    """Mark a document failed after an unexpected error in its job (the reason is kept for the user)."""
+    Document.objects.filter(pk=document_id).update(status=Document.Status.FAILED, error=error[:2000])
+
+
+def document_mark_reviewed(*, document: Document, user: AbstractBaseUser) -> Document:
+    from django.utils import timezone
+
+    Document.objects.filter(pk=document.pk).update(reviewed_at=timezone.now(), reviewed_by=user)
+    document.refresh_from_db()
+    return document
+
+
+def document_delete(*, document: Document) -> None:
+    """Delete a document, its pages, annotations and stored file."""
+    name, storage = document.file.name, document.file.storage
+    document.delete()
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))

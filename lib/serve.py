@@ -1,0 +1,69 @@
+"""`make run`: a local Redis (unless REDIS_URL is set), two RQ workers and the web server, together.
+
+Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from lib.redis_server import redis_start, redis_stop
+
+    address = os.environ.get("DOCLOOP_ADDR", "127.0.0.1:8000")
+    redis_process = None
+    if settings.REDIS_IS_EMBEDDED:
+        redis_process = redis_start(socket_path=settings.REDIS_SOCKET, workdir=settings.VAR_DIR)
+        print(f"redis: embedded redis-server on {settings.REDIS_SOCKET}", flush=True)
+    else:
+        print("redis: using REDIS_URL", flush=True)
+
+    manage = [sys.executable, str(BASE_DIR / "manage.py")]
+    children = [
+        subprocess.Popen(manage + ["rqworker", "default", "--with-scheduler"]),
+        subprocess.Popen(manage + ["rqworker", "training"]),
+        subprocess.Popen(manage + ["runserver", "--noreload", address]),
+    ]
+    print(f"docloop: http://{address}/  (workers: default, training; Ctrl-C stops everything)", flush=True)
+
+    stopping = False
+
+    def stop(*_args):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        redis_stop(redis_process)
+    failed = [child.args[2] for child in children if child.returncode not in (0, -15, None)]
+    return 1 if failed and not stopping else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

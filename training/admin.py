@@ -1,0 +1,60 @@
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+
+from training.models import EpochMetric, ModelVersion, TrainingRun
+from training.services import model_version_activate
+
+
+class EpochMetricInline(admin.TabularInline):
+    model = EpochMetric
+    fields = ["epoch", "train_loss", "eval_loss", "precision", "recall", "f1"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "kind", "status", "base_model", "seed", "created_by", "created_at",
+                    "finished_at"]
+    list_filter = ["status", "task", "kind"]
+    readonly_fields = ["task", "kind", "base_model", "parent_version", "hyperparameters", "seed", "dataset_hash",
+                       "dataset_stats", "status", "error", "job_id", "worker", "device", "created_by",
+                       "created_at", "started_at", "finished_at"]
+    inlines = [EpochMetricInline]
+
+    def has_add_permission(self, request):
+        return False  # runs start from the training page or `manage.py train`
+
+
+@admin.register(EpochMetric)
+class EpochMetricAdmin(admin.ModelAdmin):
+    list_display = ["run", "epoch", "train_loss", "eval_loss", "precision", "recall", "f1"]
+    readonly_fields = ["run", "epoch", "train_loss", "eval_loss", "precision", "recall", "f1", "per_label"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.action(description=_("Activate the selected version"))
+def activate(modeladmin, request, queryset):
+    if queryset.count() != 1:
+        messages.error(request, _("Choose exactly one version to activate."))
+        return
+    version = model_version_activate(version=queryset.get())
+    messages.success(request, _("%(version)s is now active.") % {"version": version})
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "task", "number", "kind", "is_active", "run", "created_at"]
+    list_filter = ["task", "is_active", "kind"]
+    readonly_fields = ["task", "number", "kind", "run", "parent", "artefact", "labels", "metrics", "is_active",
+                       "created_at", "activated_at"]
+    actions = [activate]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,55 @@
+"""Model artefacts in Django storage (local files or S3), and local copies for loading them."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import Storage, default_storage
+
+
+def artefact_upload(*, local_dir: Path, location: str, storage: Storage = default_storage) -> str:
+    """Copy every file of a save_pretrained folder to storage under `location`."""
+    location = location.strip("/")
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        key = f"{location}/{path.relative_to(local_dir).as_posix()}"
+        if storage.exists(key):
+            storage.delete(key)  # a retried job rewrites its own artefact
+        with path.open("rb") as handle:
+            saved = storage.save(key, File(handle))
+        if saved != key:
+            raise RuntimeError(f"storage renamed {key} to {saved}")
+    return location
+
+
+def _list_files(storage: Storage, location: str) -> list[str]:
+    dirs, files = storage.listdir(location)
+    found = [f"{location}/{name}" for name in files]
+    for sub in dirs:
+        found += _list_files(storage, f"{location}/{sub}")
+    return found
+
+
+def artefact_local_dir(*, location: str, storage: Storage = default_storage) -> Path:
+    """A local folder holding the artefact, ready for from_pretrained."""
+    try:
+        return Path(storage.path(location))  # local file storage: use it in place
+    except NotImplementedError:
+        pass
+    target = Path(settings.DOCLOOP_MODEL_CACHE) / hashlib.sha256(location.encode()).hexdigest()[:16]
+    if (target / ".complete").exists():
+        return target
+    partial = target.with_suffix(".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for key in _list_files(storage, location):
+        dest = partial / key[len(location) + 1:]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with storage.open(key, "rb") as src, dest.open("wb") as out:
+            shutil.copyfileobj(src, out)
+    (partial / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target

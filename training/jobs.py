@@ -1,0 +1,26 @@
+"""RQ jobs: thin wrappers that load rows by primary key and call the service of the same name."""
+
+from __future__ import annotations
+
+from documents.models import Document
+from documents.services import document_fail
+from training import services
+from training.models import TrainingRun
+
+
+def document_ingest(document_id: int) -> str:
+    document = Document.objects.filter(pk=document_id).first()
+    if document is None:
+        return "missing"
+    try:
+        return services.document_ingest(document=document).status
+    except Exception as exc:
+        document_fail(document_id=document_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def training_run_execute(run_id: int) -> str:
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return "missing"
+    return services.training_run_execute(run=run).status

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from training.models import Task, TrainingRun
+from training.services import training_run_create, training_run_enqueue, training_run_execute
+
+
+class Command(BaseCommand):
+    help = "Fine-tune the base model on the reviewed documents and activate the new model version."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--task", required=True, choices=Task.values)
+        parser.add_argument("--sync", action="store_true", help="train in this process and print the metrics")
+        parser.add_argument("--epochs", type=int, default=3)
+        parser.add_argument("--batch-size", type=int, default=16)
+        parser.add_argument("--learning-rate", type=float, default=5e-5)
+        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--max-length", type=int, default=128, help="window size in sub-tokens")
+        parser.add_argument("--eval-fraction", type=float, default=0.1, help="share of documents held out")
+        parser.add_argument("--base-model", default=None, help="local path or hub id (default: setting)")
+
+    def handle(self, *args, **o):
+        try:
+            run = training_run_create(
+                task=o["task"], user=None, epochs=o["epochs"], batch_size=o["batch_size"],
+                learning_rate=o["learning_rate"], seed=o["seed"], max_length=o["max_length"],
+                eval_fraction=o["eval_fraction"], base_model=o["base_model"],
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        if not o["sync"]:
+            training_run_enqueue(run=run)
+            self.stdout.write(f"{run.pk}\t{run.status}")
+            return
+        run = training_run_execute(run=run)
+        self.stdout.write(f"run\t{run.pk}\t{run.status}")
+        for m in run.epoch_metrics.order_by("epoch"):
+            self.stdout.write(f"epoch\t{m.epoch}\ttrain_loss={m.train_loss:.4f}\teval_loss={m.eval_loss:.4f}\t"
+                              f"precision={m.precision:.4f}\trecall={m.recall:.4f}\tf1={m.f1:.4f}")
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"run {run.pk} failed: {run.error}")
+        version = run.model_version
+        seconds = run.duration_seconds or 0.0
+        self.stdout.write(f"version\t{version.number}\tactive\t{version.artefact}")
+        self.stdout.write(f"final\tprecision={version.metrics['precision']:.4f}\trecall="
+                          f"{version.metrics['recall']:.4f}\tf1={version.metrics['f1']:.4f}\tseconds={seconds:.1f}")

@@ -1,0 +1,33 @@
+"""Span-level precision/recall/F1 (exact boundaries and type, as conlleval and seqeval count them)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from annotation.bio import SpanTuple
+
+
+def _prf(tp: int, n_pred: int, n_gold: int) -> dict:
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
+
+
+def span_scores(gold: list[list[SpanTuple]], predicted: list[list[SpanTuple]]) -> dict:
+    """Micro-averaged scores over documents, plus per-label scores."""
+    if len(gold) != len(predicted):
+        raise ValueError("gold and predicted must cover the same documents")
+    tp, n_pred, n_gold = Counter(), Counter(), Counter()
+    for gold_doc, pred_doc in zip(gold, predicted, strict=True):
+        gold_set, pred_set = set(gold_doc), set(pred_doc)
+        for span in gold_set:
+            n_gold[span[2]] += 1
+        for span in pred_set:
+            n_pred[span[2]] += 1
+            if span in gold_set:
+                tp[span[2]] += 1
+    overall = _prf(sum(tp.values()), sum(n_pred.values()), sum(n_gold.values()))
+    labels = sorted(set(n_gold) | set(n_pred))
+    overall["per_label"] = {label: _prf(tp[label], n_pred[label], n_gold[label]) for label in labels}
+    return overall

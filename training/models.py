@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class Task(models.TextChoices):
+    TOKEN_CLASSIFICATION = "token_classification", _("token classification (entities)")
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+
+    class Kind(models.TextChoices):
+        FULL = "full", _("full run")
+        FEEDBACK = "feedback", _("feedback update")
+
+    task = models.CharField(_("task"), max_length=32, choices=Task.choices)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.FULL)
+    base_model = models.CharField(_("base model"), max_length=500)
+    parent_version = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs",
+        verbose_name=_("started from version"),
+    )
+    hyperparameters = models.JSONField(_("hyperparameters"), default=dict)
+    seed = models.PositiveIntegerField(_("seed"), default=42)
+    dataset_hash = models.CharField(_("dataset SHA-256"), max_length=64, blank=True)
+    dataset_stats = models.JSONField(_("dataset statistics"), default=dict, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(_("error"), blank=True)
+    job_id = models.CharField(_("RQ job id"), max_length=64, blank=True)
+    worker = models.CharField(_("worker"), max_length=255, blank=True)
+    device = models.CharField(_("device"), max_length=32, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("started by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_task_display()} ({self.get_status_display()})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class EpochMetric(models.Model):
+    """Metrics of one epoch, computed from the model's predictions on the held-out documents."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="epoch_metrics")
+    epoch = models.PositiveIntegerField(_("epoch"))
+    train_loss = models.FloatField(_("training loss"))
+    eval_loss = models.FloatField(_("evaluation loss"), null=True, blank=True)
+    precision = models.FloatField(_("precision"), null=True, blank=True)
+    recall = models.FloatField(_("recall"), null=True, blank=True)
+    f1 = models.FloatField(_("F1"), null=True, blank=True)
+    per_label = models.JSONField(_("per-label metrics"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "epoch"]
+        verbose_name = _("epoch metric")
+        verbose_name_plural = _("epoch metrics")
+        constraints = [models.UniqueConstraint(fields=["run", "epoch"], name="epoch_metric_unique")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} epoch {self.epoch}"
+
+
+class ModelVersion(models.Model):
+    task = models.CharField(_("task"), max_length=32, choices=Task.choices)
+    number = models.PositiveIntegerField(_("version number"))
+    kind = models.CharField(_("kind"), max_length=16, choices=TrainingRun.Kind.choices,
+                            default=TrainingRun.Kind.FULL)
+    run = models.OneToOneField(TrainingRun, on_delete=models.PROTECT, related_name="model_version")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="children", verbose_name=_("parent version"))
+    artefact = models.CharField(_("artefact location in storage"), max_length=500)
+    labels = models.JSONField(_("labels"), default=list)
+    metrics = models.JSONField(_("metrics"), default=dict, blank=True)
+    is_active = models.BooleanField(_("active"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    activated_at = models.DateTimeField(_("activated at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["task", "-number"]
+        verbose_name = _("model version")
+        verbose_name_plural = _("model versions")
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="model_version_unique_number"),
+            models.UniqueConstraint(fields=["task"], condition=Q(is_active=True),
+                                    name="model_version_one_active_per_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} v{self.number}"

@@ -1,0 +1,326 @@
+"""Fine-tuning and prediction for token classification over PDF words.
+
+Plain Python, no Django: the RQ job, `manage.py train` and the benchmarks all call it. Follows the shape
+of transformers' examples/pytorch/token-classification/run_ner.py: a dataclass config, set_seed first,
+labels on the first sub-token of each word, span-level metrics per epoch on held-out documents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    get_linear_schedule_with_warmup,
+    set_seed,
+)
+
+from annotation.bio import bio_to_spans
+from training.metrics import span_scores
+
+logger = logging.getLogger(__name__)
+
+IGNORE = -100
+SENTENCE_ENDS = (".", "!", "?", ";")
+META_FILE = "docloop.json"
+
+
+@dataclass
+class TokenDocument:
+    words: list[str]
+    line_ends: list[bool]
+    tags: list[str] | None = None
+
+
+@dataclass
+class TokenTrainConfig:
+    base_model: str
+    output_dir: str
+    entity_types: list[str]
+    epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    seed: int = 42
+    max_train_windows: int | None = None  # cap for quick runs, like run_ner's max_train_samples
+    device: str | None = None
+
+
+def bio_labels(entity_types: Sequence[str]) -> list[str]:
+    return ["O"] + [f"{prefix}-{name}" for name in sorted(entity_types) for prefix in ("B", "I")]
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 on CUDA; full precision on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def split_windows(words: Sequence[str], line_ends: Sequence[bool], lengths: Sequence[int],
+                  budget: int) -> list[tuple[int, int]]:
+    """Cut a word sequence into [start, end) windows of at most `budget` sub-tokens.
+
+    Cuts at the last sentence end that keeps the window at least half full, else at the last line end,
+    else before the word that does not fit. No word is dropped; a single word longer than the budget
+    gets a window of its own (and is truncated by the tokenizer).
+    """
+    windows: list[tuple[int, int]] = []
+    n = len(words)
+    start = 0
+    while start < n:
+        used = 0
+        last_sentence = last_line = None
+        i = start
+        while i < n:
+            cost = min(lengths[i], budget)
+            if used + cost > budget and i > start:
+                break
+            used += cost
+            if words[i].endswith(SENTENCE_ENDS):
+                last_sentence = i + 1
+            if line_ends[i]:
+                last_line = i + 1
+            i += 1
+        if i >= n:
+            windows.append((start, n))
+            break
+        half = start + (i - start) // 2
+        if last_sentence and last_sentence >= half:
+            cut = last_sentence
+        elif last_line and last_line >= half:
+            cut = last_line
+        else:
+            cut = i
+        windows.append((start, cut))
+        start = cut
+    return windows
+
+
+def _word_lengths(tokenizer, words: Sequence[str]) -> list[int]:
+    if not words:
+        return []
+    ids = tokenizer(list(words), add_special_tokens=False)["input_ids"]
+    return [max(1, len(x)) for x in ids]
+
+
+def encode_document(tokenizer, doc: TokenDocument, *, max_length: int,
+                    label2id: dict[str, int] | None = None) -> list[dict]:
+    """Encode a document as windows; each carries the word index of every labelled sub-token."""
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    lengths = _word_lengths(tokenizer, doc.words)
+    windows = split_windows(doc.words, doc.line_ends, lengths, budget)
+    if not windows:
+        return []
+    encoded = tokenizer([list(doc.words[s:e]) for s, e in windows], is_split_into_words=True,
+                        truncation=True, max_length=max_length)
+    items = []
+    for k, (s, _e) in enumerate(windows):
+        word_ids = encoded.word_ids(k)
+        first_of_word = []  # document word index at each position, or -1
+        previous = None
+        for wid in word_ids:
+            first_of_word.append(s + wid if wid is not None and wid != previous else -1)
+            previous = wid
+        item = {"input_ids": encoded["input_ids"][k], "attention_mask": encoded["attention_mask"][k],
+                "word_index": first_of_word}
+        if "token_type_ids" in encoded:
+            item["token_type_ids"] = encoded["token_type_ids"][k]
+        if label2id is not None and doc.tags is not None:
+            item["labels"] = [label2id.get(doc.tags[w], 0) if w >= 0 else IGNORE for w in first_of_word]
+        items.append(item)
+    return items
+
+
+def _collate(tokenizer):
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8)
+
+    def collate(items: list[dict]) -> dict:
+        features = [{k: v for k, v in item.items() if k != "word_index"} for item in items]
+        if "labels" not in features[0]:
+            for f in features:  # the collator pads labels; give it a dummy to keep one code path
+                f["labels"] = [IGNORE] * len(f["input_ids"])
+        batch = collator(features)
+        width = batch["input_ids"].shape[1]
+        batch["word_index"] = torch.tensor([item["word_index"] + [-1] * (width - len(item["word_index"]))
+                                            for item in items])
+        return batch
+
+    return collate
+
+
+@torch.no_grad()
+def _predict_items(model, tokenizer, items: list[dict], n_words: int, *, batch_size: int,
+                   device: torch.device) -> tuple[list[int], list[float], float | None]:
+    """Label id and probability per word (first sub-token), and the mean loss when labels are given."""
+    model.eval()
+    label_ids = [0] * n_words
+    scores = [0.0] * n_words
+    has_labels = bool(items) and "labels" in items[0]
+    losses = []
+    loader = DataLoader(items, batch_size=batch_size, collate_fn=_collate(tokenizer))
+    dtype = autocast_dtype(device)
+    for batch in loader:
+        word_index = batch.pop("word_index")
+        labels = batch.pop("labels")
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(**batch).logits.float()
+        if has_labels:
+            labels = labels.to(device)
+            losses.append(torch.nn.functional.cross_entropy(
+                logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE).item())
+        probs = logits.softmax(-1).cpu()
+        best_p, best = probs.max(-1)
+        mask = word_index >= 0
+        for w, label, p in zip(word_index[mask].tolist(), best[mask].tolist(), best_p[mask].tolist(),
+                               strict=True):
+            label_ids[w], scores[w] = label, p
+    loss = sum(losses) / len(losses) if losses else None
+    return label_ids, scores, loss
+
+
+def evaluate(model, tokenizer, docs: Sequence[TokenDocument], *, max_length: int, batch_size: int,
+             device: torch.device) -> dict:
+    id2label = model.config.id2label
+    label2id = {v: k for k, v in id2label.items()}
+    gold, predicted, losses = [], [], []
+    for doc in docs:
+        items = encode_document(tokenizer, doc, max_length=max_length, label2id=label2id)
+        ids, _scores, loss = _predict_items(model, tokenizer, items, len(doc.words), batch_size=batch_size,
+                                            device=device)
+        gold.append(bio_to_spans(doc.tags))
+        predicted.append(bio_to_spans([id2label[i] for i in ids]))
+        if loss is not None:
+            losses.append(loss)
+    scores = span_scores(gold, predicted)
+    scores["loss"] = sum(losses) / len(losses) if losses else None
+    return scores
+
+
+def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenDocument],
+                           eval_docs: Sequence[TokenDocument],
+                           on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Fine-tune config.base_model; save model, tokenizer and docloop.json into config.output_dir."""
+    set_seed(config.seed)
+    device = pick_device(config.device)
+    labels = bio_labels(config.entity_types)
+    label2id = {label: i for i, label in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    model = AutoModelForTokenClassification.from_pretrained(
+        config.base_model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
+        ignore_mismatched_sizes=True,
+    ).to(device)
+
+    items = [item for doc in train_docs
+             for item in encode_document(tokenizer, doc, max_length=config.max_length, label2id=label2id)]
+    if config.max_train_windows is not None:
+        items = items[: config.max_train_windows]
+    if not items:
+        raise ValueError("The training documents have no words.")
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(items, batch_size=config.batch_size, shuffle=True, generator=generator,
+                        collate_fn=_collate(tokenizer))
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+         "weight_decay": config.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    total_steps = config.epochs * math.ceil(len(items) / config.batch_size)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    dtype = autocast_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+    history = []
+    started = time.monotonic()
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        running, steps = 0.0, 0
+        for batch in loader:
+            batch.pop("word_index")
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+                loss = model(**batch).loss
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running += loss.item()
+            steps += 1
+        scores = evaluate(model, tokenizer, eval_docs, max_length=config.max_length,
+                          batch_size=config.batch_size * 2, device=device)
+        record = {
+            "epoch": epoch, "train_loss": running / max(steps, 1), "eval_loss": scores["loss"],
+            "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
+            "per_label": scores["per_label"], "seconds": time.monotonic() - started,
+        }
+        logger.info("epoch %d: loss %.4f, eval F1 %.4f", epoch, record["train_loss"], record["f1"])
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    meta = {"task": "token_classification", "max_length": config.max_length, "labels": labels,
+            "config": asdict(config), "train_windows": len(items), "device": str(device)}
+    (output / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    return {"history": history, "final": history[-1], "device": str(device), "train_windows": len(items),
+            "seconds": time.monotonic() - started}
+
+
+class TokenPredictor:
+    """A saved token-classification model, ready to tag documents word by word."""
+
+    def __init__(self, model_dir: str | Path, device: str | None = None):
+        self.model_dir = Path(model_dir)
+        self.device = pick_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.model = AutoModelForTokenClassification.from_pretrained(self.model_dir).to(self.device)
+        self.model.eval()
+        meta_path = self.model_dir / META_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.max_length = int(meta.get("max_length", min(self.tokenizer.model_max_length, 512)))
+        self.id2label = self.model.config.id2label
+
+    def tags(self, words: Sequence[str], line_ends: Sequence[bool]) -> tuple[list[str], list[float]]:
+        doc = TokenDocument(words=list(words), line_ends=list(line_ends))
+        items = encode_document(self.tokenizer, doc, max_length=self.max_length)
+        ids, scores, _loss = _predict_items(self.model, self.tokenizer, items, len(words), batch_size=32,
+                                            device=self.device)
+        return [self.id2label[i] for i in ids], scores
+
+    def spans(self, words: Sequence[str], line_ends: Sequence[bool]) -> list[tuple[int, int, str, float]]:
+        tags, scores = self.tags(words, line_ends)
+        return [(s, e, label, sum(scores[s:e]) / (e - s)) for s, e, label in bio_to_spans(tags)]
+
+

@@ -1,0 +1,58 @@
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from lib.decorators import admin_required
+from lib.roles import is_admin
+from training.forms import TrainingForm
+from training.models import ModelVersion, TrainingRun
+from training.selectors import reviewed_documents, training_runs
+from training.services import training_run_create, training_run_enqueue
+
+
+def _index_context(form=None) -> dict:
+    runs = list(training_runs()[:50])
+    return {
+        "runs": runs,
+        "versions": ModelVersion.objects.select_related("run")[:20],
+        "reviewed_count": reviewed_documents().count(),
+        "form": form or TrainingForm(),
+        "pending": any(r.status in {TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING} for r in runs),
+    }
+
+
+@require_GET
+def training_index(request):
+    template = "training/index.html"
+    if request.htmx:
+        template += "#run-table"
+    return render(request, template, _index_context())
+
+
+@require_POST
+@admin_required
+def training_start(request):
+    form = TrainingForm(request.POST)
+    if form.is_valid():
+        try:
+            run = training_run_create(user=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            training_run_enqueue(run=run)
+            messages.success(request, _("Training run %(id)s was queued.") % {"id": run.pk})
+            return redirect("training:run", pk=run.pk)
+    return render(request, "training/index.html", _index_context(form), status=400)
+
+
+@require_GET
+def training_run_detail(request, pk: int):
+    run = get_object_or_404(TrainingRun.objects.select_related("created_by"), pk=pk)
+    template = "training/run.html"
+    if request.htmx:
+        template += "#run-status"
+    version = ModelVersion.objects.filter(run=run).first()
+    return render(request, template, {"run": run, "metrics": run.epoch_metrics.order_by("epoch"),
+                                      "version": version, "can_train": is_admin(request.user)})
