@@ -91,6 +91,19 @@ def pdf_extract(data: bytes, *, max_pages: int) -> list[ExtractedPage]:
     return pages
 
 
+def _renderable(token: str, font: pymupdf.Font) -> str:
+    """The token as the font can draw it: characters without a glyph (private-use symbols, control
+    characters) and inner whitespace become "?", so every token still yields exactly one PDF word."""
+    drawn = "".join(ch if not ch.isspace() and ch.isprintable() and font.has_glyph(ord(ch)) else "?"
+                    for ch in token)
+    return drawn or "?"
+
+
+def pdf_renderable_tokens(tokens: list[str]) -> list[str]:
+    font = pymupdf.Font("helv")
+    return [_renderable(token, font) for token in tokens]
+
+
 def pdf_render_lines(lines: list[list[str]], *, title: str = "", font_size: float = 10.0) -> bytes:
     """Render lines of tokens to a multi-page A4 PDF, one token per PDF word.
 
@@ -114,7 +127,8 @@ def pdf_render_lines(lines: list[list[str]], *, title: str = "", font_size: floa
         writer = pymupdf.TextWriter(page.rect)
         y = margin + font_size
 
-    for tokens in lines:
+    for raw_tokens in lines:
+        tokens = [_renderable(token, font) for token in raw_tokens]
         if not tokens:
             continue
         line: list[str] = []
