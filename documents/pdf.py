@@ -115,8 +115,10 @@ def pdf_render_lines(lines: list[list[str]], *, title: str = "", font_size: floa
     font = pymupdf.Font("helv")
     space = font.text_length(" ", fontsize=font_size)
     doc = pymupdf.open()
-    if title:
-        doc.set_metadata({"title": title})
+    # No dates and no random file id: the same lines always render to the same bytes (and so to the
+    # same document, since documents are content-addressed).
+    doc.set_metadata({"title": title, "producer": "docloop", "creator": "docloop", "creationDate": "",
+                      "modDate": ""})
     page, writer, y = None, None, height
 
     def new_page():
@@ -152,6 +154,6 @@ def pdf_render_lines(lines: list[list[str]], *, title: str = "", font_size: floa
     if writer is None:
         new_page()
     writer.write_text(page)
-    data = doc.tobytes(garbage=3, deflate=True)
+    data = doc.tobytes(garbage=3, deflate=True, no_new_id=True)
     doc.close()
     return data

@@ -38,6 +38,16 @@ def redis_for_tests(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def english(settings):
+    """Tests read English messages; tests/test_i18n.py checks that pt-BR is the default."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.DOCLOOP_MODEL_CACHE = tmp_path / "model-cache"
@@ -57,11 +67,13 @@ def run_worker(queues):
     """Run every queued job through a real RQ worker, in burst mode, in this process."""
 
     def run() -> int:
+        """Returns how many jobs finished."""
+        before = sum(q.finished_job_registry.count for q in queues.values())
         worker = django_rq.get_worker(*QUEUES, worker_class=SimpleWorker)
         worker.work(burst=True, with_scheduler=False)
         failed = [job for q in queues.values() for job in q.failed_job_registry.get_job_ids()]
         assert not failed, f"jobs failed: {failed}"
-        return worker.successful_job_count
+        return sum(q.finished_job_registry.count for q in queues.values()) - before
 
     return run
 

@@ -67,3 +67,7 @@ def test_a_token_the_font_cannot_draw_still_becomes_one_word():
     sentences = [["dezembro", "\uf0be", "DODF", "a\u00a0b", "\u200b"]]
     words = [w[0] for p in pdf_extract(pdf_render_lines(sentences), max_pages=10) for w in p.words]
     assert words == ["dezembro", "?", "DODF", "a?b", "?"]
+
+
+def test_rendering_is_deterministic():
+    assert pdf_render_lines(SENTENCES, title="t") == pdf_render_lines(SENTENCES, title="t")
