@@ -36,6 +36,9 @@ class AnnotationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # deleting would erase its events
+
 
 @admin.register(AnnotationEvent)
 class AnnotationEventAdmin(admin.ModelAdmin):

@@ -96,6 +96,15 @@ def annotation_create(*, document: Document, start: int, end: int, label: Entity
 def _change(annotation: Annotation, *, action: str, user, **fields) -> Annotation:
     with transaction.atomic():
         locked = Annotation.objects.select_for_update().select_related("label").get(pk=annotation.pk)
+        reviving = locked.status == Annotation.Status.REJECTED and fields.get("status") not in (
+            None, Annotation.Status.REJECTED)
+        clash = reviving and _overlapping(document=locked.document, start=locked.start, end=locked.end,
+                                          exclude_id=locked.pk)
+        if clash:
+            raise ValidationError(
+                _("These words overlap the entity “%(text)s” (%(label)s); reject or change it first.")
+                % {"text": clash.text, "label": clash.label.name}
+            )
         before = _snapshot(locked)
         for name, value in fields.items():
             setattr(locked, name, value)

@@ -89,15 +89,19 @@ def annotation_add(request, pk: int):
 def annotation_action(request, pk: int, annotation_id: int, action: str):
     document = get_object_or_404(Document, pk=pk)
     annotation = get_object_or_404(Annotation, pk=annotation_id, document=document)
-    if action == "accept":
-        services.annotation_accept(annotation=annotation, user=request.user)
-    elif action == "reject":
-        services.annotation_reject(annotation=annotation, user=request.user)
-    else:  # relabel; the URL pattern admits nothing else
-        form = RelabelForm(request.POST)
-        if not form.is_valid():
-            return _after_change(request, document, error=_("Choose a valid entity type."))
-        services.annotation_relabel(annotation=annotation, label=form.cleaned_data["label"], user=request.user)
+    try:
+        if action == "accept":
+            services.annotation_accept(annotation=annotation, user=request.user)
+        elif action == "reject":
+            services.annotation_reject(annotation=annotation, user=request.user)
+        else:  # relabel; the URL pattern admits nothing else
+            form = RelabelForm(request.POST)
+            if not form.is_valid():
+                return _after_change(request, document, error=_("Choose a valid entity type."))
+            services.annotation_relabel(annotation=annotation, label=form.cleaned_data["label"],
+                                        user=request.user)
+    except ValidationError as exc:
+        return _after_change(request, document, error=" ".join(exc.messages))
     return _after_change(request, document)
 
 

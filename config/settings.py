@@ -126,6 +126,9 @@ RQ_QUEUES = {
     "training": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60 * 60 * 24},
 }
 RQ_SHOW_ADMIN_LINK = True
+# Services enqueue inside transaction.on_commit themselves (so they learn the job id); django-rq must
+# not defer a second time.
+RQ = {"COMMIT_MODE": "auto"}
 
 # Uploads
 DOCLOOP_MAX_UPLOAD_MB = env_int("DOCLOOP_MAX_UPLOAD_MB", 50)

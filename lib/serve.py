@@ -36,7 +36,8 @@ def main() -> int:
     children = [
         subprocess.Popen(manage + ["rqworker", "default", "--with-scheduler"]),
         subprocess.Popen(manage + ["rqworker", "training"]),
-        subprocess.Popen(manage + ["runserver", "--noreload", address]),
+        # --insecure: the development server also serves static files when DEBUG is off.
+        subprocess.Popen(manage + ["runserver", "--noreload", "--insecure", address]),
     ]
     print(f"docloop: http://{address}/  (workers: default, training; Ctrl-C stops everything)", flush=True)
 

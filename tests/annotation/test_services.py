@@ -62,3 +62,15 @@ def test_the_latest_accepted_values_are_the_training_spans(ready_document, entit
                                user=reviewer)
     services.annotation_relabel(annotation=a, label=entity_types["PESSOA"], user=reviewer)
     assert accepted_spans(document=ready_document) == [(1, 3, "PESSOA"), (9, 10, "LOCAL")]
+
+
+def test_accepting_a_rejected_entity_again_refuses_an_overlap(ready_document, entity_types, reviewer):
+    first = services.annotation_create(document=ready_document, start=1, end=3,
+                                       label=entity_types["ORGANIZACAO"], user=reviewer)
+    services.annotation_reject(annotation=first, user=reviewer)
+    services.annotation_create(document=ready_document, start=2, end=4, label=entity_types["LOCAL"],
+                               user=reviewer)
+    with pytest.raises(ValidationError, match="overlap"):
+        services.annotation_accept(annotation=first, user=reviewer)
+    first.refresh_from_db()
+    assert first.status == "rejected"

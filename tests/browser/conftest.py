@@ -28,16 +28,29 @@ PASSWORD = "secret-pass-123"
 TIMEOUT_MS = 10_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
+    """Chromium for one test.
+
+    Function-scoped on purpose: while Playwright's sync API runs, asyncio reports a running loop in
+    this thread, so Django's `connections` hands out a second set of connection objects (asgiref's
+    thread-critical Local switches to context-local storage). Starting Playwright after pytest-django
+    has set the database up (and stopping it before teardown) keeps its flush and serialized_rollback
+    on the original connections; the extra ones are closed here.
+    """
     if not CHROMIUM.exists():
         pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from django.db import connections
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        try:
+            yield browser
+        finally:
+            browser.close()
+            connections.close_all()
 
 
 @pytest.fixture
@@ -68,7 +81,7 @@ def log_in(page):
         page.fill("#id_username", user.get_username())
         page.fill("#id_password", PASSWORD)
         page.click("main form button[type=submit]")
-        page.wait_for_load_state()
-        assert "/accounts/login/" not in page.url, f"login as {user} failed: {page.url}"
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        assert page.locator("header .who").inner_text() == user.get_username()
 
     return log_in_as

@@ -75,6 +75,7 @@ def test_a_reviewer_uploads_a_pdf_and_sees_it_ready(page, log_in, reviewer, make
     page.set_input_files("#id_file", str(pdf))
     page.get_by_role("button", name="Upload").click()
 
+    page.wait_for_url(re.compile(r"/documents/\d+/$"))
     document = Document.objects.get()
     expect(page).to_have_url(re.compile(rf"/documents/{document.pk}/$"))
     expect(page.locator("h1")).to_have_text("acordao.pdf")

@@ -25,9 +25,12 @@ class Command(BaseCommand):
         User = get_user_model()
         for username, group, is_staff in DEMO_USERS:
             user = User.objects.filter(username=username).first()
-            if user is None or username not in known:
+            if user is not None and username not in known:
+                known[username] = "(unchanged: the user existed before)"
+                continue  # never touch an account this command did not create
+            if user is None:
                 password = secrets.token_urlsafe(9)
-                user = user or User(username=username)
+                user = User(username=username)
                 user.is_staff = is_staff
                 user.is_superuser = is_staff
                 user.set_password(password)
@@ -37,6 +40,6 @@ class Command(BaseCommand):
         credentials.parent.mkdir(parents=True, exist_ok=True)
         credentials.write_text("".join(f"{name}\t{password}\n" for name, password in known.items()))
         credentials.chmod(0o600)
-        self.stdout.write("Demo users (kept in var/demo-credentials.txt):")
+        self.stdout.write(f"Demo users (kept in {credentials}):")
         for username, group, _is_staff in DEMO_USERS:
             self.stdout.write(f"  {username:<9} password: {known[username]}   ({group})")
