@@ -47,6 +47,7 @@ def review_segments(*, page: Page, annotations: list[Annotation]) -> list[Segmen
     by_start = {a.start: a for a in annotations if a.status != Annotation.Status.REJECTED}
     segments: list[Segment] = []
     raw = page.words
+    line_ends = page.line_ends
     i = 0
     while i < len(raw):
         index = page.word_start + i
@@ -64,10 +65,7 @@ def review_segments(*, page: Page, annotations: list[Annotation]) -> list[Segmen
             else:
                 segment = Segment()
         for j in range(i, stop):
-            w = raw[j]
-            nxt = raw[j + 1] if j + 1 < len(raw) else None
-            line_end = nxt is None or (nxt[5], nxt[6]) != (w[5], w[6])
-            segment.words.append((page.word_start + j, w[0], line_end))
+            segment.words.append((page.word_start + j, raw[j], line_ends[j]))
         segments.append(segment)
         i = stop
     return segments

@@ -45,11 +45,19 @@ def _event(annotation: Annotation, *, action: str, before: dict | None, user, mo
     )
 
 
+# Distinct, readable highlight colours; new entity types take the next one.
+PALETTE = ["#ffd54f", "#81d4fa", "#a5d6a7", "#f48fb1", "#ce93d8", "#ffab91", "#80cbc4", "#e6ee9c",
+           "#b0bec5", "#bcaaa4"]
+
+
 def entity_type_get_or_create(*, name: str) -> EntityType:
     name = name.strip().upper()
     if not name:
         raise ValidationError(_("An entity type needs a name."))
-    entity_type, _created = EntityType.objects.get_or_create(name=name)
+    entity_type = EntityType.objects.filter(name=name).first()
+    if entity_type is None:
+        color = PALETTE[EntityType.objects.count() % len(PALETTE)]
+        entity_type, _created = EntityType.objects.get_or_create(name=name, defaults={"color": color})
     return entity_type
 
 

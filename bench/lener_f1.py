@@ -75,11 +75,15 @@ def docloop_f1(train_files, dev_files, epochs, lr, batch_size, seed) -> dict:
 
 
 def baseline_f1(train_files, dev_files, epochs, lr, batch_size, seed) -> dict:
-    import numpy as np
     from datasets import Dataset
     from django.conf import settings
-    from transformers import (AutoModelForTokenClassification, AutoTokenizer,
-                              DataCollatorForTokenClassification, Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
 
     from annotation.bio import bio_to_spans
     from annotation.conll import conll_parse
@@ -141,7 +145,6 @@ def baseline_f1(train_files, dev_files, epochs, lr, batch_size, seed) -> dict:
         predicted.append(bio_to_spans(doc_pred))
     scores = span_scores(gold, predicted)
     scores["train_seconds"] = train_seconds
-    _ = np  # numpy comes with datasets; imported to fail early if the stack is incomplete
     return scores
 
 

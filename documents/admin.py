@@ -80,3 +80,4 @@ class PageAdmin(admin.ModelAdmin):
     list_display = ["document", "number", "width", "height", "word_start"]
     search_fields = ["document__original_name"]
     readonly_fields = ["document", "number", "width", "height", "word_start", "text", "words"]
+    exclude = ["boxes", "lines"]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from array import array
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -52,11 +54,12 @@ class Document(models.Model):
 
 
 class Page(models.Model):
-    """One PDF page: its text and its words in reading order.
+    """One PDF page: its text and its words in reading order (block, line, word).
 
-    `words` is a list of [text, x0, y0, x1, y1, block, line] in PDF points; `word_start` is the index
-    of the page's first word in the document's word sequence, so entity spans [start, end) index
-    words across pages.
+    `words` holds the words' texts. Their boxes (x0, y0, x1, y1 in PDF points, float32) and their
+    (block, line) numbers (int32 pairs) are packed arrays, one entry per word: ingesting a long PDF then
+    costs little more than PyMuPDF's own extraction. `word_start` is the index of the page's first word
+    in the document's word sequence, so entity spans [start, end) index words across pages.
     """
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="pages")
@@ -65,6 +68,8 @@ class Page(models.Model):
     height = models.FloatField(_("height"))
     text = models.TextField(_("text"), blank=True)
     words = models.JSONField(_("words"), default=list)
+    boxes = models.BinaryField(_("word boxes"), default=bytes)
+    lines = models.BinaryField(_("word lines"), default=bytes)
     word_start = models.PositiveIntegerField(_("first word index"))
 
     class Meta:
@@ -79,3 +84,18 @@ class Page(models.Model):
     @property
     def word_end(self) -> int:
         return self.word_start + len(self.words)
+
+    @property
+    def word_boxes(self) -> list[tuple[float, float, float, float]]:
+        flat = array("f")
+        flat.frombytes(bytes(self.boxes))
+        return [(round(flat[i], 2), round(flat[i + 1], 2), round(flat[i + 2], 2), round(flat[i + 3], 2))
+                for i in range(0, len(flat), 4)]
+
+    @property
+    def line_ends(self) -> list[bool]:
+        """True for the last word of each PDF line."""
+        keys = array("i")
+        keys.frombytes(bytes(self.lines))
+        pairs = list(zip(keys[0::2], keys[1::2], strict=True))
+        return [i + 1 == len(pairs) or pairs[i + 1] != pairs[i] for i in range(len(pairs))]

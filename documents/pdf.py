@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
+from itertools import chain, groupby
+from operator import itemgetter
 
 import pymupdf
 from django.utils.translation import gettext as _
@@ -17,25 +20,33 @@ class PdfError(Exception):
     """A PDF docloop cannot use; the message is shown to the user."""
 
 
+_BOX = itemgetter(0, 1, 2, 3)
+_LINE = itemgetter(5, 6)
+_TEXT = itemgetter(4)
+
+
 @dataclass(frozen=True)
 class ExtractedPage:
     number: int
     width: float
     height: float
-    words: list[list]  # [text, x0, y0, x1, y1, block, line]
+    words: list[str]
+    boxes: bytes  # float32 x0, y0, x1, y1 per word
+    lines: bytes  # int32 block, line per word
+    text: str  # the words, one PDF line per text line
 
-    @property
-    def text(self) -> str:
-        lines: list[str] = []
-        current: tuple | None = None
-        for word in self.words:
-            key = (word[5], word[6])
-            if key != current:
-                lines.append(word[0])
-                current = key
-            else:
-                lines[-1] += " " + word[0]
-        return "\n".join(lines)
+    @classmethod
+    def from_pymupdf(cls, number: int, page: pymupdf.Page) -> ExtractedPage:
+        raw = page.get_text("words")  # (x0, y0, x1, y1, text, block, line, word) in reading order
+        return cls(
+            number=number,
+            width=round(page.rect.width, 2),
+            height=round(page.rect.height, 2),
+            words=list(map(_TEXT, raw)),
+            boxes=array("f", chain.from_iterable(map(_BOX, raw))).tobytes(),
+            lines=array("i", chain.from_iterable(map(_LINE, raw))).tobytes(),
+            text="\n".join(" ".join(map(_TEXT, line)) for _key, line in groupby(raw, key=_LINE)),
+        )
 
 
 def pdf_open(data: bytes) -> pymupdf.Document:
@@ -73,17 +84,11 @@ def pdf_extract(data: bytes, *, max_pages: int) -> list[ExtractedPage]:
         pages = []
         for index in range(doc.page_count):
             try:
-                page = doc.load_page(index)
-                raw = page.get_text("words")
+                pages.append(ExtractedPage.from_pymupdf(index + 1, doc.load_page(index)))
             except Exception as exc:
                 raise PdfError(
                     _("Page %(number)d could not be read: %(reason)s") % {"number": index + 1, "reason": exc}
                 ) from None
-            words = [
-                [w[4], round(w[0], 2), round(w[1], 2), round(w[2], 2), round(w[3], 2), w[5], w[6]]
-                for w in raw
-            ]
-            pages.append(ExtractedPage(index + 1, round(page.rect.width, 2), round(page.rect.height, 2), words))
     finally:
         doc.close()
     if not any(page.words for page in pages):

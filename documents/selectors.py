@@ -19,12 +19,10 @@ class Word:
 def document_words(*, document: Document) -> list[Word]:
     """The document's words in reading order, numbered across pages."""
     words: list[Word] = []
-    for page in Page.objects.filter(document=document).order_by("number").only("number", "words"):
-        raw = page.words
-        for i, w in enumerate(raw):
-            nxt = raw[i + 1] if i + 1 < len(raw) else None
-            line_end = nxt is None or (nxt[5], nxt[6]) != (w[5], w[6])
-            words.append(Word(len(words), w[0], page.number, (w[1], w[2], w[3], w[4]), line_end))
+    for page in Page.objects.filter(document=document).order_by("number").only("number", "words", "boxes",
+                                                                                    "lines"):
+        for text, box, line_end in zip(page.words, page.word_boxes, page.line_ends, strict=True):
+            words.append(Word(len(words), text, page.number, box, line_end))
     return words
 
 

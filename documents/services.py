@@ -82,7 +82,8 @@ def document_extract(*, document: Document) -> Document:
         rows = []
         for page in pages:
             rows.append(Page(document=document, number=page.number, width=page.width, height=page.height,
-                             text=page.text, words=page.words, word_start=start))
+                             text=page.text, words=page.words, boxes=page.boxes, lines=page.lines,
+                             word_start=start))
             start += len(page.words)
         Page.objects.bulk_create(rows, batch_size=200)
         Document.objects.filter(pk=document.pk).update(

@@ -12,6 +12,7 @@ from lib.decorators import reviewer_required
 
 
 @require_GET
+@reviewer_required
 def document_index(request):
     documents = Paginator(document_list(status=request.GET.get("status") or None), 50).get_page(
         request.GET.get("page"))
@@ -45,6 +46,7 @@ def document_upload(request):
 
 
 @require_GET
+@reviewer_required
 def document_detail(request, pk: int):
     document = get_object_or_404(Document, pk=pk)
     template = "documents/detail.html"

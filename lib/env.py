@@ -51,7 +51,12 @@ def database_from_url(url: str, *, base_dir: str) -> dict:
             raise ImproperlyConfigured(f"DATABASE_URL has no SQLite path: {url!r}")
         if not os.path.isabs(path):
             path = os.path.join(base_dir, path)
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {"timeout": 30}}
+        # WAL lets the web process read while a worker writes; IMMEDIATE transactions avoid "database is
+        # locked" upgrades; synchronous=NORMAL is durable in WAL mode without an fsync per commit.
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {
+            "timeout": 30, "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }}
     if parsed.scheme in {"postgres", "postgresql", "pgsql"}:
         name = unquote(parsed.path.lstrip("/"))
         if not name:

@@ -13,12 +13,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-import django_rq
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -43,6 +41,8 @@ HYPERPARAMETER_LIMITS = {
 # Ingestion: extract, then pre-annotate with the active model version --------------------------------
 
 def document_ingest_enqueue(*, document: Document) -> None:
+    import django_rq
+
     from training import jobs
 
     transaction.on_commit(lambda: django_rq.get_queue("default").enqueue(jobs.document_ingest, document.pk))
@@ -130,6 +130,8 @@ def training_run_create(*, task: str, user: AbstractBaseUser | None, epochs: int
 
 
 def training_run_enqueue(*, run: TrainingRun) -> None:
+    import django_rq
+
     from training import jobs
 
     def enqueue():
@@ -201,8 +203,11 @@ def _train(run: TrainingRun) -> None:
         result = train_token_classifier(config, built.documents(train_idx), built.documents(eval_idx),
                                         on_epoch=on_epoch)
         with transaction.atomic():
-            number = (ModelVersion.objects.select_for_update().filter(task=run.task)
-                      .aggregate(n=Max("number"))["n"] or 0) + 1
+            # Lock the task's versions while numbering (an aggregate would drop FOR UPDATE); the unique
+            # constraint on (task, number) still guards the very first version.
+            taken = list(ModelVersion.objects.select_for_update().filter(task=run.task)
+                         .values_list("number", flat=True))
+            number = max(taken, default=0) + 1
             location = artefact_upload(local_dir=Path(tmp), location=f"models/{run.task}/v{number}-run{run.pk}")
             final = result["final"]
             version = ModelVersion.objects.create(

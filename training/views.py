@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from lib.decorators import admin_required
+from lib.decorators import admin_required, reviewer_required
 from lib.roles import is_admin
 from training.forms import TrainingForm
 from training.models import ModelVersion, TrainingRun
@@ -24,6 +24,7 @@ def _index_context(form=None) -> dict:
 
 
 @require_GET
+@reviewer_required
 def training_index(request):
     template = "training/index.html"
     if request.htmx:
@@ -48,6 +49,7 @@ def training_start(request):
 
 
 @require_GET
+@reviewer_required
 def training_run_detail(request, pk: int):
     run = get_object_or_404(TrainingRun.objects.select_related("created_by"), pk=pk)
     template = "training/run.html"

@@ -74,3 +74,8 @@ def test_accepting_a_rejected_entity_again_refuses_an_overlap(ready_document, en
         services.annotation_accept(annotation=first, user=reviewer)
     first.refresh_from_db()
     assert first.status == "rejected"
+
+
+def test_new_entity_types_get_distinct_colours(db):
+    colours = {services.entity_type_get_or_create(name=n).color for n in ("PESSOA", "LOCAL", "TEMPO")}
+    assert len(colours) == 3

@@ -89,7 +89,7 @@ def test_a_reviewer_uploads_a_pdf_and_sees_it_ready(page, log_in, reviewer, make
 
     # The status section polls every second and swaps itself in place.
     expect(status).to_have_text("ready")
-    expect(page.locator("#document-status")).to_contain_text("1 pages, 48 words.")
+    expect(page.locator("#word-count")).to_have_text("48")
     expect(page.get_by_role("link", name="Review", exact=True)).to_be_visible()
     assert_still_this_page(page)
     assert page.console_errors == []

@@ -8,20 +8,27 @@ from tests.conftest import SENTENCES
 def test_extracted_words_are_the_rendered_tokens_in_order():
     tokens = [t for s in SENTENCES for t in s]
     pages = pdf_extract(pdf_render_lines(SENTENCES), max_pages=10)
-    assert [w[0] for p in pages for w in p.words] == tokens
+    assert [w for p in pages for w in p.words] == tokens
 
 
-def test_every_word_has_a_box_inside_its_page():
-    page = pdf_extract(pdf_render_lines(SENTENCES), max_pages=10)[0]
-    for _text, x0, y0, x1, y1, _block, _line in page.words:
+def test_every_word_has_a_box_inside_its_page(ready_document):
+    page = ready_document.pages.get()
+    assert len(page.word_boxes) == len(page.words) == 48
+    for x0, y0, x1, y1 in page.word_boxes:
         assert 0 <= x0 < x1 <= page.width and 0 <= y0 < y1 <= page.height
+
+
+def test_line_ends_mark_the_last_word_of_each_pdf_line(ready_document):
+    page = ready_document.pages.get()
+    ends = [i for i, end in enumerate(page.line_ends) if end]
+    assert [page.words[i] for i in ends] == ["."] * 3 and page.text.count("\n") == 2
 
 
 def test_long_documents_span_several_pages_in_order():
     sentences = [[f"palavra{i}-{j}" for j in range(12)] for i in range(400)]
     pages = pdf_extract(pdf_render_lines(sentences), max_pages=100)
     assert len(pages) > 3
-    assert [w[0] for p in pages for w in p.words] == [t for s in sentences for t in s]
+    assert [w for p in pages for w in p.words] == [t for s in sentences for t in s]
 
 
 @pytest.mark.parametrize(
@@ -65,7 +72,7 @@ def test_it_refuses_more_pages_than_the_limit():
 
 def test_a_token_the_font_cannot_draw_still_becomes_one_word():
     sentences = [["dezembro", "\uf0be", "DODF", "a\u00a0b", "\u200b"]]
-    words = [w[0] for p in pdf_extract(pdf_render_lines(sentences), max_pages=10) for w in p.words]
+    words = [w for p in pdf_extract(pdf_render_lines(sentences), max_pages=10) for w in p.words]
     assert words == ["dezembro", "?", "DODF", "a?b", "?"]
 
 

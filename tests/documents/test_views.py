@@ -30,7 +30,7 @@ def test_an_uploaded_pdf_is_extracted_by_the_worker(client, reviewer, pdf_bytes,
     assert run_worker() == 1
     document.refresh_from_db()
     assert (document.status, document.page_count, document.uploaded_by) == ("ready", 1, reviewer)
-    assert Page.objects.get(document=document).words[0][0] == "O"
+    assert Page.objects.get(document=document).words[:2] == ["O", "Ministério"]
     assert document.word_count == 48
 
 
@@ -74,3 +74,10 @@ def test_the_document_list_shows_documents_and_their_status(client, reviewer, re
     client.force_login(reviewer)
     body = client.get(reverse("documents:list")).content.decode()
     assert "acordao.pdf" in body and reverse("annotation:review", args=[ready_document.pk]) in body
+
+
+def test_a_user_without_a_role_sees_no_documents(client, stranger, ready_document):
+    client.force_login(stranger)
+    assert client.get(reverse("documents:list")).status_code == 403
+    assert client.get(reverse("documents:detail", args=[ready_document.pk])).status_code == 403
+    assert client.get(reverse("training:index")).status_code == 403
