@@ -6,7 +6,7 @@ from training.pipeline import split_windows
 def _check(words, ends, lengths, budget):
     windows = split_windows(words, ends, lengths, budget)
     assert windows[0][0] == 0 and windows[-1][1] == len(words)
-    for (s1, e1), (s2, _e2) in zip(windows, windows[1:], strict=False):
+    for (_s1, e1), (s2, _e2) in zip(windows, windows[1:], strict=False):
         assert e1 == s2  # contiguous: no word dropped or repeated
     for s, e in windows:
         assert e > s
