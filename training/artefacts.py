@@ -36,9 +36,11 @@ def _list_files(storage: Storage, location: str) -> list[str]:
 def artefact_local_dir(*, location: str, storage: Storage = default_storage) -> Path:
     """A local folder holding the artefact, ready for from_pretrained."""
     try:
-        return Path(storage.path(location))  # local file storage: use it in place
+        local = Path(storage.path(location))
+        if local.is_dir():
+            return local  # local file storage: use it in place
     except NotImplementedError:
-        pass
+        pass  # a remote store such as S3 has no local path
     target = Path(settings.DOCLOOP_MODEL_CACHE) / hashlib.sha256(location.encode()).hexdigest()[:16]
     if (target / ".complete").exists():
         return target

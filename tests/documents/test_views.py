@@ -1,3 +1,4 @@
+import pymupdf
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -41,10 +42,13 @@ def test_the_same_pdf_twice_leads_to_the_first_document(client, reviewer, pdf_by
     assert first.url == second.url and Document.objects.count() == 1
 
 
-def test_bad_files_get_a_form_error_and_store_nothing(client, reviewer, pdf_bytes, media_root):
+def test_bad_files_get_a_form_error_and_store_nothing(client, reviewer, pdf_bytes, media_root, tmp_path):
+    locked = pymupdf.open(stream=pdf_bytes)
+    locked.save(tmp_path / "locked.pdf", encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="x", owner_pw="y")
     client.force_login(reviewer)
     for data, message in [(b"", "empty"), (b"GIF89a not a pdf", "not a PDF"),
-                          (pdf_bytes[: len(pdf_bytes) // 2], "truncated")]:
+                          (pdf_bytes[: len(pdf_bytes) // 2], "truncated"),
+                          ((tmp_path / "locked.pdf").read_bytes(), "password-protected")]:
         response = upload(client, data)
         assert response.status_code == 400
         assert message in response.content.decode()
