@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from annotation.models import Annotation, AnnotationEvent, EntityType
+from lib.admin import ReadOnlyTabularInline
 
 
 @admin.register(EntityType)
@@ -9,15 +10,9 @@ class EntityTypeAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
-class EventInline(admin.TabularInline):
+class EventInline(ReadOnlyTabularInline):
     model = AnnotationEvent
     fields = ["created_at", "action", "user", "model_version", "before", "after"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Annotation)

@@ -1,19 +1,14 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
+from lib.admin import ReadOnlyTabularInline
 from training.models import EpochMetric, ModelVersion, TrainingRun
 from training.services import model_version_activate
 
 
-class EpochMetricInline(admin.TabularInline):
+class EpochMetricInline(ReadOnlyTabularInline):
     model = EpochMetric
     fields = ["epoch", "train_loss", "eval_loss", "precision", "recall", "f1"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(TrainingRun)

@@ -29,3 +29,22 @@ def test_the_admin_upload_form_refuses_a_non_pdf(client, db):
                            {"upload": SimpleUploadedFile("notas.pdf", b"just some text")})
     assert response.status_code == 200 and "not a PDF" in response.content.decode()
     assert not Document.objects.exists()
+
+
+def test_every_model_has_a_working_admin_list_and_change_page(client, ready_document, entity_types, reviewer):
+    from annotation.services import annotation_create
+    from training.models import EpochMetric, ModelVersion, TrainingRun
+
+    annotation = annotation_create(document=ready_document, start=1, end=3, label=entity_types["ORGANIZACAO"],
+                                   user=reviewer)
+    run = TrainingRun.objects.create(task="token_classification", base_model="m", status="succeeded")
+    metric = EpochMetric.objects.create(run=run, epoch=1, train_loss=0.5, precision=0.5, recall=0.5, f1=0.5)
+    version = ModelVersion.objects.create(task="token_classification", number=1, run=run, artefact="models/x")
+    client.force_login(_superuser())
+    objects = {"documents_document": ready_document, "documents_page": ready_document.pages.get(),
+               "annotation_entitytype": entity_types["PESSOA"], "annotation_annotation": annotation,
+               "annotation_annotationevent": annotation.events.get(), "training_trainingrun": run,
+               "training_epochmetric": metric, "training_modelversion": version}
+    for name, obj in objects.items():
+        assert client.get(reverse(f"admin:{name}_changelist")).status_code == 200, name
+        assert client.get(reverse(f"admin:{name}_change", args=[obj.pk])).status_code == 200, name
