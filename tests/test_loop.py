@@ -103,3 +103,21 @@ def test_the_training_page_lists_runs_and_their_last_f1(client, reviewer, db):
     client.force_login(reviewer)
     response = client.get(reverse("training:index"))
     assert response.status_code == 200 and "0.750" in response.content.decode()
+
+
+def test_an_unreachable_queue_fails_the_run_with_the_reason(client, admin_user, tmp_path, settings,
+                                                            django_capture_on_commit_callbacks):
+    for n in range(2):
+        (tmp_path / f"d{n}.conll").write_text(f"Ana B-PESSOA\nmora O\nem O\nRecife{n} B-LOCAL\n. O\n")
+    call_command("import_conll", str(tmp_path), "--reviewed")
+    working_url = settings.RQ_QUEUES["training"]["URL"]
+    settings.RQ_QUEUES["training"]["URL"] = f"unix://{tmp_path}/nothing-here.sock"
+    client.force_login(admin_user)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(reverse("training:start"), {"task": "token_classification", "epochs": 1, "batch_size": 8,
+                                                    "learning_rate": 1e-4, "max_length": 128, "seed": 1})
+    finally:
+        settings.RQ_QUEUES["training"]["URL"] = working_url
+    run = TrainingRun.objects.get()
+    assert run.status == "failed" and "queue is unreachable" in run.error and run.finished_at

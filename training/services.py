@@ -40,12 +40,31 @@ HYPERPARAMETER_LIMITS = {
 
 # Ingestion: extract, then pre-annotate with the active model version --------------------------------
 
-def document_ingest_enqueue(*, document: Document) -> None:
-    import django_rq
+def _enqueue_on_commit(queue_name: str, func, object_id: int, *, on_failure, on_success=None) -> None:
+    """Enqueue after the transaction commits. An unreachable Redis must not become a 500 or a row stuck
+    in a waiting state: on_failure records the reason on the row, and the user can retry."""
 
+    def enqueue():
+        import django_rq
+        from redis.exceptions import RedisError
+
+        try:
+            job = django_rq.get_queue(queue_name).enqueue(func, object_id)
+        except (RedisError, OSError) as exc:
+            logger.exception("could not enqueue %s(%s)", func.__name__, object_id)
+            on_failure(_("The job queue is unreachable (%(reason)s); try again later.") % {"reason": exc})
+            return
+        if on_success is not None:
+            on_success(job)
+
+    transaction.on_commit(enqueue)
+
+
+def document_ingest_enqueue(*, document: Document) -> None:
     from training import jobs
 
-    transaction.on_commit(lambda: django_rq.get_queue("default").enqueue(jobs.document_ingest, document.pk))
+    _enqueue_on_commit("default", jobs.document_ingest, document.pk,
+             on_failure=lambda error: document_services.document_fail(document_id=document.pk, error=error))
 
 
 def document_ingest(*, document: Document) -> Document:
@@ -130,15 +149,14 @@ def training_run_create(*, task: str, user: AbstractBaseUser | None, epochs: int
 
 
 def training_run_enqueue(*, run: TrainingRun) -> None:
-    import django_rq
-
     from training import jobs
 
-    def enqueue():
-        job = django_rq.get_queue("training").enqueue(jobs.training_run_execute, run.pk)
-        TrainingRun.objects.filter(pk=run.pk).update(job_id=job.id)
+    def failed(error: str) -> None:
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.FAILED, error=error, finished_at=timezone.now())
 
-    transaction.on_commit(enqueue)
+    _enqueue_on_commit("training", jobs.training_run_execute, run.pk, on_failure=failed,
+                       on_success=lambda job: TrainingRun.objects.filter(pk=run.pk).update(job_id=job.id))
 
 
 def _claim(run: TrainingRun) -> bool:

@@ -85,3 +85,24 @@ def test_a_user_without_a_role_sees_no_documents(client, stranger, ready_documen
     assert client.get(reverse("documents:list")).status_code == 403
     assert client.get(reverse("documents:detail", args=[ready_document.pk])).status_code == 403
     assert client.get(reverse("training:index")).status_code == 403
+
+
+def test_an_unreachable_queue_fails_the_document_visibly_and_a_new_upload_retries(
+        client, reviewer, pdf_bytes, settings, tmp_path, run_worker, django_capture_on_commit_callbacks):
+    client.force_login(reviewer)
+    working_url = settings.RQ_QUEUES["default"]["URL"]
+    settings.RQ_QUEUES["default"]["URL"] = f"unix://{tmp_path}/nothing-here.sock"
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = upload(client, pdf_bytes)
+    finally:
+        settings.RQ_QUEUES["default"]["URL"] = working_url
+    document = Document.objects.get()
+    assert response.status_code == 302
+    assert document.status == "failed" and "queue is unreachable" in document.error
+
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(client, pdf_bytes)
+    assert run_worker() == 1
+    document.refresh_from_db()
+    assert document.status == "ready" and document.error == ""
