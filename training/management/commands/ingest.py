@@ -38,6 +38,7 @@ class Command(BaseCommand):
                     document = document_ingest(document=document)
                 else:
                     document_ingest_enqueue(document=document)
+                    document.refresh_from_db()  # an unreachable queue marks it failed
             line = f"{document.pk}\t{document.status}"
             if document.status == Document.Status.FAILED:
                 line += f"\t{document.error}"
