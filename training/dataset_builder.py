@@ -50,11 +50,26 @@ def dataset_build_token_classification() -> BuiltDataset:
         sha256=hashlib.sha256(canonical.encode()).hexdigest())
 
 
-def split_documents(*, count: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Hold out whole documents for evaluation, chosen by seed (at least one on each side)."""
+def split_documents(*, sizes: list[int], eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Hold out whole documents holding about `eval_fraction` of the words, chosen by seed.
+
+    Documents are taken in a seeded order while they keep the held-out words under 1.5x the target, so
+    one long document cannot swallow the training data; at least one document stays on each side.
+    """
+    count = len(sizes)
     if count < 2:
         raise ValueError(f"Training needs at least 2 reviewed documents; there are {count}.")
     order = list(range(count))
     random.Random(seed).shuffle(order)
-    n_eval = min(count - 1, max(1, round(count * eval_fraction)))
-    return sorted(order[n_eval:]), sorted(order[:n_eval])
+    target = eval_fraction * sum(sizes)
+    held: list[int] = []
+    held_words = 0
+    for index in order:
+        if held_words >= target or len(held) == count - 1:
+            break
+        if held_words + sizes[index] <= 1.5 * target:
+            held.append(index)
+            held_words += sizes[index]
+    if not held:
+        held = [min(order, key=lambda i: sizes[i])]  # every document is long: hold out the shortest
+    return sorted(set(order) - set(held)), sorted(held)

@@ -193,8 +193,8 @@ def _train(run: TrainingRun) -> None:
 
     built = dataset_build_token_classification()
     hp = run.hyperparameters
-    train_idx, eval_idx = split_documents(count=len(built.dataset), eval_fraction=hp["eval_fraction"],
-                                          seed=run.seed)
+    train_idx, eval_idx = split_documents(sizes=[len(words) for words in built.dataset["words"]],
+                                          eval_fraction=hp["eval_fraction"], seed=run.seed)
     entity_types = built.entity_types
     if not entity_types:
         raise ValueError(_("The reviewed documents have no accepted entities to learn from."))
