@@ -53,8 +53,8 @@ def dataset_build_token_classification() -> BuiltDataset:
 def split_documents(*, sizes: list[int], eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Hold out whole documents holding about `eval_fraction` of the words, chosen by seed.
 
-    Documents are taken in a seeded order while they keep the held-out words under 1.5x the target, so
-    one long document cannot swallow the training data; at least one document stays on each side.
+    Documents are taken in a seeded order when they bring the held-out words closer to the target, so one
+    long document cannot swallow the training data; at least one document stays on each side.
     """
     count = len(sizes)
     if count < 2:
@@ -65,9 +65,9 @@ def split_documents(*, sizes: list[int], eval_fraction: float, seed: int) -> tup
     held: list[int] = []
     held_words = 0
     for index in order:
-        if held_words >= target or len(held) == count - 1:
+        if len(held) == count - 1:
             break
-        if held_words + sizes[index] <= 1.5 * target:
+        if abs(held_words + sizes[index] - target) < abs(held_words - target):
             held.append(index)
             held_words += sizes[index]
     if not held:
