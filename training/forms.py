@@ -15,5 +15,5 @@ class TrainingForm(forms.Form):
     epochs = forms.IntegerField(label=_("epochs"), initial=3, **_bounds("epochs"))
     batch_size = forms.IntegerField(label=_("batch size"), initial=16, **_bounds("batch_size"))
     learning_rate = forms.FloatField(label=_("learning rate"), initial=5e-5, **_bounds("learning_rate"))
-    max_length = forms.IntegerField(label=_("window (sub-tokens)"), initial=128, **_bounds("max_length"))
+    max_length = forms.IntegerField(label=_("window (sub-tokens)"), initial=64, **_bounds("max_length"))
     seed = forms.IntegerField(label=_("seed"), initial=42, min_value=0, max_value=2**31 - 1)

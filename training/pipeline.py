@@ -53,7 +53,7 @@ class TokenTrainConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
-    max_length: int = 128
+    max_length: int = 64
     seed: int = 42
     max_train_windows: int | None = None  # cap for quick runs, like run_ner's max_train_samples
     device: str | None = None

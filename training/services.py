@@ -131,7 +131,7 @@ def _check_hyperparameters(values: dict) -> None:
 
 
 def training_run_create(*, task: str, user: AbstractBaseUser | None, epochs: int = 3, batch_size: int = 16,
-                        learning_rate: float = 5e-5, seed: int = 42, max_length: int = 128,
+                        learning_rate: float = 5e-5, seed: int = 42, max_length: int = 64,
                         eval_fraction: float = 0.1, base_model: str | None = None) -> TrainingRun:
     if task not in Task.values:
         raise ValidationError(_("Unknown task %(task)s.") % {"task": task})

@@ -17,7 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=16)
         parser.add_argument("--learning-rate", type=float, default=5e-5)
         parser.add_argument("--seed", type=int, default=42)
-        parser.add_argument("--max-length", type=int, default=128, help="window size in sub-tokens")
+        parser.add_argument("--max-length", type=int, default=64,
+                            help="window size in sub-tokens (64 beat 128 on LeNER-Br: docs/performance.md)")
         parser.add_argument("--eval-fraction", type=float, default=0.1, help="share of documents held out")
         parser.add_argument("--base-model", default=None, help="local path or hub id (default: setting)")
 
