@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from documents.models import Document, Page
@@ -98,9 +99,7 @@ def document_fail(*, document_id: int, error: str) -> None:
     Document.objects.filter(pk=document_id).update(status=Document.Status.FAILED, error=error[:2000])
 
 
-def document_mark_reviewed(*, document: Document, user: AbstractBaseUser) -> Document:
-    from django.utils import timezone
-
+def document_mark_reviewed(*, document: Document, user: AbstractBaseUser | None) -> Document:
     Document.objects.filter(pk=document.pk).update(reviewed_at=timezone.now(), reviewed_by=user)
     document.refresh_from_db()
     return document

@@ -320,7 +320,9 @@ class TokenPredictor:
         return [self.id2label[i] for i in ids], scores
 
     def spans(self, words: Sequence[str], line_ends: Sequence[bool]) -> list[tuple[int, int, str, float]]:
-        tags, scores = self.tags(words, line_ends)
-        return [(s, e, label, sum(scores[s:e]) / (e - s)) for s, e, label in bio_to_spans(tags)]
+        return spans_with_scores(*self.tags(words, line_ends))
 
 
+def spans_with_scores(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[int, int, str, float]]:
+    """Entity spans from per-word tags, each scored with the mean probability of its words."""
+    return [(s, e, label, sum(scores[s:e]) / (e - s)) for s, e, label in bio_to_spans(list(tags))]

@@ -63,8 +63,10 @@ def _enqueue_on_commit(queue_name: str, func, object_id: int, *, on_failure, on_
 def document_ingest_enqueue(*, document: Document) -> None:
     from training import jobs
 
-    _enqueue_on_commit("default", jobs.document_ingest, document.pk,
-             on_failure=lambda error: document_services.document_fail(document_id=document.pk, error=error))
+    def failed(error: str) -> None:
+        document_services.document_fail(document_id=document.pk, error=error)
+
+    _enqueue_on_commit("default", jobs.document_ingest, document.pk, on_failure=failed)
 
 
 def document_ingest(*, document: Document) -> Document:
@@ -98,11 +100,12 @@ def _predictor(version: ModelVersion):
 
 def document_predict(*, document: Document, version: ModelVersion) -> tuple[list, list]:
     """The version's per-word tags and entity spans for a document, in the document's word order."""
+    from training.pipeline import spans_with_scores
+
     words = document_words(document=document)
-    predictor = _predictor(version)
-    texts, ends = [w.text for w in words], [w.line_end for w in words]
-    tags, _scores = predictor.tags(texts, ends)
-    return list(zip(texts, tags, strict=True)), predictor.spans(texts, ends)
+    texts = [w.text for w in words]
+    tags, scores = _predictor(version).tags(texts, [w.line_end for w in words])
+    return list(zip(texts, tags, strict=True)), spans_with_scores(tags, scores)
 
 
 def document_preannotate(*, document: Document) -> int:
@@ -178,9 +181,10 @@ def training_run_execute(*, run: TrainingRun) -> TrainingRun:
         _train(run)
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
+        # Our own ValueErrors are messages for the user; anything else keeps its type for diagnosis.
+        error = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
         TrainingRun.objects.filter(pk=run.pk).update(
-            status=TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000],
-            finished_at=timezone.now(),
+            status=TrainingRun.Status.FAILED, error=error[:4000], finished_at=timezone.now(),
         )
     run.refresh_from_db()
     return run
