@@ -11,9 +11,10 @@ Diagnostics printed alongside: the start-up alone (`manage.py ingest --help`), t
 sensitive to other jobs on the machine, but blind to fsync waits) and docloop's documents.pdf.pdf_extract
 run in this process (extraction + rounding, no database, no start-up).
 
-The PDFs: --pdfs DIR uses the PDFs in DIR; otherwise the first --docs LeNER-Br train documents (sorted by
-name; default all 50, ~430 pages) are rendered with documents.pdf.pdf_render_lines, one CoNLL sentence per paragraph (a built-in
-Portuguese vocabulary stands in when the dataset is absent). Rendered PDFs are cached in the temp dir.
+The PDFs: --pdfs DIR uses the PDFs in DIR; otherwise every LeNER-Br document is rendered twice over with
+documents.pdf.pdf_render_lines: its CoNLL sentences (train and dev, one sentence per paragraph) and its
+original PDF's layout lines from raw_text/ (default --docs 120: all of them, about 1,000 pages). A built-in
+Portuguese vocabulary stands in when the dataset is absent. Rendered PDFs are cached in the temp dir.
 
 A fresh environment has no active model, so ingest does extraction only: no pre-annotation (prediction
 needs an active model version). This measures the extraction path, not the model.
@@ -89,17 +90,25 @@ def synthetic_sentences(seed: int, count: int) -> list[list[str]]:
     return sentences
 
 
+def lener_sources() -> list[tuple[str, Path]]:
+    """Every LeNER-Br document twice over: its CoNLL sentences (train and dev) and its original PDF's
+    layout lines (raw_text/, headers, short lines and repeated passages included)."""
+    lener = LENER_TRAIN.parent
+    sources = [("conll", p) for folder in ("train", "dev") for p in sorted((lener / folder).glob("*.conll"))]
+    return sources + [("layout", p) for p in sorted((lener / "raw_text").glob("*.txt"))]
+
+
 def generate_pdfs(docs: int) -> Path:
     """Render (or reuse) `docs` PDFs; the cache key covers the source files and the renderer's code."""
     from annotation.conll import conll_parse
     from documents.pdf import pdf_render_lines
 
-    sources = sorted(LENER_TRAIN.glob("*.conll"))[:docs] if LENER_TRAIN.is_dir() else []
+    sources = lener_sources()[:docs] if LENER_TRAIN.is_dir() else []
     if sources and len(sources) < docs:
-        print(f"note: LeNER-Br train has {len(sources)} documents; using all of them")
+        print(f"note: LeNER-Br has {len(sources)} renderable documents; using all of them")
     key = hashlib.sha256((BASE / "documents" / "pdf.py").read_bytes())
     key.update(f"docs={docs}".encode())
-    for path in sources:
+    for _kind, path in sources:
         key.update(path.name.encode() + str(path.stat().st_size).encode())
     folder = Path(tempfile.gettempdir()) / f"docloop-bench-ingest-{key.hexdigest()[:16]}"
     if (folder / ".complete").exists():
@@ -108,11 +117,15 @@ def generate_pdfs(docs: int) -> Path:
     folder.mkdir(parents=True)
     started = time.monotonic()
     if sources:
-        for path in sources:
-            conll = conll_parse(path.read_text(encoding="utf-8"))
-            lines = [[token for token, _tag in sentence] for sentence in conll.sentences]
-            (folder / f"{path.stem}.pdf").write_bytes(pdf_render_lines(lines, title=path.stem))
-        what = f"{len(sources)} LeNER-Br train documents from {LENER_TRAIN}"
+        for kind, path in sources:
+            text = path.read_text(encoding="utf-8")
+            if kind == "conll":
+                lines = [[token for token, _tag in sentence] for sentence in conll_parse(text).sentences]
+            else:
+                lines = [line.split() for line in text.splitlines() if line.strip()]
+            name = f"{path.parent.name}-{path.stem}"
+            (folder / f"{name}.pdf").write_bytes(pdf_render_lines(lines, title=name))
+        what = f"{len(sources)} LeNER-Br documents (CoNLL sentences and original layout lines)"
     else:
         for index in range(docs):
             lines = synthetic_sentences(seed=index, count=random.Random(index).randint(150, 600))
@@ -242,8 +255,8 @@ def load_average() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pdfs", type=Path, help="folder of PDFs to ingest (default: render LeNER-Br)")
-    parser.add_argument("--docs", type=int, default=50,
-                        help="documents to render when --pdfs is not given (50 = all LeNER-Br train, ~430 pages)")
+    parser.add_argument("--docs", type=int, default=120,
+                        help="documents to render when --pdfs is not given (120 = all of LeNER-Br, ~1,000 pages)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each side; the best is reported")
     parser.add_argument("--database-url", help="an EMPTY scratch database to ingest into (default: fresh SQLite)")
     args = parser.parse_args()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from documents.models import Document, Page
-from documents.pdf import PdfError, pdf_extract, pdf_open
+from documents.pdf import ExtractedPage, PdfError, pdf_extract, pdf_open
 
 logger = logging.getLogger(__name__)
 
@@ -60,38 +62,89 @@ def document_create(*, data: bytes, name: str, user: AbstractBaseUser | None = N
     return document, True
 
 
-def document_extract(*, document: Document) -> Document:
-    """Extract every page's words and boxes. Idempotent: re-running replaces the pages."""
+def _extraction_claim(document: Document) -> bool:
+    """Move a document to "extracting"; False when another worker is already on it."""
     claimed = Document.objects.filter(pk=document.pk).exclude(status=Document.Status.EXTRACTING).update(
         status=Document.Status.EXTRACTING, error=""
     )
     if not claimed:
         logger.info("document %s is already being extracted", document.pk)
-        document.refresh_from_db()
-        return document
+    return bool(claimed)
+
+
+def _read(document: Document) -> bytes:
+    with document.file.open("rb") as handle:
+        return handle.read()
+
+
+def _extract_or_error(data: bytes, max_pages: int) -> list[ExtractedPage] | str:
+    """Runs in a worker process for parallel ingestion, so errors come back as their message."""
     try:
-        with document.file.open("rb") as handle:
-            data = handle.read()
-        pages = pdf_extract(data, max_pages=settings.DOCLOOP_MAX_PAGES)
-    except (PdfError, OSError) as exc:
-        Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED, error=str(exc))
+        return pdf_extract(data, max_pages=max_pages)
+    except PdfError as exc:
+        return str(exc)
+
+
+def _extraction_store(document: Document, result: list[ExtractedPage] | str) -> Document:
+    """Write the pages (or the reason extraction failed) in one transaction."""
+    if isinstance(result, str):
+        Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED, error=result)
         document.refresh_from_db()
         return document
     with transaction.atomic():
         Page.objects.filter(document=document).delete()
         start = 0
         rows = []
-        for page in pages:
+        for page in result:
             rows.append(Page(document=document, number=page.number, width=page.width, height=page.height,
                              text=page.text, words=page.words, boxes=page.boxes, lines=page.lines,
                              word_start=start))
             start += len(page.words)
         Page.objects.bulk_create(rows, batch_size=200)
         Document.objects.filter(pk=document.pk).update(
-            status=Document.Status.READY, error="", page_count=len(pages), word_count=start
+            status=Document.Status.READY, error="", page_count=len(result), word_count=start
         )
     document.refresh_from_db()
     return document
+
+
+def document_extract(*, document: Document) -> Document:
+    """Extract every page's words and boxes. Idempotent: re-running replaces the pages."""
+    if not _extraction_claim(document):
+        document.refresh_from_db()
+        return document
+    try:
+        data = _read(document)
+    except OSError as exc:
+        return _extraction_store(document, str(exc))
+    return _extraction_store(document, _extract_or_error(data, settings.DOCLOOP_MAX_PAGES))
+
+
+def documents_extract(*, documents: list[Document], processes: int) -> list[Document]:
+    """Extract many documents, PyMuPDF running in `processes` worker processes.
+
+    Extraction needs no database, so workers only parse PDFs while this process writes each document's
+    pages as its result arrives, in the given order. One process (or one document) runs in-process.
+    """
+    if processes <= 1 or len(documents) <= 1:
+        return [document_extract(document=d) for d in documents]
+    claimed = [d for d in documents if _extraction_claim(d)]
+    payloads = []
+    for document in claimed:
+        try:
+            payloads.append(_read(document))
+        except OSError as exc:
+            payloads.append(exc)
+    max_pages = settings.DOCLOOP_MAX_PAGES
+    # fork: the workers inherit the loaded PyMuPDF and never touch the database connection.
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [None if isinstance(p, OSError) else pool.submit(_extract_or_error, p, max_pages)
+                   for p in payloads]
+        for document, payload, future in zip(claimed, payloads, futures, strict=True):
+            _extraction_store(document, str(payload) if future is None else future.result())
+    for document in documents:
+        document.refresh_from_db()
+    return documents
 
 
 def document_fail(*, document_id: int, error: str) -> None:

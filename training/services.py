@@ -70,8 +70,15 @@ def document_ingest_enqueue(*, document: Document) -> None:
 
 
 def document_ingest(*, document: Document) -> Document:
-    document = document_services.document_extract(document=document)
-    if document.status == Document.Status.READY:
+    return documents_ingest(documents=[document], processes=1)[0]
+
+
+def documents_ingest(*, documents: list[Document], processes: int) -> list[Document]:
+    """Extract (in `processes` worker processes), then pre-annotate each ready document."""
+    documents = document_services.documents_extract(documents=documents, processes=processes)
+    for document in documents:
+        if document.status != Document.Status.READY:
+            continue
         try:
             document_preannotate(document=document)
         except Exception as exc:  # the text is there; the reviewer can still annotate by hand
@@ -79,7 +86,7 @@ def document_ingest(*, document: Document) -> Document:
             Document.objects.filter(pk=document.pk).update(error=_("Pre-annotation failed: %(reason)s")
                                                            % {"reason": exc})
             document.refresh_from_db()
-    return document
+    return documents
 
 
 _predictors: dict[str, object] = {}

@@ -37,3 +37,24 @@ def test_ingest_reports_every_bad_file_and_exits_non_zero(tmp_path, db, pdf_byte
     assert lines[2].startswith("-\tfailed\t") and "truncated" in lines[2]
     assert lines[3].startswith("-\tfailed\t")
     assert Document.objects.count() == 1
+
+
+def test_a_folder_is_extracted_in_parallel_and_one_bad_pdf_fails_alone(tmp_path, db, make_pdf, capsys):
+    import pymupdf
+
+    scan = pymupdf.open()
+    scan.new_page().draw_rect(pymupdf.Rect(10, 10, 100, 100))
+    (tmp_path / "scan.pdf").write_bytes(scan.tobytes())
+    names = []
+    for n in range(4):
+        (tmp_path / f"doc{n}.pdf").write_bytes(make_pdf([[f"palavra{n}", "e", "mais", "."]], repeat=n + 1))
+        names.append(f"doc{n}.pdf")
+    names.insert(2, "scan.pdf")
+    with pytest.raises(CommandError, match="1 of 5"):
+        call_command("ingest", *(str(tmp_path / n) for n in names), "--sync", "--processes", "2")
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    documents = {d.original_name: d for d in Document.objects.all()}
+    assert [int(line[0]) for line in lines] == [documents[n].pk for n in names]  # one line per file, in order
+    assert [line[1] for line in lines] == ["ready", "ready", "failed", "ready", "ready"]
+    assert "text layer" in lines[2][2] and "text layer" in documents["scan.pdf"].error
+    assert documents["doc3.pdf"].word_count == 16 and documents["doc3.pdf"].pages.count() == 1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -7,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from documents.models import Document
 from documents.services import document_create
-from training.services import document_ingest, document_ingest_enqueue
+from training.services import document_ingest_enqueue, documents_ingest
 
 
 class Command(BaseCommand):
@@ -16,33 +17,39 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="+", type=Path)
         parser.add_argument("--sync", action="store_true", help="extract and predict in this process")
+        parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                            help="with --sync: PDFs extracted in parallel (default: one per CPU)")
 
-    def handle(self, *args, files: list[Path], sync: bool, **options):
-        failures = 0
+    def handle(self, *args, files: list[Path], sync: bool, processes: int, **options):
+        lines: list[str | Document] = []  # a rejected file's line, or the document to report
+        pending: list[Document] = []
         for path in files:
             try:
-                data = path.read_bytes()
+                document, created = document_create(data=path.read_bytes(), name=path.name)
             except OSError as exc:
-                self.stdout.write(f"-\tfailed\t{path}: {exc.strerror or exc}")
-                failures += 1
+                lines.append(f"-\tfailed\t{path}: {exc.strerror or exc}")
                 continue
-            try:
-                document, created = document_create(data=data, name=path.name)
             except ValidationError as exc:
-                self.stdout.write(f"-\tfailed\t{path}: {' '.join(exc.messages)}")
-                failures += 1
+                lines.append(f"-\tfailed\t{path}: {' '.join(exc.messages)}")
                 continue
-            pending = document.status in {Document.Status.UPLOADED, Document.Status.FAILED}
-            if created or pending:
+            if created or document.status in {Document.Status.UPLOADED, Document.Status.FAILED}:
                 if sync:
-                    document = document_ingest(document=document)
+                    pending.append(document)
                 else:
                     document_ingest_enqueue(document=document)
                     document.refresh_from_db()  # an unreachable queue marks it failed
-            line = f"{document.pk}\t{document.status}"
-            if document.status == Document.Status.FAILED:
-                line += f"\t{document.error}"
-                failures += 1
+            lines.append(document)
+        if pending:
+            documents_ingest(documents=pending, processes=max(1, processes))
+        failures = 0
+        for line in lines:
+            if isinstance(line, Document):
+                line.refresh_from_db()
+                text = f"{line.pk}\t{line.status}"
+                if line.status == Document.Status.FAILED:
+                    text += f"\t{line.error}"
+                line = text
+            failures += "\tfailed" in line
             self.stdout.write(line)
         if failures:
             raise CommandError(f"{failures} of {len(files)} file(s) failed", returncode=1)
