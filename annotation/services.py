@@ -56,7 +56,8 @@ def entity_type_get_or_create(*, name: str) -> EntityType:
         raise ValidationError(_("An entity type needs a name."))
     entity_type = EntityType.objects.filter(name=name).first()
     if entity_type is None:
-        color = PALETTE[EntityType.objects.count() % len(PALETTE)]
+        used = set(EntityType.objects.values_list("color", flat=True))
+        color = next((c for c in PALETTE if c not in used), PALETTE[EntityType.objects.count() % len(PALETTE)])
         entity_type, _created = EntityType.objects.get_or_create(name=name, defaults={"color": color})
     return entity_type
 

@@ -77,5 +77,12 @@ def test_accepting_a_rejected_entity_again_refuses_an_overlap(ready_document, en
 
 
 def test_new_entity_types_get_distinct_colours(db):
-    colours = {services.entity_type_get_or_create(name=n).color for n in ("PESSOA", "LOCAL", "TEMPO")}
+    colours = {services.entity_type_get_or_create(name=n).color for n in ("PESSOA", "PROCESSO", "VALOR")}
     assert len(colours) == 3
+
+
+def test_a_fresh_install_has_the_legal_entity_types_ready(db):
+    from annotation.models import EntityType
+
+    assert set(EntityType.objects.values_list("name", flat=True)) >= {
+        "PESSOA", "ORGANIZACAO", "LOCAL", "TEMPO", "LEGISLACAO", "JURISPRUDENCIA"}
