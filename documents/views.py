@@ -40,7 +40,6 @@ def document_upload(request):
             messages.success(request, _("“%(name)s” was uploaded and is being processed.") % {"name": upload.name})
         elif document.status in {Document.Status.UPLOADED, Document.Status.FAILED}:
             # Uploading again is how a user retries a document whose processing failed or never ran.
-            Document.objects.filter(pk=document.pk).update(status=Document.Status.UPLOADED, error="")
             document_ingest_enqueue(document=document)
             messages.info(request, _("This PDF was uploaded before as document %(id)s; it is being processed "
                                      "again.") % {"id": document.pk})

@@ -61,7 +61,11 @@ def _enqueue_on_commit(queue_name: str, func, object_id: int, *, on_failure, on_
 
 
 def document_ingest_enqueue(*, document: Document) -> None:
+    """Queue a document for ingestion; a failed one starts over (that is how users retry)."""
     from training import jobs
+
+    if document.status == Document.Status.FAILED:
+        Document.objects.filter(pk=document.pk).update(status=Document.Status.UPLOADED, error="")
 
     def failed(error: str) -> None:
         document_services.document_fail(document_id=document.pk, error=error)

@@ -200,3 +200,24 @@ def test_a_stranger_is_forbidden_from_the_review_page(page, log_in, stranger, re
     assert response.status == 403
     expect(page.locator("body")).to_contain_text("Forbidden")
     expect(page.locator("#review-panel")).to_have_count(0)
+
+
+def test_an_admin_finds_the_training_form_and_a_clear_error_without_reviewed_documents(page, log_in,
+                                                                                      admin_user):
+    log_in(admin_user)
+    page.get_by_role("link", name="Training", exact=True).click()
+    expect(page.get_by_role("heading", name="Start a training run")).to_be_visible()
+    expect(page.locator("#id_max_length")).to_have_value("64")
+    page.get_by_role("button", name="Train", exact=True).click()
+    expect(page.locator("#train-form")).to_contain_text("at least 2 reviewed documents")
+    # The refused form is a deliberate 400, which chromium logs; anything else would be a script error.
+    assert [e for e in page.console_errors if "status of 400" not in e] == []
+
+
+def test_a_reviewer_sees_no_training_form_and_can_switch_to_portuguese(page, log_in, reviewer):
+    log_in(reviewer)
+    page.goto("/training/")
+    expect(page.get_by_role("heading", name="Training", exact=True)).to_be_visible()
+    expect(page.locator("#train-form")).to_have_count(0)
+    page.select_option("select[name=language]", "pt-br")
+    expect(page.get_by_role("heading", name="Treinamento", exact=True)).to_be_visible()
