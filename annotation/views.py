@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from annotation import services
 from annotation.forms import AddEntityForm, RelabelForm
@@ -60,6 +61,7 @@ def _after_change(request, document: Document, *, error: str = "", form=None):
 
 @require_GET
 @reviewer_required
+@vary_on_headers("HX-Request")
 def review(request, pk: int):
     document = get_object_or_404(Document, pk=pk)
     if document.status != Document.Status.READY:
@@ -69,6 +71,7 @@ def review(request, pk: int):
 
 @require_POST
 @reviewer_required
+@vary_on_headers("HX-Request")
 def annotation_add(request, pk: int):
     document = get_object_or_404(Document, pk=pk)
     form = AddEntityForm(request.POST)
@@ -86,6 +89,7 @@ def annotation_add(request, pk: int):
 
 @require_POST
 @reviewer_required
+@vary_on_headers("HX-Request")
 def annotation_action(request, pk: int, annotation_id: int, action: str):
     document = get_object_or_404(Document, pk=pk)
     annotation = get_object_or_404(Annotation, pk=annotation_id, document=document)

@@ -100,8 +100,8 @@ def lener_sources() -> list[tuple[str, Path]]:
 
 def generate_pdfs(docs: int) -> Path:
     """Render (or reuse) `docs` PDFs; the cache key covers the source files and the renderer's code."""
-    from annotation.conll import conll_parse
     from documents.pdf import pdf_render_lines
+    from training.ml.conll import conll_parse
 
     sources = lener_sources()[:docs] if LENER_TRAIN.is_dir() else []
     if sources and len(sources) < docs:

@@ -38,10 +38,10 @@ def manage(env: dict, *args: str) -> str:
 
 
 def docloop_f1(train_files, dev_files, epochs, lr, batch_size, seed) -> dict:
-    from annotation.bio import bio_to_spans
-    from annotation.conll import conll_parse
     from documents.pdf import pdf_render_lines, pdf_renderable_tokens
-    from training.metrics import span_scores
+    from training.ml.bio import bio_to_spans
+    from training.ml.conll import conll_parse
+    from training.ml.metrics import span_scores
 
     var = Path(tempfile.mkdtemp(prefix="docloop-bench-"))
     env = dict(os.environ, DOCLOOP_VAR_DIR=str(var), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -85,9 +85,9 @@ def baseline_f1(train_files, dev_files, epochs, lr, batch_size, seed) -> dict:
         TrainingArguments,
     )
 
-    from annotation.bio import bio_to_spans
-    from annotation.conll import conll_parse
-    from training.metrics import span_scores
+    from training.ml.bio import bio_to_spans
+    from training.ml.conll import conll_parse
+    from training.ml.metrics import span_scores
 
     def sentences(files):
         return [s for f in files for s in conll_parse(f.read_text(encoding="utf-8")).sentences]

@@ -131,6 +131,14 @@ RQ_SHOW_ADMIN_LINK = True
 # not defer a second time.
 RQ = {"COMMIT_MODE": "auto"}
 
+# Jobs (lib.jobs): every job row's worker refreshes its heartbeat this often while it works; a running
+# row whose heartbeat is older than the stale timeout is failed and requeued by `manage.py reap_stale_jobs`.
+DOCLOOP_JOB_HEARTBEAT_SECONDS = env_int("DOCLOOP_JOB_HEARTBEAT_SECONDS", 10)
+DOCLOOP_JOB_STALE_SECONDS = env_int("DOCLOOP_JOB_STALE_SECONDS", 300)
+# The RQ job that ingests an uploaded document (extract, then pre-annotate). `documents` enqueues it by
+# this dotted path, the way AUTH_USER_MODEL names a model, so it never imports the app that implements it.
+DOCLOOP_INGEST_JOB = "training.jobs.document_ingest"
+
 # Uploads
 DOCLOOP_MAX_UPLOAD_MB = env_int("DOCLOOP_MAX_UPLOAD_MB", 50)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

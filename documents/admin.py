@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from documents.models import Document, Page
-from documents.services import document_create, max_upload_bytes, pdf_validate
+from documents.services import document_upload, max_upload_bytes, pdf_validate
 
 
 class DocumentUploadForm(forms.ModelForm):
@@ -63,15 +63,15 @@ class DocumentAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        from training.services import document_ingest_enqueue
-
-        upload = form.cleaned_data["upload"]
-        document, created = document_create(data=form.cleaned_data["data"], name=upload.name, user=request.user)
+        upload = document_upload(data=form.cleaned_data["data"], name=form.cleaned_data["upload"].name,
+                                 user=request.user)
+        document = upload.document
         obj.pk = document.pk
         obj.__dict__.update({k: v for k, v in document.__dict__.items() if not k.startswith("_")})
-        if created:
-            document_ingest_enqueue(document=document)
-        else:
+        if not upload.created and upload.pending:
+            messages.info(request, _("This PDF was uploaded before as document %(id)s; it is being processed "
+                                     "again.") % {"id": document.pk})
+        elif not upload.created:
             messages.warning(request, _("This PDF was already uploaded as document %(id)s.") % {"id": document.pk})
 
 

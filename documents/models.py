@@ -6,13 +6,18 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from lib.jobs import JobRow
+
 
 def document_upload_to(instance: Document, filename: str) -> str:
     # Content-addressed: the same bytes always land at the same key, whatever the upload was called.
     return f"documents/{instance.sha256[:2]}/{instance.sha256}.pdf"
 
 
-class Document(models.Model):
+class Document(JobRow):
+    """One uploaded PDF. Its ingestion is a job row (lib.jobs): uploaded (queued) → extracting (running) →
+    ready or failed."""
+
     class Status(models.TextChoices):
         UPLOADED = "uploaded", _("uploaded")
         EXTRACTING = "extracting", _("extracting")

@@ -1,4 +1,4 @@
-"""Writes for documents: create from an upload, extract pages and words."""
+"""Writes for documents: store an upload, decide what it queues, extract pages and words."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -17,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from documents.models import Document, Page
 from documents.pdf import ExtractedPage, PdfError, pdf_extract, pdf_open
+from lib import jobs
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +64,54 @@ def document_create(*, data: bytes, name: str, user: AbstractBaseUser | None = N
     return document, True
 
 
-def _extraction_claim(document: Document) -> bool:
-    """Move a document to "extracting"; False when another worker is already on it."""
-    claimed = Document.objects.filter(pk=document.pk).exclude(status=Document.Status.EXTRACTING).update(
-        status=Document.Status.EXTRACTING, error=""
-    )
+# Upload: the one place that decides what an upload queues ------------------------------------------------
+
+def ingestion_lifecycle() -> jobs.Lifecycle:
+    """Ingestion as a job row. The job itself (extract, OCR, pre-annotate) lives in the app that the
+    DOCLOOP_INGEST_JOB setting names; `documents` only queues it."""
+    return jobs.Lifecycle(name="document", model=Document, queue="default", job=lambda: settings.DOCLOOP_INGEST_JOB,
+                          queued=Document.Status.UPLOADED, running=Document.Status.EXTRACTING,
+                          failed=Document.Status.FAILED)
+
+
+@dataclass(frozen=True)
+class Upload:
+    document: Document
+    created: bool  # False: the same bytes were uploaded before
+    pending: bool  # this upload (re)started the document's ingestion
+
+
+def document_upload(*, data: bytes, name: str, user: AbstractBaseUser | None = None,
+                    enqueue: bool = True) -> Upload:
+    """Store an upload and start its ingestion: a new document, a failed one (uploading again is how
+    users retry) or one whose worker died. A document already queued, being ingested or ready is left
+    alone, so concurrent uploads of the same bytes start one ingestion. With enqueue=False the caller
+    ingests pending documents itself (`manage.py ingest --sync`)."""
+    document, created = document_create(data=data, name=name, user=user)
+    if created:
+        if enqueue:
+            jobs.job_enqueue(ingestion_lifecycle(), document.pk)
+        pending = True
+    else:
+        pending = jobs.job_retry(ingestion_lifecycle(), document.pk, enqueue=enqueue)
+    if pending:
+        document.refresh_from_db()
+    return Upload(document=document, created=created, pending=pending)
+
+
+def document_reingest(*, document: Document) -> bool:
+    """Extract and pre-annotate a document again (an admin action); False while it is queued or running."""
+    return jobs.job_retry(ingestion_lifecycle(), document.pk, from_statuses=(Document.Status.READY,))
+
+
+# Extraction (called by the ingestion job) -----------------------------------------------------------------
+
+def document_claim(*, document: Document, worker: str) -> bool:
+    """Claim a queued (or abandoned) document for extraction; False when it is not this worker's to do."""
+    claimed = jobs.job_claim(ingestion_lifecycle(), document.pk, worker=worker, error="")
     if not claimed:
-        logger.info("document %s is already being extracted", document.pk)
-    return bool(claimed)
+        logger.info("document %s is not waiting for extraction", document.pk)
+    return claimed
 
 
 def _read(document: Document) -> bytes:
@@ -85,13 +127,16 @@ def _extract_or_error(data: bytes, max_pages: int) -> list[ExtractedPage] | str:
         return str(exc)
 
 
-def _extraction_store(document: Document, result: list[ExtractedPage] | str) -> Document:
-    """Write the pages (or the reason extraction failed) in one transaction."""
+def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, worker: str) -> Document:
+    """Write the pages (or the reason extraction failed) in one transaction, if the claim is still ours."""
+    owned = jobs.job_owned(ingestion_lifecycle(), document.pk, worker=worker)
     if isinstance(result, str):
-        Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED, error=result)
+        owned.update(status=Document.Status.FAILED, error=result)
         document.refresh_from_db()
         return document
     with transaction.atomic():
+        if not owned.select_for_update().exists():
+            raise jobs.JobLost(f"document {document.pk} was claimed by another worker")
         Page.objects.filter(document=document).delete()
         start = 0
         rows = []
@@ -101,34 +146,35 @@ def _extraction_store(document: Document, result: list[ExtractedPage] | str) -> 
                              word_start=start))
             start += len(page.words)
         Page.objects.bulk_create(rows, batch_size=200)
-        Document.objects.filter(pk=document.pk).update(
-            status=Document.Status.READY, error="", page_count=len(result), word_count=start
-        )
+        owned.update(status=Document.Status.READY, error="", page_count=len(result), word_count=start)
     document.refresh_from_db()
     return document
 
 
-def document_extract(*, document: Document) -> Document:
-    """Extract every page's words and boxes. Idempotent: re-running replaces the pages."""
-    if not _extraction_claim(document):
+def document_extract(*, document: Document, worker: str | None = None) -> Document:
+    """Claim the document, extract every page's words and boxes, and mark it ready (or failed with the
+    reason). A document that is not waiting for extraction is returned as it is."""
+    worker = worker or jobs.worker_name()
+    if not document_claim(document=document, worker=worker):
         document.refresh_from_db()
         return document
     try:
         data = _read(document)
     except OSError as exc:
-        return _extraction_store(document, str(exc))
-    return _extraction_store(document, _extract_or_error(data, settings.DOCLOOP_MAX_PAGES))
+        return _extraction_store(document, str(exc), worker=worker)
+    return _extraction_store(document, _extract_or_error(data, settings.DOCLOOP_MAX_PAGES), worker=worker)
 
 
-def documents_extract(*, documents: list[Document], processes: int) -> list[Document]:
+def documents_extract(*, documents: list[Document], processes: int, worker: str | None = None) -> list[Document]:
     """Extract many documents, PyMuPDF running in `processes` worker processes.
 
     Extraction needs no database, so workers only parse PDFs while this process writes each document's
     pages as its result arrives, in the given order. One process (or one document) runs in-process.
     """
+    worker = worker or jobs.worker_name()
     if processes <= 1 or len(documents) <= 1:
-        return [document_extract(document=d) for d in documents]
-    claimed = [d for d in documents if _extraction_claim(d)]
+        return [document_extract(document=d, worker=worker) for d in documents]
+    claimed = [d for d in documents if document_claim(document=d, worker=worker)]
     payloads = []
     for document in claimed:
         try:
@@ -141,15 +187,17 @@ def documents_extract(*, documents: list[Document], processes: int) -> list[Docu
         futures = [None if isinstance(p, OSError) else pool.submit(_extract_or_error, p, max_pages)
                    for p in payloads]
         for document, payload, future in zip(claimed, payloads, futures, strict=True):
-            _extraction_store(document, str(payload) if future is None else future.result())
+            _extraction_store(document, str(payload) if future is None else future.result(), worker=worker)
     for document in documents:
         document.refresh_from_db()
     return documents
 
 
-def document_fail(*, document_id: int, error: str) -> None:
-    """Mark a document failed after an unexpected error in its job (the reason is kept for the user)."""
-    Document.objects.filter(pk=document_id).update(status=Document.Status.FAILED, error=error[:2000])
+def document_fail(*, document_id: int, error: str, worker: str) -> None:
+    """Mark a document failed after an unexpected error in its job, if `worker` still holds it (the reason
+    is kept for the user, who retries by uploading the PDF again)."""
+    jobs.job_owned(ingestion_lifecycle(), document_id, worker=worker).update(
+        status=Document.Status.FAILED, error=error[:2000])
 
 
 def document_mark_reviewed(*, document: Document, user: AbstractBaseUser | None) -> Document:

@@ -3,16 +3,18 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.vary import vary_on_headers
 
+from documents import services
 from documents.forms import UploadForm
 from documents.models import Document
 from documents.selectors import document_list
-from documents.services import document_create
 from lib.decorators import reviewer_required
 
 
 @require_GET
 @reviewer_required
+@vary_on_headers("HX-Request")
 def document_index(request):
     documents = Paginator(document_list(status=request.GET.get("status") or None), 50).get_page(
         request.GET.get("page"))
@@ -27,20 +29,14 @@ def document_index(request):
 @require_http_methods(["GET", "POST"])
 @reviewer_required
 def document_upload(request):
-    # The upload hands the document to the ingestion pipeline, which lives in `training` because it
-    # pre-annotates with the active model; documents' own code knows nothing of models.
-    from training.services import document_ingest_enqueue
-
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        upload = form.cleaned_data["file"]
-        document, created = document_create(data=form.cleaned_data["data"], name=upload.name, user=request.user)
-        if created:
-            document_ingest_enqueue(document=document)
-            messages.success(request, _("“%(name)s” was uploaded and is being processed.") % {"name": upload.name})
-        elif document.status in {Document.Status.UPLOADED, Document.Status.FAILED}:
-            # Uploading again is how a user retries a document whose processing failed or never ran.
-            document_ingest_enqueue(document=document)
+        name = form.cleaned_data["file"].name
+        upload = services.document_upload(data=form.cleaned_data["data"], name=name, user=request.user)
+        document = upload.document
+        if upload.created:
+            messages.success(request, _("“%(name)s” was uploaded and is being processed.") % {"name": name})
+        elif upload.pending:
             messages.info(request, _("This PDF was uploaded before as document %(id)s; it is being processed "
                                      "again.") % {"id": document.pk})
         else:
@@ -52,6 +48,7 @@ def document_upload(request):
 
 @require_GET
 @reviewer_required
+@vary_on_headers("HX-Request")
 def document_detail(request, pk: int):
     document = get_object_or_404(Document, pk=pk)
     template = "documents/detail.html"

@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class TrainingConfig(AppConfig):
     name = "training"
     verbose_name = _("Training")
+
+    def ready(self):
+        from lib.jobs import lifecycle_register
+        from training.services import runs_lifecycle
+
+        lifecycle_register("training run", runs_lifecycle)

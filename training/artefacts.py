@@ -55,3 +55,14 @@ def artefact_local_dir(*, location: str, storage: Storage = default_storage) -> 
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
+
+
+def artefact_delete(*, location: str, storage: Storage = default_storage) -> None:
+    """Remove every file under `location` (an upload that will not become a version)."""
+    location = location.strip("/")
+    try:
+        keys = _list_files(storage, location)
+    except FileNotFoundError:
+        return
+    for key in keys:
+        storage.delete(key)

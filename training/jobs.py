@@ -1,10 +1,15 @@
-"""RQ jobs: thin wrappers that load rows by primary key and call the service of the same name."""
+"""RQ jobs: thin wrappers that load rows by primary key and call the service of the same name.
+
+Nothing imports this module: services enqueue these functions by their dotted path (documents through
+the DOCLOOP_INGEST_JOB setting), so there is no import circle between jobs and services.
+"""
 
 from __future__ import annotations
 
 from documents.models import Document
 from documents.services import document_fail
-from training import services
+from lib import jobs
+from training import ingestion, services
 from training.models import TrainingRun
 
 
@@ -12,10 +17,13 @@ def document_ingest(document_id: int) -> str:
     document = Document.objects.filter(pk=document_id).first()
     if document is None:
         return "missing"
+    worker = jobs.worker_name()
     try:
-        return services.document_ingest(document=document).status
+        return ingestion.document_ingest(document=document, worker=worker).status
+    except jobs.JobLost:
+        return "lost"
     except Exception as exc:
-        document_fail(document_id=document_id, error=f"{type(exc).__name__}: {exc}")
+        document_fail(document_id=document_id, error=f"{type(exc).__name__}: {exc}", worker=worker)
         raise
 
 

@@ -5,12 +5,16 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from lib.jobs import JobRow
+
 
 class Task(models.TextChoices):
     TOKEN_CLASSIFICATION = "token_classification", _("token classification (entities)")
 
 
-class TrainingRun(models.Model):
+class TrainingRun(JobRow):
+    """One fine-tuning attempt; a job row (lib.jobs): queued → running → succeeded or failed."""
+
     class Status(models.TextChoices):
         QUEUED = "queued", _("queued")
         RUNNING = "running", _("running")
@@ -34,9 +38,7 @@ class TrainingRun(models.Model):
     dataset_stats = models.JSONField(_("dataset statistics"), default=dict, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(_("error"), blank=True)
-    job_id = models.CharField(_("RQ job id"), max_length=64, blank=True)
-    worker = models.CharField(_("worker"), max_length=255, blank=True)
-    device = models.CharField(_("device"), max_length=32, blank=True)
+    device = models.CharField(_("device"), max_length=128, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         verbose_name=_("started by"),

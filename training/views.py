@@ -3,6 +3,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from lib.decorators import admin_required, reviewer_required
 from lib.roles import is_admin
@@ -25,6 +26,7 @@ def _index_context(form=None) -> dict:
 
 @require_GET
 @reviewer_required
+@vary_on_headers("HX-Request")
 def training_index(request):
     template = "training/index.html"
     if request.htmx:
@@ -50,6 +52,7 @@ def training_start(request):
 
 @require_GET
 @reviewer_required
+@vary_on_headers("HX-Request")
 def training_run_detail(request, pk: int):
     run = get_object_or_404(TrainingRun.objects.select_related("created_by"), pk=pk)
     template = "training/run.html"

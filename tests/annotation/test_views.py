@@ -94,3 +94,10 @@ def test_marking_as_reviewed_finishes_the_document(client, reviewer, ready_docum
     ready_document.refresh_from_db()
     assert ready_document.reviewed_by == reviewer
     assert Annotation.objects.get(document=ready_document).status == "accepted"
+
+
+def test_the_review_page_varies_on_the_hx_request_header(client, reviewer, ready_document):
+    client.force_login(reviewer)
+    for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
+        response = client.get(reverse("annotation:review", args=[ready_document.pk]), **headers)
+        assert response.status_code == 200 and "HX-Request" in response["Vary"]

@@ -23,6 +23,20 @@ def test_an_admin_adds_a_document_by_uploading_a_pdf(client, db, pdf_bytes, run_
     assert document.status == "ready" and document.pages.count() == 1
 
 
+def test_an_admin_upload_of_a_failed_document_retries_it(client, db, pdf_bytes, run_worker,
+                                                         django_capture_on_commit_callbacks):
+    from documents.services import document_upload
+
+    document = document_upload(data=pdf_bytes, name="peticao.pdf", enqueue=False).document
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED, error="queue down")
+    client.force_login(_superuser())
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("admin:documents_document_add"), {"upload": SimpleUploadedFile("again.pdf", pdf_bytes)})
+    assert run_worker() == 1
+    document.refresh_from_db()
+    assert document.status == "ready" and Document.objects.count() == 1
+
+
 def test_the_admin_upload_form_refuses_a_non_pdf(client, db):
     client.force_login(_superuser())
     response = client.post(reverse("admin:documents_document_add"),

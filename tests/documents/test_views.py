@@ -106,3 +106,11 @@ def test_an_unreachable_queue_fails_the_document_visibly_and_a_new_upload_retrie
     assert run_worker() == 1
     document.refresh_from_db()
     assert document.status == "ready" and document.error == ""
+
+
+def test_pages_that_serve_htmx_fragments_vary_on_the_hx_request_header(client, reviewer, ready_document):
+    client.force_login(reviewer)
+    for url in (reverse("documents:list"), reverse("documents:detail", args=[ready_document.pk])):
+        for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
+            response = client.get(url, **headers)
+            assert response.status_code == 200 and "HX-Request" in response["Vary"]

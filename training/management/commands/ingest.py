@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from documents.models import Document
-from documents.services import document_create
-from training.services import document_ingest_enqueue, documents_ingest
+from documents.services import document_upload
+from training.ingestion import documents_ingest
 
 
 class Command(BaseCommand):
@@ -25,20 +25,16 @@ class Command(BaseCommand):
         pending: list[Document] = []
         for path in files:
             try:
-                document, created = document_create(data=path.read_bytes(), name=path.name)
+                upload = document_upload(data=path.read_bytes(), name=path.name, enqueue=not sync)
             except OSError as exc:
                 lines.append(f"-\tfailed\t{path}: {exc.strerror or exc}")
                 continue
             except ValidationError as exc:
                 lines.append(f"-\tfailed\t{path}: {' '.join(exc.messages)}")
                 continue
-            if created or document.status in {Document.Status.UPLOADED, Document.Status.FAILED}:
-                if sync:
-                    pending.append(document)
-                else:
-                    document_ingest_enqueue(document=document)
-                    document.refresh_from_db()  # an unreachable queue marks it failed
-            lines.append(document)
+            if upload.pending and sync:
+                pending.append(upload.document)
+            lines.append(upload.document)  # refreshed when printed: an unreachable queue marks it failed
         if pending:
             documents_ingest(documents=pending, processes=max(1, processes))
         failures = 0

@@ -5,9 +5,10 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from documents.models import Document
+from documents.selectors import document_words
+from training.ingestion import document_predict
 from training.models import ModelVersion, Task
 from training.selectors import model_version_active
-from training.services import document_predict
 
 
 class Command(BaseCommand):
@@ -34,12 +35,13 @@ class Command(BaseCommand):
             model_version = ModelVersion.objects.filter(task=task, number=version).first()
             if model_version is None:
                 raise CommandError(f"model version {version} does not exist")
-        pairs, spans = document_predict(document=document, version=model_version)
+        prediction = document_predict(document=document, version=model_version)
+        words = [w.text for w in document_words(document=document)]
         if format == "json":
             self.stdout.write(json.dumps({
                 "document": document.pk, "version": model_version.number,
                 "entities": [{"start": s, "end": e, "label": label, "score": round(score, 4),
-                              "text": " ".join(w for w, _t in pairs[s:e])} for s, e, label, score in spans],
+                              "text": " ".join(words[s:e])} for s, e, label, score in prediction.spans],
             }, ensure_ascii=False, indent=2))
             return
-        self.stdout.write("\n".join(f"{word} {tag}" for word, tag in pairs))
+        self.stdout.write("\n".join(f"{word} {tag}" for word, tag in zip(words, prediction.tags, strict=True)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from training.ml.hyperparameters import HYPERPARAMETERS
 from training.models import Task, TrainingRun
 from training.services import training_run_create, training_run_enqueue, training_run_execute
 
@@ -13,22 +14,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--task", required=True, choices=Task.values)
         parser.add_argument("--sync", action="store_true", help="train in this process and print the metrics")
-        parser.add_argument("--epochs", type=int, default=3)
-        parser.add_argument("--batch-size", type=int, default=16)
-        parser.add_argument("--learning-rate", type=float, default=5e-5)
-        parser.add_argument("--seed", type=int, default=42)
-        parser.add_argument("--max-length", type=int, default=64,
-                            help="window size in sub-tokens (64 beat 128 on LeNER-Br: docs/performance.md)")
-        parser.add_argument("--eval-fraction", type=float, default=0.1, help="share of documents held out")
         parser.add_argument("--base-model", default=None, help="local path or hub id (default: setting)")
+        for name, h in HYPERPARAMETERS.items():  # defaults and bounds: training/ml/hyperparameters.py
+            parser.add_argument(f"--{name.replace('_', '-')}", type=h.type, default=None,
+                                help=f"default {h.default}, from {h.low} to {h.high}")
 
     def handle(self, *args, **o):
         try:
-            run = training_run_create(
-                task=o["task"], user=None, epochs=o["epochs"], batch_size=o["batch_size"],
-                learning_rate=o["learning_rate"], seed=o["seed"], max_length=o["max_length"],
-                eval_fraction=o["eval_fraction"], base_model=o["base_model"],
-            )
+            run = training_run_create(task=o["task"], user=None, base_model=o["base_model"],
+                                      **{name: o[name] for name in HYPERPARAMETERS})
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         if not o["sync"]:

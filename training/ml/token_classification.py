@@ -3,6 +3,10 @@
 Plain Python, no Django: the RQ job, `manage.py train` and the benchmarks all call it. Follows the shape
 of transformers' examples/pytorch/token-classification/run_ner.py: a dataclass config, set_seed first,
 labels on the first sub-token of each word, span-level metrics per epoch on held-out documents.
+
+The loop is our own rather than `transformers.Trainer`: evaluation is per document (windows are stitched
+back into the document's word sequence before spans are scored), and callbacks after every step and
+epoch give the caller its heartbeat, cancel and metric rows without subclassing.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -25,13 +29,15 @@ from transformers import (
     set_seed,
 )
 
-from annotation.bio import bio_to_spans
-from training.metrics import span_scores
+from training.ml.bio import bio_to_spans
+from training.ml.device import autocast_dtype, describe_device, pick_device
+from training.ml.hyperparameters import DEFAULTS
+from training.ml.metrics import span_scores
+from training.ml.windows import IGNORE, encode_windows
 
 logger = logging.getLogger(__name__)
 
-IGNORE = -100
-SENTENCE_ENDS = (".", "!", "?", ";")
+TASK = "token_classification"
 META_FILE = "docloop.json"
 
 
@@ -42,117 +48,52 @@ class TokenDocument:
     tags: list[str] | None = None
 
 
+# The task's entry points, as the task registry (training.tasks) calls them -----------------------------
+
+COLUMNS = ["document_id", "sha256", "words", "line_ends", "tags"]
+
+
+def document_from_row(row: dict) -> TokenDocument:
+    return TokenDocument(words=row["words"], line_ends=row["line_ends"], tags=row["tags"])
+
+
+def labels_from_rows(rows: list[dict]) -> list[str]:
+    """The entity types the rows' tags use."""
+    return sorted({tag[2:] for row in rows for tag in row["tags"] if tag != "O"})
+
+
+def make_config(*, base_model: str, output_dir: str, labels: list[str], hyperparameters: dict,
+                seed: int) -> TokenTrainConfig:
+    names = {f.name for f in fields(TokenTrainConfig)}
+    return TokenTrainConfig(base_model=base_model, output_dir=output_dir, entity_types=list(labels), seed=seed,
+                            **{k: v for k, v in hyperparameters.items() if k in names})
+
+
 @dataclass
 class TokenTrainConfig:
     base_model: str
     output_dir: str
     entity_types: list[str]
-    epochs: int = 3
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
+    epochs: int = DEFAULTS["epochs"]
+    batch_size: int = DEFAULTS["batch_size"]
+    learning_rate: float = DEFAULTS["learning_rate"]
+    weight_decay: float = DEFAULTS["weight_decay"]
+    warmup_ratio: float = DEFAULTS["warmup_ratio"]
     max_grad_norm: float = 1.0
-    max_length: int = 64
-    seed: int = 42
+    max_length: int = DEFAULTS["max_length"]
+    seed: int = DEFAULTS["seed"]
     max_train_windows: int | None = None  # cap for quick runs, like run_ner's max_train_samples
     device: str | None = None
 
 
-def bio_labels(entity_types: Sequence[str]) -> list[str]:
-    return ["O"] + [f"{prefix}-{name}" for name in sorted(entity_types) for prefix in ("B", "I")]
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 on CUDA; full precision on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def split_windows(words: Sequence[str], line_ends: Sequence[bool], lengths: Sequence[int],
-                  budget: int) -> list[tuple[int, int]]:
-    """Cut a word sequence into [start, end) windows of at most `budget` sub-tokens.
-
-    Cuts at the last sentence end that keeps the window at least half full, else at the last line end,
-    else before the word that does not fit. No word is dropped; a single word longer than the budget
-    gets a window of its own (and is truncated by the tokenizer).
-    """
-    windows: list[tuple[int, int]] = []
-    n = len(words)
-    start = 0
-    while start < n:
-        used = 0
-        last_sentence = last_line = None
-        i = start
-        while i < n:
-            cost = min(lengths[i], budget)
-            if used + cost > budget and i > start:
-                break
-            used += cost
-            if words[i].endswith(SENTENCE_ENDS):
-                last_sentence = i + 1
-            if line_ends[i]:
-                last_line = i + 1
-            i += 1
-        if i >= n:
-            windows.append((start, n))
-            break
-        half = start + (i - start) // 2
-        if last_sentence and last_sentence >= half:
-            cut = last_sentence
-        elif last_line and last_line >= half:
-            cut = last_line
-        else:
-            cut = i
-        windows.append((start, cut))
-        start = cut
-    return windows
-
-
-def _word_lengths(tokenizer, words: Sequence[str]) -> list[int]:
-    if not words:
-        return []
-    ids = tokenizer(list(words), add_special_tokens=False)["input_ids"]
-    return [max(1, len(x)) for x in ids]
-
-
 def encode_document(tokenizer, doc: TokenDocument, *, max_length: int,
                     label2id: dict[str, int] | None = None) -> list[dict]:
-    """Encode a document as windows; each carries the word index of every labelled sub-token."""
-    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    lengths = _word_lengths(tokenizer, doc.words)
-    windows = split_windows(doc.words, doc.line_ends, lengths, budget)
-    if not windows:
-        return []
-    encoded = tokenizer([list(doc.words[s:e]) for s, e in windows], is_split_into_words=True,
-                        truncation=True, max_length=max_length)
-    items = []
-    for k, (s, _e) in enumerate(windows):
-        word_ids = encoded.word_ids(k)
-        first_of_word = []  # document word index at each position, or -1
-        previous = None
-        for wid in word_ids:
-            first_of_word.append(s + wid if wid is not None and wid != previous else -1)
-            previous = wid
-        item = {"input_ids": encoded["input_ids"][k], "attention_mask": encoded["attention_mask"][k],
-                "word_index": first_of_word}
-        if "token_type_ids" in encoded:
-            item["token_type_ids"] = encoded["token_type_ids"][k]
-        if label2id is not None and doc.tags is not None:
-            item["labels"] = [label2id.get(doc.tags[w], 0) if w >= 0 else IGNORE for w in first_of_word]
-        items.append(item)
-    return items
+    return encode_windows(tokenizer, doc.words, doc.line_ends, max_length=max_length, tags=doc.tags,
+                          label2id=label2id)
+
+
+def bio_labels(entity_types: Sequence[str]) -> list[str]:
+    return ["O"] + [f"{prefix}-{name}" for name in sorted(entity_types) for prefix in ("B", "I")]
 
 
 def _collate(tokenizer):
@@ -223,8 +164,13 @@ def evaluate(model, tokenizer, docs: Sequence[TokenDocument], *, max_length: int
 
 def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenDocument],
                            eval_docs: Sequence[TokenDocument],
-                           on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Fine-tune config.base_model; save model, tokenizer and docloop.json into config.output_dir."""
+                           on_epoch: Callable[[dict], None] | None = None,
+                           on_step: Callable[[dict], None] | None = None) -> dict:
+    """Fine-tune config.base_model; save model, tokenizer and docloop.json into config.output_dir.
+
+    `on_step` is called after every optimizer step and `on_epoch` after every epoch's evaluation, each
+    with a plain dict; an exception raised by either stops the training (how a caller cancels).
+    """
     set_seed(config.seed)
     device = pick_device(config.device)
     labels = bio_labels(config.entity_types)
@@ -251,7 +197,8 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
-    total_steps = config.epochs * math.ceil(len(items) / config.batch_size)
+    steps_per_epoch = math.ceil(len(items) / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     dtype = autocast_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
@@ -275,6 +222,9 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
             optimizer.zero_grad(set_to_none=True)
             running += loss.item()
             steps += 1
+            if on_step is not None:
+                on_step({"epoch": epoch, "step": (epoch - 1) * steps_per_epoch + steps, "total_steps": total_steps,
+                         "loss": loss.item()})
         scores = evaluate(model, tokenizer, eval_docs, max_length=config.max_length,
                           batch_size=config.batch_size * 2, device=device)
         record = {
@@ -291,11 +241,11 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    meta = {"task": "token_classification", "max_length": config.max_length, "labels": labels,
-            "config": asdict(config), "train_windows": len(items), "device": str(device)}
+    meta = {"task": TASK, "max_length": config.max_length, "labels": labels,
+            "config": asdict(config), "train_windows": len(items), "device": describe_device(device)}
     (output / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    return {"history": history, "final": history[-1], "device": str(device), "train_windows": len(items),
-            "seconds": time.monotonic() - started}
+    return {"history": history, "final": history[-1], "device": describe_device(device),
+            "train_windows": len(items), "seconds": time.monotonic() - started}
 
 
 class TokenPredictor:
@@ -321,6 +271,24 @@ class TokenPredictor:
 
     def spans(self, words: Sequence[str], line_ends: Sequence[bool]) -> list[tuple[int, int, str, float]]:
         return spans_with_scores(*self.tags(words, line_ends))
+
+    def predict(self, words: Sequence[str], line_ends: Sequence[bool]) -> TokenPrediction:
+        tags, scores = self.tags(words, line_ends)
+        return TokenPrediction(tags=tags, scores=scores, spans=spans_with_scores(tags, scores))
+
+
+@dataclass
+class TokenPrediction:
+    tags: list[str]  # one per word
+    scores: list[float]  # the probability of each word's tag
+    spans: list[tuple[int, int, str, float]]  # (start, end, label, mean score)
+
+
+def train(config: TokenTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_step=None) -> dict:
+    return train_token_classifier(config, train_docs, eval_docs, on_epoch=on_epoch, on_step=on_step)
+
+
+Predictor = TokenPredictor
 
 
 def spans_with_scores(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[int, int, str, float]]:

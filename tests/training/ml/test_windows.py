@@ -1,6 +1,6 @@
 import random
 
-from training.pipeline import split_windows
+from training.ml.windows import split_windows
 
 
 def _check(words, ends, lengths, budget):

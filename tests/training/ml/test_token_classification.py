@@ -6,8 +6,13 @@ import pytest
 from django.conf import settings
 from transformers import AutoModelForTokenClassification
 
-from annotation.bio import bio_to_spans
-from training.pipeline import TokenDocument, TokenPredictor, TokenTrainConfig, train_token_classifier
+from training.ml.bio import bio_to_spans
+from training.ml.token_classification import (
+    TokenDocument,
+    TokenPredictor,
+    TokenTrainConfig,
+    train_token_classifier,
+)
 
 NAMES = ["João Silva", "Maria Souza", "Pedro Santos", "Ana Lima", "Carlos Pereira", "Beatriz Costa"]
 CITIES = ["Brasília", "Recife", "Curitiba", "Salvador", "Manaus", "Goiânia"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from annotation.bio import SpanTuple
+from training.ml.bio import SpanTuple
 
 
 def _prf(tp: int, n_pred: int, n_gold: int) -> dict:

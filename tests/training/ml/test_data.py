@@ -1,6 +1,6 @@
 import pytest
 
-from training.dataset_builder import split_documents
+from training.ml.data import split_documents
 
 
 def test_about_the_asked_share_of_words_is_held_out():

@@ -7,13 +7,13 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from annotation.bio import bio_to_spans
-from annotation.conll import ConllError, conll_files, conll_parse
 from annotation.services import Span, annotations_import
 from documents.models import Document
 from documents.pdf import pdf_render_lines
 from documents.selectors import document_words
 from documents.services import document_create, document_delete, document_extract, document_mark_reviewed
+from training.ml.bio import bio_to_spans
+from training.ml.conll import ConllError, conll_files, conll_parse
 
 
 class Command(BaseCommand):

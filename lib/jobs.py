@@ -1,0 +1,248 @@
+"""One lifecycle for every job row: document ingestion, training runs, and the jobs to come.
+
+A job row (a model inheriting `JobRow`) moves queued → running → a final status:
+
+- **enqueue**: once the transaction commits, the job named by a dotted path goes on its RQ queue with
+  the row's primary key; an unreachable Redis fails the row with the reason instead of raising.
+- **claim**: a conditional UPDATE from queued (or from running whose heartbeat is stale) to running, by
+  this worker; exactly one caller wins, so a job that runs twice does its work once.
+- **heartbeat**: the running worker refreshes `heartbeat_at` as it goes. When the claim is gone (reaped,
+  reclaimed by another worker, cancelled) or the worker process that forked this job has died, the
+  heartbeat raises `JobLost` and the job stops without writing its result.
+- **reap**: a running row whose heartbeat is older than `DOCLOOP_JOB_STALE_SECONDS` is failed with the
+  reason and requeued while it has attempts left (`max_attempts`), else left failed; a queued row whose
+  RQ job has vanished is queued again.
+
+Each app describes its rows with a `Lifecycle` and registers it in its AppConfig.ready(), so
+`manage.py reap_stale_jobs` (and the workers) reap every kind of job without importing the apps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+logger = logging.getLogger(__name__)
+
+
+class JobRow(models.Model):
+    """The fields every job row shares; status and error are the model's own (their choices differ)."""
+
+    job_id = models.CharField(gettext_lazy("RQ job id"), max_length=64, blank=True)
+    worker = models.CharField(gettext_lazy("worker"), max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(gettext_lazy("attempts"), default=0)
+    queued_at = models.DateTimeField(gettext_lazy("queued at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(gettext_lazy("last heartbeat"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class JobLost(Exception):
+    """This process no longer owns the job: stop without writing a result."""
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    name: str  # shown in reaper output and reasons
+    model: type[models.Model]
+    queue: str
+    job: Callable[[], str]  # the dotted path of the RQ job function, read when enqueuing
+    queued: str
+    running: str
+    failed: str
+    max_attempts: int = 2
+    # Extra fields written when the reaper gives up on a row (e.g. finished_at).
+    on_fail: Callable[[datetime], dict] = field(default=lambda now: {})
+
+
+_LIFECYCLES: dict[str, Callable[[], Lifecycle]] = {}
+
+
+def lifecycle_register(name: str, factory: Callable[[], Lifecycle]) -> None:
+    _LIFECYCLES[name] = factory
+
+
+def lifecycles() -> list[Lifecycle]:
+    return [factory() for factory in _LIFECYCLES.values()]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def stale_cutoff(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(seconds=settings.DOCLOOP_JOB_STALE_SECONDS)
+
+
+def _stale_running(lifecycle: Lifecycle, now: datetime | None = None) -> Q:
+    cutoff = stale_cutoff(now)
+    return Q(status=lifecycle.running) & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+
+
+# Enqueue --------------------------------------------------------------------------------------------------
+
+def job_enqueue(lifecycle: Lifecycle, pk: int) -> None:
+    """Queue the row's job once the transaction commits; the row must already be in the queued status."""
+    lifecycle.model.objects.filter(pk=pk).update(queued_at=timezone.now(), job_id="")
+
+    def enqueue() -> None:
+        import django_rq
+        from redis.exceptions import RedisError
+
+        try:
+            job = django_rq.get_queue(lifecycle.queue).enqueue(lifecycle.job(), pk)
+        except (RedisError, OSError) as exc:
+            logger.exception("could not enqueue %s %s", lifecycle.name, pk)
+            lifecycle.model.objects.filter(pk=pk, status=lifecycle.queued).update(
+                status=lifecycle.failed, **lifecycle.on_fail(timezone.now()),
+                error=_("The job queue is unreachable (%(reason)s); try again later.") % {"reason": exc})
+            return
+        lifecycle.model.objects.filter(pk=pk, status=lifecycle.queued).update(job_id=job.id)
+
+    transaction.on_commit(enqueue)
+
+
+def _job_is_gone(job_id: str) -> bool:
+    """True when RQ no longer has a live job for this id (deleted, failed, stopped or cancelled)."""
+    import django_rq
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    if not job_id:
+        return True
+    try:
+        job = Job.fetch(job_id, connection=django_rq.get_connection())
+    except NoSuchJobError:
+        return True
+    return job.get_status() in {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None}
+
+
+def job_retry(lifecycle: Lifecycle, pk: int, *, from_statuses: tuple[str, ...] = (), enqueue: bool = True,
+              **fields) -> bool:
+    """Queue a row again if it failed (or is in one of `from_statuses`), or if its worker stopped sending
+    heartbeats. Exactly one of several concurrent callers wins; returns whether this one did."""
+    retryable = Q(status__in=(lifecycle.failed, *from_statuses)) | _stale_running(lifecycle)
+    changed = lifecycle.model.objects.filter(retryable, pk=pk).update(
+        status=lifecycle.queued, error="", worker="", heartbeat_at=None, **fields)
+    if changed and enqueue:
+        job_enqueue(lifecycle, pk)
+    return bool(changed)
+
+
+# Claim and heartbeat --------------------------------------------------------------------------------------
+
+def job_claim(lifecycle: Lifecycle, pk: int, *, worker: str, **fields) -> bool:
+    """Move a queued (or abandoned) row to running for `worker`; exactly one caller wins."""
+    now = timezone.now()
+    claimable = Q(status=lifecycle.queued) | _stale_running(lifecycle, now)
+    return lifecycle.model.objects.filter(claimable, pk=pk).update(
+        status=lifecycle.running, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1, **fields) == 1
+
+
+def job_owned(lifecycle: Lifecycle, pk: int, *, worker: str):
+    """The row, as a queryset, while `worker` still holds its claim (for conditional final writes)."""
+    return lifecycle.model.objects.filter(pk=pk, status=lifecycle.running, worker=worker)
+
+
+class Heartbeat:
+    """Call it often from the job's own loop; it writes at most once per interval.
+
+    Raises JobLost when another worker holds the claim now, or when the process that forked this job
+    (the RQ worker) has died: an orphaned work horse stops instead of working on unseen.
+    """
+
+    def __init__(self, lifecycle: Lifecycle, pk: int, *, worker: str, interval: float | None = None):
+        self.lifecycle, self.pk, self.worker = lifecycle, pk, worker
+        self.interval = settings.DOCLOOP_JOB_HEARTBEAT_SECONDS if interval is None else interval
+        self.parent = os.getppid()
+        self.last = time.monotonic()
+
+    def __call__(self, *, force: bool = False) -> None:
+        if os.getppid() != self.parent:
+            raise JobLost(f"the worker process that started {self.lifecycle.name} {self.pk} is gone")
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        if not job_owned(self.lifecycle, self.pk, worker=self.worker).update(heartbeat_at=timezone.now()):
+            raise JobLost(f"{self.lifecycle.name} {self.pk} is no longer claimed by {self.worker}")
+
+
+# Reaping --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reaped:
+    lifecycle: str
+    pk: int
+    action: str  # "requeued" or "failed"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.lifecycle}\t{self.pk}\t{self.action}\t{self.reason}"
+
+
+def lifecycle_reap(lifecycle: Lifecycle, *, now: datetime | None = None) -> list[Reaped]:
+    now = now or timezone.now()
+    reaped: list[Reaped] = []
+    model = lifecycle.model
+    stale = model.objects.filter(_stale_running(lifecycle, now)).values_list("pk", "worker", "heartbeat_at",
+                                                                             "attempts")
+    for pk, worker, heartbeat_at, attempts in stale:
+        since = timezone.localtime(heartbeat_at).strftime("%Y-%m-%d %H:%M:%S") if heartbeat_at else "-"
+        reason = _("The worker %(worker)s stopped sending heartbeats (last at %(time)s).") % {
+            "worker": worker or "?", "time": since}
+        same = model.objects.filter(pk=pk, status=lifecycle.running, worker=worker, heartbeat_at=heartbeat_at)
+        if attempts < lifecycle.max_attempts:
+            reason += " " + _("Requeued (attempt %(next)d of %(max)d).") % {
+                "next": attempts + 1, "max": lifecycle.max_attempts}
+            with transaction.atomic():
+                if same.update(status=lifecycle.queued, worker="", heartbeat_at=None, error=reason):
+                    job_enqueue(lifecycle, pk)
+                    reaped.append(Reaped(lifecycle.name, pk, "requeued", reason))
+        else:
+            reason += " " + _("Failed after %(count)d attempts.") % {"count": attempts}
+            if same.update(status=lifecycle.failed, error=reason, **lifecycle.on_fail(now)):
+                reaped.append(Reaped(lifecycle.name, pk, "failed", reason))
+
+    # Queued rows whose RQ job vanished (Redis flushed, a job that died before claiming its row).
+    cutoff = stale_cutoff(now)
+    waiting = model.objects.filter(status=lifecycle.queued).filter(
+        Q(queued_at__lt=cutoff) | Q(queued_at__isnull=True)).values_list("pk", "job_id", "attempts")
+    for pk, job_id, attempts in waiting:
+        try:
+            gone = _job_is_gone(job_id)
+        except Exception as exc:  # Redis unreachable: nothing can be said about the queue
+            logger.warning("cannot check the RQ job of %s %s: %s", lifecycle.name, pk, exc)
+            return reaped
+        if not gone:
+            continue
+        same = model.objects.filter(pk=pk, status=lifecycle.queued, job_id=job_id)
+        if attempts < lifecycle.max_attempts:
+            reason = _("Its queued job was lost; queued again.")
+            with transaction.atomic():
+                if same.update(attempts=F("attempts") + 1):
+                    job_enqueue(lifecycle, pk)
+                    reaped.append(Reaped(lifecycle.name, pk, "requeued", reason))
+        else:
+            reason = _("Its queued job was lost %(count)d times; gave up.") % {"count": attempts}
+            if same.update(status=lifecycle.failed, error=reason, **lifecycle.on_fail(now)):
+                reaped.append(Reaped(lifecycle.name, pk, "failed", reason))
+    return reaped
+
+
+def jobs_reap(*, now: datetime | None = None) -> list[Reaped]:
+    """Reap every registered kind of job."""
+    return [row for lifecycle in lifecycles() for row in lifecycle_reap(lifecycle, now=now)]

@@ -1,0 +1,41 @@
+"""Publishing a version: the artefact upload happens outside the short numbering transaction, and a run
+whose claim was lost (another worker took it over) publishes nothing."""
+
+import pytest
+
+from lib import jobs
+from training.models import ModelVersion, TrainingRun
+from training.services import model_version_publish, runs_lifecycle
+
+
+@pytest.fixture
+def claimed_run(db):
+    run = TrainingRun.objects.create(task="token_classification", base_model="m", hyperparameters={})
+    assert jobs.job_claim(runs_lifecycle(), run.pk, worker="me:1")
+    return run
+
+
+@pytest.fixture
+def artefact(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+def test_a_published_version_is_numbered_activated_and_finishes_the_run(claimed_run, artefact, media_root):
+    version = model_version_publish(run=claimed_run, worker="me:1", local_dir=artefact, labels=["PESSOA"],
+                                    metrics={"f1": 0.5}, lifecycle=runs_lifecycle())
+    claimed_run.refresh_from_db()
+    assert (version.number, version.is_active, claimed_run.status) == (1, True, "succeeded")
+    assert (media_root / version.artefact / "config.json").exists()
+
+
+def test_a_run_taken_over_by_another_worker_publishes_nothing_and_leaves_no_files(claimed_run, artefact,
+                                                                                  media_root):
+    TrainingRun.objects.filter(pk=claimed_run.pk).update(worker="someone-else:2")
+    with pytest.raises(jobs.JobLost):
+        model_version_publish(run=claimed_run, worker="me:1", local_dir=artefact, labels=["PESSOA"],
+                              metrics={}, lifecycle=runs_lifecycle())
+    assert not ModelVersion.objects.exists()
+    assert not any(p.is_file() for p in (media_root / "models").rglob("*"))

@@ -1,0 +1,95 @@
+"""Ingestion, the job that the DOCLOOP_INGEST_JOB setting names: extract, then pre-annotate.
+
+`documents` decides when a document is ingested and queues this job by its dotted path; everything that
+needs a model happens here: predicting with the active version of each task (the task registry) and
+writing the predictions back as reviewable annotations. Workers keep each task's active model loaded
+between jobs and reload it only when the active version changes.
+
+Web requests never import this module (it loads the ML stack through the predictors).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.utils.translation import gettext as _
+
+from annotation import services as annotation_services
+from documents import services as document_services
+from documents.models import Document
+from documents.selectors import document_words
+from lib import jobs
+from training.models import ModelVersion
+from training.selectors import model_version_active
+from training.tasks import TASKS, task_spec
+
+logger = logging.getLogger(__name__)
+
+
+def document_ingest(*, document: Document, worker: str | None = None) -> Document:
+    return documents_ingest(documents=[document], processes=1, worker=worker)[0]
+
+
+def documents_ingest(*, documents: list[Document], processes: int, worker: str | None = None) -> list[Document]:
+    """Extract (in `processes` worker processes), then pre-annotate each document that became ready."""
+    worker = worker or jobs.worker_name()
+    documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker)
+    for document in documents:
+        if document.status != Document.Status.READY:
+            continue
+        try:
+            document_preannotate(document=document)
+        except Exception as exc:  # the text is there; the reviewer can still annotate by hand
+            logger.exception("pre-annotation of document %s failed", document.pk)
+            Document.objects.filter(pk=document.pk).update(error=_("Pre-annotation failed: %(reason)s")
+                                                           % {"reason": exc})
+            document.refresh_from_db()
+    return documents
+
+
+# The model cache: one loaded predictor per task, kept while its version stays active ----------------------
+
+_predictors: dict[str, tuple[str, object]] = {}
+_predictors_lock = threading.Lock()
+
+
+def predictor_for(version: ModelVersion):
+    """The version's predictor, loaded once per process for as long as it is the one asked for."""
+    from training.artefacts import artefact_local_dir
+
+    with _predictors_lock:
+        cached = _predictors.get(version.task)
+        if cached is None or cached[0] != version.artefact:
+            ml = task_spec(version.task).ml()
+            _predictors[version.task] = (version.artefact,
+                                         ml.Predictor(artefact_local_dir(location=version.artefact)))
+        return _predictors[version.task][1]
+
+
+def document_predict(*, document: Document, version: ModelVersion):
+    """The version's prediction for a document's words (for token classification, a TokenPrediction)."""
+    words = document_words(document=document)
+    return predictor_for(version).predict([w.text for w in words], [w.line_end for w in words])
+
+
+def document_preannotate(*, document: Document) -> int:
+    """Predict with the active version of every task and store the results for review."""
+    if document.status != Document.Status.READY or document.is_reviewed:
+        return 0
+    written = 0
+    for task, spec in TASKS.items():
+        version = model_version_active(task=task)
+        if version is None:
+            continue
+        prediction = document_predict(document=document, version=version)
+        written += spec.write(document=document, version=version, prediction=prediction)
+    return written
+
+
+def token_predictions_write(*, document: Document, version: ModelVersion, prediction) -> int:
+    created = annotation_services.annotations_predict(
+        document=document, model_version=version,
+        spans=[annotation_services.Span(s, e, label, score) for s, e, label, score in prediction.spans],
+    )
+    return len(created)

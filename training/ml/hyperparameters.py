@@ -1,0 +1,42 @@
+"""The one place where training hyperparameters get their defaults and bounds.
+
+Forms, `manage.py train`, the services that validate a run and the training config all read these, so a
+default changes here and nowhere else. Pure Python: importing it loads no ML library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    name: str
+    default: int | float
+    low: int | float
+    high: int | float
+    type: type
+
+    def check(self, value) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and self.low <= value <= self.high
+
+
+HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (
+    Hyperparameter("epochs", 3, 1, 100, int),
+    Hyperparameter("batch_size", 16, 1, 512, int),
+    Hyperparameter("learning_rate", 5e-5, 1e-7, 1.0, float),
+    # Window size in sub-tokens: 64 beat 128 on LeNER-Br (docs/performance.md).
+    Hyperparameter("max_length", 64, 16, 4096, int),
+    Hyperparameter("weight_decay", 0.0, 0.0, 1.0, float),
+    Hyperparameter("warmup_ratio", 0.0, 0.0, 0.5, float),
+    # Share of the words held out (whole documents) for the per-epoch evaluation.
+    Hyperparameter("eval_fraction", 0.1, 0.01, 0.9, float),
+    Hyperparameter("seed", 42, 0, 2**31 - 1, int),
+)}
+
+DEFAULTS: dict[str, int | float] = {name: h.default for name, h in HYPERPARAMETERS.items()}
+
+
+def hyperparameters_invalid(values: dict) -> list[Hyperparameter]:
+    """The hyperparameters whose value in `values` is missing or out of bounds."""
+    return [h for name, h in HYPERPARAMETERS.items() if not h.check(values.get(name))]

@@ -1,0 +1,126 @@
+"""Full training runs: create, queue, execute (build the dataset, fine-tune, publish the version)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from lib import jobs
+from training.ml.hyperparameters import DEFAULTS, HYPERPARAMETERS, hyperparameters_invalid
+from training.models import EpochMetric, Task, TrainingRun
+from training.selectors import reviewed_documents
+from training.services.versions import model_version_publish
+
+logger = logging.getLogger(__name__)
+
+# What a run stores in TrainingRun.hyperparameters (the seed has its own column).
+RUN_HYPERPARAMETERS = [name for name in HYPERPARAMETERS if name != "seed"]
+
+
+def runs_lifecycle() -> jobs.Lifecycle:
+    return jobs.Lifecycle(name="training run", model=TrainingRun, queue="training",
+                          job=lambda: "training.jobs.training_run_execute",
+                          queued=TrainingRun.Status.QUEUED, running=TrainingRun.Status.RUNNING,
+                          failed=TrainingRun.Status.FAILED, on_fail=lambda now: {"finished_at": now})
+
+
+def _check_hyperparameters(values: dict) -> None:
+    errors = {h.name: _("%(name)s must be between %(low)s and %(high)s.") % {
+        "name": h.name, "low": h.low, "high": h.high} for h in hyperparameters_invalid(values)}
+    if errors:
+        raise ValidationError(errors)
+
+
+def training_run_create(*, task: str, user: AbstractBaseUser | None, base_model: str | None = None,
+                        **hyperparameters) -> TrainingRun:
+    """A queued run; hyperparameters not given take the defaults of training.ml.hyperparameters."""
+    if task not in Task.values:
+        raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
+    unknown = set(hyperparameters) - set(HYPERPARAMETERS)
+    if unknown:
+        raise ValidationError(_("Unknown hyperparameters: %(names)s.") % {"names": ", ".join(sorted(unknown))})
+    values = {**DEFAULTS, **{k: v for k, v in hyperparameters.items() if v is not None}}
+    _check_hyperparameters(values)
+    count = reviewed_documents().count()
+    if count < 2:
+        raise ValidationError(
+            _("Training needs at least 2 reviewed documents; there are %(count)d.") % {"count": count})
+    return TrainingRun.objects.create(
+        task=task, base_model=base_model or settings.DOCLOOP_BASE_MODEL, seed=values["seed"], created_by=user,
+        hyperparameters={name: values[name] for name in RUN_HYPERPARAMETERS},
+    )
+
+
+def training_run_enqueue(*, run: TrainingRun) -> None:
+    jobs.job_enqueue(runs_lifecycle(), run.pk)
+
+
+def training_run_execute(*, run: TrainingRun, worker: str | None = None) -> TrainingRun:
+    """Build the dataset, fine-tune, store the artefact and activate the new version. Idempotent: a run
+    that is not queued (or abandoned by a dead worker) is returned as it is."""
+    from training.ml.device import describe_device, pick_device
+
+    lifecycle = runs_lifecycle()
+    worker = worker or jobs.worker_name()
+    if not jobs.job_claim(lifecycle, run.pk, worker=worker, started_at=timezone.now(), finished_at=None,
+                          device=describe_device(pick_device())):
+        run.refresh_from_db()
+        return run
+    try:
+        _train(run, worker=worker, lifecycle=lifecycle)
+    except jobs.JobLost as exc:
+        logger.warning("training run %s stopped: %s", run.pk, exc)
+    except Exception as exc:
+        logger.exception("training run %s failed", run.pk)
+        # Our own ValueErrors are messages for the user; anything else keeps its type for diagnosis.
+        error = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
+        jobs.job_owned(lifecycle, run.pk, worker=worker).update(
+            status=TrainingRun.Status.FAILED, error=error[:4000], finished_at=timezone.now())
+    run.refresh_from_db()
+    return run
+
+
+def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
+    from training.dataset_builder import dataset_build
+    from training.ml.data import split_documents
+    from training.tasks import task_spec
+
+    heartbeat = jobs.Heartbeat(lifecycle, run.pk, worker=worker)
+    ml = task_spec(run.task).ml()
+    built = dataset_build(task=run.task)
+    hp = run.hyperparameters
+    train_idx, eval_idx = split_documents(sizes=built.sizes(), eval_fraction=hp["eval_fraction"], seed=run.seed)
+    if not built.labels:
+        raise ValueError(_("The reviewed documents have no accepted entities to learn from."))
+    TrainingRun.objects.filter(pk=run.pk).update(dataset_hash=built.sha256, dataset_stats={
+        "documents": len(built.dataset), "words": sum(built.sizes()), "entity_types": built.labels,
+        "train_documents": [built.dataset[i]["document_id"] for i in train_idx],
+        "eval_documents": [built.dataset[i]["document_id"] for i in eval_idx],
+    })
+    heartbeat(force=True)
+
+    def on_epoch(record: dict) -> None:
+        heartbeat(force=True)
+        EpochMetric.objects.update_or_create(run=run, epoch=record["epoch"], defaults={
+            "train_loss": record["train_loss"], "eval_loss": record["eval_loss"],
+            "precision": record["precision"], "recall": record["recall"], "f1": record["f1"],
+            "per_label": record["per_label"],
+        })
+
+    with tempfile.TemporaryDirectory(prefix=f"docloop-run{run.pk}-") as tmp:
+        config = ml.make_config(base_model=run.base_model, output_dir=tmp, labels=built.labels,
+                                hyperparameters=hp, seed=run.seed)
+        result = ml.train(config, built.documents(train_idx), built.documents(eval_idx), on_epoch=on_epoch,
+                          on_step=lambda _step: heartbeat())
+        final = result["final"]
+        model_version_publish(
+            run=run, worker=worker, local_dir=Path(tmp), labels=built.labels, lifecycle=lifecycle,
+            metrics={k: final[k] for k in ("precision", "recall", "f1", "eval_loss", "train_loss")},
+        )
