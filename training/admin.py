@@ -2,8 +2,9 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
 from lib.admin import ReadOnlyTabularInline
-from training.models import EpochMetric, ModelVersion, TrainingRun
+from training.models import ApiToken, EpochMetric, ModelVersion, TrainingRun
 from training.services import model_version_activate
+from training.services.tokens import api_token_revoke
 
 
 class EpochMetricInline(ReadOnlyTabularInline):
@@ -53,3 +54,23 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.action(description=_("Revoke the selected tokens"))
+def revoke(modeladmin, request, queryset):
+    for token in queryset:
+        api_token_revoke(token=token)
+    messages.success(request, _("The selected tokens were revoked."))
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__username", "name", "prefix"]
+    readonly_fields = ["user", "prefix", "digest", "created_at", "last_used_at", "revoked_at"]
+    fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = [revoke]
+
+    def has_add_permission(self, request):
+        return False  # `manage.py api_token USERNAME` creates one and prints it once

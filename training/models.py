@@ -112,3 +112,28 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} v{self.number}"
+
+
+class ApiToken(models.Model):
+    """A secret that scripts send as `Authorization: Token <token>` (or as the password of Basic auth).
+
+    Only the SHA-256 of the token is stored; `manage.py api_token USERNAME` prints the token once.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens",
+                             verbose_name=_("user"))
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    prefix = models.CharField(_("prefix"), max_length=8, help_text=_("The token's first characters, to tell "
+                                                                      "tokens apart."))
+    digest = models.CharField(_("SHA-256"), max_length=64, unique=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.prefix}… {self.name}".strip()

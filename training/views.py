@@ -1,12 +1,14 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from lib.decorators import admin_required, reviewer_required
-from lib.roles import is_admin
+from lib.roles import is_admin, is_reviewer
+from training.api import api_view
 from training.forms import TrainingForm
 from training.models import ModelVersion, TrainingRun
 from training.selectors import reviewed_documents, training_runs
@@ -61,3 +63,18 @@ def training_run_detail(request, pk: int):
     version = ModelVersion.objects.filter(run=run).first()
     return render(request, template, {"run": run, "metrics": run.epoch_metrics.order_by("epoch"),
                                       "version": version, "can_train": is_admin(request.user)})
+
+
+@require_GET
+@api_view(allowed=is_reviewer)
+def api_runs(request):
+    """The latest training runs with their status and final metrics (JSON)."""
+    runs = training_runs()[:100]
+    return JsonResponse({"runs": [{
+        "id": run.pk, "task": run.task, "kind": run.kind, "status": run.status, "error": run.error,
+        "seed": run.seed, "hyperparameters": run.hyperparameters, "dataset_hash": run.dataset_hash,
+        "worker": run.worker, "device": run.device, "attempts": run.attempts,
+        "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
+        "epochs": [{"epoch": m.epoch, "train_loss": m.train_loss, "eval_loss": m.eval_loss,
+                    "precision": m.precision, "recall": m.recall, "f1": m.f1} for m in run.epoch_metrics.all()],
+    } for run in runs]})
