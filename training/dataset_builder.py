@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, time
+
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
 from annotation.models import Annotation, AnnotationEvent
 from documents.models import Document, Page
@@ -23,6 +26,17 @@ from training.ml.bio import spans_to_bio
 from training.selectors import reviewed_documents
 
 BATCH = 200  # documents read per round of queries
+
+
+def parse_moment(value: str) -> datetime | None:
+    """An ISO date (its midnight, local time) or date-time (naive means local time); None if neither."""
+    parsed = parse_datetime(value.strip())
+    if parsed is None:
+        day = parse_date(value.strip())
+        if day is None:
+            return None
+        parsed = datetime.combine(day, time.min)
+    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -22,6 +23,8 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from training.dataset_builder import DatasetBuilder, DatasetFilters
+from training.excel import ExcelContent, excel_read
+from training.excel import max_bytes as excel_max_bytes
 from training.ml.snapshot import (
     SPLIT_SEED,
     TEST_FRACTION,
@@ -129,3 +132,82 @@ def dataset_verify(*, dataset: Dataset) -> bool:
             row.pop("split")
             digest.update(canonical_line(row))
     return digest.hexdigest() == dataset.sha256
+
+
+# Excel ----------------------------------------------------------------------------------------------------
+
+class DatasetRefused(Exception):
+    """An upload that cannot become a dataset; `content.problems` says why, row by row."""
+
+    def __init__(self, content):
+        self.content = content
+        super().__init__("; ".join(content.problem_lines()))
+
+
+@dataclass
+class ExcelCheck:
+    """The outcome of validating a workbook: its content (rows, preview, problems) and, when it is valid,
+    the snapshot it would become: hash, labels, statistics and the existing dataset of equal content."""
+
+    content: ExcelContent
+    sha256: str = ""
+    labels: list[str] = field(default_factory=list)
+    statistics: dict = field(default_factory=dict)
+    existing: Dataset | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.content.ok
+
+
+def _read_upload(file) -> tuple[bytes | None, ExcelContent | None]:
+    """The bytes of an uploaded file, unless it is over the size limit (then it is not read at all)."""
+    name = getattr(file, "name", "") or ""
+    size = getattr(file, "size", None)
+    if size is not None and size > excel_max_bytes():
+        content = ExcelContent(name=name)
+        content.problem(_("The file is %(size)s MB, over the limit of %(limit)s MB.")
+                        % {"size": f"{size / 1024 / 1024:.1f}", "limit": settings.DOCLOOP_MAX_DATASET_MB})
+        return None, content
+    return file.read(), None
+
+
+def dataset_excel_validate(*, file=None, data: bytes | None = None, filename: str = "", task: str | None = None,
+                           sheet: str | None = None) -> ExcelCheck:
+    """Check a workbook without storing anything (give an uploaded `file`, or `data` and its `filename`)."""
+    if file is not None:
+        data, refused = _read_upload(file)
+        filename = filename or file.name
+        if refused is not None:
+            return ExcelCheck(content=refused)
+    content = excel_read(data=data, name=filename, task=task or None, sheet=sheet or None)
+    if not content.ok:
+        return ExcelCheck(content=content)
+    with temporary_folder() as tmp:
+        snapshot = snapshot_write(task=content.task, rows=content.rows, folder=Path(tmp), sort=True, parquet=False)
+    return ExcelCheck(content=content, sha256=snapshot.sha256, labels=snapshot.labels,
+                      statistics=snapshot.statistics, existing=Dataset.objects.filter(sha256=snapshot.sha256).first())
+
+
+def dataset_upload(*, file=None, data: bytes | None = None, filename: str = "", name: str = "",
+                   task: str | None = None, sheet: str | None = None, user: AbstractBaseUser | None = None,
+                   seed: int = SPLIT_SEED,
+                   validation_fraction: float = VALIDATION_FRACTION,
+                   test_fraction: float = TEST_FRACTION) -> tuple[Dataset, bool]:
+    """Store a valid workbook as a dataset (the original file too); raises DatasetRefused with every problem.
+    The same content (whatever the file) returns the existing dataset."""
+    if file is not None:
+        data, refused = _read_upload(file)
+        filename = filename or file.name
+        if refused is not None:
+            raise DatasetRefused(refused)
+    content = excel_read(data=data, name=filename, task=task or None, sheet=sheet or None)
+    if not content.ok:
+        raise DatasetRefused(content)
+    with temporary_folder() as tmp:
+        snapshot = snapshot_write(task=content.task, rows=content.rows, folder=Path(tmp), sort=True, seed=seed,
+                                  validation_fraction=validation_fraction, test_fraction=test_fraction)
+        filters = {"sheet": content.sheet} if content.sheet else {}
+        return dataset_store(snapshot=snapshot, source=Dataset.Source.EXCEL, name=name or filename, filters=filters,
+                             user=user, seed=seed, validation_fraction=validation_fraction,
+                             test_fraction=test_fraction, original=data)

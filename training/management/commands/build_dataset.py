@@ -1,27 +1,21 @@
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
-from training.dataset_builder import DatasetFilters
+from training.dataset_builder import DatasetFilters, parse_moment
 from training.ml.snapshot import SPLIT_SEED, TEST_FRACTION, VALIDATION_FRACTION
 from training.models import Task
 from training.services.datasets import dataset_build
 
 
 def moment(value: str) -> datetime:
-    """An ISO date (its midnight, local time) or date-time; naive values are local time."""
-    parsed = parse_datetime(value)
+    parsed = parse_moment(value)
     if parsed is None:
-        day = parse_date(value)
-        if day is None:
-            raise CommandError(f"not a date or date-time: {value!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
-        parsed = datetime.combine(day, time.min)
-    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+        raise CommandError(f"not a date or date-time: {value!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
+    return parsed
 
 
 def id_list(value: str) -> tuple[int, ...]:
