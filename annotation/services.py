@@ -12,6 +12,7 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from annotation.models import Annotation, AnnotationEvent, EntityType
+from annotation.services_classes import document_class_accept_pending
 from documents import services as document_services
 from documents.models import Document
 from documents.selectors import document_words
@@ -181,9 +182,11 @@ def annotations_import(*, document: Document, spans: Iterable[Span], user: Abstr
 
 @transaction.atomic
 def document_review_finish(*, document: Document, user: AbstractBaseUser) -> Document:
-    """Finish a review: predictions the reviewer left standing count as accepted by them."""
+    """Finish a review: predictions the reviewer left standing (entities and the document's class) count as
+    accepted by them."""
     if document.status != Document.Status.READY:
         raise ValidationError(_("Only a ready document can be marked as reviewed."))
     for annotation in Annotation.objects.filter(document=document, status=Annotation.Status.PREDICTED):
         annotation_accept(annotation=annotation, user=user)
+    document_class_accept_pending(document=document, user=user)  # the document's class, likewise
     return document_services.document_mark_reviewed(document=document, user=user)

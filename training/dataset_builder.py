@@ -20,7 +20,7 @@ from datetime import datetime, time
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from annotation.models import Annotation, AnnotationEvent
+from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, DocumentClassification
 from documents.models import Document, Page
 from training.ml.bio import spans_to_bio
 from training.selectors import reviewed_documents
@@ -146,6 +146,49 @@ def token_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
             chosen = [s for s in spans.get(pk, []) if not keep or s[2] in keep]
             yield {"document": sha256, "tokens": texts, "line_ends": ends,
                    "tags": spans_to_bio(_non_overlapping(chosen), len(texts))}
+
+
+# Text classification ------------------------------------------------------------------------------------
+
+def _classes_now(ids: list[int]) -> dict[int, str]:
+    return dict(DocumentClassification.objects.filter(document_id__in=ids, status=Annotation.Status.ACCEPTED)
+                .values_list("document_id", "label__name"))
+
+
+def _classes_at(ids: list[int], moment: datetime) -> dict[int, str]:
+    """Replay the class events up to `moment`: each document's class then, if it was accepted."""
+    last: dict[int, dict] = {}
+    events = (DocumentClassEvent.objects.filter(document_id__in=ids, created_at__lt=moment)
+              .order_by("created_at", "id").values_list("document_id", "after"))
+    for document_id, after in events.iterator(chunk_size=5000):
+        last[document_id] = after
+    return {pk: after["label"] for pk, after in last.items()
+            if after and after.get("status") == Annotation.Status.ACCEPTED}
+
+
+def document_text(words: list[str], line_ends: list[bool]) -> str:
+    """A document's words as text: spaces between words, a newline where a PDF line ends."""
+    parts = []
+    for word, end in zip(words, line_ends, strict=True):
+        parts.append(word)
+        parts.append("\n" if end else " ")
+    return "".join(parts).rstrip()
+
+
+def text_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
+    """One row per reviewed document with an accepted class: its text and its class."""
+    keep = set(builder.filters.labels)
+    moment = builder.filters.reviewed_before
+    for batch in builder.batches():
+        ids = [pk for pk, _sha in batch]
+        classes = _classes_at(ids, moment) if moment else _classes_now(ids)
+        ids = [pk for pk in ids if pk in classes and (not keep or classes[pk] in keep)]
+        if not ids:
+            continue
+        words = _words_by_document(ids)
+        for pk, sha256 in batch:
+            if pk in words:
+                yield {"document": sha256, "text": document_text(*words[pk]), "label": classes[pk]}
 
 
 def document_ids_for_keys(keys: list[str]) -> list[int]:

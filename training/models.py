@@ -117,6 +117,8 @@ class EpochMetric(models.Model):
     recall = models.FloatField(_("recall"), null=True, blank=True)
     f1 = models.FloatField(_("F1"), null=True, blank=True)
     per_label = models.JSONField(_("per-label metrics"), default=dict, blank=True)
+    # {"labels": [...], "matrix": [[...]]}: rows are the gold label, columns the predicted one.
+    confusion_matrix = models.JSONField(_("confusion matrix"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:

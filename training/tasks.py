@@ -44,6 +44,12 @@ TASKS: dict[str, TaskSpec] = {
         build_rows="training.dataset_builder.token_classification_rows",
         write_predictions="training.ingestion.token_predictions_write",
     ),
+    Task.TEXT_CLASSIFICATION: TaskSpec(
+        name=Task.TEXT_CLASSIFICATION,
+        ml_module="training.ml.text_classification",
+        build_rows="training.dataset_builder.text_classification_rows",
+        write_predictions="training.ingestion.class_predictions_write",
+    ),
 }
 
 

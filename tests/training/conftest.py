@@ -38,3 +38,33 @@ def import_corpus(tmp_path, db):
                     .order_by("id"))
 
     return run
+
+
+FILLER = ["O", "processo", "foi", "distribuído", "à", "vara", "competente", "e", "as", "partes", "foram",
+          "intimadas", "para", "se", "manifestarem", "no", "prazo", "legal", "."]
+CLUES = {"CRIMINAL": "O réu foi condenado à pena de reclusão pelo crime de roubo .".split(),
+         "CIVIL": "O contrato de locação foi rescindido e o aluguel devido será pago .".split()}
+
+
+@pytest.fixture
+def classified_corpus(db):
+    """Reviewed documents with an accepted class: filler lines first, the class's clue in the last line."""
+    from annotation.services_classes import document_class_import
+    from documents.pdf import pdf_render_lines
+    from documents.services import document_create, document_extract, document_mark_reviewed
+
+    def run(count: int, *, start: int = 0, reviewed: bool = True):
+        documents = []
+        for i in range(start, start + count):
+            label = "CRIMINAL" if i % 2 else "CIVIL"
+            lines = [FILLER + [str(i)]] * (2 + i % 3) + [CLUES[label]]
+            document, _created = document_create(data=pdf_render_lines(lines, title=f"classe {i}"),
+                                                 name=f"classe{i:03d}.pdf")
+            document = document_extract(document=document)
+            document_class_import(document=document, label=label, user=None)
+            if reviewed:
+                document = document_mark_reviewed(document=document, user=None)
+            documents.append(document)
+        return documents
+
+    return run

@@ -74,3 +74,36 @@ def test_batches_do_not_change_the_content(import_corpus, tmp_path):
         rows = DatasetBuilder(task="token_classification", batch_size=size).rows()
         hashes.add(snapshot_write(task="token_classification", rows=rows, folder=Path(tmp_path / str(size))).sha256)
     assert len(hashes) == 1
+
+
+# Text classification
+
+
+def test_text_rows_hold_each_documents_text_and_accepted_class(classified_corpus):
+    documents = classified_corpus(4)
+    classified_corpus(1, start=10, reviewed=False)
+    rows = _rows("text_classification")
+    assert [r["document"] for r in rows] == sorted(d.sha256 for d in documents)
+    by_key = {r["document"]: r for r in rows}
+    first = by_key[documents[0].sha256]
+    assert first["label"] == "CIVIL" and first["text"].endswith("aluguel devido será pago .")
+    assert first["text"].count("\n") >= 2  # line ends survive as newlines
+
+
+def test_documents_without_an_accepted_class_are_left_out(classified_corpus, reviewer):
+    from annotation.services_classes import document_class_reject
+
+    documents = classified_corpus(3)
+    document_class_reject(document=documents[0], user=reviewer)
+    assert documents[0].sha256 not in [r["document"] for r in _rows("text_classification")]
+    assert [r["label"] for r in _rows("text_classification", labels=("CRIMINAL",))] == ["CRIMINAL"]
+
+
+def test_the_class_as_of_a_date_comes_from_its_events(classified_corpus, reviewer):
+    from annotation.services_classes import document_class_get_or_create, document_class_set
+
+    documents = classified_corpus(2)
+    moment = timezone.now()
+    document_class_set(document=documents[0], label=document_class_get_or_create(name="OUTRA"), user=reviewer)
+    assert {r["label"] for r in _rows("text_classification")} == {"OUTRA", "CRIMINAL"}
+    assert {r["label"] for r in _rows("text_classification", reviewed_before=moment)} == {"CIVIL", "CRIMINAL"}

@@ -149,7 +149,7 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         EpochMetric.objects.update_or_create(run=run, epoch=record["epoch"], defaults={
             "train_loss": record["train_loss"], "eval_loss": record["eval_loss"],
             "precision": record["precision"], "recall": record["recall"], "f1": record["f1"],
-            "per_label": record["per_label"],
+            "per_label": record["per_label"], "confusion_matrix": record.get("confusion_matrix") or {},
         })
 
     with tempfile.TemporaryDirectory(prefix=f"docloop-run{run.pk}-") as tmp:
