@@ -25,7 +25,8 @@ from documents.models import Document, Page
 from training.ml.bio import spans_to_bio
 from training.selectors import reviewed_documents
 
-BATCH = 200  # documents read per round of queries
+BATCH = 200  # documents read per round of queries, at most
+BATCH_WORDS = 200_000  # and about this many words
 
 
 def parse_moment(value: str) -> datetime | None:
@@ -60,6 +61,7 @@ class DatasetBuilder:
     task: str
     filters: DatasetFilters = field(default_factory=DatasetFilters)
     batch_size: int = BATCH
+    batch_words: int = BATCH_WORDS
 
     def documents(self):
         qs = reviewed_documents()
@@ -70,13 +72,17 @@ class DatasetBuilder:
         return qs.order_by("sha256")
 
     def batches(self) -> Iterator[list[tuple[int, str]]]:
-        """(id, sha256) of the selected documents in canonical order, a batch at a time."""
+        """(id, sha256) of the selected documents in canonical order, a batch at a time: at most
+        `batch_size` documents and about `batch_words` words, so memory stays flat however many there are."""
         batch: list[tuple[int, str]] = []
-        for pk, sha256 in self.documents().values_list("pk", "sha256").iterator(chunk_size=2000):
-            batch.append((pk, sha256))
-            if len(batch) >= self.batch_size:
+        words = 0
+        for pk, sha256, count in (self.documents().values_list("pk", "sha256", "word_count")
+                                  .iterator(chunk_size=2000)):
+            if batch and (len(batch) >= self.batch_size or words + (count or 0) > self.batch_words):
                 yield batch
-                batch = []
+                batch, words = [], 0
+            batch.append((pk, sha256))
+            words += count or 0
         if batch:
             yield batch
 
@@ -88,14 +94,24 @@ class DatasetBuilder:
 
 # Token classification -----------------------------------------------------------------------------------
 
+def _line_ends(lines: bytes, count: int) -> list[bool]:
+    """Page.line_ends, vectorised: a word ends a line when the next word's (block, line) differs."""
+    import numpy as np
+
+    keys = np.frombuffer(lines, dtype=np.int64, count=count)  # each (int32, int32) pair as one value
+    ends = np.ones(count, dtype=bool)
+    ends[:-1] = keys[1:] != keys[:-1]
+    return ends.tolist()
+
+
 def _words_by_document(ids: list[int]) -> dict[int, tuple[list[str], list[bool]]]:
     words: dict[int, tuple[list[str], list[bool]]] = {pk: ([], []) for pk in ids}
-    pages = Page.objects.filter(document_id__in=ids).order_by("document_id", "number").only(
-        "document_id", "words", "lines")
-    for page in pages.iterator(chunk_size=500):
-        texts, ends = words[page.document_id]
-        texts.extend(page.words)
-        ends.extend(page.line_ends)
+    pages = (Page.objects.filter(document_id__in=ids).order_by("document_id", "number")
+             .values_list("document_id", "words", "lines"))
+    for document_id, texts, lines in pages.iterator(chunk_size=200):
+        all_texts, all_ends = words[document_id]
+        all_texts.extend(texts)
+        all_ends.extend(_line_ends(bytes(lines), len(texts)))
     return words
 
 

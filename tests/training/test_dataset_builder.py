@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from annotation import services as annotation_services
 from annotation.models import Annotation
+from documents.selectors import document_words
 from documents.services import document_mark_reviewed
 from training.dataset_builder import DatasetBuilder, DatasetFilters
 from training.ml.snapshot import snapshot_write
@@ -23,6 +24,9 @@ def test_one_row_per_reviewed_document_in_canonical_order(import_corpus):
     first = rows[0]
     assert len(first["tokens"]) == len(first["tags"]) == len(first["line_ends"]) == 30
     assert first["tags"][2:5] == ["B-PESSOA", "I-PESSOA", "O"]
+    document = next(d for d in documents if d.sha256 == first["document"])
+    words = document_words(document=document)
+    assert first["tokens"] == [w.text for w in words] and first["line_ends"] == [w.line_end for w in words]
 
 
 def test_rejected_entities_are_not_in_the_rows(import_corpus):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -40,6 +41,8 @@ VALIDATION_FRACTION = 0.1
 TEST_FRACTION = 0.1
 
 SENTENCE_ENDS = (".", "!", "?", ";")
+_BEGIN = re.compile(r"^B-(.+)$", re.MULTILINE)
+_KEY_PREFIX = b'{"document":"'
 
 
 def canonical_line(row: dict) -> bytes:
@@ -128,19 +131,22 @@ class Statistics:
         if self.task == TOKEN_CLASSIFICATION:
             tokens = row["tokens"]
             self.tokens += len(tokens)
-            ends = sum(1 for t in tokens if t.endswith(SENTENCE_ENDS))
-            self.sentences += ends + (0 if tokens and tokens[-1].endswith(SENTENCE_ENDS) else 1) if tokens else 0
-            self.entities.update(tag[2:] for tag in row["tags"] if tag.startswith("B-"))
+            if tokens:
+                # Counted on joined strings: C speed, where a loop over 1.5M words takes seconds.
+                joined = "\n".join(tokens) + "\n"
+                ends = sum(joined.count(end + "\n") for end in SENTENCE_ENDS)
+                self.sentences += ends + (0 if tokens[-1].endswith(SENTENCE_ENDS) else 1)
+                self.entities.update(_BEGIN.findall("\n".join(row["tags"])))
         else:
             self.tokens += len(row["text"].split())
             self.classes[row["label"]] += 1
 
-    def add_split(self, row: dict, split: str, *, new_document: bool) -> None:
+    def add_split(self, split: str, *, new_document: bool, label: str | None = None) -> None:
         self.split_rows[split] += 1
         if new_document:
             self.split_documents[split] += 1
-        if self.task == TEXT_CLASSIFICATION:
-            self.split_classes.setdefault(split, Counter())[row["label"]] += 1
+        if label is not None:
+            self.split_classes.setdefault(split, Counter())[label] += 1
 
     def labels(self) -> list[str]:
         return sorted(self.entities if self.task == TOKEN_CLASSIFICATION else self.classes)
@@ -199,6 +205,8 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
                                                  key=lambda t: (t[0], t[1]))]
     content = folder / "content.jsonl.tmp"
     last_key: str | None = None
+    longest = 0
+    row_labels: list[str] = []  # text classification: each row's class, for the counts per split
     with content.open("wb") as out:
         for row in rows:
             key = row["document"]
@@ -207,7 +215,10 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
             line = canonical_line(row)
             digest.update(line)
             out.write(line)
+            longest = max(longest, len(line))
             stats.add(row)
+            if task == TEXT_CLASSIFICATION:
+                row_labels.append(row["label"])
             if key != last_key:
                 sizes.append((key, 0))
                 last_key = key
@@ -222,59 +233,58 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
     for key, _size in sizes:
         split[assigned[key]].append(key)
 
+    # The file: each canonical line with its split appended (no re-parsing: the key opens every line).
     jsonl = folder / "data.jsonl"
-    writer = _ParquetWriter(folder / "data.parquet") if parquet else None
     last_key = None
     with content.open("rb") as source, jsonl.open("wb") as out:
-        for line in source:
-            row = json.loads(line)
-            name = assigned[row["document"]]
-            stats.add_split(row, name, new_document=row["document"] != last_key)
-            last_key = row["document"]
+        for number, line in enumerate(source):
+            key = _line_key(line)
+            name = assigned[key]
+            stats.add_split(name, new_document=key != last_key,
+                            label=row_labels[number] if row_labels else None)
+            last_key = key
             out.write(line[:-2] + b',"split":"' + name.encode() + b'"}\n')
-            if writer is not None:
-                row["split"] = name
-                writer.add(row)
     content.unlink()
-    if writer is not None:
-        writer.close()
+    parquet_path = None
+    if parquet:
+        parquet_path = folder / "data.parquet"
+        jsonl_to_parquet(jsonl, parquet_path, task=task, longest_line=longest + 64)
     return Snapshot(task=task, sha256=digest.hexdigest(), labels=stats.labels(), statistics=stats.as_dict(),
-                    split=split, folder=folder, jsonl=jsonl, parquet=folder / "data.parquet" if parquet else None)
+                    split=split, folder=folder, jsonl=jsonl, parquet=parquet_path)
 
 
-class _ParquetWriter:
-    """Rows to Parquet in row groups, so a large snapshot never sits in memory whole."""
+def _line_key(line: bytes) -> str:
+    """The document key of a canonical line, read from its start ("document" sorts first)."""
+    if line.startswith(_KEY_PREFIX):
+        end = line.find(b'"', len(_KEY_PREFIX))
+        key = line[len(_KEY_PREFIX):end]
+        if b"\\" not in key:
+            return key.decode()
+    return json.loads(line)["document"]
 
-    BATCH = 2000
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.batch: list[dict] = []
-        self.writer = None
+def _schema(task: str, first_row: dict):
+    import pyarrow as pa
 
-    def add(self, row: dict) -> None:
-        self.batch.append(row)
-        if len(self.batch) >= self.BATCH:
-            self._flush()
+    types = {"document": pa.string(), "split": pa.string(), "text": pa.string(), "label": pa.string(),
+             "tokens": pa.list_(pa.string()), "tags": pa.list_(pa.string()), "line_ends": pa.list_(pa.bool_())}
+    return pa.schema([(name, types[name]) for name in sorted(first_row) if name in types])
 
-    def _flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        if not self.batch:
-            return
-        table = pa.Table.from_pylist(self.batch)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema)
-        else:
-            table = table.select(self.writer.schema.names).cast(self.writer.schema)
-        self.writer.write_table(table)
-        self.batch = []
+def jsonl_to_parquet(jsonl: Path, parquet: Path, *, task: str, longest_line: int) -> None:
+    """Stream the JSONL into Parquet with pyarrow's reader (C++, one block at a time: memory stays flat)."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
 
-    def close(self) -> None:
-        self._flush()
-        if self.writer is not None:
-            self.writer.close()
+    with jsonl.open("rb") as handle:
+        first = json.loads(handle.readline())
+    schema = _schema(task, first)
+    block = max(1 << 20, longest_line + 1)
+    reader = pj.open_json(jsonl, read_options=pj.ReadOptions(block_size=block),
+                          parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+    with pq.ParquetWriter(parquet, schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
 
 
 def snapshot_rows(path: Path) -> Iterator[dict]:
