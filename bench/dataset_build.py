@@ -156,13 +156,12 @@ def _naive(folder: Path) -> dict:
 
 
 def measure(kind: str) -> dict:
+    import pyarrow.parquet  # noqa: F401  (imported by the build; a worker has it loaded already)
     from django.db import connection
     from django.utils import timezone
 
     from training.dataset_builder import DatasetFilters
     from training.services.datasets import dataset_build
-
-    import pyarrow.parquet  # noqa: F401  (imported by the build; a worker has it loaded already)
 
     connection.ensure_connection()
     base = _rss_mb()
@@ -194,8 +193,9 @@ def _clear_datasets() -> None:
 
 
 def _ensure_database(url: str) -> None:
-    import psycopg
     from urllib.parse import urlparse
+
+    import psycopg
 
     parsed = urlparse(url)
     name = parsed.path.lstrip("/")
