@@ -13,7 +13,7 @@ Protocol:
 - Selection: the window size is chosen among --windows on a selection split of *train* documents (the
   --select-docs documents that follow the training ones), with a seed that is not a reported seed. The dev
   split is never used to choose anything.
-- Reported: LeNER-Br dev (10 documents; the duplicate AC20150110436469APC dropped), for each of --seeds, then
+- Reported: LeNER-Br dev (9 documents: the duplicate AC20150110436469APC dropped), for each of --seeds, then
   mean ± sample standard deviation and the ratio of the means.
 - docloop's predictions come from the product path: each evaluation document rendered to PDF,
   `manage.py ingest --sync` (extraction, then pre-annotation by the active version), and the predicted
@@ -148,7 +148,8 @@ def baseline_run(train_files, eval_files, *, window, epochs, lr, batch_size, see
     out = Path(tempfile.mkdtemp(prefix="hf-baseline-"))
     args = TrainingArguments(output_dir=str(out), num_train_epochs=epochs, learning_rate=lr,
                              per_device_train_batch_size=batch_size, seed=seed, save_strategy="no",
-                             report_to=[], logging_steps=10_000, use_cpu=not torch.cuda.is_available())
+                             report_to=[], logging_steps=10_000, disable_tqdm=True,
+                             use_cpu=not torch.cuda.is_available())
     started = time.monotonic()
     Trainer(model=model, args=args, train_dataset=Dataset.from_list(items),
             data_collator=DataCollatorForTokenClassification(tokenizer)).train()
@@ -187,8 +188,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import django
+    import transformers
 
     django.setup()
+    transformers.logging.set_verbosity_error()
     train_pool = sorted((DATA / "train").glob("*.conll"))
     train_files = train_pool[: args.docs]
     select_files = train_pool[args.docs: args.docs + args.select_docs]
