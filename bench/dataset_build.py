@@ -2,9 +2,10 @@
 ORM loop, at 10,000 and 50,000 sentences.
 
 ours:    training.services.datasets.dataset_build: the DatasetBuilder streams the reviewed documents in
-         batches of 200 (one query for their pages, one for their accepted entities), writes the canonical
-         JSONL and its SHA-256 as it goes, assigns the split, writes the final JSONL and the Parquet copy and
-         stores both (local storage in a temp folder) with the Dataset row: the whole `build_dataset`.
+         batches (at most 200 documents, about 200,000 words; one query for their pages, one for their
+         accepted entities), writes the canonical JSONL and its SHA-256 as it goes, assigns the split,
+         writes the final JSONL and stores it (local storage in a temp folder) with the Dataset row: the
+         whole `build_dataset`. (The Parquet copy is written at its first download, not here.)
 ours-asof: the same with reviewed_before set: the entities come from replaying the annotation events.
 naive:   what the code did before this issue, per document: `document_words` and `accepted_spans` (the ORM,
          a few queries per document), every row held in a list, hashed after sorting them all, then written
@@ -156,7 +157,7 @@ def _naive(folder: Path) -> dict:
 
 
 def measure(kind: str) -> dict:
-    import pyarrow.parquet  # noqa: F401  (imported by the build; a worker has it loaded already)
+    import numpy  # noqa: F401  (imported by the build; a worker has it loaded already)
     from django.db import connection
     from django.utils import timezone
 

@@ -22,7 +22,13 @@ from training.dataset_builder import DatasetFilters, parse_moment
 from training.forms import DatasetUploadForm
 from training.models import Dataset, Task
 from training.selectors import dataset_list, dataset_preview
-from training.services.datasets import DatasetRefused, dataset_build, dataset_excel_validate, dataset_upload
+from training.services.datasets import (
+    DatasetRefused,
+    dataset_build,
+    dataset_excel_validate,
+    dataset_parquet,
+    dataset_upload,
+)
 
 FORMATS = {
     "jsonl": ("file", "application/jsonl"),
@@ -99,6 +105,8 @@ def _file_response(dataset: Dataset, fmt: str) -> FileResponse:
     if fmt not in FORMATS:
         raise Http404
     field, content_type = FORMATS[fmt]
+    if fmt == "parquet":
+        dataset_parquet(dataset=dataset)  # written from the JSONL at the first download
     key = getattr(dataset, field)
     if not key or not default_storage.exists(key):
         raise Http404(_("This dataset has no %(format)s file.") % {"format": fmt})
@@ -117,7 +125,7 @@ def dataset_download(request, pk: int, fmt: str):
 
 def dataset_json(dataset: Dataset, request, *, full: bool = False) -> dict:
     downloads = {fmt: request.build_absolute_uri(reverse("training:api-dataset-download", args=[dataset.pk, fmt]))
-                 for fmt, (field, _type) in FORMATS.items() if getattr(dataset, field)}
+                 for fmt, (field, _type) in FORMATS.items() if fmt == "parquet" or getattr(dataset, field)}
     data = {
         "id": dataset.pk, "task": dataset.task, "source": dataset.source, "name": dataset.name,
         "sha256": dataset.sha256, "labels": dataset.labels, "statistics": dataset.statistics,

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('annotation', '0003_default_entity_types'),
         ('documents', '0002_document_attempts_document_heartbeat_at_and_more'),
-        ('training', '0004_dataset_snapshots'),
+        ('training', '0003_api_token'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

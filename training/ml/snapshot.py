@@ -187,8 +187,9 @@ class SnapshotError(ValueError):
 
 def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool = False,
                    seed: int = SPLIT_SEED, validation_fraction: float = VALIDATION_FRACTION,
-                   test_fraction: float = TEST_FRACTION, parquet: bool = True) -> Snapshot:
-    """Write `rows` as a snapshot into `folder` (data.jsonl, and data.parquet when asked).
+                   test_fraction: float = TEST_FRACTION, parquet: bool = False) -> Snapshot:
+    """Write `rows` as a snapshot into `folder`: data.jsonl (and data.parquet when asked; otherwise
+    `jsonl_to_parquet` makes it later, when someone first downloads it).
 
     `rows` are streamed: memory stays flat in their number, apart from one (key, words) pair per document
     for the split. They must come in canonical order (sorted by document key) unless `sort` is true, which
@@ -205,7 +206,6 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
                                                  key=lambda t: (t[0], t[1]))]
     content = folder / "content.jsonl.tmp"
     last_key: str | None = None
-    longest = 0
     row_labels: list[str] = []  # text classification: each row's class, for the counts per split
     with content.open("wb") as out:
         for row in rows:
@@ -215,7 +215,6 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
             line = canonical_line(row)
             digest.update(line)
             out.write(line)
-            longest = max(longest, len(line))
             stats.add(row)
             if task == TEXT_CLASSIFICATION:
                 row_labels.append(row["label"])
@@ -233,7 +232,7 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
     for key, _size in sizes:
         split[assigned[key]].append(key)
 
-    # The file: each canonical line with its split appended (no re-parsing: the key opens every line).
+    # The file: each canonical line with its split appended (the key opens every line: no re-parsing).
     jsonl = folder / "data.jsonl"
     last_key = None
     with content.open("rb") as source, jsonl.open("wb") as out:
@@ -245,10 +244,9 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
             last_key = key
             out.write(line[:-2] + b',"split":"' + name.encode() + b'"}\n')
     content.unlink()
-    parquet_path = None
-    if parquet:
-        parquet_path = folder / "data.parquet"
-        jsonl_to_parquet(jsonl, parquet_path, task=task, longest_line=longest + 64)
+    parquet_path = folder / "data.parquet" if parquet else None
+    if parquet_path is not None:
+        jsonl_to_parquet(jsonl, parquet_path, task=task)
     return Snapshot(task=task, sha256=digest.hexdigest(), labels=stats.labels(), statistics=stats.as_dict(),
                     split=split, folder=folder, jsonl=jsonl, parquet=parquet_path)
 
@@ -263,28 +261,65 @@ def _line_key(line: bytes) -> str:
     return json.loads(line)["document"]
 
 
-def _schema(task: str, first_row: dict):
-    import pyarrow as pa
-
-    types = {"document": pa.string(), "split": pa.string(), "text": pa.string(), "label": pa.string(),
-             "tokens": pa.list_(pa.string()), "tags": pa.list_(pa.string()), "line_ends": pa.list_(pa.bool_())}
-    return pa.schema([(name, types[name]) for name in sorted(first_row) if name in types])
+PARQUET_WORDS = 20_000
 
 
-def jsonl_to_parquet(jsonl: Path, parquet: Path, *, task: str, longest_line: int) -> None:
-    """Stream the JSONL into Parquet with pyarrow's reader (C++, one block at a time: memory stays flat)."""
-    import pyarrow.json as pj
-    import pyarrow.parquet as pq
+class _ParquetWriter:
+    """Rows to Parquet in small row groups built column by column, so memory stays flat (pyarrow's own
+    streaming JSON reader held memory in proportion to the file)."""
 
-    with jsonl.open("rb") as handle:
-        first = json.loads(handle.readline())
-    schema = _schema(task, first)
-    block = max(1 << 20, longest_line + 1)
-    reader = pj.open_json(jsonl, read_options=pj.ReadOptions(block_size=block),
-                          parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
-    with pq.ParquetWriter(parquet, schema) as writer:
-        for batch in reader:
-            writer.write_batch(batch)
+    TYPES = {"document": "string", "split": "string", "text": "string", "label": "string",
+             "tokens": "list<string>", "tags": "list<string>", "line_ends": "list<bool>"}
+
+    def __init__(self, path: Path, *, task: str):
+        self.path, self.task = path, task
+        self.schema = self.writer = self.pool = None
+        self.columns: dict[str, list] = {}
+        self.words = 0
+
+    def _open(self, row: dict) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        types = {"string": pa.string(), "list<string>": pa.list_(pa.string()), "list<bool>": pa.list_(pa.bool_())}
+        self.schema = pa.schema([(name, types[self.TYPES[name]]) for name in sorted(row) if name in self.TYPES])
+        self.pool = pa.system_memory_pool()  # hands memory back, where the default pool keeps it
+        self.writer = pq.ParquetWriter(self.path, self.schema, memory_pool=self.pool)
+        self.columns = {name: [] for name in self.schema.names}
+
+    def add(self, row: dict) -> None:
+        if self.writer is None:
+            self._open(row)
+        for name, values in self.columns.items():
+            values.append(row.get(name))
+        self.words += row_size(self.task, row)
+        if self.words >= PARQUET_WORDS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if not self.columns or not self.columns["document"]:
+            return
+        arrays = [pa.array(self.columns[field.name], type=field.type, memory_pool=self.pool) for field in self.schema]
+        self.writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self.columns = {name: [] for name in self.schema.names}
+        self.words = 0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self._flush()
+            self.writer.close()
+
+
+def jsonl_to_parquet(jsonl: Path, parquet: Path, *, task: str) -> None:
+    """The Parquet copy of a snapshot's JSONL, streamed in row groups (memory flat in the file's size)."""
+    writer = _ParquetWriter(parquet, task=task)
+    with jsonl.open("rb") as source:
+        for line in source:
+            if line.strip():
+                writer.add(json.loads(line))
+    writer.close()
 
 
 def snapshot_rows(path: Path) -> Iterator[dict]:

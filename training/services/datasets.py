@@ -59,7 +59,7 @@ def dataset_store(*, snapshot: Snapshot, source: str, name: str, filters: dict, 
     with snapshot.jsonl.open("rb") as handle:
         _save(f"{location}/data.jsonl", File(handle))
     parquet = ""
-    if snapshot.parquet is not None and snapshot.parquet.exists():
+    if snapshot.parquet is not None and snapshot.parquet.exists():  # otherwise made at the first download
         parquet = f"{location}/data.parquet"
         with snapshot.parquet.open("rb") as handle:
             _save(parquet, File(handle))
@@ -117,6 +117,24 @@ def dataset_local_file(*, dataset: Dataset, kind: str = "jsonl") -> Path:
             shutil.copyfileobj(src, out)
         partial.rename(target)
     return target
+
+
+def dataset_parquet(*, dataset: Dataset) -> str:
+    """The storage key of the dataset's Parquet copy, written from its JSONL the first time it is asked for
+    (a derived file of the same content: the snapshot itself does not change)."""
+    if dataset.parquet_file and default_storage.exists(dataset.parquet_file):
+        return dataset.parquet_file
+    from training.ml.snapshot import jsonl_to_parquet
+
+    key = f"{Path(dataset.file).parent.as_posix()}/data.parquet"
+    with temporary_folder() as tmp:
+        local = Path(tmp) / "data.parquet"
+        jsonl_to_parquet(dataset_local_file(dataset=dataset), local, task=dataset.task)
+        with local.open("rb") as handle:
+            _save(key, File(handle))
+    Dataset.objects.filter(pk=dataset.pk).update(parquet_file=key)
+    dataset.parquet_file = key
+    return key
 
 
 def dataset_verify(*, dataset: Dataset) -> bool:

@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 
 from training.ml.snapshot import SnapshotError, canonical_line, snapshot_write, split_assign
@@ -43,7 +44,8 @@ def test_the_hash_is_that_of_the_canonical_lines_anyone_can_recompute(tmp_path):
 
 
 def test_datasets_load_dataset_reads_the_file_directly_with_its_split(tmp_path):
-    snapshot = snapshot_write(task="token_classification", rows=_token_rows(), folder=tmp_path / "s", sort=True)
+    snapshot = snapshot_write(task="token_classification", rows=_token_rows(), folder=tmp_path / "s", sort=True,
+                              parquet=True)
     loaded = datasets.load_dataset("json", data_files=str(snapshot.jsonl), split="train",
                                    cache_dir=str(tmp_path / "cache"))
     assert loaded.num_rows == 3 and set(loaded.column_names) == {"document", "tokens", "tags", "split"}
@@ -65,8 +67,9 @@ def test_statistics_count_documents_sentences_tokens_and_entities(tmp_path):
 
 def test_text_classification_counts_classes_per_split(tmp_path):
     rows = [{"document": f"d{i}", "text": f"texto número {i}", "label": "A" if i % 3 else "B"} for i in range(12)]
-    snapshot = snapshot_write(task="text_classification", rows=rows, folder=tmp_path, sort=True)
+    snapshot = snapshot_write(task="text_classification", rows=rows, folder=tmp_path, sort=True, parquet=True)
     assert snapshot.statistics["classes"] == {"A": 8, "B": 4} and snapshot.labels == ["A", "B"]
+    assert pq.read_table(snapshot.parquet).column_names == ["document", "label", "split", "text"]
     per_split = [snapshot.statistics["splits"][s]["classes"] for s in ("train", "validation", "test")]
     assert sum(c.get("A", 0) for c in per_split) == 8
 

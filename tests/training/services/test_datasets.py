@@ -8,7 +8,7 @@ from django.core.files.storage import default_storage
 from documents.models import Document
 from training.dataset_builder import DatasetFilters
 from training.models import Dataset
-from training.services.datasets import dataset_build, dataset_local_file, dataset_verify
+from training.services.datasets import dataset_build, dataset_local_file, dataset_parquet, dataset_verify
 
 
 def test_a_build_stores_the_files_and_a_row_with_hash_labels_statistics_and_split(import_corpus):
@@ -21,8 +21,23 @@ def test_a_build_stores_the_files_and_a_row_with_hash_labels_statistics_and_spli
     assert sorted(k for keys in dataset.split.values() for k in keys) == sorted(
         d.sha256 for d in Document.objects.all())
     assert dataset.split["train"] and dataset.split["validation"]
-    assert default_storage.exists(dataset.file) and default_storage.exists(dataset.parquet_file)
+    assert default_storage.exists(dataset.file) and not dataset.parquet_file
     assert dataset_verify(dataset=dataset)
+
+
+def test_the_parquet_copy_is_written_once_at_the_first_request_and_holds_the_same_rows(import_corpus, tmp_path):
+    import_corpus(3)
+    dataset, _ = dataset_build(task="token_classification")
+    key = dataset_parquet(dataset=dataset)
+    dataset.refresh_from_db()
+    assert dataset.parquet_file == key and default_storage.exists(key)
+    modified = default_storage.get_modified_time(key)
+    assert dataset_parquet(dataset=dataset) == key and default_storage.get_modified_time(key) == modified
+    parquet = datasets.load_dataset("parquet", data_files=default_storage.path(key), split="train",
+                                    cache_dir=str(tmp_path / "cache"))
+    jsonl = datasets.load_dataset("json", data_files=default_storage.path(dataset.file), split="train",
+                                  cache_dir=str(tmp_path / "cache"))
+    assert parquet.to_list() == jsonl.to_list()
 
 
 def test_building_the_same_content_twice_returns_the_existing_dataset(import_corpus):
