@@ -177,6 +177,10 @@ class ExcelCheck:
     def ok(self) -> bool:
         return self.content.ok
 
+    @property
+    def task_label(self) -> str:
+        return str(Task(self.content.task).label) if self.content.task else ""
+
 
 def _read_upload(file) -> tuple[bytes | None, ExcelContent | None]:
     """The bytes of an uploaded file, unless it is over the size limit (then it is not read at all)."""
