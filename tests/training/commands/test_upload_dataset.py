@@ -43,4 +43,6 @@ def test_the_command_exits_non_zero_without_a_traceback(tmp_path):
     path.write_text("não é planilha")
     result = subprocess.run([sys.executable, "manage.py", "upload_dataset", str(path)], capture_output=True,
                             text=True, timeout=120)
-    assert result.returncode != 0 and "Only .xlsx" in result.stderr and "Traceback" not in result.stderr
+    # Commands speak the default language (pt-BR): the reason names the accepted format and the file.
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert ".xlsx" in result.stderr and "notas.txt" in result.stderr
