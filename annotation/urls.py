@@ -6,7 +6,13 @@ app_name = "annotation"
 urlpatterns = [
     path("<int:pk>/", views.review, name="review"),
     path("<int:pk>/annotations/", views.annotation_add, name="add"),
-    re_path(r"^(?P<pk>\d+)/annotations/(?P<annotation_id>\d+)/(?P<action>accept|reject|relabel)/$",
+    re_path(r"^(?P<pk>\d+)/annotations/(?P<annotation_id>\d+)/(?P<action>accept|reject|relabel|resize|delete|revert)/$",
             views.annotation_action, name="action"),
+    path("<int:pk>/accept-above/", views.accept_above, name="accept-above"),
     path("<int:pk>/finish/", views.review_finish, name="finish"),
+    path("<int:pk>/next/", views.review_next, name="next"),
+    path("<int:pk>/presence/", views.presence, name="presence"),
+    path("<int:pk>/pages/<int:number>/words/", views.page_words, name="page-words"),
+    path("<int:pk>/history/", views.history, name="history"),
+    path("<int:pk>/revert/", views.document_revert, name="revert"),
 ]
