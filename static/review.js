@@ -13,7 +13,12 @@
   function csrf() {
     try { return JSON.parse(document.body.getAttribute("hx-headers"))["x-csrftoken"]; } catch (e) { return ""; }
   }
-  function rows() { return $all("#entity-list li.e"); }
+  // Entities in reading order (the list groups them by type; j / k walk the text).
+  function rows() {
+    return $all("#entity-list li.e").sort(function (a, b) {
+      return Number(a.dataset.start) - Number(b.dataset.start) || Number(a.dataset.annotation) - Number(b.dataset.annotation);
+    });
+  }
   function row(id) { return $(`#entity-list li.e[data-annotation="${id}"]`); }
   function typing(event) {
     const t = event.target;
