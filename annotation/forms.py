@@ -79,3 +79,28 @@ class QueueFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = [("", _("all statuses")), *QueueStatus.choices]
         self.fields["order"].choices = list(QUEUE_ORDERS.items())
+
+
+class EntityTypeForm(forms.ModelForm):
+    class Meta:
+        model = EntityType
+        fields = ["name", "color", "description", "shortcut"]
+        widgets = {"color": forms.TextInput(attrs={"type": "color"}),
+                   "shortcut": forms.TextInput(attrs={"size": 2, "maxlength": 1, "inputmode": "numeric"})}
+
+    def clean_name(self):
+        return self.cleaned_data["name"].strip().upper()
+
+    def clean_color(self):
+        return self.cleaned_data["color"].strip().lower()
+
+
+class MergeForm(forms.Form):
+    source = forms.ModelChoiceField(label=_("merge"), queryset=EntityType.objects.all())
+    target = forms.ModelChoiceField(label=_("into"), queryset=EntityType.objects.all())
+
+    def clean(self):
+        data = super().clean()
+        if data.get("source") and data.get("source") == data.get("target"):
+            raise ValidationError(_("Choose two different types to merge."))
+        return data

@@ -352,6 +352,10 @@ def _target_of(snapshot: dict | None) -> dict:
     if snapshot is None:
         return {"status": Status.DELETED}
     label_id = snapshot.get("label_id")
+    if label_id is not None and not EntityType.objects.filter(pk=label_id).exists():
+        # The type was merged into another one since: follow the merge.
+        merged = AnnotationEvent.objects.filter(action=Action.MERGE, before__label_id=label_id).first()
+        label_id = merged.after["label_id"] if merged else None
     if label_id is None or not EntityType.objects.filter(pk=label_id).exists():
         # The type was merged away or deleted since: fall back to its name, else explain.
         label = EntityType.objects.filter(name=snapshot["label"]).first()
@@ -414,3 +418,47 @@ def document_revert(*, document: Document, event_id: int, user: AbstractBaseUser
                 changed += 1
         document_review_summarise(document_id=document.pk, review=review)
     return changed
+
+
+# Label schema -----------------------------------------------------------------------------------------------
+
+def entity_type_save(*, entity_type: EntityType | None = None, name: str, color: str, description: str = "",
+                     shortcut: str = "") -> EntityType:
+    """Create or change an entity type. Renaming keeps history: events keep the type's id beside its name."""
+    entity_type = entity_type or EntityType()
+    entity_type.name, entity_type.color = name.strip().upper(), color.strip().lower()
+    entity_type.description, entity_type.shortcut = description.strip(), shortcut.strip()
+    entity_type.full_clean()
+    entity_type.save()
+    return entity_type
+
+
+def entity_type_merge(*, source: EntityType, target: EntityType, user: AbstractBaseUser | None) -> int:
+    """Give every entity of `source` the type `target` (a MERGE event each), then remove `source`.
+    Returns how many entities moved. Reverting to a state from before the merge finds `target` through
+    the merge events."""
+    if source.pk == target.pk:
+        raise ValidationError(_("Choose two different types to merge."))
+    moved = 0
+    with transaction.atomic():
+        document_ids = sorted(set(Annotation.objects.filter(label=source).values_list("document_id", flat=True)))
+        for document_id in document_ids:
+            review = _review_lock(document_id)
+            for annotation in Annotation.objects.select_for_update().filter(document_id=document_id, label=source):
+                _apply(annotation, action=Action.MERGE, user=user, target={"label_id": target.pk}, review=review,
+                       summarise=False, check_overlap=False)
+                moved += 1
+        EntityType.objects.filter(pk=source.pk).delete()
+    return moved
+
+
+def annotations_withdraw_predictions(*, document: Document, user: AbstractBaseUser | None) -> int:
+    """Delete (with events) the model's predictions nobody has decided on yet, before predicting again."""
+    with transaction.atomic():
+        review = _review_lock(document.pk)
+        stale = list(Annotation.objects.select_for_update().filter(document=document, status=Status.PREDICTED))
+        for annotation in stale:
+            _apply(annotation, action=Action.DELETE, user=user, target={"status": Status.DELETED}, review=review,
+                   document=document, summarise=False)
+        document_review_summarise(document_id=document.pk, review=review)
+    return len(stale)

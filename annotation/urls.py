@@ -15,4 +15,7 @@ urlpatterns = [
     path("<int:pk>/pages/<int:number>/words/", views.page_words, name="page-words"),
     path("<int:pk>/history/", views.history, name="history"),
     path("<int:pk>/revert/", views.document_revert, name="revert"),
+    path("labels/", views.labels, name="labels"),
+    path("labels/<int:pk>/", views.labels, name="label-edit"),
+    path("labels/merge/", views.labels_merge, name="labels-merge"),
 ]

@@ -9,12 +9,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation import selectors, services
@@ -23,13 +24,15 @@ from annotation.forms import (
     ActionForm,
     AddEntityForm,
     DocumentRevertForm,
+    EntityTypeForm,
+    MergeForm,
     QueueFilterForm,
     RectForm,
 )
-from annotation.models import Annotation, AnnotationEvent
+from annotation.models import Annotation, AnnotationEvent, EntityType
 from documents.forms import UploadForm
 from documents.models import Document
-from lib.decorators import reviewer_required
+from lib.decorators import admin_required, reviewer_required
 
 
 def _wants_json(request) -> bool:
@@ -351,3 +354,42 @@ def document_revert(request, pk: int):
     messages.success(request, _("The document was restored to that point (%(count)d entities changed).")
                      % {"count": changed})
     return redirect("annotation:history", pk=document.pk)
+
+
+# Label schema (admins) ---------------------------------------------------------------------------------------
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def labels(request, pk: int | None = None):
+    """The entity types: add one, change one (name, colour, description, shortcut), merge two."""
+    editing = get_object_or_404(EntityType, pk=pk) if pk else None
+    form = EntityTypeForm(request.POST if request.method == "POST" else None, instance=editing,
+                          prefix=f"type-{pk}" if pk else "new")
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        entity_type = services.entity_type_save(entity_type=editing, name=data["name"], color=data["color"],
+                                                description=data["description"], shortcut=data["shortcut"])
+        messages.success(request, _("The type “%(name)s” was saved.") % {"name": entity_type.name})
+        return redirect("annotation:labels")
+    types = list(EntityType.objects.annotate(entity_count=Count("annotations")).order_by("name"))
+    forms_by_type = [(t, form if editing and editing.pk == t.pk else EntityTypeForm(instance=t, prefix=f"type-{t.pk}"))
+                     for t in types]
+    status = 400 if request.method == "POST" else 200
+    return render(request, "annotation/labels.html", {
+        "types": forms_by_type, "new_form": form if editing is None else EntityTypeForm(prefix="new"),
+        "merge_form": MergeForm(),
+    }, status=status)
+
+
+@require_POST
+@admin_required
+def labels_merge(request):
+    form = MergeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+        return redirect("annotation:labels")
+    source, target = form.cleaned_data["source"], form.cleaned_data["target"]
+    moved = services.entity_type_merge(source=source, target=target, user=request.user)
+    messages.success(request, _("“%(source)s” was merged into “%(target)s” (%(count)d entities).")
+                     % {"source": source.name, "target": target.name, "count": moved})
+    return redirect("annotation:labels")
