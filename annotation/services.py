@@ -49,6 +49,8 @@ class Span:
     end: int
     label: str
     score: float | None = None
+    status: str | None = None  # imports only: the state to restore (default accepted)
+    source: str | None = None  # imports only (default human)
 
 
 def annotation_snapshot(annotation: Annotation, *, label: EntityType | None = None) -> dict:
@@ -299,17 +301,23 @@ def annotations_predict(*, document: Document, spans: Iterable[Span], model_vers
 @transaction.atomic
 def annotations_import(*, document: Document, spans: Iterable[Span], user: AbstractBaseUser | None,
                        status: str = Status.ACCEPTED) -> int:
-    """Store an existing corpus's entities as human annotations (accepted unless told otherwise)."""
+    """Store an existing corpus's entities (accepted human annotations unless a span says otherwise)."""
     review = _review_lock(document.pk)
     words = document_words(document=document)
     count = 0
     for span in spans:
         _check_span(start=span.start, end=span.end, word_count=len(words))
+        span_status = span.status or status
+        if span_status not in Status.values or span_status == Status.DELETED:
+            raise ValidationError(_("Unknown entity status “%(status)s”.") % {"status": span_status})
+        if span_status not in Annotation.INACTIVE:
+            _refuse_overlap(_overlapping(document_id=document.pk, start=span.start, end=span.end))
         label = entity_type_get_or_create(name=span.label)
         annotation = Annotation.objects.create(
             document=document, start=span.start, end=span.end, label=label,
             text=" ".join(w.text for w in words[span.start:span.end]),
-            status=status, source=Annotation.Source.HUMAN, reviewer=user, score=span.score,
+            status=span_status, source=span.source or Annotation.Source.HUMAN,
+            reviewer=user if span_status != Status.PREDICTED else None, score=span.score,
         )
         _event(annotation, action=Action.IMPORT, before=None, user=user, base_revision=0, label=label)
         count += 1
