@@ -132,6 +132,17 @@ def labelstudio_config(labels: Iterable[str]) -> str:
     return f'<View><Labels name="label" toName="text">{choices}</Labels><Text name="text" value="$text"/></View>'
 
 
+def _ls_result(*, task: int, text: str, offsets: list[tuple[int, int]], span: SpanRecord, index: int,
+               predicted: bool) -> dict:
+    start, end = offsets[span.start][0], offsets[span.end - 1][1]
+    item = {"id": f"t{task}-{'p' if predicted else 'a'}{index}", "from_name": "label", "to_name": "text",
+            "type": "labels", "origin": "prediction" if predicted else "manual",
+            "value": {"start": start, "end": end, "text": text[start:end], "labels": [span.label]}}
+    if predicted:
+        item["score"] = span.score
+    return item
+
+
 def to_labelstudio(records: list[DocumentRecord]) -> str:
     """Label Studio tasks: accepted entities as an annotation, untouched predictions as a prediction
     (rejected entities have no place in Label Studio's format and are left out)."""
@@ -139,26 +150,19 @@ def to_labelstudio(records: list[DocumentRecord]) -> str:
     for number, r in enumerate(records, start=1):
         text, offsets = " ".join(r.tokens), _char_offsets(r.tokens)
 
-        def result(span: SpanRecord, index: int, with_score: bool) -> dict:
-            start, end = offsets[span.start][0], offsets[span.end - 1][1]
-            item = {"id": f"t{number}-{'p' if with_score else 'a'}{index}", "from_name": "label", "to_name": "text", "type": "labels",
-                    "origin": "prediction" if with_score else "manual",
-                    "value": {"start": start, "end": end, "text": text[start:end], "labels": [span.label]}}
-            if with_score:
-                item["score"] = span.score
-            return item
-
         accepted = list(enumerate(s for s in r.spans if s.status == S.ACCEPTED))
         predicted = list(enumerate(s for s in r.spans if s.status == S.PREDICTED))
         task = {"id": number, "data": {"text": text, "name": r.name}, "meta": {"docloop_reviewed": r.reviewed},
                 "annotations": [], "predictions": []}
         if accepted:
-            task["annotations"].append({"result": [result(s, i, False) for i, s in accepted],
+            task["annotations"].append({"result": [_ls_result(task=number, text=text, offsets=offsets, span=s, index=i, predicted=False)
+                                                   for i, s in accepted],
                                         "was_cancelled": False, "ground_truth": r.reviewed})
         if predicted:
             scores = [s.score for _i, s in predicted if s.score is not None]
             task["predictions"].append({"model_version": "docloop", "score": min(scores) if scores else None,
-                                        "result": [result(s, i, True) for i, s in predicted]})
+                                        "result": [_ls_result(task=number, text=text, offsets=offsets, span=s, index=i,
+                                                               predicted=True) for i, s in predicted]})
         tasks.append(task)
     return json.dumps(tasks, ensure_ascii=False, indent=1) + "\n"
 
