@@ -79,7 +79,9 @@ def queue(request):
         status=filters.get("status") or "", search=filters.get("q") or "",
         order=filters.get("order") or "confidence", uploader=filters.get("uploader"),
         model_version=filters.get("model_version"),
-    ), 50).get_page(request.GET.get("page"))
+    ).values_list("pk", flat=True), 50).get_page(request.GET.get("page"))
+    # Sort and cut the page on the narrow id list, then load the page's 50 rows with their joins.
+    documents.object_list = selectors.queue_rows(ids=list(documents.object_list))
     cutoff = selectors.presence_cutoff()
     rows = []
     for document in documents:
