@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db import connection
+from django.db.models import BinaryField, Count, Exists, F, JSONField, OuterRef, Q
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Length, Substr
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
@@ -72,60 +75,90 @@ class ReviewPage:
     truncated: bool  # more entities touch the piece than one response shows
 
 
-def _slice_floats(blob, first: int, count: int, width: int) -> array:
-    values = array("f" if width == 4 else "i")
-    values.frombytes(bytes(memoryview(blob)[first * width * 4:(first + count) * width * 4]))
-    return values
+@dataclass
+class PageSlice:
+    """Words [first, last) of one page (page-relative), read without loading the rest of the page: the
+    packed boxes and line keys are cut by the database (SUBSTR), and so are the word texts on PostgreSQL
+    (jsonb_path_query_array); elsewhere the texts are cut after loading."""
+
+    page: Page
+    word_count: int  # the page's
+    first: int
+    last: int
+    words: list[str]
+    boxes: array  # float32 x0, y0, x1, y1 per word in the slice
+    lines: list[tuple[int, int]]  # (block, line) per word in the slice, plus the next word's when there is one
+
+    def box(self, i: int) -> tuple[float, float, float, float]:
+        k = 4 * (i - self.first)
+        return self.boxes[k], self.boxes[k + 1], self.boxes[k + 2], self.boxes[k + 3]
+
+
+def page_slice(*, document: Document, number: int, first: int, count: int) -> PageSlice | None:
+    """The page's words [first, first + count) (clamped to the page), in two small queries."""
+    meta = (Page.objects.filter(document=document, number=number).only("id", "number", "width", "height",
+                                                                        "word_start", "document_id")
+            .annotate(box_bytes=Length("boxes")).first())
+    if meta is None:
+        return None
+    word_count = (meta.box_bytes or 0) // 16
+    first = max(0, min(first, max(word_count - 1, 0)))
+    last = min(first + count, word_count)
+    fields = {"cut_boxes": Substr("boxes", first * 16 + 1, max(last - first, 1) * 16, output_field=BinaryField()),
+              "cut_lines": Substr("lines", first * 8 + 1, (max(last - first, 1) + 1) * 8, output_field=BinaryField())}
+    if connection.vendor == "postgresql":
+        fields["cut_words"] = RawSQL("jsonb_path_query_array(words, %s)", (f"$[{first} to {max(last - 1, first)}]",),
+                                     output_field=JSONField())
+        row = Page.objects.filter(pk=meta.pk).annotate(**fields).values(*fields).get()
+        words = row["cut_words"] if last > first else []
+    else:
+        row = Page.objects.filter(pk=meta.pk).annotate(**fields).values("words", *fields).get()
+        words = row["words"][first:last]
+    boxes = array("f")
+    boxes.frombytes(bytes(row["cut_boxes"] or b"")[: (last - first) * 16])
+    keys = array("i")
+    keys.frombytes(bytes(row["cut_lines"] or b""))
+    return PageSlice(meta, word_count, first, last, words, boxes, list(zip(keys[0::2], keys[1::2], strict=True)))
 
 
 def page_word_boxes(*, page: Page, first: int, count: int) -> list[tuple[float, float, float, float]]:
     """Boxes of the page's words [first, first + count) (page-relative), decoding only those."""
-    flat = _slice_floats(page.boxes, first, count, 4)
+    flat = array("f")
+    flat.frombytes(bytes(memoryview(page.boxes)[first * 16:(first + count) * 16]))
     return [(flat[i], flat[i + 1], flat[i + 2], flat[i + 3]) for i in range(0, len(flat), 4)]
 
 
-def page_word_lines(*, page: Page, first: int, count: int) -> list[tuple[int, int]]:
-    keys = array("i")
-    keys.frombytes(bytes(memoryview(page.lines)[first * 8:(first + count) * 8]))
-    return list(zip(keys[0::2], keys[1::2], strict=True))
+def _segments(cut: PageSlice, annotations: list[Annotation]) -> list[Segment]:
+    """Cut the slice's words into plain runs and entity runs (rejected entities show as plain text)."""
+    line_end = [k + 1 >= len(cut.lines) or cut.lines[k + 1] != cut.lines[k] for k in range(cut.last - cut.first)]
+    base = cut.page.word_start
 
+    def words(a: int, b: int) -> list[tuple[int, str, bool]]:
+        return [(base + j, cut.words[j - cut.first], line_end[j - cut.first]) for j in range(a, b)]
 
-def _segments(*, page: Page, first: int, last: int, annotations: list[Annotation]) -> list[Segment]:
-    """Cut the page's words [first, last) (page-relative) into plain runs and entity runs."""
-    # One word past the piece tells whether the piece's last word ends its line.
-    lines = page_word_lines(page=page, first=first, count=min(last + 1, len(page.words)) - first)
-    line_end = [k + 1 >= len(lines) or lines[k + 1] != lines[k] for k in range(last - first)]
-    active = sorted((a for a in annotations if a.status not in Annotation.INACTIVE), key=lambda a: a.start)
     segments: list[Segment] = []
-    base = page.word_start
-    position = first
-    for annotation in active:
-        a_first = max(annotation.start - base, position)
-        a_last = min(annotation.end - base, last)
+    position = cut.first
+    for annotation in sorted((a for a in annotations if a.status not in Annotation.INACTIVE), key=lambda a: a.start):
+        a_first, a_last = max(annotation.start - base, position), min(annotation.end - base, cut.last)
         if a_first >= a_last:
             continue
         if position < a_first:
-            segments.append(Segment(words=[(base + j, page.words[j], line_end[j - first])
-                                           for j in range(position, a_first)]))
-        segments.append(Segment(words=[(base + j, page.words[j], line_end[j - first]) for j in range(a_first, a_last)],
-                                annotation=annotation))
+            segments.append(Segment(words=words(position, a_first)))
+        segments.append(Segment(words=words(a_first, a_last), annotation=annotation))
         position = a_last
-    if position < last:
-        segments.append(Segment(words=[(base + j, page.words[j], line_end[j - first]) for j in range(position, last)]))
+    if position < cut.last:
+        segments.append(Segment(words=words(position, cut.last)))
     return segments
 
 
-def _rects(page: Page, annotation: Annotation, first: int, last: int) -> list[tuple[float, float, float, float]]:
-    """One rectangle per PDF line that the entity's words (within [first, last)) occupy."""
-    a_first = max(annotation.start - page.word_start, first)
-    a_last = min(annotation.end - page.word_start, last)
-    if a_first >= a_last:
-        return []
-    boxes = page_word_boxes(page=page, first=a_first, count=a_last - a_first)
-    lines = page_word_lines(page=page, first=a_first, count=a_last - a_first)
+def _rects(cut: PageSlice, annotation: Annotation) -> list[tuple[float, float, float, float]]:
+    """One rectangle per PDF line that the entity's words (within the slice) occupy."""
+    base = cut.page.word_start
     rects: list[list[float]] = []
     previous = None
-    for (x0, y0, x1, y1), line in zip(boxes, lines, strict=True):
+    for i in range(max(annotation.start - base, cut.first), min(annotation.end - base, cut.last)):
+        x0, y0, x1, y1 = cut.box(i)
+        line = cut.lines[i - cut.first]
         if rects and line == previous:
             r = rects[-1]
             r[0], r[1], r[2], r[3] = min(r[0], x0), min(r[1], y0), max(r[2], x1), max(r[3], y1)
@@ -136,23 +169,22 @@ def _rects(page: Page, annotation: Annotation, first: int, last: int) -> list[tu
 
 
 def review_page(*, document: Document, page_number: int, piece: int = 1) -> ReviewPage:
-    """What the review page shows for one page of a document: at most REVIEW_PIECE_WORDS words as text and
-    the entities that touch them, so a page of any size answers in bounded time and size."""
+    """What the review page shows for one page of a document: at most DOCLOOP_REVIEW_PIECE_WORDS words as
+    text and the entities that touch them, so a page of any size answers in bounded time and size."""
     piece_words = settings.DOCLOOP_REVIEW_PIECE_WORDS
     page_count = document.page_count or 0
     page_number = min(max(1, page_number), max(page_count, 1))
-    page = Page.objects.filter(document=document, number=page_number).defer("text").first()
     counts = dict.fromkeys(Annotation.Status.values, 0)
     for status, count in (Annotation.objects.filter(document=document).values_list("status")
                           .annotate(n=Count("id")).order_by()):
         counts[status] = count
-    if page is None:
+    cut = page_slice(document=document, number=page_number, first=(max(1, piece) - 1) * piece_words,
+                     count=piece_words)
+    if cut is None:
         return ReviewPage(document, None, page_count, 1, 1, (0, 0), [], [], [], counts, False)
-    word_count = len(page.words)
-    piece_count = max(1, -(-word_count // piece_words))
-    piece = min(max(1, piece), piece_count)
-    first, last = (piece - 1) * piece_words, min(piece * piece_words, word_count)
-    start, end = page.word_start + first, page.word_start + last
+    piece_count = max(1, -(-cut.word_count // piece_words))
+    piece = cut.first // piece_words + 1
+    start, end = cut.page.word_start + cut.first, cut.page.word_start + cut.last
     limit = settings.DOCLOOP_REVIEW_MAX_ENTITIES
     annotations = list(
         Annotation.objects.filter(document=document, start__lt=end, end__gt=start)
@@ -161,14 +193,13 @@ def review_page(*, document: Document, page_number: int, piece: int = 1) -> Revi
     )
     truncated = len(annotations) > limit
     annotations = annotations[:limit]
-    entities = [EntityOnPage(a, _rects(page, a, first, last)) for a in annotations]
+    entities = [EntityOnPage(a, _rects(cut, a)) for a in annotations]
     by_label: dict[int, tuple[EntityType, list[Annotation]]] = {}
     for annotation in annotations:
         by_label.setdefault(annotation.label_id, (annotation.label, []))[1].append(annotation)
     groups = sorted(by_label.values(), key=lambda pair: pair[0].name)
-    return ReviewPage(document, page, page_count, piece, piece_count, (start, end),
-                      _segments(page=page, first=first, last=last, annotations=annotations), entities, groups,
-                      counts, truncated)
+    return ReviewPage(document, cut.page, page_count, piece, piece_count, (start, end), _segments(cut, annotations),
+                      entities, groups, counts, truncated)
 
 
 def page_words_in_rect(*, page: Page, x0: float, y0: float, x1: float, y1: float,
@@ -176,15 +207,19 @@ def page_words_in_rect(*, page: Page, x0: float, y0: float, x1: float, y1: float
     """The page's words whose boxes intersect a rectangle (PDF points): (document index, text, box)."""
     x0, x1 = sorted((x0, x1))
     y0, y1 = sorted((y0, y1))
-    found = []
-    flat = _slice_floats(page.boxes, 0, len(page.words), 4)
-    for i in range(len(page.words)):
-        bx0, by0, bx1, by1 = flat[4 * i], flat[4 * i + 1], flat[4 * i + 2], flat[4 * i + 3]
-        if bx0 <= x1 and bx1 >= x0 and by0 <= y1 and by1 >= y0:
-            found.append((page.word_start + i, page.words[i], (bx0, by0, bx1, by1)))
-            if len(found) >= limit:
+    flat = array("f")
+    flat.frombytes(bytes(page.boxes))
+    hits = []
+    for i in range(len(flat) // 4):
+        k = 4 * i
+        if flat[k] <= x1 and flat[k + 2] >= x0 and flat[k + 1] <= y1 and flat[k + 3] >= y0:
+            hits.append(i)
+            if len(hits) >= limit:
                 break
-    return found
+    if not hits:
+        return []
+    cut = page_slice(document=page.document_id, number=page.number, first=hits[0], count=hits[-1] - hits[0] + 1)
+    return [(page.word_start + i, cut.words[i - cut.first], cut.box(i)) for i in hits]
 
 
 # History ---------------------------------------------------------------------------------------------------

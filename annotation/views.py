@@ -299,7 +299,7 @@ def page_words(request, pk: int, number: int):
     from django.conf import settings
 
     document = get_object_or_404(Document, pk=pk, status=Document.Status.READY)
-    page = document.pages.filter(number=number).defer("text").first()
+    page = document.pages.filter(number=number).only("id", "number", "word_start", "boxes", "document").first()
     if page is None:
         raise Http404(_("The document has no such page."))
     form = RectForm(request.GET)

@@ -149,8 +149,8 @@ DOCLOOP_MAX_PAGES = env_int("DOCLOOP_MAX_PAGES", 2000)
 # one response lists at most DOCLOOP_REVIEW_MAX_ENTITIES entities, so a review response stays bounded in
 # size (docs/performance.md) however many words a PDF page holds. A document counts as "in review" while
 # someone's review page reported in within DOCLOOP_PRESENCE_SECONDS (the page reports every 30 s).
-DOCLOOP_REVIEW_PIECE_WORDS = env_int("DOCLOOP_REVIEW_PIECE_WORDS", 1000)
-DOCLOOP_REVIEW_MAX_ENTITIES = env_int("DOCLOOP_REVIEW_MAX_ENTITIES", 500)
+DOCLOOP_REVIEW_PIECE_WORDS = env_int("DOCLOOP_REVIEW_PIECE_WORDS", 600)
+DOCLOOP_REVIEW_MAX_ENTITIES = env_int("DOCLOOP_REVIEW_MAX_ENTITIES", 600)
 DOCLOOP_PRESENCE_SECONDS = env_int("DOCLOOP_PRESENCE_SECONDS", 90)
 # Page images for the review page are rendered at these widths (pixels) and cached in storage.
 DOCLOOP_PAGE_IMAGE_WIDTHS = [800, 1200, 1600, 2400]
