@@ -76,6 +76,7 @@ def _setup(url: str, media: Path) -> None:
 
 
 def _load(documents: int, rng: random.Random) -> None:
+    import pymupdf
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.db import transaction
@@ -94,9 +95,12 @@ def _load(documents: int, rng: random.Random) -> None:
 
     started = time.perf_counter()
     # The large document: a real PDF, 50 pages, 2,000 entities through the services.
-    lines = [[rng.choice(WORDS) for _ in range(12)] + ["."] for _ in range(50 * 34)]  # 34 paragraphs a page
-    large = document_extract(document=document_create(data=pdf_render_lines(lines), name="grande-50-paginas.pdf",
-                                                      user=user)[0])
+    lines = [[rng.choice(WORDS) for _ in range(12)] + ["."] for _ in range(50 * 34)]  # about 34 paragraphs a page
+    pdf = pdf_render_lines(lines)
+    while pymupdf.open(stream=pdf).page_count < 50:
+        lines += [[rng.choice(WORDS) for _ in range(12)] + ["."] for _ in range(10)]
+        pdf = pdf_render_lines(lines)
+    large = document_extract(document=document_create(data=pdf, name="grande-50-paginas.pdf", user=user)[0])
     pages = large.page_count
     step = max(2, large.word_count // 2000)
     spans = [services.Span(i, i + 2, rng.choice(types).name, round(rng.random(), 3))

@@ -343,3 +343,21 @@ def test_the_queue_and_review_pages_run_a_constant_number_of_queries(client, rev
     large = (count(reverse("queue")), count(reverse("annotation:review", args=[first])),
              count(reverse("annotation:history", args=[first])))
     assert small == large, (small, large)
+
+
+def test_the_workspace_pages_render_in_portuguese_with_numbers_that_scripts_can_read(client, reviewer,
+                                                                                      ready_document, entity_types):
+    from django.utils import translation
+
+    annotation = _predicted(ready_document)
+    client.force_login(reviewer)
+    with translation.override("pt-br"):
+        for url in (reverse("queue"), reverse("annotation:review", args=[ready_document.pk]),
+                    reverse("annotation:history", args=[ready_document.pk])):
+            response = client.get(url, HTTP_ACCEPT_LANGUAGE="pt-br")
+            assert response.status_code == 200, url
+        body = client.get(reverse("annotation:review", args=[ready_document.pk]),
+                          HTTP_ACCEPT_LANGUAGE="pt-br").content.decode()
+    # Coordinates and ids stay machine-readable (no decimal commas or thousand separators) in any language.
+    assert f'data-annotation="{annotation.pk}"' in body
+    assert "viewBox=\"0 0 595" in body and "," not in body.split('viewBox="')[1].split('"')[0]
