@@ -59,10 +59,10 @@
     if (!files.length) { return; }
     event.preventDefault();
     list.replaceChildren();
-    // Two at a time: quick feedback without flooding the server.
+    // One file after another: each shows its progress, and the server ingests them in order.
     const queue = files.slice();
     function next() { const file = queue.shift(); return file ? uploadOne(file).then(next) : Promise.resolve(); }
-    Promise.all([next(), next()]).then(function () {
+    next().then(function () {
       form.reset();
       if (window.htmx) { htmx.ajax("GET", window.location.href, { target: "#document-table", swap: "outerHTML" }); }
     });

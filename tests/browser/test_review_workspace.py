@@ -215,3 +215,26 @@ def test_restoring_an_entity_and_the_document_from_the_history(page, log_in, rev
     assert added.status == "deleted"
     assert list(AnnotationEvent.objects.filter(document=document).values_list("action", flat=True)) == [
         "predict", "relabel", "create", "revert", "revert"]
+
+
+def test_uploading_several_pdfs_from_the_queue_shows_each_files_progress_and_errors(page, log_in, reviewer,
+                                                                                    make_pdf, tmp_path, queues):
+    from documents.models import Document
+
+    good, other, bad = tmp_path / "um.pdf", tmp_path / "dois.pdf", tmp_path / "notas.pdf"
+    good.write_bytes(make_pdf())
+    other.write_bytes(make_pdf([["Outro", "documento", "."]]))
+    bad.write_text("not a pdf")
+    log_in(reviewer)
+    page.goto("/documents/")
+    page.set_input_files("#queue-files", [str(good), str(other), str(bad)])
+    page.locator("#queue-upload").get_by_role("button", name="Upload", exact=True).click()
+    items = page.locator("#upload-progress li")
+    expect(items).to_have_count(3)
+    expect(items.filter(has_text="um.pdf")).to_contain_text("“um.pdf” was uploaded and is being processed.")
+    expect(items.filter(has_text="dois.pdf").locator("a")).to_have_count(1)
+    expect(items.filter(has_text="notas.pdf")).to_contain_text("not a PDF")
+    expect(page.locator("#document-table")).to_contain_text("dois.pdf")
+    assert sorted(Document.objects.values_list("original_name", flat=True)) == ["dois.pdf", "um.pdf"]
+    assert queues["default"].count == 2
+    assert [e for e in page.console_errors if "status of 400" not in e] == []
