@@ -361,3 +361,24 @@ def test_the_workspace_pages_render_in_portuguese_with_numbers_that_scripts_can_
     # Coordinates and ids stay machine-readable (no decimal commas or thousand separators) in any language.
     assert f'data-annotation="{annotation.pk}"' in body
     assert "viewBox=\"0 0 595" in body and "," not in body.split('viewBox="')[1].split('"')[0]
+
+
+def test_no_review_response_exceeds_600_kb_even_when_every_word_is_an_entity(client, reviewer, make_pdf,
+                                                                             entity_types, settings):
+    from documents.pdf import pdf_render_lines
+    from documents.services import document_create, document_extract
+
+    words = [f"palavra{i}" for i in range(1300)]
+    pdf = pdf_render_lines([words], font_size=4)  # small print: more than a piece's words on page 1
+    document = document_extract(document=document_create(data=pdf, name="cheio.pdf")[0])
+    first_page = document.pages.get(number=1)
+    count = min(len(first_page.words), 2 * settings.DOCLOOP_REVIEW_PIECE_WORDS)
+    services.annotations_predict(document=document, model_version=None, spans=[
+        services.Span(i, i + 1, ["PESSOA", "LOCAL", "TEMPO"][i % 3], 0.123456) for i in range(count)])
+    client.force_login(reviewer)
+    response = client.get(reverse("annotation:review", args=[document.pk]))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.count('<li class="e ') == min(count, settings.DOCLOOP_REVIEW_PIECE_WORDS)
+    assert len(response.content) < 600 * 1024, len(response.content)
+    assert count == 2 * settings.DOCLOOP_REVIEW_PIECE_WORDS
