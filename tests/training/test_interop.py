@@ -83,7 +83,7 @@ def test_seqeval_reads_the_conll_export(corpus):
         token, tag = line.split(" ")
         current.append(tag)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # seqeval warns about tags it cannot read
+        warnings.simplefilter("error", UserWarning)  # seqeval warns about tags it cannot read
         report = classification_report(sentences, sentences, mode="strict", scheme=IOB2, output_dict=True)
     assert f1_score(sentences, sentences, mode="strict", scheme=IOB2) == 1.0
     # Accepted entities only: ORGANIZACAO and PESSOA of the first document, PESSOA of the second.
