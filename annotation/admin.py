@@ -11,7 +11,15 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from annotation import services
-from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType
+from annotation.models import (
+    Annotation,
+    AnnotationEvent,
+    DocumentClass,
+    DocumentClassEvent,
+    DocumentClassification,
+    DocumentReview,
+    EntityType,
+)
 from documents.admin import DocumentAdmin
 from documents.models import Document
 from documents.services import document_reingest
@@ -104,6 +112,38 @@ class DocumentReviewAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# Document classes (text classification) -------------------------------------------------------------------
+
+@admin.register(DocumentClass)
+class DocumentClassAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "color"]
+    search_fields = ["name"]
+
+
+class DocumentClassEventInline(ReadOnlyTabularInline):
+    model = DocumentClassEvent
+    fields = ["created_at", "action", "user", "model_version", "before", "after"]
+
+
+@admin.register(DocumentClassification)
+class DocumentClassificationAdmin(admin.ModelAdmin):
+    """Changed only through annotation.services_classes, so every change leaves an event."""
+
+    list_display = ["document", "label", "status", "source", "score", "model_version", "reviewer", "updated_at"]
+    list_filter = ["status", "source", "label"]
+    search_fields = ["document__original_name"]
+    inlines = [DocumentClassEventInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):

@@ -163,3 +163,86 @@ class DocumentReview(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document}: {self.verified_count}/{self.entity_count}"
+
+# Document classes (text classification): one label per document, predicted and reviewed like an entity -----
+
+class DocumentClass(models.Model):
+    """A class a whole document can have (text classification); the label set beside EntityType."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.CharField(_("description"), max_length=255, blank=True)
+    color = models.CharField(_("colour"), max_length=7, default="#b0bec5")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("document class")
+        verbose_name_plural = _("document classes")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DocumentClassification(models.Model):
+    """A document's current class: a projection of its DocumentClassEvents (annotation.services_classes)."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="classification",
+                                    verbose_name=_("document"))
+    label = models.ForeignKey(DocumentClass, on_delete=models.PROTECT, related_name="classifications",
+                              verbose_name=_("class"))
+    status = models.CharField(_("status"), max_length=16, choices=Annotation.Status.choices)
+    source = models.CharField(_("source"), max_length=16, choices=Annotation.Source.choices)
+    score = models.FloatField(_("model confidence"), null=True, blank=True)
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("model version"),
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("reviewer"),
+    )
+    revision = models.PositiveIntegerField(_("revision"), default=1)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["document"]
+        verbose_name = _("document classification")
+        verbose_name_plural = _("document classifications")
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}: {self.label} ({self.status})"
+
+
+class DocumentClassEvent(models.Model):
+    """Append-only history of a document's class (the source of truth, as AnnotationEvent is for entities)."""
+
+    class Action(models.TextChoices):
+        PREDICT = "predict", _("predicted by model")
+        SET = "set", _("chosen")
+        ACCEPT = "accept", _("accepted")
+        REJECT = "reject", _("rejected")
+        IMPORT = "import", _("imported")
+
+    classification = models.ForeignKey(DocumentClassification, on_delete=models.CASCADE, related_name="events")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="class_events")
+    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    before = models.JSONField(_("before"), null=True, blank=True)
+    after = models.JSONField(_("after"), null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("user"),
+    )
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("model version"),
+    )
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("document class event")
+        verbose_name_plural = _("document class events")
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} #{self.classification_id}"

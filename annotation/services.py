@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType
+from annotation.services_classes import document_class_accept_pending
 from documents import services as document_services
 from documents.models import Document
 from documents.selectors import document_words
@@ -326,7 +327,8 @@ def annotations_import(*, document: Document, spans: Iterable[Span], user: Abstr
 
 
 def document_review_finish(*, document: Document, user: AbstractBaseUser) -> Document:
-    """Finish a review: predictions the reviewer left standing count as accepted by them."""
+    """Finish a review: predictions the reviewer left standing (entities and the document's class) count as
+    accepted by them."""
     if document.status != Document.Status.READY:
         raise ValidationError(_("Only a ready document can be marked as reviewed."))
     with transaction.atomic():
@@ -336,6 +338,7 @@ def document_review_finish(*, document: Document, user: AbstractBaseUser) -> Doc
             _apply(annotation, action=Action.ACCEPT, user=user, target={"status": Status.ACCEPTED},
                    review=review, document=document, summarise=False)
         document_review_summarise(document_id=document.pk, review=review)
+        document_class_accept_pending(document=document, user=user)  # the document's class, likewise
         return document_services.document_mark_reviewed(document=document, user=user)
 
 

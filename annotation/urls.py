@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from annotation import views
+from annotation import views, views_classes
 
 app_name = "annotation"
 urlpatterns = [
@@ -18,4 +18,8 @@ urlpatterns = [
     path("labels/", views.labels, name="labels"),
     path("labels/<int:pk>/", views.labels, name="label-edit"),
     path("labels/merge/", views.labels_merge, name="labels-merge"),
+    # The document's class (text classification): annotation.views_classes
+    path("<int:pk>/class/", views_classes.document_class_set, name="class-set"),
+    re_path(r"^(?P<pk>\d+)/class/(?P<action>accept|reject)/$", views_classes.document_class_action,
+            name="class-action"),
 ]

@@ -144,6 +144,9 @@ DOCLOOP_MAX_UPLOAD_MB = env_int("DOCLOOP_MAX_UPLOAD_MB", 50)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DOCLOOP_MAX_PAGES = env_int("DOCLOOP_MAX_PAGES", 2000)
+# Excel datasets: the largest .xlsx accepted, and how far it may expand when unzipped (zip bombs).
+DOCLOOP_MAX_DATASET_MB = env_int("DOCLOOP_MAX_DATASET_MB", 20)
+DOCLOOP_MAX_DATASET_EXPANDED_MB = env_int("DOCLOOP_MAX_DATASET_EXPANDED_MB", 200)
 
 # Review: a page's words are shown (and its entities listed) in pieces of at most this many words, and
 # one response lists at most DOCLOOP_REVIEW_MAX_ENTITIES entities, so a review response stays bounded in

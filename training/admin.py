@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 from documents.admin import DocumentAdmin
 from lib.admin import ReadOnlyTabularInline
-from training.models import ApiToken, EpochMetric, ModelVersion, TrainingRun
+from training.models import ApiToken, Dataset, EpochMetric, ModelVersion, TrainingRun
 from training.services import model_version_activate
 from training.services.tokens import api_token_revoke
 
@@ -19,13 +19,39 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "task", "kind", "status", "base_model", "seed", "created_by", "created_at",
                     "finished_at"]
     list_filter = ["status", "task", "kind"]
-    readonly_fields = ["task", "kind", "base_model", "parent_version", "hyperparameters", "seed", "dataset_hash",
+    readonly_fields = ["task", "kind", "base_model", "parent_version", "hyperparameters", "seed", "dataset",
+                       "dataset_hash",
                        "dataset_stats", "status", "error", "job_id", "worker", "device", "created_by",
                        "created_at", "started_at", "finished_at"]
     inlines = [EpochMetricInline]
 
     def has_add_permission(self, request):
         return False  # runs start from the training page or `manage.py train`
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    """Snapshots are immutable: built by `manage.py build_dataset` or uploaded on the datasets page."""
+
+    list_display = ["id", "task", "source", "name", "short_hash", "created_by", "created_at"]
+    list_filter = ["task", "source"]
+    search_fields = ["sha256", "name"]
+    readonly_fields = ["task", "sha256", "source", "name", "labels", "statistics", "split", "split_seed",
+                       "validation_fraction", "test_fraction", "filters", "file", "parquet_file", "original_file",
+                       "size", "created_by", "created_at"]
+
+    @admin.display(description=_("SHA-256"))
+    def short_hash(self, obj):
+        return obj.sha256[:12]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # runs and versions point at it: what a model learnt from must stay there
 
 
 @admin.register(EpochMetric)

@@ -1,36 +1,212 @@
-"""Training data from the latest accepted annotations of reviewed documents.
+"""DatasetBuilder: the rows of a snapshot, streamed out of the database from reviewed documents.
 
-The Django half of building a dataset: it reads rows out of the database, one dict per document, and
-hands them to `training.ml.data`, which turns them into a `datasets.Dataset` with its content hash.
+Each task's rows come from a generator here (named by the task registry, `training.tasks`), one row per
+document in canonical order (by the PDF's SHA-256), read in batches of documents so memory stays flat in
+their number. `training.ml.snapshot` turns the rows into the snapshot's files, hash and statistics.
+
+"As of a date": with `reviewed_before` set, a document counts when it was reviewed before that moment, and
+its entities (and its class) are those its events say were accepted then, not today's state.
+
+Imports nothing from the ML stack: `training.ml.snapshot` is pure Python.
 """
 
 from __future__ import annotations
 
-from annotation.selectors import accepted_spans
-from documents.selectors import document_words
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, time
+
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, DocumentClassification
+from documents.models import Document, Page
 from training.ml.bio import spans_to_bio
-from training.ml.data import BuiltDataset, dataset_from_rows
 from training.selectors import reviewed_documents
-from training.tasks import task_spec
+
+BATCH = 200  # documents read per round of queries, at most
+BATCH_WORDS = 200_000  # and about this many words
 
 
-def token_classification_rows() -> list[dict]:
-    rows = []
-    for document in reviewed_documents():
-        words = document_words(document=document)
-        rows.append({
-            "document_id": document.id,
-            "sha256": document.sha256,
-            "words": [w.text for w in words],
-            "line_ends": [w.line_end for w in words],
-            "tags": spans_to_bio(accepted_spans(document=document), len(words)),
-        })
-    return rows
+def parse_moment(value: str) -> datetime | None:
+    """An ISO date (its midnight, local time) or date-time (naive means local time); None if neither."""
+    parsed = parse_datetime(value.strip())
+    if parsed is None:
+        day = parse_date(value.strip())
+        if day is None:
+            return None
+        parsed = datetime.combine(day, time.min)
+    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
 
 
-def dataset_build(*, task: str) -> BuiltDataset:
-    spec = task_spec(task)
-    ml = spec.ml()
-    rows = spec.rows()
-    return dataset_from_rows(task=task, rows=rows, columns=ml.COLUMNS, labels=ml.labels_from_rows(rows),
-                             to_document=ml.document_from_row)
+@dataclass(frozen=True)
+class DatasetFilters:
+    labels: tuple[str, ...] = ()  # keep only these entity types / classes (empty: all)
+    reviewed_before: datetime | None = None  # documents reviewed before, in their state at that moment
+    document_ids: tuple[int, ...] = ()  # only these documents (empty: every reviewed document)
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        values["labels"] = list(self.labels)
+        values["document_ids"] = list(self.document_ids)
+        values["reviewed_before"] = self.reviewed_before.isoformat() if self.reviewed_before else None
+        return {k: v for k, v in values.items() if v}
+
+
+@dataclass
+class DatasetBuilder:
+    """Streams the rows of `task` for the documents that `filters` select."""
+
+    task: str
+    filters: DatasetFilters = field(default_factory=DatasetFilters)
+    batch_size: int = BATCH
+    batch_words: int = BATCH_WORDS
+
+    def documents(self):
+        qs = reviewed_documents()
+        if self.filters.reviewed_before is not None:
+            qs = qs.filter(reviewed_at__lt=self.filters.reviewed_before)
+        if self.filters.document_ids:
+            qs = qs.filter(pk__in=self.filters.document_ids)
+        return qs.order_by("sha256")
+
+    def batches(self) -> Iterator[list[tuple[int, str]]]:
+        """(id, sha256) of the selected documents in canonical order, a batch at a time: at most
+        `batch_size` documents and about `batch_words` words, so memory stays flat however many there are."""
+        batch: list[tuple[int, str]] = []
+        words = 0
+        for pk, sha256, count in (self.documents().values_list("pk", "sha256", "word_count")
+                                  .iterator(chunk_size=2000)):
+            if batch and (len(batch) >= self.batch_size or words + (count or 0) > self.batch_words):
+                yield batch
+                batch, words = [], 0
+            batch.append((pk, sha256))
+            words += count or 0
+        if batch:
+            yield batch
+
+    def rows(self) -> Iterator[dict]:
+        from training.tasks import task_spec
+
+        return task_spec(self.task).rows(builder=self)
+
+
+# Token classification -----------------------------------------------------------------------------------
+
+def _line_ends(lines: bytes, count: int) -> list[bool]:
+    """Page.line_ends, vectorised: a word ends a line when the next word's (block, line) differs."""
+    import numpy as np
+
+    keys = np.frombuffer(lines, dtype=np.int64, count=count)  # each (int32, int32) pair as one value
+    ends = np.ones(count, dtype=bool)
+    ends[:-1] = keys[1:] != keys[:-1]
+    return ends.tolist()
+
+
+def _words_by_document(ids: list[int]) -> dict[int, tuple[list[str], list[bool]]]:
+    words: dict[int, tuple[list[str], list[bool]]] = {pk: ([], []) for pk in ids}
+    pages = (Page.objects.filter(document_id__in=ids).order_by("document_id", "number")
+             .values_list("document_id", "words", "lines"))
+    for document_id, texts, lines in pages.iterator(chunk_size=200):
+        all_texts, all_ends = words[document_id]
+        all_texts.extend(texts)
+        all_ends.extend(_line_ends(bytes(lines), len(texts)))
+    return words
+
+
+def _non_overlapping(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Accepted spans in order; of two that overlap, the one that starts first (then the longer) stays."""
+    kept: list[tuple[int, int, str]] = []
+    last_end = -1
+    for start, end, label in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if start >= last_end:
+            kept.append((start, end, label))
+            last_end = end
+    return kept
+
+
+def _accepted_spans_now(ids: list[int]) -> dict[int, list[tuple[int, int, str]]]:
+    spans: dict[int, list] = defaultdict(list)
+    rows = (Annotation.objects.filter(document_id__in=ids, status=Annotation.Status.ACCEPTED)
+            .order_by("document_id", "start", "-end", "id").values_list("document_id", "start", "end", "label__name"))
+    for document_id, start, end, label in rows.iterator(chunk_size=5000):
+        spans[document_id].append((start, end, label))
+    return spans
+
+
+def _accepted_spans_at(ids: list[int], moment: datetime) -> dict[int, list[tuple[int, int, str]]]:
+    """Replay the events up to `moment`: each annotation's last state then, if it was accepted."""
+    last: dict[int, tuple[int, dict]] = {}
+    events = (AnnotationEvent.objects.filter(document_id__in=ids, created_at__lt=moment)
+              .order_by("annotation_id", "created_at", "id").values_list("annotation_id", "document_id", "after"))
+    for annotation_id, document_id, after in events.iterator(chunk_size=5000):
+        last[annotation_id] = (document_id, after)
+    spans: dict[int, list] = defaultdict(list)
+    for document_id, after in last.values():
+        if after and after.get("status") == Annotation.Status.ACCEPTED:
+            spans[document_id].append((after["start"], after["end"], after["label"]))
+    return spans
+
+
+def token_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
+    """One row per reviewed document: its words, line ends and the BIO tags of its accepted entities."""
+    keep = set(builder.filters.labels)
+    moment = builder.filters.reviewed_before
+    for batch in builder.batches():
+        ids = [pk for pk, _sha in batch]
+        words = _words_by_document(ids)
+        spans = _accepted_spans_at(ids, moment) if moment else _accepted_spans_now(ids)
+        for pk, sha256 in batch:
+            texts, ends = words[pk]
+            chosen = [s for s in spans.get(pk, []) if not keep or s[2] in keep]
+            yield {"document": sha256, "tokens": texts, "line_ends": ends,
+                   "tags": spans_to_bio(_non_overlapping(chosen), len(texts))}
+
+
+# Text classification ------------------------------------------------------------------------------------
+
+def _classes_now(ids: list[int]) -> dict[int, str]:
+    return dict(DocumentClassification.objects.filter(document_id__in=ids, status=Annotation.Status.ACCEPTED)
+                .values_list("document_id", "label__name"))
+
+
+def _classes_at(ids: list[int], moment: datetime) -> dict[int, str]:
+    """Replay the class events up to `moment`: each document's class then, if it was accepted."""
+    last: dict[int, dict] = {}
+    events = (DocumentClassEvent.objects.filter(document_id__in=ids, created_at__lt=moment)
+              .order_by("created_at", "id").values_list("document_id", "after"))
+    for document_id, after in events.iterator(chunk_size=5000):
+        last[document_id] = after
+    return {pk: after["label"] for pk, after in last.items()
+            if after and after.get("status") == Annotation.Status.ACCEPTED}
+
+
+def document_text(words: list[str], line_ends: list[bool]) -> str:
+    """A document's words as text: spaces between words, a newline where a PDF line ends."""
+    parts = []
+    for word, end in zip(words, line_ends, strict=True):
+        parts.append(word)
+        parts.append("\n" if end else " ")
+    return "".join(parts).rstrip()
+
+
+def text_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
+    """One row per reviewed document with an accepted class: its text and its class."""
+    keep = set(builder.filters.labels)
+    moment = builder.filters.reviewed_before
+    for batch in builder.batches():
+        ids = [pk for pk, _sha in batch]
+        classes = _classes_at(ids, moment) if moment else _classes_now(ids)
+        ids = [pk for pk in ids if pk in classes and (not keep or classes[pk] in keep)]
+        if not ids:
+            continue
+        words = _words_by_document(ids)
+        for pk, sha256 in batch:
+            if pk in words:
+                yield {"document": sha256, "text": document_text(*words[pk]), "label": classes[pk]}
+
+
+def document_ids_for_keys(keys: list[str]) -> list[int]:
+    """Database ids of the documents whose PDF SHA-256s are `keys` (the keys of database snapshots)."""
+    return list(Document.objects.filter(sha256__in=keys).order_by("sha256").values_list("pk", flat=True))

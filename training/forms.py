@@ -2,7 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from training.ml.hyperparameters import HYPERPARAMETERS
-from training.models import Task
+from training.models import Dataset, Task
 
 LABELS = {
     "epochs": _("epochs"),
@@ -25,8 +25,27 @@ def _field(name: str) -> forms.Field:
 
 class TrainingForm(forms.Form):
     task = forms.ChoiceField(label=_("task"), choices=Task.choices, initial=Task.TOKEN_CLASSIFICATION)
+    dataset = forms.ModelChoiceField(label=_("dataset"), queryset=Dataset.objects.all(), required=False,
+                                     empty_label=_("snapshot the reviewed documents"))
     epochs = _field("epochs")
     batch_size = _field("batch_size")
     learning_rate = _field("learning_rate")
     max_length = _field("max_length")
     seed = _field("seed")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("dataset") is not None:
+            cleaned["task"] = cleaned["dataset"].task  # a dataset is of one task
+        return cleaned
+
+
+class DatasetUploadForm(forms.Form):
+    """An Excel workbook to validate, then store as a dataset."""
+
+    file = forms.FileField(label=_("Excel workbook (.xlsx)"))
+    task = forms.ChoiceField(label=_("task"), required=False,
+                             choices=[("", _("from the columns"))] + list(Task.choices))
+    sheet = forms.CharField(label=_("sheet"), required=False, max_length=100,
+                            help_text=_("Default: the first sheet."))
+    name = forms.CharField(label=_("name"), required=False, max_length=255)

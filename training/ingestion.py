@@ -16,6 +16,7 @@ import threading
 from django.utils.translation import gettext as _
 
 from annotation import services as annotation_services
+from annotation import services_classes as class_services
 from documents import services as document_services
 from documents.models import Document
 from documents.selectors import document_words
@@ -85,6 +86,13 @@ def document_preannotate(*, document: Document) -> int:
         prediction = document_predict(document=document, version=version)
         written += spec.write(document=document, version=version, prediction=prediction)
     return written
+
+
+def class_predictions_write(*, document: Document, version: ModelVersion, prediction) -> int:
+    """The document's predicted class and its confidence, stored for review (a TextPrediction)."""
+    written = class_services.document_class_predict(document=document, label=prediction.label,
+                                                    score=prediction.score, model_version=version)
+    return int(written is not None)
 
 
 def token_predictions_write(*, document: Document, version: ModelVersion, prediction) -> int:

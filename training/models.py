@@ -10,6 +10,47 @@ from lib.jobs import JobRow
 
 class Task(models.TextChoices):
     TOKEN_CLASSIFICATION = "token_classification", _("token classification (entities)")
+    TEXT_CLASSIFICATION = "text_classification", _("text classification (document class)")
+
+
+class Dataset(models.Model):
+    """An immutable snapshot of training data: its rows live in storage as JSONL (and Parquet), its
+    SHA-256 is that of the canonical content (training.ml.snapshot), so equal content means equal hash and
+    building or uploading the same content again returns this row."""
+
+    class Source(models.TextChoices):
+        DATABASE = "database", _("reviewed documents")
+        EXCEL = "excel", _("Excel upload")
+
+    task = models.CharField(_("task"), max_length=32, choices=Task.choices)
+    sha256 = models.CharField(_("SHA-256 of the content"), max_length=64, unique=True)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    name = models.CharField(_("name"), max_length=255, blank=True)
+    labels = models.JSONField(_("labels"), default=list)
+    statistics = models.JSONField(_("statistics"), default=dict)
+    # Document keys per split ("train", "validation", "test"): PDF SHA-256s, or spreadsheet row keys.
+    split = models.JSONField(_("split"), default=dict)
+    split_seed = models.PositiveIntegerField(_("split seed"))
+    validation_fraction = models.FloatField(_("validation share"))
+    test_fraction = models.FloatField(_("test share"))
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    file = models.CharField(_("JSONL file in storage"), max_length=500)
+    parquet_file = models.CharField(_("Parquet file in storage"), max_length=500, blank=True)
+    original_file = models.CharField(_("original file in storage"), max_length=500, blank=True)
+    size = models.PositiveBigIntegerField(_("JSONL size in bytes"), default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("dataset")
+        verbose_name_plural = _("datasets")
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_task_display()} {self.sha256[:12]}"
 
 
 class TrainingRun(JobRow):
@@ -34,6 +75,9 @@ class TrainingRun(JobRow):
     )
     hyperparameters = models.JSONField(_("hyperparameters"), default=dict)
     seed = models.PositiveIntegerField(_("seed"), default=42)
+    # The snapshot the run trains on; a run queued without one builds it from the reviewed documents.
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="runs",
+                                verbose_name=_("dataset"))
     dataset_hash = models.CharField(_("dataset SHA-256"), max_length=64, blank=True)
     dataset_stats = models.JSONField(_("dataset statistics"), default=dict, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -73,6 +117,8 @@ class EpochMetric(models.Model):
     recall = models.FloatField(_("recall"), null=True, blank=True)
     f1 = models.FloatField(_("F1"), null=True, blank=True)
     per_label = models.JSONField(_("per-label metrics"), default=dict, blank=True)
+    # {"labels": [...], "matrix": [[...]]}: rows are the gold label, columns the predicted one.
+    confusion_matrix = models.JSONField(_("confusion matrix"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:

@@ -10,6 +10,7 @@ neither torch nor transformers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import import_module
 from types import ModuleType
@@ -23,14 +24,14 @@ from training.models import Task
 class TaskSpec:
     name: str
     ml_module: str  # Django-free: training, prediction and the task's rows-to-documents mapping
-    build_rows: str  # the dataset rows of the reviewed documents, one dict per document
+    build_rows: str  # a generator of the snapshot rows of the reviewed documents (training.dataset_builder)
     write_predictions: str  # store a Predictor's output for a document as reviewable annotations
 
     def ml(self) -> ModuleType:
         return import_module(self.ml_module)
 
-    def rows(self, **filters) -> list[dict]:
-        return import_string(self.build_rows)(**filters)
+    def rows(self, *, builder) -> Iterator[dict]:
+        return import_string(self.build_rows)(builder=builder)
 
     def write(self, **kwargs) -> int:
         return import_string(self.write_predictions)(**kwargs)
@@ -42,6 +43,12 @@ TASKS: dict[str, TaskSpec] = {
         ml_module="training.ml.token_classification",
         build_rows="training.dataset_builder.token_classification_rows",
         write_predictions="training.ingestion.token_predictions_write",
+    ),
+    Task.TEXT_CLASSIFICATION: TaskSpec(
+        name=Task.TEXT_CLASSIFICATION,
+        ml_module="training.ml.text_classification",
+        build_rows="training.dataset_builder.text_classification_rows",
+        write_predictions="training.ingestion.class_predictions_write",
     ),
 }
 

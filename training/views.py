@@ -73,7 +73,7 @@ def api_runs(request):
     runs = training_runs()[:100]
     return JsonResponse({"runs": [{
         "id": run.pk, "task": run.task, "kind": run.kind, "status": run.status, "error": run.error,
-        "seed": run.seed, "hyperparameters": run.hyperparameters, "dataset_hash": run.dataset_hash,
+        "seed": run.seed, "hyperparameters": run.hyperparameters, "dataset": run.dataset_id, "dataset_hash": run.dataset_hash,
         "worker": run.worker, "device": run.device, "attempts": run.attempts,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
         "epochs": [{"epoch": m.epoch, "train_loss": m.train_loss, "eval_loss": m.eval_loss,

@@ -1,50 +1,33 @@
-"""Training data as a `datasets.Dataset`: canonical content hash and a seeded split by document.
+"""Training data from a stored snapshot (training.ml.snapshot), read with `datasets.load_dataset`.
 
-Rows are plain dicts (one per document) that the Django side streams out of the database; the columns
-`document_id` and `sha256` (of the PDF) come first, the task's own columns follow.
+The snapshot's JSONL is read as it is, the way anyone holding the downloaded file would read it, and its
+rows are grouped by their `split` column into the task's documents (the task module's document_from_row).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
 
 import datasets
 
-
-@dataclass
-class BuiltDataset:
-    task: str
-    dataset: datasets.Dataset
-    sha256: str  # of the canonical content: equal content, equal hash
-    labels: list[str]
-    to_document: Callable[[dict], object]
-
-    def documents(self, indices: list[int]) -> list:
-        return [self.to_document(self.dataset[i]) for i in indices]
-
-    def sizes(self) -> list[int]:
-        return [len(words) for words in self.dataset["words"]]
+from training.ml.snapshot import SPLITS
 
 
-def canonical_sha256(rows: Iterable[dict]) -> str:
-    """SHA-256 of the rows' content, whatever their order and database ids."""
-    canonical = json.dumps(
-        sorted(({k: v for k, v in row.items() if k != "document_id"} for row in rows),
-               key=lambda r: (r.get("sha256", ""), json.dumps(r, sort_keys=True, ensure_ascii=False))),
-        ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def snapshot_load(path: str | Path, *, cache_dir: str | Path | None = None) -> datasets.Dataset:
+    """The snapshot's rows as a `datasets.Dataset` (one file; the `split` column says where each row goes)."""
+    return datasets.load_dataset("json", data_files=str(path), split="train",
+                                 cache_dir=str(cache_dir) if cache_dir else None)
 
 
-def dataset_from_rows(*, task: str, rows: list[dict], columns: list[str], labels: list[str],
-                      to_document: Callable[[dict], object]) -> BuiltDataset:
-    dataset = datasets.Dataset.from_list(rows) if rows else datasets.Dataset.from_dict({c: [] for c in columns})
-    return BuiltDataset(task=task, dataset=dataset, sha256=canonical_sha256(rows), labels=labels,
-                        to_document=to_document)
+def snapshot_documents(path: str | Path, *, to_document: Callable[[dict], object],
+                       cache_dir: str | Path | None = None) -> dict[str, list]:
+    """The task's documents of each split."""
+    documents: dict[str, list] = {name: [] for name in SPLITS}
+    for row in snapshot_load(path, cache_dir=cache_dir):
+        documents[row["split"]].append(to_document(row))
+    return documents
 
 
 def split_documents(*, sizes: list[int], eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -31,3 +31,31 @@ def span_scores(gold: list[list[SpanTuple]], predicted: list[list[SpanTuple]]) -
     labels = sorted(set(n_gold) | set(n_pred))
     overall["per_label"] = {label: _prf(tp[label], n_pred[label], n_gold[label]) for label in labels}
     return overall
+
+
+def class_scores(gold: list[str], predicted: list[str], labels: list[str]) -> dict:
+    """Document-level classification scores: accuracy, macro-averaged precision/recall/F1 over `labels`
+    (as scikit-learn's average="macro" with zero_division=0), per-class scores and the confusion matrix
+    (rows: gold class, columns: predicted class, in the order of `labels`)."""
+    if len(gold) != len(predicted):
+        raise ValueError("gold and predicted must cover the same documents")
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, predicted, strict=True):
+        matrix[index[g]][index[p]] += 1
+    per_label = {}
+    for label, i in index.items():
+        tp = matrix[i][i]
+        n_pred = sum(row[i] for row in matrix)
+        n_gold = sum(matrix[i])
+        per_label[label] = _prf(tp, n_pred, n_gold)
+    count = len(labels) or 1
+    correct = sum(matrix[i][i] for i in range(len(labels)))
+    return {
+        "accuracy": correct / len(gold) if gold else 0.0,
+        "precision": sum(s["precision"] for s in per_label.values()) / count,
+        "recall": sum(s["recall"] for s in per_label.values()) / count,
+        "f1": sum(s["f1"] for s in per_label.values()) / count,
+        "per_label": per_label,
+        "confusion_matrix": {"labels": list(labels), "matrix": matrix},
+    }

@@ -50,11 +50,13 @@ class TokenDocument:
 
 # The task's entry points, as the task registry (training.tasks) calls them -----------------------------
 
-COLUMNS = ["document_id", "sha256", "words", "line_ends", "tags"]
+COLUMNS = ["document", "tokens", "tags", "line_ends"]  # line_ends is optional (spreadsheet rows lack it)
 
 
 def document_from_row(row: dict) -> TokenDocument:
-    return TokenDocument(words=row["words"], line_ends=row["line_ends"], tags=row["tags"])
+    tokens = row["tokens"]
+    line_ends = row.get("line_ends") or [i == len(tokens) - 1 for i in range(len(tokens))]
+    return TokenDocument(words=tokens, line_ends=line_ends, tags=row["tags"])
 
 
 def labels_from_rows(rows: list[dict]) -> list[str]:

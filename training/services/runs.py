@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from lib import jobs
 from training.ml.hyperparameters import DEFAULTS, HYPERPARAMETERS, hyperparameters_invalid
-from training.models import EpochMetric, Task, TrainingRun
+from training.models import Dataset, EpochMetric, Task, TrainingRun
 from training.selectors import reviewed_documents
 from training.services.versions import model_version_publish
 
@@ -38,9 +38,17 @@ def _check_hyperparameters(values: dict) -> None:
         raise ValidationError(errors)
 
 
-def training_run_create(*, task: str, user: AbstractBaseUser | None, base_model: str | None = None,
-                        **hyperparameters) -> TrainingRun:
-    """A queued run; hyperparameters not given take the defaults of training.ml.hyperparameters."""
+def training_run_create(*, task: str | None = None, user: AbstractBaseUser | None, base_model: str | None = None,
+                        dataset: Dataset | None = None, **hyperparameters) -> TrainingRun:
+    """A queued run; hyperparameters not given take the defaults of training.ml.hyperparameters.
+
+    With a dataset, the run trains on that snapshot (the task follows from it); without one, it snapshots
+    the reviewed documents when it starts."""
+    if dataset is not None:
+        if task and task != dataset.task:
+            raise ValidationError(_("Dataset #%(id)s is for %(task)s.") % {"id": dataset.pk,
+                                                                           "task": dataset.get_task_display()})
+        task = dataset.task
     if task not in Task.values:
         raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
     unknown = set(hyperparameters) - set(HYPERPARAMETERS)
@@ -48,12 +56,13 @@ def training_run_create(*, task: str, user: AbstractBaseUser | None, base_model:
         raise ValidationError(_("Unknown hyperparameters: %(names)s.") % {"names": ", ".join(sorted(unknown))})
     values = {**DEFAULTS, **{k: v for k, v in hyperparameters.items() if v is not None}}
     _check_hyperparameters(values)
-    count = reviewed_documents().count()
+    count = dataset.statistics["documents"] if dataset is not None else reviewed_documents().count()
     if count < 2:
         raise ValidationError(
             _("Training needs at least 2 reviewed documents; there are %(count)d.") % {"count": count})
     return TrainingRun.objects.create(
         task=task, base_model=base_model or settings.DOCLOOP_BASE_MODEL, seed=values["seed"], created_by=user,
+        dataset=dataset,
         hyperparameters={name: values[name] for name in RUN_HYPERPARAMETERS},
     )
 
@@ -87,22 +96,51 @@ def training_run_execute(*, run: TrainingRun, worker: str | None = None) -> Trai
     return run
 
 
+def _run_dataset(run: TrainingRun) -> Dataset:
+    """The run's dataset; a run queued without one snapshots the reviewed documents now (its eval_fraction as
+    the validation share, no test share) and keeps it. Known content returns the existing snapshot."""
+    from training.services.datasets import dataset_build
+
+    if run.dataset_id is None:
+        try:
+            dataset, _created = dataset_build(task=run.task, user=run.created_by, seed=run.seed,
+                                              validation_fraction=run.hyperparameters["eval_fraction"],
+                                              test_fraction=0.0)
+        except ValidationError as exc:
+            raise ValueError(" ".join(exc.messages)) from None
+        TrainingRun.objects.filter(pk=run.pk).update(dataset=dataset)
+        run.dataset = dataset
+    return run.dataset
+
+
 def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
-    from training.dataset_builder import dataset_build
-    from training.ml.data import split_documents
+    from training.dataset_builder import document_ids_for_keys
+    from training.ml.data import snapshot_documents
+    from training.services.datasets import dataset_local_file
     from training.tasks import task_spec
 
     heartbeat = jobs.Heartbeat(lifecycle, run.pk, worker=worker)
     ml = task_spec(run.task).ml()
-    built = dataset_build(task=run.task)
+    dataset = _run_dataset(run)
+    TrainingRun.objects.filter(pk=run.pk).update(dataset_hash=dataset.sha256)
+    if dataset.task != run.task:
+        raise ValueError(_("Dataset #%(id)s is for %(task)s.") % {"id": dataset.pk, "task": dataset.task})
+    if not dataset.labels:
+        raise ValueError(_("The reviewed documents have no accepted entities to learn from.")
+                         if run.task == Task.TOKEN_CLASSIFICATION else
+                         _("The documents have no accepted class to learn from."))
+    if not dataset.split.get("train") or not dataset.split.get("validation"):
+        raise ValueError(_("Training needs at least 2 documents (one to learn from, one to validate on); "
+                           "dataset #%(id)s has %(count)d.") % {"id": dataset.pk,
+                                                                "count": dataset.statistics["documents"]})
     hp = run.hyperparameters
-    train_idx, eval_idx = split_documents(sizes=built.sizes(), eval_fraction=hp["eval_fraction"], seed=run.seed)
-    if not built.labels:
-        raise ValueError(_("The reviewed documents have no accepted entities to learn from."))
-    TrainingRun.objects.filter(pk=run.pk).update(dataset_hash=built.sha256, dataset_stats={
-        "documents": len(built.dataset), "words": sum(built.sizes()), "entity_types": built.labels,
-        "train_documents": [built.dataset[i]["document_id"] for i in train_idx],
-        "eval_documents": [built.dataset[i]["document_id"] for i in eval_idx],
+    keys = {name: dataset.split[name] for name in ("train", "validation")}
+    if dataset.source == Dataset.Source.DATABASE:
+        keys = {name: document_ids_for_keys(value) for name, value in keys.items()}
+    TrainingRun.objects.filter(pk=run.pk).update(dataset_stats={
+        "dataset": dataset.pk, "documents": dataset.statistics["documents"],
+        "words": dataset.statistics["tokens"], "entity_types": dataset.labels,
+        "train_documents": keys["train"], "eval_documents": keys["validation"],
     })
     heartbeat(force=True)
 
@@ -111,16 +149,19 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         EpochMetric.objects.update_or_create(run=run, epoch=record["epoch"], defaults={
             "train_loss": record["train_loss"], "eval_loss": record["eval_loss"],
             "precision": record["precision"], "recall": record["recall"], "f1": record["f1"],
-            "per_label": record["per_label"],
+            "per_label": record["per_label"], "confusion_matrix": record.get("confusion_matrix") or {},
         })
 
     with tempfile.TemporaryDirectory(prefix=f"docloop-run{run.pk}-") as tmp:
-        config = ml.make_config(base_model=run.base_model, output_dir=tmp, labels=built.labels,
+        documents = snapshot_documents(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
+                                       cache_dir=Path(tmp) / "cache")
+        output = Path(tmp) / "model"
+        config = ml.make_config(base_model=run.base_model, output_dir=str(output), labels=dataset.labels,
                                 hyperparameters=hp, seed=run.seed)
-        result = ml.train(config, built.documents(train_idx), built.documents(eval_idx), on_epoch=on_epoch,
+        result = ml.train(config, documents["train"], documents["validation"], on_epoch=on_epoch,
                           on_step=lambda _step: heartbeat())
         final = result["final"]
         model_version_publish(
-            run=run, worker=worker, local_dir=Path(tmp), labels=built.labels, lifecycle=lifecycle,
+            run=run, worker=worker, local_dir=output, labels=dataset.labels, lifecycle=lifecycle,
             metrics={k: final[k] for k in ("precision", "recall", "f1", "eval_loss", "train_loss")},
         )

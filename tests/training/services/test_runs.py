@@ -1,7 +1,10 @@
-from django.core.management import call_command
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 
-from training.models import TrainingRun
+from training.models import Dataset, TrainingRun
 from training.services import training_run_create, training_run_execute
+from training.services.datasets import dataset_build
 
 
 def _import(tmp_path, texts):
@@ -24,3 +27,29 @@ def test_running_a_finished_run_again_changes_nothing(tmp_path, db):
     finished_at = run.finished_at
     again = training_run_execute(run=run)
     assert again.status == TrainingRun.Status.FAILED and again.finished_at == finished_at
+
+
+def test_a_run_without_a_dataset_snapshots_the_reviewed_documents_and_keeps_it(tmp_path, db):
+    _import(tmp_path, ["Nada O\naqui O\n. O\n", "Nem O\nali O\n. O\n"])
+    run = training_run_execute(run=training_run_create(task="token_classification", user=None, epochs=1))
+    dataset = Dataset.objects.get()
+    assert run.dataset == dataset and run.dataset_hash == dataset.sha256
+    assert dataset.split["train"] and dataset.split["validation"] and not dataset.split["test"]
+
+
+def test_a_run_on_a_dataset_of_another_task_is_refused(tmp_path, db):
+    _import(tmp_path, ["Nada O\naqui O\n. O\n", "Nem O\nali O\n. O\n"])
+    dataset, _ = dataset_build(task="token_classification")
+    with pytest.raises(ValidationError, match="is for"):
+        training_run_create(task="text_classification", dataset=dataset, user=None)
+    assert training_run_create(dataset=dataset, user=None).task == "token_classification"
+
+
+def test_train_dataset_option_queues_a_run_on_that_dataset(tmp_path, db, capsys, queues):
+    _import(tmp_path, ["Nada O\naqui O\n. O\n", "Nem O\nali O\n. O\n"])
+    dataset, _ = dataset_build(task="token_classification")
+    call_command("train", "--dataset", str(dataset.pk))
+    run = TrainingRun.objects.get()
+    assert run.dataset == dataset and run.task == "token_classification"
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("train", "--dataset", "999")

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from training.ml.hyperparameters import HYPERPARAMETERS
-from training.models import Task, TrainingRun
+from training.models import Dataset, Task, TrainingRun
 from training.services import training_run_create, training_run_enqueue, training_run_execute
 
 
@@ -12,7 +12,10 @@ class Command(BaseCommand):
     help = "Fine-tune the base model on the reviewed documents and activate the new model version."
 
     def add_arguments(self, parser):
-        parser.add_argument("--task", required=True, choices=Task.values)
+        parser.add_argument("--task", choices=Task.values, help="required unless --dataset gives it")
+        parser.add_argument("--dataset", type=int, default=None,
+                            help="train on this dataset (manage.py build_dataset / upload_dataset); default: "
+                                 "a snapshot of the reviewed documents taken when the run starts")
         parser.add_argument("--sync", action="store_true", help="train in this process and print the metrics")
         parser.add_argument("--base-model", default=None, help="local path or hub id (default: setting)")
         for name, h in HYPERPARAMETERS.items():  # defaults and bounds: training/ml/hyperparameters.py
@@ -20,8 +23,15 @@ class Command(BaseCommand):
                                 help=f"default {h.default}, from {h.low} to {h.high}")
 
     def handle(self, *args, **o):
+        dataset = None
+        if o["dataset"] is not None:
+            dataset = Dataset.objects.filter(pk=o["dataset"]).first()
+            if dataset is None:
+                raise CommandError(f"dataset {o['dataset']} does not exist")
+        elif not o["task"]:
+            raise CommandError("give --task, or --dataset")
         try:
-            run = training_run_create(task=o["task"], user=None, base_model=o["base_model"],
+            run = training_run_create(task=o["task"], user=None, base_model=o["base_model"], dataset=dataset,
                                       **{name: o[name] for name in HYPERPARAMETERS})
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None

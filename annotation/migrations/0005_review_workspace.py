@@ -44,7 +44,7 @@ def forget_summaries(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0003_default_entity_types'),
+        ('annotation', '0004_document_classes'),
         ('documents', '0002_document_attempts_document_heartbeat_at_and_more'),
         ('training', '0003_api_token'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
@@ -117,5 +117,11 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='documentreview',
             index=models.Index(fields=['confidence'], name='annotation__confide_014cda_idx'),
+        ),
+        # The document class's status shares Annotation.Status, which gained "deleted".
+        migrations.AlterField(
+            model_name='documentclassification',
+            name='status',
+            field=models.CharField(choices=[('predicted', 'predicted'), ('accepted', 'accepted'), ('rejected', 'rejected'), ('deleted', 'deleted')], max_length=16, verbose_name='status'),
         ),
     ]

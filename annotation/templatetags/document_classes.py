@@ -1,0 +1,38 @@
+"""Template tags that show a document's class (text classification) on pages other apps own: the queue
+(documents/list.html) and the review page. Kept small and separate; the review workspace builds on them."""
+
+from __future__ import annotations
+
+from django import template
+
+from annotation.models import DocumentClass, DocumentClassification
+
+register = template.Library()
+
+
+@register.simple_tag
+def document_classes(documents) -> dict[int, DocumentClassification]:
+    """The classifications of a page of documents, by document id, in one query."""
+    ids = [document.pk for document in documents]
+    rows = DocumentClassification.objects.filter(document_id__in=ids).select_related("label")
+    return {row.document_id: row for row in rows}
+
+
+@register.filter
+def class_of(classes: dict, document_id: int):
+    return classes.get(document_id)
+
+
+@register.inclusion_tag("annotation/_document_class_badge.html")
+def document_class_badge(classification: DocumentClassification | None) -> dict:
+    return {"classification": classification}
+
+
+@register.inclusion_tag("annotation/_document_class.html", takes_context=True)
+def document_class_panel(context, document) -> dict:
+    """The review page's panel: the class, the model's confidence, and the controls to review it."""
+    classification = DocumentClassification.objects.filter(document=document).select_related(
+        "label", "model_version", "reviewer").first()
+    return {"document": document, "classification": classification, "classes": DocumentClass.objects.all(),
+            "error": context.get("class_error", ""), "request": context.get("request"),
+            "csrf_token": context.get("csrf_token")}
