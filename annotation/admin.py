@@ -1,34 +1,70 @@
-from django.contrib import admin
+"""Admin for the label schema, annotations and their events, plus the review actions on documents.
 
+`documents` knows nothing of annotations, so the document actions that need them (re-predict, reset the
+review) are attached to its admin from here.
+"""
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from annotation import services
 from annotation.models import (
     Annotation,
     AnnotationEvent,
     DocumentClass,
     DocumentClassEvent,
     DocumentClassification,
+    DocumentReview,
     EntityType,
 )
+from documents.admin import DocumentAdmin
+from documents.models import Document
+from documents.services import document_reingest
 from lib.admin import ReadOnlyTabularInline
 
 
 @admin.register(EntityType)
 class EntityTypeAdmin(admin.ModelAdmin):
-    list_display = ["name", "description", "color"]
-    search_fields = ["name"]
+    """Name, colour (validated #rrggbb), description and digit shortcut. Renaming keeps history; merging
+    two types is on the entity types page (it writes an event per entity)."""
+
+    list_display = ["name", "swatch", "shortcut", "description", "entity_count"]
+    search_fields = ["name", "description"]
+    ordering = ["name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(entity_count=Count("annotations"))
+
+    @admin.display(description=_("colour"), ordering="color")
+    def swatch(self, obj):
+        return format_html('<span style="display:inline-block;width:1.2em;height:1.2em;background:{};'
+                           'border:1px solid #999;vertical-align:middle"></span> {}', obj.color, obj.color)
+
+    @admin.display(description=_("entities"), ordering="entity_count")
+    def entity_count(self, obj):
+        return obj.entity_count
+
+    def has_delete_permission(self, request, obj=None):
+        # A type in use cannot go (its entities would lose their label); merge it instead.
+        return obj is None or not obj.annotations.exists()
 
 
 class EventInline(ReadOnlyTabularInline):
     model = AnnotationEvent
-    fields = ["created_at", "action", "user", "model_version", "before", "after"]
+    fields = ["created_at", "action", "user", "model_version", "base_revision", "before", "after"]
 
 
 @admin.register(Annotation)
 class AnnotationAdmin(admin.ModelAdmin):
     """Annotations change only through the review services, so every change leaves an event."""
 
-    list_display = ["id", "document", "label", "text", "status", "source", "model_version", "reviewer",
-                    "updated_at"]
-    list_filter = ["status", "source", "label"]
+    list_display = ["id", "document", "label", "text", "status", "source", "score", "model_version", "reviewer",
+                    "revision", "updated_at"]
+    list_filter = ["status", "source", "label", "model_version"]
+    list_select_related = ["document", "label", "model_version", "reviewer"]
     search_fields = ["text", "document__original_name"]
     inlines = [EventInline]
 
@@ -46,9 +82,31 @@ class AnnotationAdmin(admin.ModelAdmin):
 class AnnotationEventAdmin(admin.ModelAdmin):
     """Append-only: readable, never edited or deleted."""
 
-    list_display = ["created_at", "action", "annotation", "document", "user", "model_version"]
-    list_filter = ["action"]
+    list_display = ["created_at", "action", "annotation", "document", "user", "model_version", "base_revision"]
+    list_filter = ["action", "model_version"]
+    list_select_related = ["annotation", "document", "user", "model_version"]
+    search_fields = ["document__original_name", "user__username"]
     date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DocumentReview)
+class DocumentReviewAdmin(admin.ModelAdmin):
+    """The queue's per-document figures (kept by the services; read-only here)."""
+
+    list_display = ["document", "verified_count", "entity_count", "confidence", "model_version", "seen_by",
+                    "seen_at"]
+    list_select_related = ["document", "model_version", "seen_by"]
+    list_filter = ["model_version"]
+    search_fields = ["document__original_name"]
 
     def has_add_permission(self, request):
         return False
@@ -90,3 +148,36 @@ class DocumentClassificationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# Document actions that need annotations ------------------------------------------------------------------
+
+@admin.action(description=_("Re-predict with the active model"))
+def repredict(modeladmin, request, queryset):
+    """Withdraw the predictions nobody decided on yet and queue the document's ingestion again, which
+    pre-annotates it with the active model version. Reviewed documents are left alone."""
+    queued = skipped = 0
+    for document in queryset:
+        if document.is_reviewed or document.status != Document.Status.READY:
+            skipped += 1
+            continue
+        services.annotations_withdraw_predictions(document=document, user=request.user)
+        queued += document_reingest(document=document)
+    messages.success(request, ngettext("%(count)d document queued for prediction.",
+                                       "%(count)d documents queued for prediction.", queued) % {"count": queued})
+    if skipped:
+        messages.warning(request, _("%(count)d reviewed or not ready documents were left alone; reset their review "
+                                    "first.") % {"count": skipped})
+
+
+@admin.action(description=_("Reset the review (back to the queue)"))
+def reset_review(modeladmin, request, queryset):
+    count = 0
+    for document in queryset.filter(reviewed_at__isnull=False):
+        services.document_review_reset(document=document)
+        count += 1
+    messages.success(request, ngettext("%(count)d document is back in the review queue.",
+                                       "%(count)d documents are back in the review queue.", count) % {"count": count})
+
+
+DocumentAdmin.actions = [*DocumentAdmin.actions, repredict, reset_review]

@@ -1,22 +1,35 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from documents.models import Document
 
+color_validator = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Enter a colour as #rrggbb, e.g. #ffd54f."))
+shortcut_validator = RegexValidator(r"^[1-9]$", _("A shortcut is one digit from 1 to 9."))
+
 
 class EntityType(models.Model):
+    """One label of the entity schema. Events keep the type's id and its name at the time, so renaming a
+    type keeps its history readable."""
+
     name = models.CharField(_("name"), max_length=64, unique=True)
     description = models.CharField(_("description"), max_length=255, blank=True)
-    color = models.CharField(_("colour"), max_length=7, default="#ffd54f")
+    color = models.CharField(_("colour"), max_length=7, default="#ffd54f", validators=[color_validator])
+    shortcut = models.CharField(_("keyboard shortcut"), max_length=1, blank=True, validators=[shortcut_validator],
+                                help_text=_("A digit (1–9) that gives the selected entity this type."))
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("entity type")
         verbose_name_plural = _("entity types")
+        constraints = [
+            models.UniqueConstraint(fields=["shortcut"], condition=~Q(shortcut=""),
+                                    name="entitytype_unique_shortcut"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -29,6 +42,10 @@ class Annotation(models.Model):
         PREDICTED = "predicted", _("predicted")
         ACCEPTED = "accepted", _("accepted")
         REJECTED = "rejected", _("rejected")
+        DELETED = "deleted", _("deleted")
+
+    # Entities that no longer claim their words (shown struck through, or not at all once deleted).
+    INACTIVE = (Status.REJECTED, Status.DELETED)
 
     class Source(models.TextChoices):
         MODEL = "model", _("model")
@@ -51,7 +68,8 @@ class Annotation(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         verbose_name=_("reviewer"),
     )
-    # Bumped on every change; the review workspace will use it for optimistic concurrency.
+    # Bumped on every change. Every change says which revision it was based on and is refused (a conflict)
+    # when that is no longer the current one: nobody overwrites a change they have not seen.
     revision = models.PositiveIntegerField(_("revision"), default=1)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -78,6 +96,10 @@ class AnnotationEvent(models.Model):
         ACCEPT = "accept", _("accepted")
         REJECT = "reject", _("rejected")
         RELABEL = "relabel", _("relabelled")
+        RESIZE = "resize", _("span changed")
+        DELETE = "delete", _("deleted")
+        REVERT = "revert", _("reverted")
+        MERGE = "merge", _("type merged")
         IMPORT = "import", _("imported")
 
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="events")
@@ -93,16 +115,54 @@ class AnnotationEvent(models.Model):
         "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         verbose_name=_("model version"),
     )
+    # The annotation's revision this change was based on (0 for the event that created it); the change
+    # produced revision base_revision + 1.
+    base_revision = models.PositiveIntegerField(_("based on revision"), default=0)
     created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name = _("annotation event")
         verbose_name_plural = _("annotation events")
+        indexes = [models.Index(fields=["document", "id"])]
+        constraints = [
+            # Two accepted changes can never be based on the same revision of one annotation.
+            models.UniqueConstraint(fields=["annotation", "base_revision"], name="event_unique_base_revision"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} #{self.annotation_id}"
 
+
+class DocumentReview(models.Model):
+    """The review state of one document, kept by the annotation services in the same transaction as every
+    change (a projection, like Annotation): what the queue lists, sorts and filters on without touching
+    the annotations. Its row is also the lock that serialises changes within one document."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="review",
+                                    primary_key=True)
+    entity_count = models.PositiveIntegerField(_("entities"), default=0)
+    verified_count = models.PositiveIntegerField(_("verified entities"), default=0)
+    # The lowest confidence among the model's entities (see docs/architecture.md, "The review queue").
+    confidence = models.FloatField(_("least entity confidence"), null=True, blank=True)
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("predicted by"),
+    )
+    seen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("open by"),
+    )
+    seen_at = models.DateTimeField(_("last seen open"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("document review")
+        verbose_name_plural = _("document reviews")
+        indexes = [models.Index(fields=["confidence"])]
+
+    def __str__(self) -> str:
+        return f"{self.document}: {self.verified_count}/{self.entity_count}"
 
 # Document classes (text classification): one label per document, predicted and reviewed like an entity -----
 

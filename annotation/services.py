@@ -1,4 +1,12 @@
-"""Writes for annotations. Every change writes an AnnotationEvent in the same transaction."""
+"""Writes for annotations. Every change writes an AnnotationEvent in the same transaction.
+
+Concurrency: every change to an existing annotation says which revision of it the change was based on.
+Within one transaction the document's review row (DocumentReview) is locked first, then the annotation
+row, both without joins (PostgreSQL re-checks a locked row's joins after waiting and would then find no
+row at all); a change based on anything but the current revision raises AnnotationConflict carrying the
+fresh state, and nothing is written. The unique (annotation, base_revision) constraint on events makes a
+lost update impossible even for code that bypasses this module's locks.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +16,32 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, Min, Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from annotation.models import Annotation, AnnotationEvent, EntityType
+from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType
 from annotation.services_classes import document_class_accept_pending
 from documents import services as document_services
 from documents.models import Document
 from documents.selectors import document_words
 
 Action = AnnotationEvent.Action
+Status = Annotation.Status
+
+
+class AnnotationConflict(Exception):
+    """The change was based on a revision that is no longer the current one; nothing was written."""
+
+    def __init__(self, annotation: Annotation, *, based_on: int | None):
+        self.annotation = annotation
+        self.based_on = based_on
+        super().__init__(conflict_message(annotation))
+
+
+def conflict_message(annotation: Annotation) -> str:
+    return _("Someone else changed this entity (“%(text)s”) before you; your change was not applied. "
+             "This is its current state: check it and try again.") % {"text": annotation.text[:60]}
 
 
 @dataclass(frozen=True)
@@ -26,23 +50,29 @@ class Span:
     end: int
     label: str
     score: float | None = None
+    status: str | None = None  # imports only: the state to restore (default accepted)
+    source: str | None = None  # imports only (default human)
 
 
-def _snapshot(annotation: Annotation) -> dict:
+def annotation_snapshot(annotation: Annotation, *, label: EntityType | None = None) -> dict:
+    label = label or annotation.label
     return {
         "start": annotation.start,
         "end": annotation.end,
-        "label": annotation.label.name,
+        "label": label.name,
+        "label_id": label.pk,
         "status": annotation.status,
         "source": annotation.source,
         "text": annotation.text,
     }
 
 
-def _event(annotation: Annotation, *, action: str, before: dict | None, user, model_version=None) -> None:
-    AnnotationEvent.objects.create(
+def _event(annotation: Annotation, *, action: str, before: dict | None, user, base_revision: int,
+           model_version=None, label: EntityType | None = None) -> AnnotationEvent:
+    return AnnotationEvent.objects.create(
         annotation=annotation, document_id=annotation.document_id, action=action, before=before,
-        after=_snapshot(annotation), user=user, model_version=model_version,
+        after=annotation_snapshot(annotation, label=label), user=user, model_version=model_version,
+        base_revision=base_revision,
     )
 
 
@@ -59,13 +89,51 @@ def entity_type_get_or_create(*, name: str) -> EntityType:
     if entity_type is None:
         used = set(EntityType.objects.values_list("color", flat=True))
         color = next((c for c in PALETTE if c not in used), PALETTE[EntityType.objects.count() % len(PALETTE)])
-        entity_type, _created = EntityType.objects.get_or_create(name=name, defaults={"color": color})
+        taken = set(EntityType.objects.values_list("shortcut", flat=True))
+        shortcut = next((str(d) for d in range(1, 10) if str(d) not in taken), "")
+        entity_type, _created = EntityType.objects.get_or_create(
+            name=name, defaults={"color": color, "shortcut": shortcut})
     return entity_type
 
 
-def _check_span(*, document: Document, start: int, end: int, word_count: int) -> None:
+# The document's review row: the lock and the queue's summary ----------------------------------------------
+
+def _review_lock(document_id: int) -> DocumentReview:
+    """Lock (creating if needed) the document's review row: changes within one document take turns."""
+    DocumentReview.objects.bulk_create([DocumentReview(document_id=document_id)], ignore_conflicts=True)
+    return DocumentReview.objects.select_for_update().get(pk=document_id)
+
+
+def document_review_summarise(*, document_id: int, review: DocumentReview | None = None) -> DocumentReview:
+    """Recompute the queue's figures for one document from its annotations (inside the caller's lock)."""
+    review = review or _review_lock(document_id)
+    live = Annotation.objects.filter(document_id=document_id).exclude(status=Status.DELETED)
+    stats = live.aggregate(
+        total=Count("id"), verified=Count("id", filter=Q(status__in=[Status.ACCEPTED, Status.REJECTED])),
+        confidence=Min("score", filter=Q(source=Annotation.Source.MODEL)),
+    )
+    latest = (live.filter(source=Annotation.Source.MODEL).exclude(model_version=None).order_by("-id")
+              .values_list("model_version_id", flat=True).first())
+    review.entity_count, review.verified_count = stats["total"], stats["verified"]
+    review.confidence, review.model_version_id = stats["confidence"], latest
+    review.save(update_fields=["entity_count", "verified_count", "confidence", "model_version", "updated_at"])
+    return review
+
+
+def document_review_seen(*, document: Document, user: AbstractBaseUser) -> None:
+    """Note that `user` has the document open (presence shown in the queue, never a lock)."""
+    DocumentReview.objects.bulk_create([DocumentReview(document_id=document.pk)], ignore_conflicts=True)
+    DocumentReview.objects.filter(pk=document.pk).update(seen_by=user, seen_at=timezone.now())
+
+
+# Checks ---------------------------------------------------------------------------------------------------
+
+def _check_ready(document: Document) -> None:
     if document.status != Document.Status.READY:
         raise ValidationError(_("The document is not ready for annotation."))
+
+
+def _check_span(*, start: int, end: int, word_count: int) -> None:
     if not (0 <= start < end <= word_count):
         raise ValidationError(
             _("The span %(start)d–%(end)d is outside the document's %(count)d words.")
@@ -73,120 +141,335 @@ def _check_span(*, document: Document, start: int, end: int, word_count: int) ->
         )
 
 
-def _overlapping(*, document: Document, start: int, end: int, exclude_id: int | None = None):
-    qs = Annotation.objects.filter(document=document, start__lt=end, end__gt=start).exclude(
-        status=Annotation.Status.REJECTED
-    )
+def _overlapping(*, document_id: int, start: int, end: int, exclude_id: int | None = None):
+    qs = Annotation.objects.filter(document_id=document_id, start__lt=end, end__gt=start).exclude(
+        status__in=Annotation.INACTIVE).select_related("label")
     if exclude_id:
         qs = qs.exclude(pk=exclude_id)
     return qs.first()
 
 
-@transaction.atomic
-def annotation_create(*, document: Document, start: int, end: int, label: EntityType,
-                      user: AbstractBaseUser | None) -> Annotation:
-    """A reviewer adds an entity by choosing words [start, end)."""
-    words = document_words(document=document)
-    _check_span(document=document, start=start, end=end, word_count=len(words))
-    clash = _overlapping(document=document, start=start, end=end)
+def _refuse_overlap(clash: Annotation | None) -> None:
     if clash is not None:
         raise ValidationError(
             _("These words overlap the entity “%(text)s” (%(label)s); reject or change it first.")
             % {"text": clash.text, "label": clash.label.name}
         )
-    annotation = Annotation.objects.create(
-        document=document, start=start, end=end, label=label,
-        text=" ".join(w.text for w in words[start:end]), status=Annotation.Status.ACCEPTED,
-        source=Annotation.Source.HUMAN, reviewer=user,
-    )
-    _event(annotation, action=Action.CREATE, before=None, user=user)
+
+
+def _words_text(document: Document, start: int, end: int) -> tuple[str, int]:
+    words = document_words(document=document)
+    return " ".join(w.text for w in words[start:end]), len(words)
+
+
+# Changes --------------------------------------------------------------------------------------------------
+
+def annotation_create(*, document: Document, start: int, end: int, label: EntityType,
+                      user: AbstractBaseUser | None) -> Annotation:
+    """A reviewer adds an entity by choosing words [start, end)."""
+    _check_ready(document)
+    with transaction.atomic():
+        review = _review_lock(document.pk)
+        text, count = _words_text(document, start, end)
+        _check_span(start=start, end=end, word_count=count)
+        _refuse_overlap(_overlapping(document_id=document.pk, start=start, end=end))
+        annotation = Annotation.objects.create(
+            document=document, start=start, end=end, label=label, text=text, status=Status.ACCEPTED,
+            source=Annotation.Source.HUMAN, reviewer=user,
+        )
+        _event(annotation, action=Action.CREATE, before=None, user=user, base_revision=0, label=label)
+        document_review_summarise(document_id=document.pk, review=review)
     return annotation
 
 
-def _change(annotation: Annotation, *, action: str, user, **fields) -> Annotation:
-    with transaction.atomic():
-        locked = Annotation.objects.select_for_update().select_related("label").get(pk=annotation.pk)
-        reviving = locked.status == Annotation.Status.REJECTED and fields.get("status") not in (
-            None, Annotation.Status.REJECTED)
-        clash = reviving and _overlapping(document=locked.document, start=locked.start, end=locked.end,
-                                          exclude_id=locked.pk)
-        if clash:
-            raise ValidationError(
-                _("These words overlap the entity “%(text)s” (%(label)s); reject or change it first.")
-                % {"text": clash.text, "label": clash.label.name}
-            )
-        before = _snapshot(locked)
-        for name, value in fields.items():
-            setattr(locked, name, value)
-        locked.reviewer = user
-        locked.revision = F("revision") + 1
-        locked.save()
-        locked.refresh_from_db()
-        _event(locked, action=action, before=before, user=user)
+def _apply(locked: Annotation, *, action: str, user, target: dict, review: DocumentReview,
+           document: Document | None = None, summarise: bool = True, check_overlap: bool = True) -> Annotation:
+    """Move a locked annotation to `target` (fields of a snapshot), with its event. Caller holds the locks."""
+    label = locked.label
+    if "label_id" in target and target["label_id"] != locked.label_id:
+        label = EntityType.objects.get(pk=target["label_id"])
+    start, end = target.get("start", locked.start), target.get("end", locked.end)
+    status = target.get("status", locked.status)
+    if check_overlap and status not in Annotation.INACTIVE:
+        # An entity that claims words (again, or other ones) must not overlap another one.
+        _refuse_overlap(_overlapping(document_id=locked.document_id, start=start, end=end, exclude_id=locked.pk))
+    before = annotation_snapshot(locked)
+    if (start, end) != (locked.start, locked.end):
+        document = document or Document.objects.get(pk=locked.document_id)
+        text, count = _words_text(document, start, end)
+        _check_span(start=start, end=end, word_count=count)
+        locked.start, locked.end, locked.text = start, end, text
+    base = locked.revision
+    locked.label, locked.status = label, status
+    locked.reviewer = user
+    locked.revision = base + 1
+    locked.save()
+    _event(locked, action=action, before=before, user=user, base_revision=base, label=label)
+    if summarise:
+        document_review_summarise(document_id=locked.document_id, review=review)
     return locked
 
 
-def annotation_accept(*, annotation: Annotation, user: AbstractBaseUser) -> Annotation:
-    return _change(annotation, action=Action.ACCEPT, user=user, status=Annotation.Status.ACCEPTED)
+def _change(annotation: Annotation, *, action: str, user, revision: int | None, target: dict) -> Annotation:
+    """One change to one annotation, refused when it was based on a stale revision.
+
+    `revision` is the revision the user saw; None (jobs, commands) means "whatever is current".
+    """
+    with transaction.atomic():
+        review = _review_lock(annotation.document_id)
+        # No select_related here: see the module docstring.
+        locked = Annotation.objects.select_for_update().get(pk=annotation.pk)
+        if revision is not None and locked.revision != revision:
+            raise AnnotationConflict(locked, based_on=revision)
+        if locked.status == Status.DELETED and action != Action.REVERT:
+            raise ValidationError(_("This entity was deleted; restore it from the history first."))
+        return _apply(locked, action=action, user=user, target=target, review=review)
 
 
-def annotation_reject(*, annotation: Annotation, user: AbstractBaseUser) -> Annotation:
-    return _change(annotation, action=Action.REJECT, user=user, status=Annotation.Status.REJECTED)
+def annotation_accept(*, annotation: Annotation, user: AbstractBaseUser, revision: int | None = None) -> Annotation:
+    return _change(annotation, action=Action.ACCEPT, user=user, revision=revision,
+                   target={"status": Status.ACCEPTED})
 
 
-def annotation_relabel(*, annotation: Annotation, label: EntityType, user: AbstractBaseUser) -> Annotation:
+def annotation_reject(*, annotation: Annotation, user: AbstractBaseUser, revision: int | None = None) -> Annotation:
+    return _change(annotation, action=Action.REJECT, user=user, revision=revision,
+                   target={"status": Status.REJECTED})
+
+
+def annotation_relabel(*, annotation: Annotation, label: EntityType, user: AbstractBaseUser,
+                       revision: int | None = None) -> Annotation:
     """A new label is the reviewer's own judgement, so the entity becomes accepted."""
-    return _change(annotation, action=Action.RELABEL, user=user, label=label,
-                   status=Annotation.Status.ACCEPTED)
+    return _change(annotation, action=Action.RELABEL, user=user, revision=revision,
+                   target={"label_id": label.pk, "status": Status.ACCEPTED})
+
+
+def annotation_resize(*, annotation: Annotation, start: int, end: int, user: AbstractBaseUser,
+                      revision: int | None = None) -> Annotation:
+    """Move the entity's boundaries to the words [start, end); the reviewer's judgement, so accepted."""
+    if end <= start:
+        raise ValidationError(_("An entity needs at least one word."))
+    return _change(annotation, action=Action.RESIZE, user=user, revision=revision,
+                   target={"start": start, "end": end, "status": Status.ACCEPTED})
+
+
+def annotation_delete(*, annotation: Annotation, user: AbstractBaseUser, revision: int | None = None) -> Annotation:
+    """Remove an entity. The row stays (status deleted) so its history, and a revert, remain possible."""
+    return _change(annotation, action=Action.DELETE, user=user, revision=revision,
+                   target={"status": Status.DELETED})
+
+
+def annotations_accept_above(*, document: Document, threshold: float, user: AbstractBaseUser) -> int:
+    """Accept every predicted entity whose model confidence is at least `threshold`."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValidationError(_("The confidence must be between 0 and 1."))
+    _check_ready(document)
+    with transaction.atomic():
+        review = _review_lock(document.pk)
+        chosen = list(Annotation.objects.select_for_update()
+                      .filter(document=document, status=Status.PREDICTED, score__gte=threshold).order_by("start"))
+        for annotation in chosen:
+            _apply(annotation, action=Action.ACCEPT, user=user, target={"status": Status.ACCEPTED},
+                   review=review, document=document, summarise=False)
+        document_review_summarise(document_id=document.pk, review=review)
+    return len(chosen)
 
 
 @transaction.atomic
 def annotations_predict(*, document: Document, spans: Iterable[Span], model_version) -> list[Annotation]:
     """Store a model's entities as predictions. Idempotent per (document, model version)."""
+    review = _review_lock(document.pk)
     if Annotation.objects.filter(document=document, model_version=model_version).exists():
         return list(Annotation.objects.filter(document=document, model_version=model_version))
     words = document_words(document=document)
     created = []
     for span in spans:
-        if _overlapping(document=document, start=span.start, end=span.end) is not None:
+        if _overlapping(document_id=document.pk, start=span.start, end=span.end) is not None:
             continue  # a reviewer's entity already covers these words
+        label = entity_type_get_or_create(name=span.label)
         annotation = Annotation.objects.create(
-            document=document, start=span.start, end=span.end,
-            label=entity_type_get_or_create(name=span.label),
+            document=document, start=span.start, end=span.end, label=label,
             text=" ".join(w.text for w in words[span.start:span.end]),
-            status=Annotation.Status.PREDICTED, source=Annotation.Source.MODEL, score=span.score,
+            status=Status.PREDICTED, source=Annotation.Source.MODEL, score=span.score,
             model_version=model_version,
         )
-        _event(annotation, action=Action.PREDICT, before=None, user=None, model_version=model_version)
+        _event(annotation, action=Action.PREDICT, before=None, user=None, model_version=model_version,
+               base_revision=0, label=label)
         created.append(annotation)
+    document_review_summarise(document_id=document.pk, review=review)
     return created
 
 
 @transaction.atomic
-def annotations_import(*, document: Document, spans: Iterable[Span], user: AbstractBaseUser | None) -> int:
-    """Store an existing corpus's entities as accepted human annotations."""
+def annotations_import(*, document: Document, spans: Iterable[Span], user: AbstractBaseUser | None,
+                       status: str = Status.ACCEPTED) -> int:
+    """Store an existing corpus's entities (accepted human annotations unless a span says otherwise)."""
+    review = _review_lock(document.pk)
     words = document_words(document=document)
     count = 0
     for span in spans:
-        _check_span(document=document, start=span.start, end=span.end, word_count=len(words))
+        _check_span(start=span.start, end=span.end, word_count=len(words))
+        span_status = span.status or status
+        if span_status not in Status.values or span_status == Status.DELETED:
+            raise ValidationError(_("Unknown entity status “%(status)s”.") % {"status": span_status})
+        if span_status not in Annotation.INACTIVE:
+            _refuse_overlap(_overlapping(document_id=document.pk, start=span.start, end=span.end))
+        label = entity_type_get_or_create(name=span.label)
         annotation = Annotation.objects.create(
-            document=document, start=span.start, end=span.end,
-            label=entity_type_get_or_create(name=span.label),
+            document=document, start=span.start, end=span.end, label=label,
             text=" ".join(w.text for w in words[span.start:span.end]),
-            status=Annotation.Status.ACCEPTED, source=Annotation.Source.HUMAN, reviewer=user,
+            status=span_status, source=span.source or Annotation.Source.HUMAN,
+            reviewer=user if span_status != Status.PREDICTED else None, score=span.score,
         )
-        _event(annotation, action=Action.IMPORT, before=None, user=user)
+        _event(annotation, action=Action.IMPORT, before=None, user=user, base_revision=0, label=label)
         count += 1
+    document_review_summarise(document_id=document.pk, review=review)
     return count
 
 
-@transaction.atomic
 def document_review_finish(*, document: Document, user: AbstractBaseUser) -> Document:
     """Finish a review: predictions the reviewer left standing (entities and the document's class) count as
     accepted by them."""
     if document.status != Document.Status.READY:
         raise ValidationError(_("Only a ready document can be marked as reviewed."))
-    for annotation in Annotation.objects.filter(document=document, status=Annotation.Status.PREDICTED):
-        annotation_accept(annotation=annotation, user=user)
-    document_class_accept_pending(document=document, user=user)  # the document's class, likewise
-    return document_services.document_mark_reviewed(document=document, user=user)
+    with transaction.atomic():
+        review = _review_lock(document.pk)
+        for annotation in Annotation.objects.select_for_update().filter(document=document,
+                                                                        status=Status.PREDICTED):
+            _apply(annotation, action=Action.ACCEPT, user=user, target={"status": Status.ACCEPTED},
+                   review=review, document=document, summarise=False)
+        document_review_summarise(document_id=document.pk, review=review)
+        document_class_accept_pending(document=document, user=user)  # the document's class, likewise
+        return document_services.document_mark_reviewed(document=document, user=user)
+
+
+def document_review_reset(*, document: Document) -> Document:
+    """Make a reviewed document reviewable again (an admin action); its annotations stay as they are."""
+    return document_services.document_mark_unreviewed(document=document)
+
+
+# History: revert to an earlier point (itself a new event) ------------------------------------------------
+
+class DocumentConflict(Exception):
+    """A document-wide change was based on a history that has grown since; nothing was written."""
+
+    def __init__(self, *, head: int):
+        self.head = head
+        super().__init__(_("Someone changed this document after you opened its history; nothing was "
+                           "reverted. The history below is up to date: check it and try again."))
+
+
+def _target_of(snapshot: dict | None) -> dict:
+    """A past snapshot as fields to apply: before its first event an entity did not exist (deleted)."""
+    if snapshot is None:
+        return {"status": Status.DELETED}
+    label_id = snapshot.get("label_id")
+    if label_id is not None and not EntityType.objects.filter(pk=label_id).exists():
+        # The type was merged into another one since: follow the merge.
+        merged = AnnotationEvent.objects.filter(action=Action.MERGE, before__label_id=label_id).first()
+        label_id = merged.after["label_id"] if merged else None
+    if label_id is None or not EntityType.objects.filter(pk=label_id).exists():
+        # The type was merged away or deleted since: fall back to its name, else explain.
+        label = EntityType.objects.filter(name=snapshot["label"]).first()
+        if label is None:
+            raise ValidationError(_("The entity type “%(label)s” no longer exists; recreate it to restore "
+                                    "this state.") % {"label": snapshot["label"]})
+        label_id = label.pk
+    return {"start": snapshot["start"], "end": snapshot["end"], "label_id": label_id,
+            "status": snapshot["status"]}
+
+
+def _differs(annotation: Annotation, target: dict) -> bool:
+    return any(getattr(annotation, name) != value for name, value in target.items())
+
+
+def annotation_revert(*, annotation: Annotation, event: AnnotationEvent, user: AbstractBaseUser,
+                      revision: int | None = None) -> Annotation:
+    """Bring one entity back to its state right after `event` (one of its own events)."""
+    if event.annotation_id != annotation.pk:
+        raise ValidationError(_("This event belongs to another entity."))
+    with transaction.atomic():
+        review = _review_lock(annotation.document_id)
+        locked = Annotation.objects.select_for_update().get(pk=annotation.pk)
+        if revision is not None and locked.revision != revision:
+            raise AnnotationConflict(locked, based_on=revision)
+        target = _target_of(event.after)
+        if not _differs(locked, target):
+            raise ValidationError(_("The entity is already in that state."))
+        return _apply(locked, action=Action.REVERT, user=user, target=target, review=review)
+
+
+def document_revert(*, document: Document, event_id: int, user: AbstractBaseUser, head: int | None = None) -> int:
+    """Bring every entity of a document back to its state right after event `event_id`; entities added
+    since are deleted. `head` is the newest event id the user saw (a newer one makes this a conflict).
+    Returns how many entities changed."""
+    _check_ready(document)
+    with transaction.atomic():
+        review = _review_lock(document.pk)
+        events = AnnotationEvent.objects.filter(document=document)
+        latest = events.order_by("-id").values_list("id", flat=True).first() or 0
+        if head is not None and latest != head:
+            raise DocumentConflict(head=latest)
+        if not events.filter(pk=event_id).exists():
+            raise ValidationError(_("This point is not in the document's history."))
+        past: dict[int, dict] = {}
+        for annotation_id, after in events.filter(pk__lte=event_id).order_by("id").values_list("annotation_id",
+                                                                                              "after"):
+            past[annotation_id] = after
+        changed = 0
+        locked = list(Annotation.objects.select_for_update().filter(document=document).order_by("id"))
+        targets = [(a, _target_of(past.get(a.pk))) for a in locked]
+        # Entities leaving their words go first, so no entity ever overlaps another on the way.
+        targets.sort(key=lambda pair: pair[1]["status"] not in Annotation.INACTIVE)
+        for annotation, target in targets:
+            if annotation.status == Status.DELETED and target["status"] == Status.DELETED:
+                continue
+            if _differs(annotation, target):
+                _apply(annotation, action=Action.REVERT, user=user, target=target, review=review,
+                       document=document, summarise=False, check_overlap=False)
+                changed += 1
+        document_review_summarise(document_id=document.pk, review=review)
+    return changed
+
+
+# Label schema -----------------------------------------------------------------------------------------------
+
+def entity_type_save(*, entity_type: EntityType | None = None, name: str, color: str, description: str = "",
+                     shortcut: str = "") -> EntityType:
+    """Create or change an entity type. Renaming keeps history: events keep the type's id beside its name."""
+    entity_type = entity_type or EntityType()
+    entity_type.name, entity_type.color = name.strip().upper(), color.strip().lower()
+    entity_type.description, entity_type.shortcut = description.strip(), shortcut.strip()
+    entity_type.full_clean()
+    entity_type.save()
+    return entity_type
+
+
+def entity_type_merge(*, source: EntityType, target: EntityType, user: AbstractBaseUser | None) -> int:
+    """Give every entity of `source` the type `target` (a MERGE event each), then remove `source`.
+    Returns how many entities moved. Reverting to a state from before the merge finds `target` through
+    the merge events."""
+    if source.pk == target.pk:
+        raise ValidationError(_("Choose two different types to merge."))
+    moved = 0
+    with transaction.atomic():
+        document_ids = sorted(set(Annotation.objects.filter(label=source).values_list("document_id", flat=True)))
+        for document_id in document_ids:
+            review = _review_lock(document_id)
+            for annotation in Annotation.objects.select_for_update().filter(document_id=document_id, label=source):
+                _apply(annotation, action=Action.MERGE, user=user, target={"label_id": target.pk}, review=review,
+                       summarise=False, check_overlap=False)
+                moved += 1
+        EntityType.objects.filter(pk=source.pk).delete()
+    return moved
+
+
+def annotations_withdraw_predictions(*, document: Document, user: AbstractBaseUser | None) -> int:
+    """Delete (with events) the model's predictions nobody has decided on yet, before predicting again."""
+    with transaction.atomic():
+        review = _review_lock(document.pk)
+        stale = list(Annotation.objects.select_for_update().filter(document=document, status=Status.PREDICTED))
+        for annotation in stale:
+            _apply(annotation, action=Action.DELETE, user=user, target={"status": Status.DELETED}, review=review,
+                   document=document, summarise=False)
+        document_review_summarise(document_id=document.pk, review=review)
+    return len(stale)

@@ -78,7 +78,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "documents:list"
+LOGIN_REDIRECT_URL = "queue"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "pt-br"
@@ -147,6 +147,16 @@ DOCLOOP_MAX_PAGES = env_int("DOCLOOP_MAX_PAGES", 2000)
 # Excel datasets: the largest .xlsx accepted, and how far it may expand when unzipped (zip bombs).
 DOCLOOP_MAX_DATASET_MB = env_int("DOCLOOP_MAX_DATASET_MB", 20)
 DOCLOOP_MAX_DATASET_EXPANDED_MB = env_int("DOCLOOP_MAX_DATASET_EXPANDED_MB", 200)
+
+# Review: a page's words are shown (and its entities listed) in pieces of at most this many words, and
+# one response lists at most DOCLOOP_REVIEW_MAX_ENTITIES entities, so a review response stays bounded in
+# size (docs/performance.md) however many words a PDF page holds. A document counts as "in review" while
+# someone's review page reported in within DOCLOOP_PRESENCE_SECONDS (the page reports every 30 s).
+DOCLOOP_REVIEW_PIECE_WORDS = env_int("DOCLOOP_REVIEW_PIECE_WORDS", 600)
+DOCLOOP_REVIEW_MAX_ENTITIES = env_int("DOCLOOP_REVIEW_MAX_ENTITIES", 600)
+DOCLOOP_PRESENCE_SECONDS = env_int("DOCLOOP_PRESENCE_SECONDS", 90)
+# Page images for the review page are rendered at these widths (pixels) and cached in storage.
+DOCLOOP_PAGE_IMAGE_WIDTHS = [800, 1200, 1600, 2400]
 
 # Models
 def _default_base_model() -> str:

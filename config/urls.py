@@ -3,14 +3,24 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django_rq.models import Dashboard
+
+from annotation import views as review_views
+from lib.rq_admin import SafeQueueAdmin, rq_urlpatterns
+
+# django-rq's dashboard, with its missing-object errors turned into 404s (lib/rq_admin.py).
+if admin.site.is_registered(Dashboard):
+    admin.site.unregister(Dashboard)
+    admin.site.register(Dashboard, SafeQueueAdmin)
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="documents:list", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="queue", permanent=False)),
     path("accounts/login/", login_not_required(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("admin/rq/", include("django_rq.urls")),
+    path("admin/rq/", include((rq_urlpatterns(), "django_rq"))),
     path("admin/", admin.site.urls),
+    path("documents/", review_views.queue, name="queue"),
     path("documents/", include("documents.urls")),
     path("review/", include("annotation.urls")),
     path("training/", include("training.urls")),

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from documents.models import Document, Page
-from documents.services import document_upload, max_upload_bytes, pdf_validate
+from documents.services import document_reingest, document_upload, max_upload_bytes, pdf_validate
 
 
 class DocumentUploadForm(forms.ModelForm):
@@ -35,11 +35,26 @@ class PageInline(admin.TabularInline):
     show_change_link = True
 
 
+@admin.action(description=_("Re-extract (and pre-annotate again)"))
+def reextract(modeladmin, request, queryset):
+    queued = sum(document_reingest(document=document) for document in queryset)
+    messages.success(request, _("%(count)d document(s) queued for extraction.") % {"count": queued})
+    if queued < queryset.count():
+        messages.warning(request, _("Documents already queued or being extracted were left alone."))
+
+
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ["id", "original_name", "status", "page_count", "word_count", "reviewed_at", "created_at"]
-    list_filter = ["status", ("reviewed_at", admin.EmptyFieldListFilter)]
+    """The review actions (re-predict, reset review) and the export are attached by the annotation and
+    training apps, which `documents` does not import."""
+
+    list_display = ["id", "original_name", "status", "page_count", "word_count", "uploaded_by", "reviewed_by",
+                    "reviewed_at", "created_at"]
+    list_filter = ["status", ("reviewed_at", admin.EmptyFieldListFilter), "created_at"]
+    list_select_related = ["uploaded_by", "reviewed_by"]
     search_fields = ["original_name", "sha256"]
+    date_hierarchy = "created_at"
+    actions = [reextract]
     readonly_fields = ["file", "sha256", "size", "status", "error", "page_count", "word_count", "uploaded_by",
                        "reviewed_at", "reviewed_by", "created_at", "updated_at"]
     inlines = [PageInline]
@@ -78,6 +93,7 @@ class DocumentAdmin(admin.ModelAdmin):
 @admin.register(Page)
 class PageAdmin(admin.ModelAdmin):
     list_display = ["document", "number", "width", "height", "word_start"]
+    list_select_related = ["document"]
     search_fields = ["document__original_name"]
     readonly_fields = ["document", "number", "width", "height", "word_start", "text", "words"]
     exclude = ["boxes", "lines"]

@@ -96,6 +96,20 @@ def pdf_extract(data: bytes, *, max_pages: int) -> list[ExtractedPage]:
     return pages
 
 
+def pdf_render_page(data: bytes, *, number: int, width: int) -> bytes:
+    """Page `number` (1-based) as a JPEG `width` pixels wide, for the review page."""
+    doc = pdf_open(data)
+    try:
+        if not 1 <= number <= doc.page_count:
+            raise PdfError(_("The PDF has no page %(number)d.") % {"number": number})
+        page = doc.load_page(number - 1)
+        zoom = width / page.rect.width
+        pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
+        return pixmap.tobytes("jpeg", jpg_quality=82)
+    finally:
+        doc.close()
+
+
 def _renderable(token: str, font: pymupdf.Font) -> str:
     """The token as the font can draw it: characters without a glyph (private-use symbols, control
     characters) and inner whitespace become "?", so every token still yields exactly one PDF word."""

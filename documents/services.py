@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from documents.models import Document, Page
-from documents.pdf import ExtractedPage, PdfError, pdf_extract, pdf_open
+from documents.pdf import ExtractedPage, PdfError, pdf_extract, pdf_open, pdf_render_page
 from lib import jobs
 
 logger = logging.getLogger(__name__)
@@ -200,8 +200,36 @@ def document_fail(*, document_id: int, error: str, worker: str) -> None:
         status=Document.Status.FAILED, error=error[:2000])
 
 
+# Page images for the review page --------------------------------------------------------------------------
+
+def page_image_width(requested: int | None) -> int:
+    """The smallest rendered width at least as wide as asked for (a handful of sizes, so the cache stays small)."""
+    widths = sorted(settings.DOCLOOP_PAGE_IMAGE_WIDTHS)
+    return next((w for w in widths if requested and w >= requested), widths[-1] if requested else widths[1])
+
+
+def page_image(*, document: Document, number: int, width: int) -> str:
+    """The storage name of page `number` rendered `width` pixels wide; rendered once, then read from storage."""
+    storage = document.file.storage
+    name = f"renders/{document.sha256[:2]}/{document.sha256}/{number}-{width}.jpg"
+    if storage.exists(name):
+        return name
+    data = pdf_render_page(_read(document), number=number, width=width)
+    saved = storage.save(name, ContentFile(data))
+    if saved != name:  # a concurrent request rendered it first; keep theirs
+        storage.delete(saved)
+    return name
+
+
 def document_mark_reviewed(*, document: Document, user: AbstractBaseUser | None) -> Document:
     Document.objects.filter(pk=document.pk).update(reviewed_at=timezone.now(), reviewed_by=user)
+    document.refresh_from_db()
+    return document
+
+
+def document_mark_unreviewed(*, document: Document) -> Document:
+    """Put a reviewed document back in the review queue (it leaves the training data until reviewed again)."""
+    Document.objects.filter(pk=document.pk).update(reviewed_at=None, reviewed_by=None)
     document.refresh_from_db()
     return document
 
@@ -209,6 +237,17 @@ def document_mark_reviewed(*, document: Document, user: AbstractBaseUser | None)
 def document_delete(*, document: Document) -> None:
     """Delete a document, its pages, annotations and stored file."""
     name, storage = document.file.name, document.file.storage
+    renders = f"renders/{document.sha256[:2]}/{document.sha256}"
     document.delete()
-    if name:
-        transaction.on_commit(lambda: storage.delete(name))
+
+    def delete_files() -> None:
+        if name:
+            storage.delete(name)
+        try:
+            _folders, files = storage.listdir(renders)
+        except OSError:
+            files = []
+        for file in files:
+            storage.delete(f"{renders}/{file}")
+
+    transaction.on_commit(delete_files)

@@ -1,6 +1,7 @@
 from django.contrib import messages
-from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
@@ -8,40 +9,57 @@ from django.views.decorators.vary import vary_on_headers
 from documents import services
 from documents.forms import UploadForm
 from documents.models import Document
-from documents.selectors import document_list
+from documents.pdf import PdfError
 from lib.decorators import reviewer_required
 
 
-@require_GET
-@reviewer_required
-@vary_on_headers("HX-Request")
-def document_index(request):
-    documents = Paginator(document_list(status=request.GET.get("status") or None), 50).get_page(
-        request.GET.get("page"))
-    pending = any(d.status in {Document.Status.UPLOADED, Document.Status.EXTRACTING} for d in documents)
-    template = "documents/list.html"
-    if request.htmx:
-        template += "#document-table"
-    return render(request, template, {"documents": documents, "pending": pending, "form": UploadForm(),
-                                      "statuses": Document.Status.choices})
+def _wants_json(request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _upload_message(upload) -> str:
+    document, name = upload.document, upload.document.original_name
+    if upload.created:
+        return _("“%(name)s” was uploaded and is being processed.") % {"name": name}
+    if upload.pending:
+        return _("This PDF was uploaded before as document %(id)s; it is being processed again.") % {"id": document.pk}
+    return _("This PDF was already uploaded as document %(id)s.") % {"id": document.pk}
+
+
+def _upload_json(upload, name: str) -> dict:
+    document = upload.document
+    return {"id": document.pk, "name": name, "status": document.status, "created": upload.created,
+            "message": _upload_message(upload), "url": reverse("documents:detail", args=[document.pk])}
 
 
 @require_http_methods(["GET", "POST"])
 @reviewer_required
 def document_upload(request):
+    """Upload one PDF or several. The page's script sends one request per file (with progress) and asks for
+    JSON; without JavaScript the form posts every file at once and each gets its own message."""
+    files = request.FILES.getlist("file") if request.method == "POST" else []
+    if len(files) > 1:
+        uploaded = None
+        for file in files:
+            form = UploadForm(request.POST, {"file": file})
+            if form.is_valid():
+                uploaded = services.document_upload(data=form.cleaned_data["data"], name=file.name,
+                                                    user=request.user)
+                messages.success(request, _upload_message(uploaded))
+            else:
+                messages.error(request, f"{file.name}: {' '.join(form.errors['file'])}")
+        return redirect("queue")
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         name = form.cleaned_data["file"].name
         upload = services.document_upload(data=form.cleaned_data["data"], name=name, user=request.user)
-        document = upload.document
-        if upload.created:
-            messages.success(request, _("“%(name)s” was uploaded and is being processed.") % {"name": name})
-        elif upload.pending:
-            messages.info(request, _("This PDF was uploaded before as document %(id)s; it is being processed "
-                                     "again.") % {"id": document.pk})
-        else:
-            messages.info(request, _("This PDF was already uploaded as document %(id)s.") % {"id": document.pk})
-        return redirect("documents:detail", pk=document.pk)
+        if _wants_json(request):
+            return JsonResponse(_upload_json(upload, name), status=201 if upload.created else 200)
+        (messages.success if upload.created else messages.info)(request, _upload_message(upload))
+        return redirect("documents:detail", pk=upload.document.pk)
+    if request.method == "POST" and _wants_json(request):
+        errors = [str(e) for es in form.errors.values() for e in es]
+        return JsonResponse({"error": " ".join(errors) or _("Choose a PDF file.")}, status=400)
     status = 400 if request.method == "POST" else 200
     return render(request, "documents/upload.html", {"form": form}, status=status)
 
@@ -55,3 +73,25 @@ def document_detail(request, pk: int):
     if request.htmx:
         template += "#document-status"
     return render(request, template, {"document": document})
+
+
+@require_GET
+@reviewer_required
+def page_image(request, pk: int, number: int):
+    """A page rendered as an image for the review page (cached in storage; `w` picks the size)."""
+    document = get_object_or_404(Document, pk=pk, status=Document.Status.READY)
+    if not 1 <= number <= (document.page_count or 0):
+        raise Http404(_("The document has no such page."))
+    try:
+        requested = int(request.GET.get("w", ""))
+    except ValueError:
+        requested = None
+    width = services.page_image_width(requested)
+    try:
+        name = services.page_image(document=document, number=number, width=width)
+    except (PdfError, OSError) as exc:
+        raise Http404(str(exc)) from None
+    response = FileResponse(document.file.storage.open(name, "rb"), content_type="image/jpeg")
+    # The name is derived from the PDF's bytes, so the image never changes.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response

@@ -8,8 +8,17 @@ REVIEWERS = "reviewers"
 ADMINS = "admins"
 
 
+def _group_names(user: AbstractBaseUser) -> frozenset[str]:
+    """The user's group names, read once per user object (that is, once per request)."""
+    cached = getattr(user, "_docloop_group_names", None)
+    if cached is None:
+        cached = frozenset(user.groups.values_list("name", flat=True))
+        user._docloop_group_names = cached
+    return cached
+
+
 def _in_group(user: AbstractBaseUser | AnonymousUser, name: str) -> bool:
-    return user.is_authenticated and user.groups.filter(name=name).exists()
+    return user.is_authenticated and name in _group_names(user)
 
 
 def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:

@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
+from django.http import HttpResponse
 from django.utils.translation import gettext_lazy as _
 
+from documents.admin import DocumentAdmin
 from lib.admin import ReadOnlyTabularInline
 from training.models import ApiToken, Dataset, EpochMetric, ModelVersion, TrainingRun
 from training.services import model_version_activate
@@ -100,3 +102,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # `manage.py api_token USERNAME` creates one and prints it once
+
+
+# Export selected documents (attached to the documents admin, which does not import training) ----------------
+
+def _export_action(format: str, description: str):
+    def export(modeladmin, request, queryset):
+        from training import interop
+
+        text = interop.annotations_export(format=format, document_ids=list(queryset.values_list("pk", flat=True)))
+        response = HttpResponse(text, content_type=f"{interop.CONTENT_TYPES[format]}; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="docloop-annotations.{interop.EXTENSIONS[format]}"'
+        return response
+
+    export.__name__ = f"export_{format}"
+    return admin.action(description=description)(export)
+
+
+DocumentAdmin.actions = [*DocumentAdmin.actions,
+                         _export_action("jsonl", _("Export the selected documents' annotations (JSONL)")),
+                         _export_action("conll", _("Export the selected documents' annotations (CoNLL)")),
+                         _export_action("labelstudio", _("Export the selected documents' annotations (Label Studio)"))]

@@ -8,6 +8,7 @@ urlpatterns = [
     path("start/", views.training_start, name="start"),
     path("runs/<int:pk>/", views.training_run_detail, name="run"),
     path("api/runs/", views.api_runs, name="api-runs"),
+    path("export/", views.annotations_export_download, name="export"),
     # Datasets: pages, downloads and the JSON API (training.dataset_views)
     path("datasets/", dataset_views.datasets_index, name="datasets"),
     path("datasets/upload/", dataset_views.dataset_upload_page, name="dataset-upload"),

@@ -23,6 +23,7 @@ def _index_context(form=None) -> dict:
         "reviewed_count": reviewed_documents().count(),
         "form": form or TrainingForm(),
         "pending": any(r.status in {TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING} for r in runs),
+        "export_formats": [("conll", "CoNLL"), ("jsonl", "JSONL"), ("labelstudio", "Label Studio")],
     }
 
 
@@ -78,3 +79,31 @@ def api_runs(request):
         "epochs": [{"epoch": m.epoch, "train_loss": m.train_loss, "eval_loss": m.eval_loss,
                     "precision": m.precision, "recall": m.recall, "f1": m.f1} for m in run.epoch_metrics.all()],
     } for run in runs]})
+
+
+@require_GET
+@reviewer_required
+def annotations_export_download(request):
+    """Download the annotations as CoNLL, JSONL or Label Studio JSON (the export_annotations command's
+    service); `reviewed=1` keeps reviewed documents only, `documents=1,2` picks documents."""
+    from training import interop
+
+    format = request.GET.get("format", "jsonl")
+    if format not in interop.FORMATS:
+        return JsonResponse({"error": _("Unknown format; use conll, jsonl or labelstudio.")}, status=400)
+    try:
+        ids = [int(i) for i in request.GET.get("documents", "").split(",") if i.strip()]
+    except ValueError:
+        return JsonResponse({"error": _("Document ids must be numbers separated by commas.")}, status=400)
+    return _export_response(interop.annotations_export(format=format, document_ids=ids or None,
+                                                       reviewed_only=request.GET.get("reviewed") == "1"), format)
+
+
+def _export_response(text: str, format: str):
+    from django.http import HttpResponse
+
+    from training import interop
+
+    response = HttpResponse(text, content_type=f"{interop.CONTENT_TYPES[format]}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="docloop-annotations.{interop.EXTENSIONS[format]}"'
+    return response

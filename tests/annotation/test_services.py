@@ -86,3 +86,82 @@ def test_a_fresh_install_has_the_legal_entity_types_ready(db):
 
     assert set(EntityType.objects.values_list("name", flat=True)) >= {
         "PESSOA", "ORGANIZACAO", "LOCAL", "TEMPO", "LEGISLACAO", "JURISPRUDENCIA"}
+
+
+def test_a_change_based_on_an_old_revision_is_a_conflict_and_writes_nothing(ready_document, entity_types,
+                                                                             reviewer):
+    annotation = services.annotation_create(document=ready_document, start=1, end=3,
+                                            label=entity_types["ORGANIZACAO"], user=reviewer)
+    services.annotation_reject(annotation=annotation, user=reviewer, revision=1)
+    with pytest.raises(services.AnnotationConflict) as caught:
+        services.annotation_relabel(annotation=annotation, label=entity_types["PESSOA"], user=reviewer, revision=1)
+    assert (caught.value.annotation.status, caught.value.annotation.revision) == ("rejected", 2)
+    assert AnnotationEvent.objects.filter(annotation=annotation).count() == 2
+    assert list(AnnotationEvent.objects.filter(annotation=annotation).values_list("base_revision", flat=True)) == [
+        0, 1]
+
+
+def _project_all(document):
+    """Every annotation's row agrees with its events: each event starts where the previous ended, and the
+    last one's `after` is the row (the current state is the projection of the events)."""
+    from annotation.selectors import annotation_projection
+
+    for annotation in Annotation.objects.filter(document=document).select_related("label"):
+        events = list(annotation.events.order_by("id"))
+        for previous, current in zip(events, events[1:], strict=False):
+            assert current.before == previous.after and current.base_revision == previous.base_revision + 1
+        state = annotation_projection(events)
+        assert (state["start"], state["end"], state["label_id"], state["status"]) == (
+            annotation.start, annotation.end, annotation.label_id, annotation.status)
+        assert annotation.revision == len(events)
+
+
+def test_reverting_the_whole_document_restores_an_earlier_point_with_new_events(ready_document, entity_types,
+                                                                                 reviewer):
+    services.annotations_predict(document=ready_document, model_version=None, spans=[
+        services.Span(1, 3, "ORGANIZACAO", 0.9), services.Span(7, 9, "LOCAL", 0.4)])
+    point = AnnotationEvent.objects.latest("id")
+    first, second = Annotation.objects.order_by("start")
+    services.annotation_relabel(annotation=first, label=entity_types["PESSOA"], user=reviewer, revision=1)
+    services.annotation_delete(annotation=second, user=reviewer, revision=1)
+    added = services.annotation_create(document=ready_document, start=20, end=21, label=entity_types["TEMPO"],
+                                       user=reviewer)
+    services.annotation_resize(annotation=first, start=1, end=4, user=reviewer, revision=2)
+    _project_all(ready_document)
+    before = AnnotationEvent.objects.count()
+
+    head = AnnotationEvent.objects.latest("id").pk
+    changed = services.document_revert(document=ready_document, event_id=point.pk, user=reviewer, head=head)
+
+    assert changed == 3
+    state = {a.pk: (a.start, a.end, a.label.name, a.status) for a in Annotation.objects.select_related("label")}
+    assert state == {first.pk: (1, 3, "ORGANIZACAO", "predicted"), second.pk: (7, 9, "LOCAL", "predicted"),
+                     added.pk: (20, 21, "TEMPO", "deleted")}
+    assert AnnotationEvent.objects.count() == before + 3
+    assert set(AnnotationEvent.objects.filter(pk__gt=head).values_list("action", flat=True)) == {"revert"}
+    _project_all(ready_document)
+    # A revert based on a history that grew since is refused.
+    with pytest.raises(services.DocumentConflict):
+        services.document_revert(document=ready_document, event_id=point.pk, user=reviewer, head=head)
+
+
+def test_the_review_summary_follows_every_change(ready_document, entity_types, reviewer):
+    from annotation.models import DocumentReview
+
+    services.annotations_predict(document=ready_document, model_version=None, spans=[
+        services.Span(1, 3, "ORGANIZACAO", 0.9), services.Span(7, 9, "LOCAL", 0.4)])
+    review = DocumentReview.objects.get(document=ready_document)
+    assert (review.entity_count, review.verified_count, review.confidence) == (2, 0, 0.4)
+    services.annotation_reject(annotation=Annotation.objects.get(start=7), user=reviewer, revision=1)
+    services.annotation_delete(annotation=Annotation.objects.get(start=1), user=reviewer, revision=1)
+    review.refresh_from_db()
+    assert (review.entity_count, review.verified_count, review.confidence) == (1, 1, 0.4)
+
+
+def test_a_deleted_entity_frees_its_words_and_takes_no_more_changes(ready_document, entity_types, reviewer):
+    annotation = services.annotation_create(document=ready_document, start=1, end=3,
+                                            label=entity_types["ORGANIZACAO"], user=reviewer)
+    services.annotation_delete(annotation=annotation, user=reviewer, revision=1)
+    services.annotation_create(document=ready_document, start=2, end=4, label=entity_types["LOCAL"], user=reviewer)
+    with pytest.raises(ValidationError, match="deleted"):
+        services.annotation_accept(annotation=annotation, user=reviewer, revision=2)

@@ -56,3 +56,72 @@ def conll_files(paths: list[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+# Several documents in one file: `-DOCSTART-` opens each (what docloop's export writes) -------------------
+
+SENTENCE_END = {".", "!", "?"}
+MAX_SENTENCE = 120
+
+
+def sentence_bounds(tokens: list[str]) -> list[tuple[int, int]]:
+    """Sentences as [start, end) token ranges, decided by the tokens alone (after ".", "!" or "?", and at
+    most MAX_SENTENCE tokens), so that a document rendered again from its tokens splits the same way."""
+    bounds, start = [], 0
+    for i, token in enumerate(tokens):
+        if token in SENTENCE_END or i + 1 - start >= MAX_SENTENCE:
+            bounds.append((start, i + 1))
+            start = i + 1
+    if start < len(tokens):
+        bounds.append((start, len(tokens)))
+    return bounds
+
+
+def conll_write(documents: list[tuple[list[str], list[str]]]) -> str:
+    """(tokens, tags) per document as CoNLL: a `-DOCSTART- O` line and a blank line open each document,
+    one `token TAG` line per token, a blank line after each sentence."""
+    out: list[str] = []
+    for tokens, tags in documents:
+        out.append("-DOCSTART- O")
+        out.append("")
+        for start, end in sentence_bounds(tokens):
+            out.extend(f"{tokens[i]} {tags[i]}" for i in range(start, end))
+            out.append("")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+@dataclass
+class ConllEntry:
+    line: int  # the line that opened the document (1-based)
+    tokens: list[str]
+    tags: list[str]
+
+
+def conll_parse_documents(text: str) -> list[ConllEntry]:
+    """Read a CoNLL file of one or more documents (split at `-DOCSTART-` lines; a file without any is one
+    document). Raises ConllError naming the line for anything that is not `token TAG` with a BIO tag."""
+    entries: list[ConllEntry] = []
+    current: ConllEntry | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("-DOCSTART-"):
+            current = ConllEntry(number, [], [])
+            entries.append(current)
+            continue
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ConllError(f"line {number}: expected 'token TAG' (two columns), got {raw!r}")
+        token, tag = parts
+        if tag != "O" and not (tag[:2] in {"B-", "I-"} and len(tag) > 2):
+            raise ConllError(f"line {number}: tag {tag!r} is not BIO (O, B-TYPE or I-TYPE)")
+        if current is None:
+            current = ConllEntry(number, [], [])
+            entries.append(current)
+        current.tokens.append(token)
+        current.tags.append(tag)
+    entries = [e for e in entries if e.tokens]
+    if not entries:
+        raise ConllError("line 1: no tokens")
+    return entries
