@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml constraints.txt package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
+# OCR for scanned PDFs: Debian's Tesseract with Portuguese, installed where apt-get is there and we are root;
+# elsewhere a note (scanned PDFs then fail with the packages to install; text PDFs need none of it).
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-por
+
 install: $(STAMP)
 	mkdir -p var
+	@tesseract --list-langs 2>/dev/null | grep -qx por || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(OCR_PACKAGES); } >/dev/null 2>&1; } || \
+	  echo "note: $(OCR_PACKAGES) not installed; scanned PDFs will fail until they are (docs/operations.md)"
 	$(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
 

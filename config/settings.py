@@ -172,6 +172,22 @@ DOCLOOP_BASE_MODEL = env_str("DOCLOOP_BASE_MODEL") or _default_base_model()
 # Where workers keep local copies of artefacts fetched from remote storage.
 DOCLOOP_MODEL_CACHE = Path(env_str("DOCLOOP_MODEL_CACHE", str(VAR_DIR / "model-cache")))
 
+# Real-world doors ---------------------------------------------------------------------------------------
+# OCR (documents.pdf): a page with too little text for its area (fewer characters than this per square
+# inch) that is not blank is rendered at DOCLOOP_OCR_DPI and read by the tesseract binary, in these
+# languages (Debian: tesseract-ocr plus tesseract-ocr-<lang>; English comes with tesseract-ocr).
+DOCLOOP_OCR_ENABLED = env_bool("DOCLOOP_OCR_ENABLED", True)
+DOCLOOP_TESSERACT = env_str("DOCLOOP_TESSERACT", "tesseract")
+DOCLOOP_TESSDATA = env_str("DOCLOOP_TESSDATA", "")  # a tessdata folder; empty: Tesseract's own
+DOCLOOP_OCR_LANGUAGES = env_str("DOCLOOP_OCR_LANGUAGES", "por+eng")
+DOCLOOP_OCR_DPI = env_int("DOCLOOP_OCR_DPI", 300)
+DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH = 0.5
+# Ingestion limits: a document's extraction (OCR included) gets DOCLOOP_INGEST_SECONDS in all and each
+# page DOCLOOP_INGEST_PAGE_SECONDS; past either the document fails with the reason and the worker moves on.
+DOCLOOP_INGEST_SECONDS = env_int("DOCLOOP_INGEST_SECONDS", 900)
+DOCLOOP_INGEST_PAGE_SECONDS = env_int("DOCLOOP_INGEST_PAGE_SECONDS", 120)
+DOCLOOP_MAX_PAGE_WORDS = env_int("DOCLOOP_MAX_PAGE_WORDS", 20000)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

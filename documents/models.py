@@ -76,6 +76,9 @@ class Page(models.Model):
     boxes = models.BinaryField(_("word boxes"), default=bytes)
     lines = models.BinaryField(_("word lines"), default=bytes)
     word_start = models.PositiveIntegerField(_("first word index"))
+    # Scanned pages: their words were read by Tesseract (documents.pdf), with its mean word confidence.
+    ocr = models.BooleanField(_("OCR"), default=False)
+    ocr_confidence = models.FloatField(_("OCR confidence"), null=True, blank=True)
 
     class Meta:
         ordering = ["document", "number"]

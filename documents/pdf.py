@@ -1,9 +1,22 @@
-"""Everything docloop asks of PyMuPDF: checking an upload, extracting words, rendering text to PDF."""
+"""Everything docloop asks of PyMuPDF: checking an upload, extracting words (OCR for scanned pages),
+rendering text to PDF.
+
+OCR: a page whose text layer holds too little text for its area, and that is not blank, is rendered by
+PyMuPDF to a grayscale PNG and read by the `tesseract` binary (Debian's `tesseract-ocr`, plus a
+`tesseract-ocr-<lang>` package per language) with TSV output. One Tesseract pass gives each word, its box
+(pixels, scaled back to PDF points), its block/paragraph/line and its confidence; PyMuPDF's own OCR
+(`Page.get_textpage_ocr`) gives words and boxes but no confidences, and cannot be interrupted, while a
+subprocess has a timeout (the ingestion time budget).
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from array import array
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from itertools import chain, groupby
 from operator import itemgetter
 
@@ -34,6 +47,8 @@ class ExtractedPage:
     boxes: bytes  # float32 x0, y0, x1, y1 per word
     lines: bytes  # int32 block, line per word
     text: str  # the words, one PDF line per text line
+    ocr: bool = False  # the words were read by Tesseract from the rendered page
+    ocr_confidence: float | None = None  # Tesseract's mean word confidence, 0-100
 
     @classmethod
     def from_pymupdf(cls, number: int, page: pymupdf.Page) -> ExtractedPage:
@@ -72,8 +87,104 @@ def pdf_open(data: bytes) -> pymupdf.Document:
     return doc
 
 
-def pdf_extract(data: bytes, *, max_pages: int) -> list[ExtractedPage]:
-    """Every page's words with their boxes, in reading order (block, line, word)."""
+# OCR ----------------------------------------------------------------------------------------------------
+
+# Tesseract's language data comes in one Debian package per language; English ships with tesseract-ocr.
+_LANGUAGE_PACKAGE = {"eng": "tesseract-ocr"}
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """How scanned pages are read (the DOCLOOP_OCR_* and DOCLOOP_TESSERACT* settings)."""
+
+    enabled: bool = True
+    tesseract: str = "tesseract"  # the binary (a name on PATH or a path)
+    tessdata: str = ""  # a tessdata folder; empty: Tesseract's own (or TESSDATA_PREFIX)
+    languages: str = "por+eng"
+    dpi: int = 300
+    # A page with fewer text characters than this per square inch of its area is OCR'd (A4: 97 sq in).
+    min_chars_per_square_inch: float = 0.5
+    deadline: float | None = None  # time.monotonic() by which Tesseract must be done (the time budget)
+    env: dict = field(default_factory=dict)
+
+    def packages(self) -> str:
+        names = ["tesseract-ocr"] + [_LANGUAGE_PACKAGE.get(lang, f"tesseract-ocr-{lang}")
+                                     for lang in self.languages.split("+") if lang]
+        return " ".join(dict.fromkeys(names))
+
+
+class PdfTimeout(PdfError):
+    """A page took longer than the ingestion time budget allows."""
+
+
+def page_needs_ocr(page: pymupdf.Page, words: list[str], options: OcrOptions) -> bool:
+    """Too little text for the page's area, and something drawn on it (a blank page is not OCR'd)."""
+    area = (page.rect.width / 72) * (page.rect.height / 72)
+    if sum(map(len, words)) >= options.min_chars_per_square_inch * area:
+        return False
+    thumbnail = page.get_pixmap(matrix=pymupdf.Matrix(0.25, 0.25), colorspace=pymupdf.csGRAY, alpha=False)
+    return not thumbnail.is_unicolor
+
+
+def _tesseract_tsv(png: bytes, *, number: int, options: OcrOptions) -> str:
+    command = [options.tesseract, "stdin", "stdout", "-l", options.languages, "--dpi", str(options.dpi)]
+    if options.tessdata:
+        command += ["--tessdata-dir", options.tessdata]
+    command.append("tsv")
+    timeout = None if options.deadline is None else max(options.deadline - time.monotonic(), 0.01)
+    # One thread per Tesseract: workers already run in parallel, and OpenMP threads would fight them.
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1", **options.env}
+    try:
+        result = subprocess.run(command, input=png, capture_output=True, timeout=timeout, env=env)
+    except FileNotFoundError:
+        raise PdfError(
+            _("Page %(number)d needs OCR, but Tesseract is not installed (%(binary)s not found): install the "
+              "Debian packages %(packages)s.") % {"number": number, "binary": options.tesseract,
+                                                   "packages": options.packages()}) from None
+    except subprocess.TimeoutExpired:
+        raise PdfTimeout(_("Page %(number)d took too long to read (OCR ran out of the time budget).")
+                         % {"number": number}) from None
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip().splitlines()
+        raise PdfError(
+            _("Tesseract could not read page %(number)d with the languages %(languages)s; install the Debian "
+              "packages %(packages)s (%(detail)s).")
+            % {"number": number, "languages": options.languages, "packages": options.packages(),
+               "detail": detail[-1] if detail else result.returncode})
+    return result.stdout.decode("utf-8", errors="replace")
+
+
+def page_ocr(number: int, page: pymupdf.Page, options: OcrOptions) -> ExtractedPage:
+    """The page's words as Tesseract reads them from the rendered page, with boxes in PDF points."""
+    zoom = options.dpi / 72
+    pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csGRAY, alpha=False)
+    tsv = _tesseract_tsv(pixmap.tobytes("png"), number=number, options=options)
+    words, boxes, lines, confidences = [], [], [], []
+    x_scale, y_scale = page.rect.width / pixmap.width, page.rect.height / pixmap.height
+    for row in tsv.splitlines()[1:]:
+        cells = row.split("\t", 11)
+        if len(cells) != 12 or cells[0] != "5" or not cells[11].strip():
+            continue  # level 5 rows are words; the others are blocks, paragraphs and lines
+        block, paragraph, line = int(cells[2]), int(cells[3]), int(cells[4])
+        left, top, width, height = map(int, cells[6:10])
+        words.append(cells[11].strip())
+        boxes += [left * x_scale, top * y_scale, (left + width) * x_scale, (top + height) * y_scale]
+        lines += [block, paragraph * 10_000 + line]
+        confidences.append(float(cells[10]))
+    keys = list(zip(lines[0::2], lines[1::2], strict=True))
+    text = "\n".join(" ".join(w for w, _key in group)
+                     for _line, group in groupby(zip(words, keys, strict=True), key=itemgetter(1)))
+    return ExtractedPage(
+        number=number, width=round(page.rect.width, 2), height=round(page.rect.height, 2), words=words,
+        boxes=array("f", boxes).tobytes(), lines=array("i", lines).tobytes(), text=text, ocr=True,
+        ocr_confidence=round(sum(confidences) / len(confidences), 1) if confidences else None,
+    )
+
+
+def pdf_extract(data: bytes, *, max_pages: int, max_words: int | None = None, ocr: OcrOptions | None = None,
+                progress: Callable[[int], None] | None = None) -> list[ExtractedPage]:
+    """Every page's words with their boxes, in reading order (block, line, word); scanned pages through
+    OCR (`ocr`; None: OCR off). `progress(number)` is called as each page starts."""
     doc = pdf_open(data)
     try:
         if doc.page_count > max_pages:
@@ -83,16 +194,29 @@ def pdf_extract(data: bytes, *, max_pages: int) -> list[ExtractedPage]:
             )
         pages = []
         for index in range(doc.page_count):
+            if progress is not None:
+                progress(index + 1)
             try:
-                pages.append(ExtractedPage.from_pymupdf(index + 1, doc.load_page(index)))
+                pdf_page = doc.load_page(index)
+                page = ExtractedPage.from_pymupdf(index + 1, pdf_page)
+                if ocr is not None and ocr.enabled and page_needs_ocr(pdf_page, page.words, ocr):
+                    page = page_ocr(index + 1, pdf_page, ocr)
+            except PdfError:
+                raise
             except Exception as exc:
                 raise PdfError(
                     _("Page %(number)d could not be read: %(reason)s") % {"number": index + 1, "reason": exc}
                 ) from None
+            if max_words is not None and len(page.words) > max_words:
+                raise PdfError(_("Page %(number)d has %(count)d words; the limit is %(limit)d words per page.")
+                               % {"number": index + 1, "count": len(page.words), "limit": max_words})
+            pages.append(page)
     finally:
         doc.close()
     if not any(page.words for page in pages):
-        raise PdfError(_("The PDF has no text layer (a scanned image?); OCR is not supported yet."))
+        if ocr is None or not ocr.enabled:
+            raise PdfError(_("The PDF has no text layer (a scanned image?) and OCR is turned off."))
+        raise PdfError(_("The PDF has no words: no text layer, and OCR found no text in it."))
     return pages
 
 
@@ -176,3 +300,18 @@ def pdf_render_lines(lines: list[list[str]], *, title: str = "", font_size: floa
     data = doc.tobytes(garbage=3, deflate=True, no_new_id=True)
     doc.close()
     return data
+
+
+def pdf_rasterize(data: bytes, *, dpi: int = 200) -> bytes:
+    """The PDF as a scan would give it: every page an image, no text layer (tests and bench/ocr.py)."""
+    source = pdf_open(data)
+    scanned = pymupdf.open()
+    try:
+        for page in source:
+            pixmap = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
+            target = scanned.new_page(width=page.rect.width, height=page.rect.height)
+            target.insert_image(target.rect, stream=pixmap.tobytes("png"))
+        return scanned.tobytes(garbage=3, deflate=True, no_new_id=True)
+    finally:
+        source.close()
+        scanned.close()

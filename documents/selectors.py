@@ -26,6 +26,23 @@ def document_words(*, document: Document) -> list[Word]:
     return words
 
 
+@dataclass(frozen=True)
+class OcrSummary:
+    pages: list[int]  # the numbers of the pages read by OCR
+    confidence: float | None  # Tesseract's mean word confidence over those pages, 0-100
+
+
+def document_ocr_summary(*, document: Document) -> OcrSummary | None:
+    """Which pages were read by OCR, and how confidently; None for a document without scanned pages."""
+    rows = list(Page.objects.filter(document=document, ocr=True).order_by("number")
+                .values_list("number", "ocr_confidence"))
+    if not rows:
+        return None
+    confidences = [c for _n, c in rows if c is not None]
+    return OcrSummary([n for n, _c in rows],
+                      round(sum(confidences) / len(confidences), 1) if confidences else None)
+
+
 def document_list(*, status: str | None = None):
     qs = Document.objects.select_related("uploaded_by", "reviewed_by")
     if status:

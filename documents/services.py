@@ -5,8 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -17,7 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from documents.models import Document, Page
-from documents.pdf import ExtractedPage, PdfError, pdf_extract, pdf_open, pdf_render_page
+from documents.pdf import ExtractedPage, OcrOptions, PdfError, pdf_extract, pdf_open, pdf_render_page
 from lib import jobs
 
 logger = logging.getLogger(__name__)
@@ -119,12 +124,99 @@ def _read(document: Document) -> bytes:
         return handle.read()
 
 
-def _extract_or_error(data: bytes, max_pages: int) -> list[ExtractedPage] | str:
-    """Runs in a worker process for parallel ingestion, so errors come back as their message."""
+def ocr_options(*, deadline: float | None = None) -> OcrOptions:
+    return OcrOptions(enabled=settings.DOCLOOP_OCR_ENABLED, tesseract=settings.DOCLOOP_TESSERACT,
+                      tessdata=settings.DOCLOOP_TESSDATA, languages=settings.DOCLOOP_OCR_LANGUAGES,
+                      dpi=settings.DOCLOOP_OCR_DPI,
+                      min_chars_per_square_inch=settings.DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH, deadline=deadline)
+
+
+def _extract_child(conn, data: bytes, max_pages: int, max_words: int, ocr: OcrOptions) -> None:
+    """A forked process's work: extract one PDF, reporting each page as it starts, then the pages (or the
+    reason). It leads a process group of its own, so a timeout ends Tesseract with it."""
+    os.setpgrp()
     try:
-        return pdf_extract(data, max_pages=max_pages)
+        result = pdf_extract(data, max_pages=max_pages, max_words=max_words, ocr=ocr,
+                             progress=lambda number: conn.send(("page", number)))
+        conn.send(("done", result))
     except PdfError as exc:
-        return str(exc)
+        conn.send(("done", str(exc)))
+    except Exception as exc:  # the message is kept for the user; the worker carries on
+        conn.send(("done", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+@dataclass
+class _Running:
+    index: int
+    process: multiprocessing.process.BaseProcess
+    deadline: float  # the document's time budget
+    page: int = 0
+    page_deadline: float = 0.0
+
+
+def _stop(running: _Running) -> None:
+    try:
+        os.killpg(running.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        running.process.kill()
+    running.process.join()
+
+
+def _overrun_reason(running: _Running, now: float) -> str:
+    if now >= running.deadline:
+        return (_("Reading the PDF took longer than its time budget of %(seconds)d seconds (stopped at page "
+                  "%(number)d).") % {"seconds": settings.DOCLOOP_INGEST_SECONDS, "number": max(running.page, 1)})
+    return (_("Page %(number)d took longer than %(seconds)d seconds to read; the document was stopped.")
+            % {"number": max(running.page, 1), "seconds": settings.DOCLOOP_INGEST_PAGE_SECONDS})
+
+
+def extract_with_budget(payloads: list[bytes], *, processes: int,
+                        on_result: Callable[[int, list[ExtractedPage] | str], None]) -> None:
+    """Extract each PDF in a forked process of its own, at most `processes` at a time, and call
+    `on_result(index, pages or reason)` as each finishes. A PDF whose page runs past
+    DOCLOOP_INGEST_PAGE_SECONDS, or whose pages together run past DOCLOOP_INGEST_SECONDS, is stopped (its
+    process and any Tesseract it started are killed) and gets the reason: PyMuPDF cannot be interrupted
+    from within, a process can. Extraction needs no database; the caller writes the results."""
+    context = multiprocessing.get_context("fork")
+    max_pages, max_words = settings.DOCLOOP_MAX_PAGES, settings.DOCLOOP_MAX_PAGE_WORDS
+    budget, page_budget = settings.DOCLOOP_INGEST_SECONDS, settings.DOCLOOP_INGEST_PAGE_SECONDS
+    pending = deque(enumerate(payloads))
+    running: dict = {}
+    while pending or running:
+        while pending and len(running) < max(processes, 1):
+            index, data = pending.popleft()
+            now = time.monotonic()
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(target=_extract_child, daemon=True,
+                                      args=(sender, data, max_pages, max_words, ocr_options(deadline=now + budget)))
+            process.start()
+            sender.close()
+            running[receiver] = _Running(index, process, deadline=now + budget, page_deadline=now + page_budget)
+        soonest = min(min(r.deadline, r.page_deadline) for r in running.values())
+        for receiver in wait(list(running), timeout=max(soonest - time.monotonic(), 0)):
+            state = running[receiver]
+            try:
+                kind, value = receiver.recv()
+            except (EOFError, OSError):
+                kind, value = "done", (_("The extraction process ended unexpectedly (exit code %(code)s) at page "
+                                         "%(number)d.") % {"code": state.process.exitcode, "number": state.page})
+            if kind == "page":
+                state.page, state.page_deadline = value, time.monotonic() + page_budget
+                continue
+            del running[receiver]
+            receiver.close()
+            state.process.join()
+            on_result(state.index, value)
+        now = time.monotonic()
+        for receiver, state in list(running.items()):
+            if now >= min(state.deadline, state.page_deadline):
+                del running[receiver]
+                _stop(state)
+                receiver.close()
+                logger.warning("extraction %s stopped at page %s: over its time budget", state.index, state.page)
+                on_result(state.index, _overrun_reason(state, now))
 
 
 def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, worker: str) -> Document:
@@ -143,7 +235,7 @@ def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, 
         for page in result:
             rows.append(Page(document=document, number=page.number, width=page.width, height=page.height,
                              text=page.text, words=page.words, boxes=page.boxes, lines=page.lines,
-                             word_start=start))
+                             word_start=start, ocr=page.ocr, ocr_confidence=page.ocr_confidence))
             start += len(page.words)
         Page.objects.bulk_create(rows, batch_size=200)
         owned.update(status=Document.Status.READY, error="", page_count=len(result), word_count=start)
@@ -154,40 +246,26 @@ def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, 
 def document_extract(*, document: Document, worker: str | None = None) -> Document:
     """Claim the document, extract every page's words and boxes, and mark it ready (or failed with the
     reason). A document that is not waiting for extraction is returned as it is."""
-    worker = worker or jobs.worker_name()
-    if not document_claim(document=document, worker=worker):
-        document.refresh_from_db()
-        return document
-    try:
-        data = _read(document)
-    except OSError as exc:
-        return _extraction_store(document, str(exc), worker=worker)
-    return _extraction_store(document, _extract_or_error(data, settings.DOCLOOP_MAX_PAGES), worker=worker)
+    return documents_extract(documents=[document], processes=1, worker=worker)[0]
 
 
 def documents_extract(*, documents: list[Document], processes: int, worker: str | None = None) -> list[Document]:
-    """Extract many documents, PyMuPDF running in `processes` worker processes.
+    """Extract many documents, PyMuPDF (and Tesseract) running in up to `processes` forked processes.
 
-    Extraction needs no database, so workers only parse PDFs while this process writes each document's
-    pages as its result arrives, in the given order. One process (or one document) runs in-process.
+    Extraction needs no database, so those processes only parse PDFs while this one writes each
+    document's pages as its result arrives. Each document has its time budget (extract_with_budget).
     """
     worker = worker or jobs.worker_name()
-    if processes <= 1 or len(documents) <= 1:
-        return [document_extract(document=d, worker=worker) for d in documents]
     claimed = [d for d in documents if document_claim(document=d, worker=worker)]
-    payloads = []
+    payloads, readable = [], []
     for document in claimed:
         try:
             payloads.append(_read(document))
+            readable.append(document)
         except OSError as exc:
-            payloads.append(exc)
-    max_pages = settings.DOCLOOP_MAX_PAGES
-    # fork: the workers inherit the loaded PyMuPDF and never touch the database connection.
-    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = [None if isinstance(p, OSError) else pool.submit(_extract_or_error, p, max_pages)
-                   for p in payloads]
-        for document, payload, future in zip(claimed, payloads, futures, strict=True):
-            _extraction_store(document, str(payload) if future is None else future.result(), worker=worker)
+            _extraction_store(document, str(exc), worker=worker)
+    extract_with_budget(payloads, processes=processes,
+                        on_result=lambda index, result: _extraction_store(readable[index], result, worker=worker))
     for document in documents:
         document.refresh_from_db()
     return documents

@@ -6,7 +6,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
-from documents import services
+from documents import selectors, services
 from documents.forms import UploadForm
 from documents.models import Document
 from documents.pdf import PdfError
@@ -72,7 +72,8 @@ def document_detail(request, pk: int):
     template = "documents/detail.html"
     if request.htmx:
         template += "#document-status"
-    return render(request, template, {"document": document})
+    return render(request, template, {"document": document,
+                                      "ocr": selectors.document_ocr_summary(document=document)})
 
 
 @require_GET
