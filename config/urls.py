@@ -24,4 +24,5 @@ urlpatterns = [
     path("documents/", include("documents.urls")),
     path("review/", include("annotation.urls")),
     path("training/", include("training.urls")),
+    path("labelstudio/", include("training.labelstudio_urls")),
 ]
