@@ -214,7 +214,10 @@ def _free_port() -> int:
 
 
 def _start_gunicorn(url: str, media: Path, workers: int, port: int) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": url, "MEDIA_ROOT": str(media), "DJANGO_SETTINGS_MODULE": "config.settings",
+    from lib.security import development_secret_key
+
+    env = {"SECRET_KEY": development_secret_key(Path(os.environ.get("DOCLOOP_VAR_DIR", BASE / "var"))),
+           **os.environ, "DATABASE_URL": url, "MEDIA_ROOT": str(media), "DJANGO_SETTINGS_MODULE": "config.settings",
            "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", str(workers),
                                 "--bind", f"127.0.0.1:{port}", "--log-level", "warning"], cwd=BASE, env=env)

@@ -4,3 +4,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_asgi_application()
+
+from lib.security import secret_key_check  # noqa: E402  (after Django is set up)
+
+secret_key_check()  # with DEBUG off, refuse to serve on a missing or public SECRET_KEY

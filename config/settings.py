@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.utils.translation import gettext_lazy as _
 
 from lib.env import database_from_url, env_bool, env_int, env_list, env_str
@@ -12,10 +14,24 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("DOCLOOP_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file, the Redis socket and media default here
 
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me")
+# The public development key: with DEBUG off the web server refuses to start on it (or without a key),
+# see config/wsgi.py and lib.security.secret_key_refusal.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-change-me"
+SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Production over HTTPS behind a TLS-terminating proxy: one switch turns on every HTTPS setting together
+# (secure cookies, HSTS, the redirect to HTTPS, and trusting the proxy's X-Forwarded-Proto header).
+DOCLOOP_HTTPS = env_bool("DOCLOOP_HTTPS", False)
+SECURE_SSL_REDIRECT = DOCLOOP_HTTPS
+SESSION_COOKIE_SECURE = DOCLOOP_HTTPS
+CSRF_COOKIE_SECURE = DOCLOOP_HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if DOCLOOP_HTTPS else None
+SECURE_HSTS_SECONDS = env_int("DOCLOOP_HSTS_SECONDS", 31_536_000) if DOCLOOP_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = DOCLOOP_HTTPS and env_bool("DOCLOOP_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = DOCLOOP_HTTPS and env_bool("DOCLOOP_HSTS_PRELOAD", True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -27,6 +43,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_rq",
+    "axes",
+    "csp",
     "documents",
     "annotation",
     "training",
@@ -34,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -44,7 +63,43 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Login throttling (django-axes): last, as its documentation asks.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login throttling: DOCLOOP_LOGIN_ATTEMPTS wrong passwords for a username from one address are answered;
+# the next is refused, as is any login for it until DOCLOOP_LOGIN_LOCKOUT_MINUTES have passed, with a
+# message (templates/registration/locked_out.html).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("DOCLOOP_LOGIN_ATTEMPTS", 10) + 1  # axes refuses the attempt that reaches it
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("DOCLOOP_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "lib.security.lockout_response"
+# Behind DOCLOOP_TRUSTED_PROXIES reverse proxies the client's address is read from X-Forwarded-For.
+DOCLOOP_TRUSTED_PROXIES = env_int("DOCLOOP_TRUSTED_PROXIES", 1 if DOCLOOP_HTTPS else 0)
+AXES_CLIENT_IP_CALLABLE = "lib.security.client_ip"
+
+# Content-Security-Policy (django-csp): scripts, styles, images and requests from this site only; no
+# inline scripts, event handler attributes or eval (htmx runs with allowEval off, templates/base.html).
+# Inline style *attributes* stay allowed: entity colours are `style="--entity-color: ..."`. The RQ
+# dashboard (staff only, third-party templates with an inline script) is left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/rq/"],
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -22,6 +22,11 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
+    from lib.security import development_secret_key
+
+    # A development machine: without a SECRET_KEY of its own the web server would refuse the public one.
+    os.environ.setdefault("SECRET_KEY", development_secret_key(settings.VAR_DIR))
+
     from lib.redis_server import redis_start, redis_stop
 
     address = os.environ.get("DOCLOOP_ADDR", "127.0.0.1:8000")

@@ -198,7 +198,7 @@ def test_a_stranger_is_forbidden_from_the_review_page(page, log_in, stranger, re
     log_in(stranger)
     response = page.goto(f"/review/{document.pk}/")
     assert response.status == 403
-    expect(page.locator("body")).to_contain_text("Forbidden")
+    expect(page.locator("#forbidden")).to_contain_text("has no role in docloop yet")
     expect(page.locator("#review-panel")).to_have_count(0)
 
 
