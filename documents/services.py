@@ -131,92 +131,120 @@ def ocr_options(*, deadline: float | None = None) -> OcrOptions:
                       min_chars_per_square_inch=settings.DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH, deadline=deadline)
 
 
-def _extract_child(conn, data: bytes, max_pages: int, max_words: int, ocr: OcrOptions) -> None:
-    """A forked process's work: extract one PDF, reporting each page as it starts, then the pages (or the
-    reason). It leads a process group of its own, so a timeout ends Tesseract with it."""
+def _extraction_process(conn, max_pages: int, max_words: int) -> None:
+    """A forked extraction process: extract each PDF it is sent, reporting each page as it starts, then
+    the pages (or the reason), until it is sent None. It leads a process group of its own, so stopping it
+    also stops the Tesseract it may be running."""
     os.setpgrp()
-    try:
-        result = pdf_extract(data, max_pages=max_pages, max_words=max_words, ocr=ocr,
-                             progress=lambda number: conn.send(("page", number)))
+    while True:
+        task = conn.recv()
+        if task is None:
+            break
+        data, ocr = task
+        try:
+            result = pdf_extract(data, max_pages=max_pages, max_words=max_words, ocr=ocr,
+                                 progress=lambda number: conn.send(("page", number)))
+        except PdfError as exc:
+            result = str(exc)
+        except Exception as exc:  # the message is kept for the user; the worker carries on
+            result = f"{type(exc).__name__}: {exc}"
         conn.send(("done", result))
-    except PdfError as exc:
-        conn.send(("done", str(exc)))
-    except Exception as exc:  # the message is kept for the user; the worker carries on
-        conn.send(("done", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    conn.close()
 
 
 @dataclass
-class _Running:
-    index: int
+class _Slot:
+    """One extraction process and the PDF it is working on (index None: idle)."""
+
     process: multiprocessing.process.BaseProcess
-    deadline: float  # the document's time budget
+    conn: object
+    index: int | None = None
     page: int = 0
+    deadline: float = 0.0  # the document's time budget
     page_deadline: float = 0.0
 
 
-def _stop(running: _Running) -> None:
-    try:
-        os.killpg(running.process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        running.process.kill()
-    running.process.join()
+def _slot_start(context, max_pages: int, max_words: int) -> _Slot:
+    conn, child = context.Pipe(duplex=True)
+    process = context.Process(target=_extraction_process, args=(child, max_pages, max_words), daemon=True)
+    process.start()
+    child.close()
+    return _Slot(process, conn)
 
 
-def _overrun_reason(running: _Running, now: float) -> str:
-    if now >= running.deadline:
+def _slot_stop(slot: _Slot, *, kill: bool) -> None:
+    if kill:
+        try:
+            os.killpg(slot.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            slot.process.kill()
+    else:
+        try:
+            slot.conn.send(None)
+        except OSError:
+            pass
+    slot.process.join()
+    slot.conn.close()
+
+
+def _overrun_reason(slot: _Slot, now: float) -> str:
+    if now >= slot.deadline:
         return (_("Reading the PDF took longer than its time budget of %(seconds)d seconds (stopped at page "
-                  "%(number)d).") % {"seconds": settings.DOCLOOP_INGEST_SECONDS, "number": max(running.page, 1)})
+                  "%(number)d).") % {"seconds": settings.DOCLOOP_INGEST_SECONDS, "number": max(slot.page, 1)})
     return (_("Page %(number)d took longer than %(seconds)d seconds to read; the document was stopped.")
-            % {"number": max(running.page, 1), "seconds": settings.DOCLOOP_INGEST_PAGE_SECONDS})
+            % {"number": max(slot.page, 1), "seconds": settings.DOCLOOP_INGEST_PAGE_SECONDS})
 
 
 def extract_with_budget(payloads: list[bytes], *, processes: int,
                         on_result: Callable[[int, list[ExtractedPage] | str], None]) -> None:
-    """Extract each PDF in a forked process of its own, at most `processes` at a time, and call
+    """Extract the PDFs in up to `processes` forked extraction processes and call
     `on_result(index, pages or reason)` as each finishes. A PDF whose page runs past
-    DOCLOOP_INGEST_PAGE_SECONDS, or whose pages together run past DOCLOOP_INGEST_SECONDS, is stopped (its
-    process and any Tesseract it started are killed) and gets the reason: PyMuPDF cannot be interrupted
-    from within, a process can. Extraction needs no database; the caller writes the results."""
+    DOCLOOP_INGEST_PAGE_SECONDS, or whose pages together run past DOCLOOP_INGEST_SECONDS, is stopped: its
+    process (and any Tesseract it started) is killed, the PDF gets the reason, and a new process takes the
+    next PDF. PyMuPDF cannot be interrupted from within; a process can. Extraction needs no database; the
+    caller writes the results."""
     context = multiprocessing.get_context("fork")
     max_pages, max_words = settings.DOCLOOP_MAX_PAGES, settings.DOCLOOP_MAX_PAGE_WORDS
     budget, page_budget = settings.DOCLOOP_INGEST_SECONDS, settings.DOCLOOP_INGEST_PAGE_SECONDS
     pending = deque(enumerate(payloads))
-    running: dict = {}
-    while pending or running:
-        while pending and len(running) < max(processes, 1):
-            index, data = pending.popleft()
+    slots: list[_Slot] = []
+    try:
+        while pending or any(slot.index is not None for slot in slots):
+            while pending and (len(slots) < max(processes, 1) or any(s.index is None for s in slots)):
+                slot = next((s for s in slots if s.index is None), None)
+                if slot is None:
+                    slot = _slot_start(context, max_pages, max_words)
+                    slots.append(slot)
+                slot.index, data = pending.popleft()
+                now = time.monotonic()
+                slot.page, slot.deadline, slot.page_deadline = 0, now + budget, now + page_budget
+                slot.conn.send((data, ocr_options(deadline=slot.deadline)))
+            busy = {slot.conn: slot for slot in slots if slot.index is not None}
+            soonest = min(min(s.deadline, s.page_deadline) for s in busy.values())
+            for conn in wait(list(busy), timeout=max(soonest - time.monotonic(), 0)):
+                slot = busy[conn]
+                try:
+                    kind, value = conn.recv()
+                except (EOFError, OSError):
+                    slot.process.join()
+                    kind, value = "done", (_("The extraction process ended unexpectedly (exit code %(code)s) at "
+                                             "page %(number)d.") % {"code": slot.process.exitcode, "number": slot.page})
+                    slots.remove(slot)
+                    slot.conn.close()
+                if kind == "page":
+                    slot.page, slot.page_deadline = value, time.monotonic() + page_budget
+                    continue
+                index, slot.index = slot.index, None
+                on_result(index, value)
             now = time.monotonic()
-            receiver, sender = context.Pipe(duplex=False)
-            process = context.Process(target=_extract_child, daemon=True,
-                                      args=(sender, data, max_pages, max_words, ocr_options(deadline=now + budget)))
-            process.start()
-            sender.close()
-            running[receiver] = _Running(index, process, deadline=now + budget, page_deadline=now + page_budget)
-        soonest = min(min(r.deadline, r.page_deadline) for r in running.values())
-        for receiver in wait(list(running), timeout=max(soonest - time.monotonic(), 0)):
-            state = running[receiver]
-            try:
-                kind, value = receiver.recv()
-            except (EOFError, OSError):
-                kind, value = "done", (_("The extraction process ended unexpectedly (exit code %(code)s) at page "
-                                         "%(number)d.") % {"code": state.process.exitcode, "number": state.page})
-            if kind == "page":
-                state.page, state.page_deadline = value, time.monotonic() + page_budget
-                continue
-            del running[receiver]
-            receiver.close()
-            state.process.join()
-            on_result(state.index, value)
-        now = time.monotonic()
-        for receiver, state in list(running.items()):
-            if now >= min(state.deadline, state.page_deadline):
-                del running[receiver]
-                _stop(state)
-                receiver.close()
-                logger.warning("extraction %s stopped at page %s: over its time budget", state.index, state.page)
-                on_result(state.index, _overrun_reason(state, now))
+            for slot in [s for s in slots if s.index is not None and now >= min(s.deadline, s.page_deadline)]:
+                slots.remove(slot)
+                _slot_stop(slot, kill=True)
+                logger.warning("extraction %s stopped at page %s: over its time budget", slot.index, slot.page)
+                on_result(slot.index, _overrun_reason(slot, now))
+    finally:
+        for slot in slots:
+            _slot_stop(slot, kill=slot.index is not None)
 
 
 def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, worker: str) -> Document:

@@ -1,6 +1,7 @@
 """Scanned pages are read by Tesseract (documents.pdf), text PDFs are not, and ingestion is bounded: a
 per-page and per-document time budget, and a words-per-page limit. Through a real RQ worker."""
 
+import io
 import shutil
 import time
 from collections import Counter
@@ -136,3 +137,20 @@ def test_a_page_with_more_words_than_the_limit_fails_the_document(
     document = _ingest(pdf_bytes, run_worker, django_capture_on_commit_callbacks)
     assert document.status == "failed"
     assert document.error == "Page 1 has 48 words; the limit is 40 words per page."
+
+
+def test_parallel_ingestion_stops_the_slow_pdf_and_finishes_the_others(db, tmp_path, settings, make_pdf):
+    from django.core.management import CommandError, call_command
+
+    settings.DOCLOOP_INGEST_PAGE_SECONDS = 1
+    files = {"fluxo.pdf": shared_stream_pdf(), "a.pdf": make_pdf(), "b.pdf": make_pdf(repeat=3),
+             "c.pdf": make_pdf(repeat=5)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(CommandError, match="1 of 4 file"):
+        call_command("ingest", "--sync", "--processes", "2", *[str(tmp_path / name) for name in files],
+                     stdout=io.StringIO())
+    statuses = dict(Document.objects.values_list("original_name", "status"))
+    assert statuses == {"fluxo.pdf": "failed", "a.pdf": "ready", "b.pdf": "ready", "c.pdf": "ready"}
+    assert "Page 1 took longer than 1 seconds" in Document.objects.get(original_name="fluxo.pdf").error
+    assert Document.objects.get(original_name="c.pdf").word_count == 48 * 5
