@@ -89,6 +89,7 @@ def pdf_open(data: bytes) -> pymupdf.Document:
 
 # OCR ----------------------------------------------------------------------------------------------------
 
+OCR_MAX_PIXELS = 60_000_000  # an A4 page at 300 dpi is 8.7 million
 # Tesseract's language data comes in one Debian package per language; English ships with tesseract-ocr.
 _LANGUAGE_PACKAGE = {"eng": "tesseract-ocr"}
 
@@ -156,7 +157,8 @@ def _tesseract_tsv(png: bytes, *, number: int, options: OcrOptions) -> str:
 
 def page_ocr(number: int, page: pymupdf.Page, options: OcrOptions) -> ExtractedPage:
     """The page's words as Tesseract reads them from the rendered page, with boxes in PDF points."""
-    zoom = options.dpi / 72
+    # At most OCR_MAX_PIXELS pixels: a poster-sized page is read at a lower resolution, not out of memory.
+    zoom = min(options.dpi / 72, (OCR_MAX_PIXELS / max(page.rect.width * page.rect.height, 1.0)) ** 0.5)
     pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csGRAY, alpha=False)
     tsv = _tesseract_tsv(pixmap.tobytes("png"), number=number, options=options)
     words, boxes, lines, confidences = [], [], [], []
@@ -170,7 +172,8 @@ def page_ocr(number: int, page: pymupdf.Page, options: OcrOptions) -> ExtractedP
         words.append(cells[11].strip())
         boxes += [left * x_scale, top * y_scale, (left + width) * x_scale, (top + height) * y_scale]
         lines += [block, paragraph * 10_000 + line]
-        confidences.append(float(cells[10]))
+        if float(cells[10]) >= 0:
+            confidences.append(float(cells[10]))
     keys = list(zip(lines[0::2], lines[1::2], strict=True))
     text = "\n".join(" ".join(w for w, _key in group)
                      for _line, group in groupby(zip(words, keys, strict=True), key=itemgetter(1)))
