@@ -90,6 +90,7 @@ def pdf_open(data: bytes) -> pymupdf.Document:
 # OCR ----------------------------------------------------------------------------------------------------
 
 OCR_MAX_PIXELS = 60_000_000  # an A4 page at 300 dpi is 8.7 million
+OCR_MIN_IMAGE_SHARE = 0.5  # a page with a little text is a scan when images cover at least half of it
 # Tesseract's language data comes in one Debian package per language; English ships with tesseract-ocr.
 _LANGUAGE_PACKAGE = {"eng": "tesseract-ocr"}
 
@@ -118,13 +119,23 @@ class PdfTimeout(PdfError):
     """A page took longer than the ingestion time budget allows."""
 
 
+def _image_share(page: pymupdf.Page) -> float:
+    """How much of the page its images cover (0 to 1; overlapping images may count twice)."""
+    area = abs(page.rect) or 1.0
+    return min(sum(abs(pymupdf.Rect(info["bbox"]) & page.rect) for info in page.get_image_info()) / area, 1.0)
+
+
 def page_needs_ocr(page: pymupdf.Page, words: list[str], options: OcrOptions) -> bool:
-    """Too little text for the page's area, and something drawn on it (a blank page is not OCR'd)."""
+    """A scanned page: no text layer and something drawn on it (a blank page is not OCR'd), or too little
+    text for its area on top of images that cover most of it (a scan with a stamped page number). A short
+    digital page (a few words, no big image) keeps its text layer."""
+    if not words:
+        thumbnail = page.get_pixmap(matrix=pymupdf.Matrix(0.25, 0.25), colorspace=pymupdf.csGRAY, alpha=False)
+        return not thumbnail.is_unicolor
     area = (page.rect.width / 72) * (page.rect.height / 72)
     if sum(map(len, words)) >= options.min_chars_per_square_inch * area:
         return False
-    thumbnail = page.get_pixmap(matrix=pymupdf.Matrix(0.25, 0.25), colorspace=pymupdf.csGRAY, alpha=False)
-    return not thumbnail.is_unicolor
+    return _image_share(page) >= OCR_MIN_IMAGE_SHARE
 
 
 def _tesseract_tsv(png: bytes, *, number: int, options: OcrOptions) -> str:

@@ -23,7 +23,9 @@ PRODUCTION = {"DEBUG": "false", "SECRET_KEY": STRONG_KEY, "DOCLOOP_HTTPS": "1",
 
 
 def _run(args: list[str], *, timeout: int = 120, **env) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DOCLOOP_HTTPS"}}
+    # Only what a deployment would have: the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE is a check error there.
+    unset = {"DEBUG", "SECRET_KEY", "DOCLOOP_HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(args, env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env}, cwd=BASE,
                           capture_output=True, text=True, timeout=timeout)
 

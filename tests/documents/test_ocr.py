@@ -154,3 +154,17 @@ def test_parallel_ingestion_stops_the_slow_pdf_and_finishes_the_others(db, tmp_p
     assert statuses == {"fluxo.pdf": "failed", "a.pdf": "ready", "b.pdf": "ready", "c.pdf": "ready"}
     assert "Page 1 took longer than 1 seconds" in Document.objects.get(original_name="fluxo.pdf").error
     assert Document.objects.get(original_name="c.pdf").word_count == 48 * 5
+
+
+def test_a_short_text_pdf_keeps_its_text_layer_and_a_stamped_scan_is_ocrd(db):
+    from documents.pdf import pdf_extract
+    from documents.services import ocr_options
+
+    (short,) = pdf_extract(pdf_render_lines([["Nada", "aqui", "."]]), max_pages=10, ocr=ocr_options())
+    assert (short.words, short.ocr) == (["Nada", "aqui", "."], False)
+
+    source = PORTUGUESE[0].split()
+    with pymupdf.open(stream=pdf_rasterize(pdf_render_lines([source], font_size=11), dpi=200)) as scan:
+        scan[0].insert_text((500, 820), "Pág. 1", fontsize=8)  # a text layer of 6 characters on the image
+        (stamped,) = pdf_extract(scan.tobytes(), max_pages=10, ocr=ocr_options())
+    assert stamped.ocr and _recall(source, stamped.words) >= 0.9
