@@ -228,9 +228,9 @@ DOCLOOP_BASE_MODEL = env_str("DOCLOOP_BASE_MODEL") or _default_base_model()
 DOCLOOP_MODEL_CACHE = Path(env_str("DOCLOOP_MODEL_CACHE", str(VAR_DIR / "model-cache")))
 
 # Real-world doors ---------------------------------------------------------------------------------------
-# OCR (documents.pdf): a page with too little text for its area (fewer characters than this per square
-# inch) that is not blank is rendered at DOCLOOP_OCR_DPI and read by the tesseract binary, in these
-# languages (Debian: tesseract-ocr plus tesseract-ocr-<lang>; English comes with tesseract-ocr).
+# OCR (documents.pdf): a scanned page (no text layer and not blank; or fewer text characters than this per
+# square inch on top of images covering half the page) is rendered at DOCLOOP_OCR_DPI and read by the
+# tesseract binary in these languages (Debian: tesseract-ocr plus tesseract-ocr-<lang>; eng comes with it).
 DOCLOOP_OCR_ENABLED = env_bool("DOCLOOP_OCR_ENABLED", True)
 DOCLOOP_TESSERACT = env_str("DOCLOOP_TESSERACT", "tesseract")
 DOCLOOP_TESSDATA = env_str("DOCLOOP_TESSDATA", "")  # a tessdata folder; empty: Tesseract's own
