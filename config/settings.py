@@ -75,6 +75,7 @@ AXES_FAILURE_LIMIT = env_int("DOCLOOP_LOGIN_ATTEMPTS", 10) + 1  # axes refuses t
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("DOCLOOP_LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no banner on every manage.py command
 AXES_LOCKOUT_CALLABLE = "lib.security.lockout_response"
 # Behind DOCLOOP_TRUSTED_PROXIES reverse proxies the client's address is read from X-Forwarded-For.
 DOCLOOP_TRUSTED_PROXIES = env_int("DOCLOOP_TRUSTED_PROXIES", 1 if DOCLOOP_HTTPS else 0)
