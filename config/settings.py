@@ -191,7 +191,7 @@ DOCLOOP_FEEDBACK_REPLAY_RATIO = float(env_str("DOCLOOP_FEEDBACK_REPLAY_RATIO", "
 DOCLOOP_FEEDBACK_TOLERANCE = float(env_str("DOCLOOP_FEEDBACK_TOLERANCE", "0.02"))
 # The fixed validation set: the held-out documents of the full run the active version descends from, at
 # most this many words of them (the guardrail evaluates both versions on it, so it bounds the latency).
-DOCLOOP_FEEDBACK_VALIDATION_WORDS = env_int("DOCLOOP_FEEDBACK_VALIDATION_WORDS", 20000)
+DOCLOOP_FEEDBACK_VALIDATION_WORDS = env_int("DOCLOOP_FEEDBACK_VALIDATION_WORDS", 5000)
 # "Mark as reviewed" also sends the document to the model (for users allowed to).
 DOCLOOP_FEEDBACK_ON_REVIEW = env_bool("DOCLOOP_FEEDBACK_ON_REVIEW", False)
 # After a version is activated, re-predict at most this many documents not yet reviewed (0: none).

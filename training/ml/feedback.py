@@ -100,18 +100,20 @@ def _items(tokenizer, docs: Sequence[TokenDocument], *, max_length: int, label2i
 
 def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedback_docs: Sequence[TokenDocument],
                             replay_docs: Sequence[TokenDocument], validation_docs: Sequence[TokenDocument],
-                            config: FeedbackConfig, on_step: Callable[[dict], None] | None = None) -> dict:
+                            config: FeedbackConfig, on_step: Callable[[dict], None] | None = None,
+                            before: dict | None = None) -> dict:
     """Fine-tune a copy of `model` (the parent's, left untouched) and save it into `output_dir`.
 
-    Returns the parent's and the child's validation scores ("before", "after"), the entity types, and
+    Returns the parent's (`before` when given) and the child's validation scores, the entity types, and
     what was trained on. An exception raised by `on_step` stops the update (how the caller cancels).
     """
     started = time.monotonic()
     set_seed(config.seed)
     device = pick_device(config.device)
     parent = model.to(device)
-    before = evaluate(parent, tokenizer, validation_docs, max_length=config.max_length,
-                      batch_size=config.batch_size * 4, device=device) if validation_docs else None
+    if before is None and validation_docs:  # the caller may know the parent's scores on these documents
+        before = evaluate(parent, tokenizer, validation_docs, max_length=config.max_length,
+                          batch_size=config.batch_size * 4, device=device)
 
     known = _entity_types(parent.config.id2label.values())
     seen = {tag[2:] for doc in [*feedback_docs, *replay_docs] for tag in doc.tags if tag not in (None, "O")}

@@ -240,6 +240,10 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
                            "guardrail cannot compare versions."))
     heartbeat(force=True)
 
+    # The parent's scores on the same validation documents, when the update that made it measured them.
+    made_parent = FeedbackUpdate.objects.filter(model_version=parent).first()
+    known = (made_parent.metrics.get("after") if made_parent is not None
+             and made_parent.learnt_from.get("validation_documents") == validation else None)
     predictor = predictor_for(parent)
     to_docs = lambda rows: [document_from_row(row) for row in rows]  # noqa: E731
     config = ml_feedback.FeedbackConfig(**hp, max_length=predictor.max_length, seed=update.pk)
@@ -250,7 +254,7 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
             feedback_docs=to_docs(_document_rows(document_ids)),
             replay_docs=to_docs(_reviewed_rows(replay, update.task)),
             validation_docs=to_docs(_reviewed_rows(validation, update.task)),
-            config=config, on_step=lambda _step: heartbeat())
+            config=config, on_step=lambda _step: heartbeat(), before=known)
         heartbeat(force=True)
         before, after = result["before"], result["after"]
         drop = before["f1"] - after["f1"]
