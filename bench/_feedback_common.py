@@ -123,7 +123,8 @@ def store_document(name: str, sentences, *, reviewed: bool, accepted: bool = Tru
     return document, tags
 
 
-def full_run(*, epochs: int, document_ids: list[int] | None = None, activate: bool = True, seed: int = 42):
+def full_run(*, epochs: int, document_ids: list[int] | None = None, activate: bool = True, seed: int = 42,
+             **hyperparameters):
     """A full run through the product's service (training_run_execute), synchronously; returns the version.
     With `document_ids`, the run trains on a snapshot of just those documents."""
     from django.db import transaction
@@ -139,7 +140,8 @@ def full_run(*, epochs: int, document_ids: list[int] | None = None, activate: bo
         dataset, _created = dataset_build(task="token_classification", user=None, seed=seed, validation_fraction=0.1,
                                           test_fraction=0.0, filters=DatasetFilters(document_ids=tuple(document_ids)))
     active = ModelVersion.objects.filter(is_active=True).first()
-    run = training_run_create(task="token_classification", user=None, dataset=dataset, epochs=epochs, seed=seed)
+    run = training_run_create(task="token_classification", user=None, dataset=dataset, epochs=epochs, seed=seed,
+                              **hyperparameters)
     run = training_run_execute(run=run)
     if run.status != "succeeded":
         raise SystemExit(f"the full run failed: {run.error}")

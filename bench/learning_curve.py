@@ -2,7 +2,7 @@
 
 Protocol:
 - Seed: the first --seed-docs LeNER-Br train documents (reviewed) and a full run on them (the product's
-  training_run_execute, --epochs): the version feedback starts from; the run's held-out document is the
+  training_run_execute, --epochs, --learning-rate, --batch-size): the version feedback starts from; the run's held-out document is the
   feedback guardrail's validation set.
 - The reviewer: for each next train document, stored with its gold entities accepted (what a reviewer
   leaves after correcting the predictions), feedback is sent (feedback_request_create) and the update runs
@@ -15,7 +15,7 @@ Protocol:
 Prints the table and writes a PNG (--plot). The database is a scratch one: created when missing, EMPTIED.
 
     REDIS_URL=redis://127.0.0.1:6379/3 nice -n 10 .venv/bin/python bench/learning_curve.py \\
-        [--n 1,2,5,10,20] [--dev-docs 9] [--max-words 600] [--epochs 3] [--plot learning_curve.png]
+        [--n 1,2,5,10,20] [--dev-docs 9] [--max-words 600] [--epochs 5] [--learning-rate 3e-4] [--plot learning_curve.png]
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def main() -> None:
     parser.add_argument("--seed-docs", type=int, default=2)
     parser.add_argument("--dev-docs", type=int, default=9)
     parser.add_argument("--max-words", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--learning-rate", type=float, default=3e-4, help="of the full runs")
+    parser.add_argument("--batch-size", type=int, default=8, help="of the full runs")
     parser.add_argument("--plot", default="learning_curve.png")
     args = parser.parse_args()
     checkpoints = sorted({int(n) for n in args.n.split(",")})
@@ -70,7 +72,8 @@ def main() -> None:
     seed = [store_document(p.stem, read_conll(p, max_words=args.max_words), reviewed=True)[0]
             for p in files[: args.seed_docs]]
     started = time.monotonic()
-    full_run(epochs=args.epochs)
+    hp = {"learning_rate": args.learning_rate, "batch_size": args.batch_size}
+    full_run(epochs=args.epochs, **hp)
     print(f"seed: {len(seed)} documents, full run in {time.monotonic() - started:.0f} s; dev: {len(dev)} documents "
           f"(<= {args.max_words} words each); feedback {settings.DOCLOOP_FEEDBACK_STEPS} steps, replay ratio "
           f"{settings.DOCLOOP_FEEDBACK_REPLAY_RATIO}; load average {load_average()}")
@@ -93,7 +96,7 @@ def main() -> None:
         active = ModelVersion.objects.get(task="token_classification", is_active=True)
         feedback_f1 = _dev_f1(active, dev)
         began = time.monotonic()
-        full = full_run(epochs=args.epochs, document_ids=[d.pk for d in seed] + sent, activate=False)
+        full = full_run(epochs=args.epochs, document_ids=[d.pk for d in seed] + sent, activate=False, **hp)
         full_seconds = time.monotonic() - began
         full_f1 = _dev_f1(full, dev)
         assert ModelVersion.objects.get(is_active=True) == active

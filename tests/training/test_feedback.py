@@ -323,3 +323,21 @@ def test_the_review_page_panel_and_the_model_history_page(client, admin_user, re
     assert b"send-feedback" not in panel.content and b"feedback-status" in panel.content
     history = client.get(reverse("training:models"))
     assert history.status_code == 200 and b"version-1" in history.content
+
+
+def test_mark_reviewed_sends_the_document_when_the_setting_says_so(client, admin_user, reviewer, base_version,
+                                                                   court_document, settings,
+                                                                   django_capture_on_commit_callbacks):
+    settings.DOCLOOP_FEEDBACK_ON_REVIEW = True
+    client.force_login(reviewer)  # no permission: reviewed, not sent
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(reverse("annotation:finish", args=[court_document.pk]))
+    assert not FeedbackRequest.objects.exists()
+    client.force_login(admin_user)
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(reverse("annotation:finish", args=[court_document.pk]))
+    assert FeedbackRequest.objects.get().document == court_document
+    settings.DOCLOOP_FEEDBACK_ON_REVIEW = False
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(reverse("annotation:finish", args=[court_document.pk]))
+    assert FeedbackRequest.objects.count() == 1
