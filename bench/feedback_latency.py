@@ -91,6 +91,9 @@ def main() -> None:
             print(f"{index:>5} {document.original_name[:28]:>28} {document.word_count:>6} {update.status:>10} "
                   f"{seconds:>8.1f} {f1['before'] or 0:>10.3f} {f1['after'] or 0:>9.3f}  {load_average()}"
                   + (f"  {update.error[:80]}" if update.error else ""))
+            timings = update.metrics.get("timings") or {}
+            print("      in the job: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+                  + f"; queue wait + start-up + rows + publish: {seconds - sum(timings.values()):.1f} s")
     finally:
         worker.terminate()
         worker.wait(timeout=30)

@@ -111,6 +111,8 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
     set_seed(config.seed)
     device = pick_device(config.device)
     parent = model.to(device)
+    timings = {}
+    mark = time.monotonic()
     if before is None and validation_docs:  # the caller may know the parent's scores on these documents
         before = evaluate(parent, tokenizer, validation_docs, max_length=config.max_length,
                           batch_size=config.batch_size * 4, device=device)
@@ -118,6 +120,8 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
     known = _entity_types(parent.config.id2label.values())
     seen = {tag[2:] for doc in [*feedback_docs, *replay_docs] for tag in doc.tags if tag not in (None, "O")}
     entity_types = sorted(set(known) | seen)
+    timings["evaluate_parent"] = time.monotonic() - mark
+    mark = time.monotonic()
     child = copy.deepcopy(parent)
     _grow_head(child, entity_types)
     label2id = child.config.label2id
@@ -164,12 +168,15 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
                 on_step({"step": step, "total_steps": config.steps, "loss": losses[-1]})
             if step >= config.steps:
                 break
+    timings["train"] = time.monotonic() - mark
+    mark = time.monotonic()
     child.eval()
     for parameter in child.parameters():
         parameter.requires_grad = True
     after = evaluate(child, tokenizer, validation_docs, max_length=config.max_length,
                      batch_size=config.batch_size * 4, device=device) if validation_docs else None
 
+    timings["evaluate_child"] = time.monotonic() - mark
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     child.save_pretrained(output)
@@ -184,5 +191,5 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
         "before": before, "after": after, "entity_types": entity_types, "feedback_windows": len(fresh),
         "replay_windows": len(replay), "steps": step, "first_loss": first, "last_loss": last,
         "seconds": time.monotonic() - started, "device": describe_device(device),
-        "loss_is_finite": all(math.isfinite(x) for x in losses),
+        "loss_is_finite": all(math.isfinite(x) for x in losses), "timings": timings,
     }

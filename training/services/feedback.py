@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -244,7 +245,9 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     made_parent = FeedbackUpdate.objects.filter(model_version=parent).first()
     known = (made_parent.metrics.get("after") if made_parent is not None
              and made_parent.learnt_from.get("validation_documents") == validation else None)
+    mark = time.monotonic()
     predictor = predictor_for(parent)
+    load_seconds = time.monotonic() - mark
     to_docs = lambda rows: [document_from_row(row) for row in rows]  # noqa: E731
     config = ml_feedback.FeedbackConfig(**hp, max_length=predictor.max_length, seed=update.pk)
     with tempfile.TemporaryDirectory(prefix=f"docloop-feedback{update.pk}-") as tmp:
@@ -266,7 +269,8 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
                 "parent": parent.number}
         metrics = {"before": _scores(before), "after": _scores(after), "hyperparameters": hp,
                    **{k: result[k] for k in ("feedback_windows", "replay_windows", "steps", "first_loss",
-                                             "last_loss", "seconds")}}
+                                             "last_loss", "seconds")},
+                   "timings": {"load_parent": load_seconds, **result["timings"]}}
         version = _publish(update, worker=worker, lifecycle=lifecycle, local_dir=output, parent=parent,
                            labels=result["entity_types"], metrics=metrics, reason=reason,
                            user=requests[0].requested_by if requests else None, device=result["device"])
