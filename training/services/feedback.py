@@ -134,6 +134,8 @@ def feedback_update_execute(*, update: FeedbackUpdate, worker: str | None = None
                                      finished_at=None, parent_version=model_version_active(task=update.task))
     except IntegrityError:  # feedback_update_one_running_per_task
         FeedbackUpdate.objects.filter(pk=update.pk, status=FeedbackUpdate.Status.QUEUED).update(job_id="")
+        if not FeedbackUpdate.objects.filter(task=update.task, status=FeedbackUpdate.Status.RUNNING).exists():
+            _queue_next(update.task, lifecycle)  # the running one ended before it could see this one wait
         update.refresh_from_db()
         return update
     if claimed:
