@@ -59,8 +59,8 @@ def feedback_send(request, pk: int):
     try:
         feedback = feedback_request_create(document=document, user=request.user)
     except FeedbackRefused as exc:
-        if request.htmx:
-            return _panel(request, document, error=str(exc), status=409)
+        if request.htmx:  # htmx swaps only 2xx answers: the panel shows the reason instead
+            return _panel(request, document, error=str(exc))
         if _wants_html(request):
             messages.error(request, str(exc))
             return redirect("annotation:review", pk=document.pk)

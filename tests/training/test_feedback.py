@@ -318,6 +318,9 @@ def test_the_review_page_panel_and_the_model_history_page(client, admin_user, re
     with django_capture_on_commit_callbacks(execute=False):
         sent = client.post(reverse("feedback", args=[court_document.pk]), HTTP_HX_REQUEST="true")
     assert sent.status_code == 202 and b'hx-trigger="every 2s"' in sent.content
+    Annotation.objects.filter(document=court_document).delete()
+    refused = client.post(reverse("feedback", args=[court_document.pk]), HTTP_HX_REQUEST="true")
+    assert refused.status_code == 200 and b"no reviewed annotations" in refused.content
     client.force_login(reviewer)
     panel = client.get(reverse("feedback-panel", args=[court_document.pk]))
     assert b"send-feedback" not in panel.content and b"feedback-status" in panel.content
