@@ -281,6 +281,14 @@ def review_finish(request, pk: int):
     except ValidationError as exc:
         return _respond(request, document, error=" ".join(exc.messages))
     messages.success(request, _("“%(name)s” is reviewed and will be used for training.") % {"name": document})
+    if settings.DOCLOOP_FEEDBACK_ON_REVIEW and request.user.has_perm("training.send_feedback"):
+        from training.services.feedback import FeedbackRefused, feedback_request_create
+
+        try:
+            feedback_request_create(document=document, user=request.user)
+            messages.info(request, _("Sent to the model."))
+        except FeedbackRefused as exc:
+            messages.info(request, str(exc))
     return _to_next(request, document)
 
 

@@ -251,3 +251,20 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Immediate feedback (training.services.feedback): a reviewed document sent to the model fine-tunes the
+# active version for a few steps on it plus a replay sample of earlier reviewed documents, and the result
+# is activated only when its F1 on a fixed validation set falls by at most the tolerance.
+DOCLOOP_FEEDBACK_STEPS = env_int("DOCLOOP_FEEDBACK_STEPS", 30)
+DOCLOOP_FEEDBACK_BATCH_SIZE = env_int("DOCLOOP_FEEDBACK_BATCH_SIZE", 8)
+DOCLOOP_FEEDBACK_LEARNING_RATE = float(env_str("DOCLOOP_FEEDBACK_LEARNING_RATE", "1e-4"))
+# Replay windows from earlier reviewed documents per window of the documents sent (0 turns replay off).
+DOCLOOP_FEEDBACK_REPLAY_RATIO = float(env_str("DOCLOOP_FEEDBACK_REPLAY_RATIO", "1.0"))
+DOCLOOP_FEEDBACK_TOLERANCE = float(env_str("DOCLOOP_FEEDBACK_TOLERANCE", "0.02"))
+# The fixed validation set: the held-out documents of the full run the active version descends from, at
+# most this many words of them (the guardrail evaluates both versions on it, so it bounds the latency).
+DOCLOOP_FEEDBACK_VALIDATION_WORDS = env_int("DOCLOOP_FEEDBACK_VALIDATION_WORDS", 5000)
+# "Mark as reviewed" also sends the document to the model (for users allowed to).
+DOCLOOP_FEEDBACK_ON_REVIEW = env_bool("DOCLOOP_FEEDBACK_ON_REVIEW", False)
+# After a version is activated, re-predict at most this many documents not yet reviewed (0: none).
+DOCLOOP_FEEDBACK_RESCORE_LIMIT = env_int("DOCLOOP_FEEDBACK_RESCORE_LIMIT", 500)

@@ -7,6 +7,7 @@ from django_rq.models import Dashboard
 
 from annotation import views as review_views
 from lib.rq_admin import SafeQueueAdmin, rq_urlpatterns
+from training import views_feedback
 
 # django-rq's dashboard, with its missing-object errors turned into 404s (lib/rq_admin.py).
 if admin.site.is_registered(Dashboard):
@@ -21,6 +22,11 @@ urlpatterns = [
     path("admin/rq/", include((rq_urlpatterns(), "django_rq"))),
     path("admin/", admin.site.urls),
     path("documents/", review_views.queue, name="queue"),
+    # Immediate feedback (training.views_feedback)
+    path("documents/<int:pk>/feedback", views_feedback.feedback_send, name="feedback"),
+    path("documents/<int:pk>/feedback/", views_feedback.feedback_send),
+    path("documents/<int:pk>/feedback/panel/", views_feedback.feedback_panel, name="feedback-panel"),
+    path("documents/<int:pk>/feedback/<int:request_id>/", views_feedback.feedback_status, name="feedback-status"),
     path("documents/", include("documents.urls")),
     path("review/", include("annotation.urls")),
     path("training/", include("training.urls")),

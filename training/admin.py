@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 from documents.admin import DocumentAdmin
 from lib.admin import ReadOnlyTabularInline
-from training.models import ApiToken, Dataset, EpochMetric, ModelVersion, TrainingRun
+from training.models import ApiToken, Dataset, EpochMetric, FeedbackUpdate, ModelVersion, TrainingRun
 from training.services import model_version_activate
 from training.services.tokens import api_token_revoke
 
@@ -123,3 +123,16 @@ DocumentAdmin.actions = [*DocumentAdmin.actions,
                          _export_action("jsonl", _("Export the selected documents' annotations (JSONL)")),
                          _export_action("conll", _("Export the selected documents' annotations (CoNLL)")),
                          _export_action("labelstudio", _("Export the selected documents' annotations (Label Studio)"))]
+
+
+# Immediate feedback: updates and the requests they learnt from, read-only (the job writes them).
+@admin.register(FeedbackUpdate)
+class FeedbackUpdateAdmin(admin.ModelAdmin):
+    list_display = ("id", "task", "status", "parent_version", "model_version", "created_at", "finished_at")
+    list_filter = ("status", "task")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -11,3 +11,7 @@ class TrainingConfig(AppConfig):
         from training.services import runs_lifecycle
 
         lifecycle_register("training run", runs_lifecycle)
+
+        from training.services.feedback import feedback_lifecycle
+
+        lifecycle_register("feedback update", feedback_lifecycle)

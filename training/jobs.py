@@ -32,3 +32,21 @@ def training_run_execute(run_id: int) -> str:
     if run is None:
         return "missing"
     return services.training_run_execute(run=run).status
+
+
+def feedback_update_execute(update_id: int) -> str:
+    from training.models import FeedbackUpdate
+    from training.services.feedback import feedback_update_execute as execute
+
+    update = FeedbackUpdate.objects.filter(pk=update_id).first()
+    if update is None:
+        return "missing"
+    return execute(update=update).status
+
+
+def documents_rescore(version_id: int) -> int:
+    from training.models import ModelVersion
+    from training.services.feedback import documents_rescore as rescore
+
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    return 0 if version is None else rescore(version=version)

@@ -183,3 +183,70 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.prefix}… {self.name}".strip()
+
+
+# Immediate feedback (training.services.feedback) ----------------------------------------------------------
+
+class FeedbackUpdate(JobRow):
+    """One incremental update of a task's active version: a job row (lib.jobs) that learns from every
+    feedback request attached to it. Requests attach only while it is queued, so the requests that arrive
+    while it runs go to the next queued update: feedback is batched, never lost, never piled up."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        PUBLISHED = "published", _("published")
+        REJECTED = "rejected", _("rejected by the guardrail")
+        FAILED = "failed", _("failed")
+
+    task = models.CharField(_("task"), max_length=32, choices=Task.choices)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(_("reason"), blank=True)
+    parent_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="+", verbose_name=_("started from version"))
+    model_version = models.OneToOneField(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="feedback_update", verbose_name=_("resulting version"))
+    # What it learnt from: {"documents": [ids], "events": {document id: newest event id}, ...}, and the
+    # validation F1 (overall and per label) of the parent and of the result on the same documents.
+    learnt_from = models.JSONField(_("learnt from"), default=dict, blank=True)
+    metrics = models.JSONField(_("metrics"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("feedback update")
+        verbose_name_plural = _("feedback updates")
+        constraints = [
+            # One update of a task runs at a time: no two versions are built from the same state.
+            models.UniqueConstraint(fields=["task"], condition=Q(status="running"),
+                                    name="feedback_update_one_running_per_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.task} ({self.get_status_display()})"
+
+
+class FeedbackRequest(models.Model):
+    """One "send to model" of a document; its status is that of the update it is attached to."""
+
+    document = models.ForeignKey("documents.Document", on_delete=models.CASCADE, related_name="feedback_requests",
+                                 verbose_name=_("document"))
+    task = models.CharField(_("task"), max_length=32, choices=Task.choices)
+    update = models.ForeignKey(FeedbackUpdate, on_delete=models.CASCADE, related_name="requests",
+                               verbose_name=_("update"))
+    # The document's newest annotation event when it was sent: the state the reviewer sent.
+    event_id = models.PositiveBigIntegerField(_("newest event"), default=0)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", verbose_name=_("sent by"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("feedback request")
+        verbose_name_plural = _("feedback requests")
+        permissions = [("send_feedback", _("Can send reviewed documents to the model"))]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} document {self.document_id}"

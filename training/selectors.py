@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from documents.models import Document
-from training.models import Dataset, ModelVersion, Task, TrainingRun
+from training.models import Dataset, EpochMetric, ModelVersion, Task, TrainingRun
 
 
 def model_version_active(*, task: str = Task.TOKEN_CLASSIFICATION) -> ModelVersion | None:
@@ -42,3 +42,45 @@ def dataset_preview(*, dataset: Dataset, limit: int = 20) -> list[dict]:
     except FileNotFoundError:
         return []
     return rows
+
+
+def model_history(*, task: str = Task.TOKEN_CLASSIFICATION) -> dict:
+    """The versions of a task, oldest first, with their validation F1 per label (a learning curve per
+    label), and the documents each learnt from: a full run's training documents, a feedback update's
+    documents sent (the replay sample is listed apart)."""
+    versions = list(ModelVersion.objects.filter(task=task).select_related("run", "parent", "feedback_update")
+                    .order_by("number"))
+    last_epochs = {m.run_id: m for m in EpochMetric.objects.filter(run__in=[v.run_id for v in versions])
+                   .order_by("run_id", "epoch")}
+    rows, labels, document_ids = [], set(), set()
+    for version in versions:
+        per_label = version.metrics.get("per_label")
+        if per_label is None and version.run_id in last_epochs:
+            per_label = last_epochs[version.run_id].per_label
+        per_label = per_label or {}
+        labels.update(per_label)
+        update = getattr(version, "feedback_update", None)
+        stats = version.run.dataset_stats or {}
+        learnt = (update.learnt_from.get("documents") if update else stats.get("train_documents")) or []
+        document_ids.update(learnt)
+        rows.append({"version": version, "f1": version.metrics.get("f1"), "per_label": per_label,
+                     "update": update, "learnt": learnt,
+                     "previous_f1": (version.metrics.get("previous") or {}).get("f1")})
+    names = dict(Document.objects.filter(pk__in=document_ids).values_list("pk", "original_name"))
+    labels = sorted(labels)
+    for row in rows:
+        row["documents"] = [(pk, names.get(pk, f"#{pk}")) for pk in row["learnt"]]
+        row["label_f1"] = [(row["per_label"].get(label) or {}).get("f1") for label in labels]
+    return {"rows": rows, "labels": labels, "curves": _curves(rows, labels)}
+
+
+def _curves(rows: list[dict], labels: list[str], *, width: int = 240, height: int = 60) -> list[dict]:
+    """An SVG polyline per label: F1 (0 to 1, bottom to top) across versions, left to right."""
+    curves = []
+    count = max(len(rows) - 1, 1)
+    for index, label in enumerate(labels):
+        points = [(i * width / count, height - (row["label_f1"][index] or 0.0) * height)
+                  for i, row in enumerate(rows) if row["label_f1"][index] is not None]
+        curves.append({"label": label, "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
+                       "last": rows[-1]["label_f1"][index] if rows else None})
+    return curves

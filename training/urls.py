@@ -1,12 +1,13 @@
 from django.urls import path
 
-from training import dataset_views, views
+from training import dataset_views, views, views_feedback
 
 app_name = "training"
 urlpatterns = [
     path("", views.training_index, name="index"),
     path("start/", views.training_start, name="start"),
     path("runs/<int:pk>/", views.training_run_detail, name="run"),
+    path("models/", views_feedback.model_history, name="models"),
     path("api/runs/", views.api_runs, name="api-runs"),
     path("export/", views.annotations_export_download, name="export"),
     # Datasets: pages, downloads and the JSON API (training.dataset_views)

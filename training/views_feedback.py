@@ -1,0 +1,112 @@
+"""Immediate feedback: send a document to the model (JSON API and the review page's panel), follow the
+update, and the model history page (validation F1 per label across versions, what each learnt from)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from documents.models import Document
+from lib.decorators import reviewer_required
+from lib.roles import is_reviewer
+from training import selectors
+from training.api import api_error, api_view
+from training.models import FeedbackRequest, FeedbackUpdate
+from training.services.feedback import FeedbackRefused, feedback_request_create, feedback_request_status
+
+PERMISSION = "training.send_feedback"
+
+
+def can_send_feedback(user) -> bool:
+    return user.is_active and user.has_perm(PERMISSION)
+
+
+def _status_url(feedback: FeedbackRequest) -> str:
+    return reverse("feedback-status", args=[feedback.document_id, feedback.pk])
+
+
+def _panel(request, document: Document, *, feedback: FeedbackRequest | None = None, error: str = "",
+           status: int = 200):
+    feedback = feedback or document.feedback_requests.select_related("update", "update__model_version",
+                                                                     "update__parent_version").first()
+    context = {"document": document, "feedback": feedback, "error": error,
+               "can_send": can_send_feedback(request.user),
+               "state": feedback_request_status(request=feedback) if feedback else None,
+               "update": feedback.update if feedback else None}
+    if feedback:
+        context["label_changes"] = _label_changes(feedback.update)
+    return render(request, "training/_feedback.html", context, status=status)
+
+
+def _label_changes(update: FeedbackUpdate) -> list[dict]:
+    before = (update.metrics.get("before") or {}).get("per_label") or {}
+    after = (update.metrics.get("after") or {}).get("per_label") or {}
+    return [{"label": label, "before": (before.get(label) or {}).get("f1"), "after": (after.get(label) or {}).get("f1")}
+            for label in sorted(set(before) | set(after))]
+
+
+@require_POST
+@api_view(allowed=can_send_feedback)
+def feedback_send(request, pk: int):
+    """POST /documents/<id>/feedback: 202 with the job id and where to follow it; 404, 409 with a reason."""
+    document = Document.objects.filter(pk=pk).first()
+    if document is None:
+        return api_error(_("There is no document %(id)s.") % {"id": pk}, status=404)
+    try:
+        feedback = feedback_request_create(document=document, user=request.user)
+    except FeedbackRefused as exc:
+        if request.htmx:  # htmx swaps only 2xx answers: the panel shows the reason instead
+            return _panel(request, document, error=str(exc))
+        if _wants_html(request):
+            messages.error(request, str(exc))
+            return redirect("annotation:review", pk=document.pk)
+        return api_error(str(exc), status=409)
+    if request.htmx:
+        return _panel(request, document, feedback=feedback, status=202)
+    if _wants_html(request):
+        messages.success(request, _("Sent to the model; the review page shows its progress."))
+        return redirect("annotation:review", pk=document.pk)
+    from django.http import JsonResponse
+
+    return JsonResponse({"job_id": feedback.pk, "status": feedback.update.status,
+                         "status_url": request.build_absolute_uri(_status_url(feedback))}, status=202)
+
+
+def _wants_html(request) -> bool:
+    return request.content_type in {"application/x-www-form-urlencoded", "multipart/form-data"} and \
+        "text/html" in request.headers.get("Accept", "")
+
+
+@require_GET
+@api_view(allowed=lambda user: can_send_feedback(user) or is_reviewer(user))
+@vary_on_headers("HX-Request")
+def feedback_status(request, pk: int, request_id: int):
+    """GET status_url: queued / running / published / rejected / failed, the reason and the version."""
+    feedback = (FeedbackRequest.objects.select_related("update", "update__model_version", "update__parent_version")
+                .filter(pk=request_id, document_id=pk).first())
+    if feedback is None:
+        return api_error(_("There is no such feedback request."), status=404)
+    if request.htmx:
+        return _panel(request, feedback.document, feedback=feedback)
+    from django.http import JsonResponse
+
+    return JsonResponse({**feedback_request_status(request=feedback),
+                         "status_url": request.build_absolute_uri(_status_url(feedback))})
+
+
+@require_http_methods(["GET"])
+@reviewer_required
+def feedback_panel(request, pk: int):
+    """The review page's feedback panel (loaded by HTMX): the button and the latest request's progress."""
+    return _panel(request, get_object_or_404(Document, pk=pk))
+
+
+@require_GET
+@reviewer_required
+def model_history(request):
+    """Every version of each task: validation F1 per label, its parent, and what it learnt from."""
+    return render(request, "training/models.html", selectors.model_history())
