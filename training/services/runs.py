@@ -208,7 +208,11 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
             progress.update(started=now, first_step=info["step"] - 1)
         progress.update(step=info["step"], total_steps=info["total_steps"], epoch=info["epoch"],
                         epochs=info.get("epochs"), at=now, loss=round(info["loss"], 5))
-        heartbeat(force=True, progress=progress)
+        try:
+            heartbeat(force=True, progress=progress)
+        except jobs.JobLost:
+            logger.info("stopped at step %d of %d", info["step"], info["total_steps"])
+            raise
 
     def on_epoch(record: dict) -> None:
         heartbeat(force=True)
