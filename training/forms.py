@@ -12,6 +12,7 @@ LABELS = {
     "weight_decay": _("weight decay"),
     "warmup_ratio": _("warm-up share of steps"),
     "eval_fraction": _("share held out for evaluation"),
+    "patience": _("early-stopping patience (epochs without F1 gain; 0: off)"),
     "seed": _("seed"),
 }
 
@@ -31,6 +32,10 @@ class TrainingForm(forms.Form):
     batch_size = _field("batch_size")
     learning_rate = _field("learning_rate")
     max_length = _field("max_length")
+    weight_decay = _field("weight_decay")
+    warmup_ratio = _field("warmup_ratio")
+    patience = _field("patience")
+    eval_fraction = _field("eval_fraction")
     seed = _field("seed")
 
     def clean(self):

@@ -294,3 +294,11 @@ def train(config: TextTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_s
 
 
 Predictor = TextPredictor
+
+
+def evaluate_saved(model_dir: str | Path, docs: Sequence[TextDocument], *, device: str | None = None) -> dict:
+    """The class metrics of a saved model on labelled documents (as the runs compute them per epoch)."""
+    predictor = TextPredictor(model_dir, device=device)
+    scores = evaluate(predictor.model, predictor.tokenizer, docs, max_length=predictor.max_length, batch_size=32,
+                      device=predictor.device)
+    return {k: v for k, v in scores.items() if k not in {"gold", "predicted"}}

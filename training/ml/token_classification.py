@@ -454,6 +454,14 @@ def train(config: TokenTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_
 Predictor = TokenPredictor
 
 
+def evaluate_saved(model_dir: str | Path, docs: Sequence[TokenDocument], *, device: str | None = None) -> dict:
+    """The span metrics of a saved model on labelled documents (as the runs compute them per epoch)."""
+    predictor = TokenPredictor(model_dir, device=device)
+    scores = evaluate(predictor.model, predictor.tokenizer, docs, max_length=predictor.max_length, batch_size=32,
+                      device=predictor.device)
+    return {k: v for k, v in scores.items() if k != "loss"} | {"loss": scores["loss"]}
+
+
 def spans_with_scores(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[int, int, str, float]]:
     """Entity spans from per-word tags, each scored with the mean probability of its words."""
     return [(s, e, label, sum(scores[s:e]) / (e - s)) for s, e, label in bio_to_spans(list(tags))]

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from lib import jobs
 from training.artefacts import artefact_delete, artefact_upload
-from training.models import ModelVersion, TrainingRun
+from training.models import ModelVersion, ModelVersionEvent, TrainingRun
 
 
 def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, labels: list[str],
@@ -37,7 +37,7 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
                 parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,
             )
             if activate:
-                model_version_activate(version=version)
+                model_version_activate(version=version, user=run.created_by)
             owned.update(status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), error="")
     except BaseException:
         artefact_delete(location=location)
@@ -47,8 +47,52 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
 
 
 @transaction.atomic
-def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+def model_version_activate(*, version: ModelVersion, user=None) -> ModelVersion:
+    """Make `version` the active one of its task, and record who did it: "activated" for a version newer
+    than the one active before, "rolled back" for an older one."""
+    previous = (ModelVersion.objects.select_for_update().filter(task=version.task, is_active=True)
+                .exclude(pk=version.pk).first())
     ModelVersion.objects.filter(task=version.task, is_active=True).exclude(pk=version.pk).update(is_active=False)
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
+    rolled_back = previous is not None and previous.number > version.number
+    ModelVersionEvent.objects.create(
+        version=version, previous=previous, user=user,
+        action=ModelVersionEvent.Action.ROLLED_BACK if rolled_back else ModelVersionEvent.Action.ACTIVATED)
     version.refresh_from_db()
     return version
+
+
+def model_version_zip(*, version: ModelVersion, handle) -> None:
+    """Write the version's artefact as a zip into `handle`: the save_pretrained files at the top level,
+    so `transformers.pipeline(task, model=<unzipped folder>)` loads it as it is."""
+    import zipfile
+
+    from training.artefacts import artefact_local_dir
+
+    folder = artefact_local_dir(location=version.artefact)
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".complete"):
+            archive.write(path, path.relative_to(folder).as_posix())
+
+
+def model_version_evaluate(*, version: ModelVersion, dataset, split: str | None = None) -> dict:
+    """Score a version on a dataset snapshot's test split (its validation split when it has no test
+    split, or `split`): the same metrics as the runs' epochs, from the reloaded artefact's predictions."""
+    import tempfile
+
+    from training.artefacts import artefact_local_dir
+    from training.ml.data import snapshot_documents
+    from training.services.datasets import dataset_local_file
+    from training.tasks import task_spec
+
+    if dataset.task != version.task:
+        raise ValueError(f"dataset {dataset.pk} is for {dataset.task}, version {version.number} for {version.task}")
+    ml = task_spec(version.task).ml()
+    with tempfile.TemporaryDirectory(prefix="docloop-evaluate-") as tmp:
+        documents = snapshot_documents(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
+                                       cache_dir=tmp)
+    split = split or ("test" if documents.get("test") else "validation")
+    if not documents.get(split):
+        raise ValueError(f"dataset {dataset.pk} has no documents in its {split} split")
+    scores = ml.evaluate_saved(artefact_local_dir(location=version.artefact), documents[split])
+    return {"split": split, "documents": len(documents[split]), **scores}
