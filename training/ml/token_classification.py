@@ -87,6 +87,8 @@ class TokenTrainConfig:
     # Early stopping: stop when the validation F1 has not improved for this many epochs (0: never).
     patience: int = DEFAULTS["patience"]
     group_by_length: bool = True
+    # Freeze the word-embedding table: on CPU its AdamW update is about half of a MiniLM step.
+    freeze_embeddings: bool = False
     max_train_windows: int | None = None  # cap for quick runs, like run_ner's max_train_samples
     device: str | None = None
 
@@ -258,11 +260,13 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
     lengths = [len(item["input_ids"]) for item in items]
     generator = torch.Generator().manual_seed(config.seed)
     collate = _collate(tokenizer)
+    if config.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": config.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+        {"params": [p for n, p in trainable if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
