@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from lib import jobs
@@ -24,25 +26,43 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
     run.refresh_from_db(fields=["attempts"])
     location = artefact_upload(local_dir=local_dir, location=f"models/{run.task}/run{run.pk}-a{run.attempts}")
     try:
-        with transaction.atomic():
-            owned = jobs.job_owned(lifecycle, run.pk, worker=worker)
-            if not owned.select_for_update().exists():
-                raise jobs.JobLost(f"run {run.pk} is no longer claimed by {worker}")
-            # Lock the task's versions while numbering (an aggregate would drop FOR UPDATE); the unique
-            # constraint on (task, number) still guards the very first version.
-            taken = list(ModelVersion.objects.select_for_update().filter(task=run.task)
-                         .values_list("number", flat=True))
-            version = ModelVersion.objects.create(
-                task=run.task, number=max(taken, default=0) + 1, kind=run.kind, run=run,
-                parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,
-            )
-            if activate:
-                model_version_activate(version=version, user=run.created_by)
-            owned.update(status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), error="")
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                version = _publish(run=run, worker=worker, location=location, labels=labels, metrics=metrics,
+                                   lifecycle=lifecycle, activate=activate)
+                break
+            except IntegrityError:
+                # Another run of the task took the same number (or activated at the same moment): with no
+                # version yet there is no row to lock, so the unique constraints decide; number again.
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.05, 0.3) * attempt)
     except BaseException:
         artefact_delete(location=location)
         raise
     version.refresh_from_db()
+    return version
+
+
+PUBLISH_ATTEMPTS = 5
+
+
+@transaction.atomic
+def _publish(*, run: TrainingRun, worker: str, location: str, labels: list[str], metrics: dict,
+             lifecycle: jobs.Lifecycle, activate: bool) -> ModelVersion:
+    owned = jobs.job_owned(lifecycle, run.pk, worker=worker)
+    if not owned.select_for_update().exists():
+        raise jobs.JobLost(f"run {run.pk} is no longer claimed by {worker}")
+    # Lock the task's versions while numbering (an aggregate would drop FOR UPDATE); the unique
+    # constraint on (task, number) guards the very first version, and the caller numbers again.
+    taken = list(ModelVersion.objects.select_for_update().filter(task=run.task).values_list("number", flat=True))
+    version = ModelVersion.objects.create(
+        task=run.task, number=max(taken, default=0) + 1, kind=run.kind, run=run,
+        parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,
+    )
+    if activate:
+        model_version_activate(version=version, user=run.created_by)
+    owned.update(status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), error="")
     return version
 
 
