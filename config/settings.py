@@ -42,12 +42,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
-    "django_rq",
     "axes",
     "csp",
     "documents",
     "annotation",
     "training",
+    # After training, whose `rqworker` command (the worker token, the reaper) replaces django-rq's.
+    "django_rq",
 ]
 
 MIDDLEWARE = [
@@ -268,3 +269,17 @@ DOCLOOP_FEEDBACK_VALIDATION_WORDS = env_int("DOCLOOP_FEEDBACK_VALIDATION_WORDS",
 DOCLOOP_FEEDBACK_ON_REVIEW = env_bool("DOCLOOP_FEEDBACK_ON_REVIEW", False)
 # After a version is activated, re-predict at most this many documents not yet reviewed (0: none).
 DOCLOOP_FEEDBACK_RESCORE_LIMIT = env_int("DOCLOOP_FEEDBACK_RESCORE_LIMIT", 500)
+
+
+# Runs and workers
+# A run's log lines are stored in batches of this many lines, or at least this often (seconds).
+DOCLOOP_RUN_LOG_BATCH = env_int("DOCLOOP_RUN_LOG_BATCH", 50)
+DOCLOOP_RUN_LOG_SECONDS = env_int("DOCLOOP_RUN_LOG_SECONDS", 2)
+# Every RQ worker (`manage.py rqworker`) reaps stale jobs of every kind this often (seconds; 0: never),
+# and a registered training worker refreshes its own heartbeat row as often.
+DOCLOOP_REAP_SECONDS = env_int("DOCLOOP_REAP_SECONDS", 60)
+# Workers that listen on any of these queues must present a registered token in DOCLOOP_WORKER_TOKEN
+# (`manage.py register_worker NAME`); the `default` queue's workers need none.
+DOCLOOP_TOKEN_QUEUES = env_list("DOCLOOP_TOKEN_QUEUES", ["training"])
+# The host name a worker reports (in job rows' `worker` and on the workers page); default: the machine's.
+DOCLOOP_WORKER_HOST = env_str("DOCLOOP_WORKER_HOST", "")

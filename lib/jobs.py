@@ -80,7 +80,8 @@ def lifecycles() -> list[Lifecycle]:
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    host = getattr(settings, "DOCLOOP_WORKER_HOST", "") or socket.gethostname()
+    return f"{host}:{os.getpid()}"
 
 
 def stale_cutoff(now: datetime | None = None) -> datetime:
@@ -170,15 +171,56 @@ class Heartbeat:
         self.parent = os.getppid()
         self.last = time.monotonic()
 
-    def __call__(self, *, force: bool = False) -> None:
+    def __call__(self, *, force: bool = False, **fields) -> None:
+        """Refresh the heartbeat (and write `fields`, such as progress, with it) when the interval has
+        passed or `force` is given; with force on every call, a cancel is noticed at the next call."""
         if os.getppid() != self.parent:
             raise JobLost(f"the worker process that started {self.lifecycle.name} {self.pk} is gone")
         now = time.monotonic()
         if not force and now - self.last < self.interval:
             return
         self.last = now
-        if not job_owned(self.lifecycle, self.pk, worker=self.worker).update(heartbeat_at=timezone.now()):
+        if not job_owned(self.lifecycle, self.pk, worker=self.worker).update(heartbeat_at=timezone.now(),
+                                                                            **fields):
             raise JobLost(f"{self.lifecycle.name} {self.pk} is no longer claimed by {self.worker}")
+
+
+class BackgroundHeartbeat:
+    """Refresh a claimed row's heartbeat from a thread while the job loads models or data between its
+    own heartbeats. Stops beating as soon as the worker process that forked the job is gone, or the claim
+    is lost, so a dead worker's row still goes stale and gets reaped."""
+
+    def __init__(self, lifecycle: Lifecycle, pk: int, *, worker: str, interval: float | None = None):
+        import threading
+
+        self.lifecycle, self.pk, self.worker = lifecycle, pk, worker
+        self.interval = settings.DOCLOOP_JOB_HEARTBEAT_SECONDS if interval is None else interval
+        self.parent = os.getppid()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{pk}", daemon=True)
+
+    def _beat(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stopping.wait(self.interval):
+                if os.getppid() != self.parent:
+                    return
+                if not job_owned(self.lifecycle, self.pk, worker=self.worker).update(heartbeat_at=timezone.now()):
+                    return
+        except Exception:
+            logger.exception("background heartbeat of %s %s stopped", self.lifecycle.name, self.pk)
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(timeout=self.interval + 5)
+        return False
 
 
 # Reaping --------------------------------------------------------------------------------------------------

@@ -38,9 +38,16 @@ def main() -> int:
         print("redis: using REDIS_URL", flush=True)
 
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
+    # The training worker needs a registered token (manage.py register_worker): the local one gets a fresh
+    # token at every start, unless DOCLOOP_WORKER_TOKEN is set already.
+    training_env = dict(os.environ)
+    if not training_env.get("DOCLOOP_WORKER_TOKEN"):
+        from training.services.workers import worker_register
+
+        _worker, training_env["DOCLOOP_WORKER_TOKEN"] = worker_register(name="local", rotate=True)
     children = [
         subprocess.Popen(manage + ["rqworker", "default", "--with-scheduler"]),
-        subprocess.Popen(manage + ["rqworker", "training"]),
+        subprocess.Popen(manage + ["rqworker", "training"], env=training_env),
         # --insecure: the development server also serves static files when DEBUG is off.
         subprocess.Popen(manage + ["runserver", "--noreload", "--insecure", address]),
     ]

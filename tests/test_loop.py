@@ -28,7 +28,7 @@ def test_a_reviewed_corpus_trains_a_model_that_pre_annotates_the_next_upload(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("training:start"), {
             "task": "token_classification", "epochs": 4, "batch_size": 8, "learning_rate": 3e-4,
-            "max_length": 128, "seed": 7})
+            "max_length": 128, "seed": 7, "patience": 0, "warmup_ratio": 0, "weight_decay": 0})
     run = TrainingRun.objects.get()
     assert response.status_code == 302 and response.url == reverse("training:run", args=[run.pk])
     assert run.status == "queued" and run.job_id

@@ -4,14 +4,24 @@ from django.utils.translation import gettext_lazy as _
 
 from documents.admin import DocumentAdmin
 from lib.admin import ReadOnlyTabularInline
-from training.models import ApiToken, Dataset, EpochMetric, FeedbackUpdate, ModelVersion, TrainingRun
+from training.models import (
+    ApiToken,
+    Dataset,
+    EpochMetric,
+    FeedbackUpdate,
+    ModelVersion,
+    ModelVersionEvent,
+    TrainingRun,
+    TrainingWorker,
+)
 from training.services import model_version_activate
 from training.services.tokens import api_token_revoke
+from training.services.workers import worker_revoke
 
 
 class EpochMetricInline(ReadOnlyTabularInline):
     model = EpochMetric
-    fields = ["epoch", "train_loss", "eval_loss", "precision", "recall", "f1"]
+    fields = ["epoch", "train_loss", "eval_loss", "precision", "recall", "f1", "macro_f1", "coverage"]
 
 
 @admin.register(TrainingRun)
@@ -22,7 +32,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
     readonly_fields = ["task", "kind", "base_model", "parent_version", "hyperparameters", "seed", "dataset",
                        "dataset_hash",
                        "dataset_stats", "status", "error", "job_id", "worker", "device", "created_by",
-                       "created_at", "started_at", "finished_at"]
+                       "created_at", "started_at", "finished_at", "attempts", "heartbeat_at", "progress",
+                       "checkpoint", "checkpoint_epoch", "reproduces", "cancelled_by"]
     inlines = [EpochMetricInline]
 
     def has_add_permission(self, request):
@@ -68,7 +79,7 @@ def activate(modeladmin, request, queryset):
     if queryset.count() != 1:
         messages.error(request, _("Choose exactly one version to activate."))
         return
-    version = model_version_activate(version=queryset.get())
+    version = model_version_activate(version=queryset.get(), user=request.user)
     messages.success(request, _("%(version)s is now active.") % {"version": version})
 
 
@@ -135,4 +146,40 @@ class FeedbackUpdateAdmin(admin.ModelAdmin):
         return [field.name for field in self.model._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+
+# Runs and workers -----------------------------------------------------------------------------------------
+
+@admin.action(description=_("Revoke the selected workers' tokens"))
+def revoke_workers(modeladmin, request, queryset):
+    for worker in queryset:
+        worker_revoke(worker=worker)
+    messages.success(request, _("The selected workers' tokens were revoked; they refuse to start now."))
+
+
+@admin.register(TrainingWorker)
+class TrainingWorkerAdmin(admin.ModelAdmin):
+    list_display = ["name", "state", "hostname", "device", "heartbeat_at", "current_job", "prefix", "revoked_at"]
+    list_filter = ["state", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "hostname", "prefix"]
+    readonly_fields = ["name", "prefix", "created_at", "revoked_at", "state", "hostname", "pid", "queues", "device",
+                       "started_at", "heartbeat_at", "current_job"]
+    exclude = ["digest"]
+    actions = [revoke_workers]
+
+    def has_add_permission(self, request):
+        return False  # `manage.py register_worker NAME` creates one and prints its token once
+
+
+@admin.register(ModelVersionEvent)
+class ModelVersionEventAdmin(admin.ModelAdmin):
+    list_display = ["version", "action", "previous", "user", "created_at"]
+    list_filter = ["action"]
+    readonly_fields = ["version", "previous", "action", "user", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

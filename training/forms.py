@@ -12,15 +12,17 @@ LABELS = {
     "weight_decay": _("weight decay"),
     "warmup_ratio": _("warm-up share of steps"),
     "eval_fraction": _("share held out for evaluation"),
+    "patience": _("early-stopping patience (epochs without F1 gain; 0: off)"),
     "seed": _("seed"),
 }
 
 
-def _field(name: str) -> forms.Field:
-    """A form field with the hyperparameter's default and bounds (training.ml.hyperparameters)."""
+def _field(name: str, *, required: bool = True) -> forms.Field:
+    """A form field with the hyperparameter's default and bounds (training.ml.hyperparameters); an optional
+    one left empty takes the default."""
     h = HYPERPARAMETERS[name]
     kind = forms.IntegerField if h.type is int else forms.FloatField
-    return kind(label=LABELS[name], initial=h.default, min_value=h.low, max_value=h.high)
+    return kind(label=LABELS[name], initial=h.default, min_value=h.low, max_value=h.high, required=required)
 
 
 class TrainingForm(forms.Form):
@@ -31,6 +33,10 @@ class TrainingForm(forms.Form):
     batch_size = _field("batch_size")
     learning_rate = _field("learning_rate")
     max_length = _field("max_length")
+    weight_decay = _field("weight_decay", required=False)
+    warmup_ratio = _field("warmup_ratio", required=False)
+    patience = _field("patience", required=False)
+    eval_fraction = _field("eval_fraction", required=False)
     seed = _field("seed")
 
     def clean(self):

@@ -54,13 +54,14 @@ class Dataset(models.Model):
 
 
 class TrainingRun(JobRow):
-    """One fine-tuning attempt; a job row (lib.jobs): queued → running → succeeded or failed."""
+    """One fine-tuning attempt; a job row (lib.jobs): queued → running → succeeded, failed or cancelled."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", _("queued")
         RUNNING = "running", _("running")
         SUCCEEDED = "succeeded", _("succeeded")
         FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
 
     class Kind(models.TextChoices):
         FULL = "full", _("full run")
@@ -90,6 +91,18 @@ class TrainingRun(JobRow):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # Live progress, written by the worker every step: step, total_steps, epoch, epochs, started (epoch
+    # seconds of this attempt's first step), at (of the last), resumed_from (epoch of the checkpoint).
+    progress = models.JSONField(_("progress"), default=dict, blank=True)
+    # The storage folder holding the checkpoint of the last finished epoch (training.services.checkpoints).
+    checkpoint = models.CharField(_("checkpoint in storage"), max_length=500, blank=True)
+    checkpoint_epoch = models.PositiveIntegerField(_("checkpoint epoch"), null=True, blank=True)
+    reproduces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="reproductions", verbose_name=_("reproduces run"))
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("cancelled by"),
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -116,6 +129,9 @@ class EpochMetric(models.Model):
     precision = models.FloatField(_("precision"), null=True, blank=True)
     recall = models.FloatField(_("recall"), null=True, blank=True)
     f1 = models.FloatField(_("F1"), null=True, blank=True)
+    macro_f1 = models.FloatField(_("macro F1"), null=True, blank=True)
+    # Share of gold entities that a predicted entity overlaps at all.
+    coverage = models.FloatField(_("coverage"), null=True, blank=True)
     per_label = models.JSONField(_("per-label metrics"), default=dict, blank=True)
     # {"labels": [...], "matrix": [[...]]}: rows are the gold label, columns the predicted one.
     confusion_matrix = models.JSONField(_("confusion matrix"), default=dict, blank=True)
@@ -250,3 +266,81 @@ class FeedbackRequest(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} document {self.document_id}"
+
+
+# Runs and workers ----------------------------------------------------------------------------------------
+
+class RunLog(models.Model):
+    """A run's log lines, written by its worker in batches (training.services.run_logs)."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="logs")
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
+    created_at = models.DateTimeField(_("time"))
+    level = models.CharField(_("level"), max_length=10)
+    message = models.TextField(_("message"))
+
+    class Meta:
+        ordering = ["run", "id"]
+        verbose_name = _("run log line")
+        verbose_name_plural = _("run log lines")
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.level} {self.message[:60]}"
+
+
+class TrainingWorker(models.Model):
+    """A registered training worker (a GPU host): `manage.py register_worker NAME` prints its token once;
+    only the token's SHA-256 is kept. The worker process fills in its host, device and heartbeat."""
+
+    class State(models.TextChoices):
+        REGISTERED = "registered", _("never started")
+        IDLE = "idle", _("idle")
+        BUSY = "busy", _("busy")
+        STOPPED = "stopped", _("stopped")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    prefix = models.CharField(_("token prefix"), max_length=8)
+    digest = models.CharField(_("token SHA-256"), max_length=64, unique=True)
+    created_at = models.DateTimeField(_("registered at"), auto_now_add=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.REGISTERED)
+    hostname = models.CharField(_("host"), max_length=255, blank=True)
+    pid = models.PositiveIntegerField(_("process id"), null=True, blank=True)
+    queues = models.CharField(_("queues"), max_length=255, blank=True)
+    device = models.CharField(_("device"), max_length=255, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("last heartbeat"), null=True, blank=True)
+    current_job = models.CharField(_("current RQ job"), max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("training worker")
+        verbose_name_plural = _("training workers")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersionEvent(models.Model):
+    """Who activated (or rolled back to) which version, and which one was active before."""
+
+    class Action(models.TextChoices):
+        ACTIVATED = "activated", _("activated")
+        ROLLED_BACK = "rolled_back", _("rolled back")
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="events",
+                                verbose_name=_("version"))
+    previous = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+", verbose_name=_("previously active"))
+    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+", verbose_name=_("user"))
+    created_at = models.DateTimeField(_("when"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("model version event")
+        verbose_name_plural = _("model version events")
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.action}"

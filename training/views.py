@@ -1,13 +1,13 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from lib.decorators import admin_required, reviewer_required
-from lib.roles import is_admin, is_reviewer
+from lib.roles import is_reviewer
 from training.api import api_view
 from training.forms import TrainingForm
 from training.models import ModelVersion, TrainingRun
@@ -51,19 +51,6 @@ def training_start(request):
             messages.success(request, _("Training run %(id)s was queued.") % {"id": run.pk})
             return redirect("training:run", pk=run.pk)
     return render(request, "training/index.html", _index_context(form), status=400)
-
-
-@require_GET
-@reviewer_required
-@vary_on_headers("HX-Request")
-def training_run_detail(request, pk: int):
-    run = get_object_or_404(TrainingRun.objects.select_related("created_by"), pk=pk)
-    template = "training/run.html"
-    if request.htmx:
-        template += "#run-status"
-    version = ModelVersion.objects.filter(run=run).first()
-    return render(request, template, {"run": run, "metrics": run.epoch_metrics.order_by("epoch"),
-                                      "version": version, "can_train": is_admin(request.user)})
 
 
 @require_GET

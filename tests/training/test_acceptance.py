@@ -63,7 +63,7 @@ def test_token_classification_trains_on_an_uploaded_excel_dataset(client, admin_
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("training:start"), {"task": "token_classification", "dataset": dataset.pk, "epochs": 4,
-                                                "batch_size": 8, "learning_rate": 3e-4, "max_length": 32, "seed": 5})
+                                                "batch_size": 8, "learning_rate": 3e-4, "max_length": 32, "seed": 5, "patience": 0, "warmup_ratio": 0, "weight_decay": 0})
     run = TrainingRun.objects.get()
     assert run.dataset == dataset and run_worker() == 1
     run.refresh_from_db()
@@ -99,7 +99,7 @@ def test_text_classification_end_to_end(client, admin_user, classified_corpus, r
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("training:start"), {"task": "token_classification", "dataset": dataset.pk, "epochs": 5,
-                                                "batch_size": 8, "learning_rate": 2e-4, "max_length": 32, "seed": 3})
+                                                "batch_size": 8, "learning_rate": 2e-4, "max_length": 32, "seed": 3, "patience": 0, "warmup_ratio": 0, "weight_decay": 0})
     run = TrainingRun.objects.get()
     assert run.task == "text_classification" and run_worker() == 1
     run.refresh_from_db()

@@ -59,3 +59,33 @@ def class_scores(gold: list[str], predicted: list[str], labels: list[str]) -> di
         "per_label": per_label,
         "confusion_matrix": {"labels": list(labels), "matrix": matrix},
     }
+
+
+def span_coverage(gold: list[list[SpanTuple]], predicted: list[list[SpanTuple]]) -> float:
+    """Share of gold entities that some predicted entity overlaps at all (any type, any boundary): what
+    the reviewers will at least see highlighted."""
+    total = covered = 0
+    for gold_doc, pred_doc in zip(gold, predicted, strict=True):
+        for start, end, _label in gold_doc:
+            total += 1
+            covered += any(s < end and start < e for s, e, _l in pred_doc)
+    return covered / total if total else 0.0
+
+
+def entity_type_confusion(gold_tags: list[list[str]], predicted_tags: list[list[str]],
+                          entity_types: list[str]) -> dict:
+    """Word-level confusion of entity types (B-/I- dropped, "O" first): rows gold, columns predicted."""
+    labels = ["O", *sorted(entity_types)]
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for gold_doc, pred_doc in zip(gold_tags, predicted_tags, strict=True):
+        for g, p in zip(gold_doc, pred_doc, strict=True):
+            gi, pi = index.get(g.partition("-")[2] or "O"), index.get(p.partition("-")[2] or "O")
+            if gi is not None and pi is not None:
+                matrix[gi][pi] += 1
+    return {"labels": labels, "matrix": matrix}
+
+
+def macro_f1(per_label: dict) -> float:
+    """The unweighted mean of the per-label F1s (seqeval's macro average)."""
+    return sum(s["f1"] for s in per_label.values()) / len(per_label) if per_label else 0.0

@@ -84,6 +84,7 @@ class TextTrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = DEFAULTS["max_length"]
     seed: int = DEFAULTS["seed"]
+    patience: int = DEFAULTS["patience"]  # stop when macro F1 has not improved for this many epochs (0: never)
     max_train_windows: int | None = None  # cap for quick runs, like run_glue's max_train_samples
     device: str | None = None
 
@@ -188,8 +189,12 @@ def train_text_classifier(config: TextTrainConfig, train_docs: Sequence[TextDocu
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
     history = []
+    best_f1, bad_epochs = -1.0, 0
     started = time.monotonic()
     for epoch in range(1, config.epochs + 1):
+        if config.patience and bad_epochs >= config.patience:
+            logger.info("early stopping after epoch %d: no macro F1 gain for %d epochs", epoch - 1, bad_epochs)
+            break
         model.train()
         running, steps = 0.0, 0
         for batch in loader:
@@ -218,6 +223,7 @@ def train_text_classifier(config: TextTrainConfig, train_docs: Sequence[TextDocu
             "predicted": scores["predicted"], "seconds": time.monotonic() - started,
         }
         logger.info("epoch %d: loss %.4f, eval macro F1 %.4f", epoch, record["train_loss"], record["f1"])
+        best_f1, bad_epochs = (record["f1"], 0) if record["f1"] > best_f1 else (best_f1, bad_epochs + 1)
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
@@ -281,8 +287,18 @@ class TextPredictor:
         return self.predict_text("\n".join(lines))
 
 
-def train(config: TextTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_step=None) -> dict:
+def train(config: TextTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_step=None, checkpoint_dir=None,
+          on_checkpoint=None) -> dict:
+    """Text classification keeps no per-epoch checkpoint yet: a resumed run starts over."""
     return train_text_classifier(config, train_docs, eval_docs, on_epoch=on_epoch, on_step=on_step)
 
 
 Predictor = TextPredictor
+
+
+def evaluate_saved(model_dir: str | Path, docs: Sequence[TextDocument], *, device: str | None = None) -> dict:
+    """The class metrics of a saved model on labelled documents (as the runs compute them per epoch)."""
+    predictor = TextPredictor(model_dir, device=device)
+    scores = evaluate(predictor.model, predictor.tokenizer, docs, max_length=predictor.max_length, batch_size=32,
+                      device=predictor.device)
+    return {k: v for k, v in scores.items() if k not in {"gold", "predicted"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -16,6 +17,12 @@ from lib import jobs
 from training.ml.hyperparameters import DEFAULTS, HYPERPARAMETERS, hyperparameters_invalid
 from training.models import Dataset, EpochMetric, Task, TrainingRun
 from training.selectors import reviewed_documents
+from training.services.checkpoints import (
+    checkpoint_delete,
+    checkpoint_download,
+    checkpoint_location,
+    checkpoint_upload,
+)
 from training.services.versions import model_version_publish
 
 logger = logging.getLogger(__name__)
@@ -73,27 +80,76 @@ def training_run_enqueue(*, run: TrainingRun) -> None:
 
 def training_run_execute(*, run: TrainingRun, worker: str | None = None) -> TrainingRun:
     """Build the dataset, fine-tune, store the artefact and activate the new version. Idempotent: a run
-    that is not queued (or abandoned by a dead worker) is returned as it is."""
+    that is not queued (or abandoned by a dead worker) is returned as it is. A run requeued after its
+    worker died resumes from the checkpoint of its last finished epoch."""
     from training.ml.device import describe_device, pick_device
+    from training.services.run_logs import run_log_capture
 
     lifecycle = runs_lifecycle()
     worker = worker or jobs.worker_name()
+    device = describe_device(pick_device())
     if not jobs.job_claim(lifecycle, run.pk, worker=worker, started_at=timezone.now(), finished_at=None,
-                          device=describe_device(pick_device())):
+                          device=device, progress={}):
         run.refresh_from_db()
         return run
-    try:
-        _train(run, worker=worker, lifecycle=lifecycle)
-    except jobs.JobLost as exc:
-        logger.warning("training run %s stopped: %s", run.pk, exc)
-    except Exception as exc:
-        logger.exception("training run %s failed", run.pk)
-        # Our own ValueErrors are messages for the user; anything else keeps its type for diagnosis.
-        error = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
-        jobs.job_owned(lifecycle, run.pk, worker=worker).update(
-            status=TrainingRun.Status.FAILED, error=error[:4000], finished_at=timezone.now())
+    run.refresh_from_db()
+    with run_log_capture(run_id=run.pk, attempt=run.attempts):
+        logger.info("attempt %d of run %s on worker %s (%s)", run.attempts, run.pk, worker, device)
+        if run.error:  # the reaper's reason for requeueing this run
+            logger.warning("previous attempt: %s", run.error)
+        try:
+            with jobs.BackgroundHeartbeat(lifecycle, run.pk, worker=worker):
+                _train(run, worker=worker, lifecycle=lifecycle)
+        except jobs.JobLost as exc:
+            status = TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+            if status == TrainingRun.Status.CANCELLED:
+                logger.info("run %s cancelled; stopped", run.pk)
+                checkpoint_delete(location=checkpoint_location(run_id=run.pk))
+            else:
+                logger.warning("run %s stopped: %s", run.pk, exc)
+        except Exception as exc:
+            logger.exception("training run %s failed", run.pk)
+            # Our own ValueErrors are messages for the user; anything else keeps its type for diagnosis.
+            error = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
+            jobs.job_owned(lifecycle, run.pk, worker=worker).update(
+                status=TrainingRun.Status.FAILED, error=error[:4000], finished_at=timezone.now())
     run.refresh_from_db()
     return run
+
+
+def training_run_cancel(*, run: TrainingRun, user: AbstractBaseUser | None) -> bool:
+    """Cancel a queued or running run. A queued run never starts; a running one stops at its next step
+    (the worker's per-step heartbeat finds the run no longer running). Returns whether it was cancelled."""
+    name = getattr(user, "username", None) or _("the command line")
+    changed = TrainingRun.objects.filter(
+        pk=run.pk, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING],
+    ).update(status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(), cancelled_by=user,
+             error=_("Cancelled by %(user)s.") % {"user": name})
+    if changed and run.job_id:
+        try:  # best effort: a queued job is dropped at once (it would find the run cancelled anyway)
+            import django_rq
+            from rq.job import Job
+
+            job = Job.fetch(run.job_id, connection=django_rq.get_connection("training"))
+            if job.get_status() == "queued":
+                job.cancel()
+        except Exception as exc:
+            logger.info("run %s: could not cancel RQ job %s: %s", run.pk, run.job_id, exc)
+    run.refresh_from_db()
+    return bool(changed)
+
+
+def training_run_reproduce(*, run: TrainingRun, user: AbstractBaseUser | None) -> TrainingRun:
+    """A new queued run with the same dataset snapshot (hash), base model, seed and hyperparameters."""
+    if run.dataset_id is None:
+        raise ValidationError(_("Run #%(id)s has no dataset snapshot yet; it cannot be reproduced.")
+                              % {"id": run.pk})
+    hyperparameters = {k: v for k, v in run.hyperparameters.items() if k in HYPERPARAMETERS}
+    new = training_run_create(task=run.task, user=user, base_model=run.base_model, dataset=run.dataset,
+                              seed=run.seed, **hyperparameters)
+    TrainingRun.objects.filter(pk=new.pk).update(reproduces=run, parent_version=run.parent_version)
+    new.refresh_from_db()
+    return new
 
 
 def _run_dataset(run: TrainingRun) -> Dataset:
@@ -143,25 +199,55 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         "train_documents": keys["train"], "eval_documents": keys["validation"],
     })
     heartbeat(force=True)
+    location = checkpoint_location(run_id=run.pk)
+
+    def on_step(info: dict) -> None:
+        # One UPDATE per step: heartbeat, live progress, and the moment a cancel is noticed.
+        now = time.time()
+        if not progress.get("started"):
+            progress.update(started=now, first_step=info["step"] - 1)
+        progress.update(step=info["step"], total_steps=info["total_steps"], epoch=info["epoch"],
+                        epochs=info.get("epochs"), at=now, loss=round(info["loss"], 5))
+        try:
+            heartbeat(force=True, progress=progress)
+        except jobs.JobLost:
+            logger.info("stopped at step %d of %d", info["step"], info["total_steps"])
+            raise
 
     def on_epoch(record: dict) -> None:
         heartbeat(force=True)
         EpochMetric.objects.update_or_create(run=run, epoch=record["epoch"], defaults={
             "train_loss": record["train_loss"], "eval_loss": record["eval_loss"],
             "precision": record["precision"], "recall": record["recall"], "f1": record["f1"],
+            "macro_f1": record.get("macro_f1"), "coverage": record.get("coverage"),
             "per_label": record["per_label"], "confusion_matrix": record.get("confusion_matrix") or {},
         })
+
+    def on_checkpoint(info: dict) -> None:
+        heartbeat(force=True)  # a worker that lost the run writes no checkpoint over the new owner's
+        checkpoint_upload(local_dir=Path(info["directory"]), files=info["files"], location=location)
+        jobs.job_owned(lifecycle, run.pk, worker=worker).update(checkpoint=location,
+                                                                checkpoint_epoch=info["epoch"])
+        logger.info("checkpoint of epoch %d stored", info["epoch"])
 
     with tempfile.TemporaryDirectory(prefix=f"docloop-run{run.pk}-") as tmp:
         documents = snapshot_documents(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
                                        cache_dir=Path(tmp) / "cache")
         output = Path(tmp) / "model"
+        local_checkpoint = Path(tmp) / "checkpoint"
+        resumed = checkpoint_download(location=location, local_dir=local_checkpoint) if run.checkpoint else None
+        progress = {"resumed_from": resumed} if resumed else {}
+        if resumed:
+            logger.info("resuming run %s from the checkpoint of epoch %d", run.pk, resumed)
         config = ml.make_config(base_model=run.base_model, output_dir=str(output), labels=dataset.labels,
                                 hyperparameters=hp, seed=run.seed)
         result = ml.train(config, documents["train"], documents["validation"], on_epoch=on_epoch,
-                          on_step=lambda _step: heartbeat())
+                          on_step=on_step, checkpoint_dir=local_checkpoint, on_checkpoint=on_checkpoint)
         final = result["final"]
-        model_version_publish(
-            run=run, worker=worker, local_dir=output, labels=dataset.labels, lifecycle=lifecycle,
-            metrics={k: final[k] for k in ("precision", "recall", "f1", "eval_loss", "train_loss")},
-        )
+        metrics = {k: final[k] for k in ("precision", "recall", "f1", "eval_loss", "train_loss")}
+        metrics.update({k: final[k] for k in ("macro_f1", "coverage", "per_label", "accuracy") if k in final})
+        metrics.update(epoch=final["epoch"], epochs_run=len(result["history"]),
+                       stopped_early=bool(result.get("stopped_early")), device=result.get("device"))
+        model_version_publish(run=run, worker=worker, local_dir=output, labels=dataset.labels, lifecycle=lifecycle,
+                              metrics=metrics)
+    checkpoint_delete(location=location)

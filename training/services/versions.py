@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from lib import jobs
 from training.artefacts import artefact_delete, artefact_upload
-from training.models import ModelVersion, TrainingRun
+from training.models import ModelVersion, ModelVersionEvent, TrainingRun
 
 
 def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, labels: list[str],
@@ -24,21 +26,17 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
     run.refresh_from_db(fields=["attempts"])
     location = artefact_upload(local_dir=local_dir, location=f"models/{run.task}/run{run.pk}-a{run.attempts}")
     try:
-        with transaction.atomic():
-            owned = jobs.job_owned(lifecycle, run.pk, worker=worker)
-            if not owned.select_for_update().exists():
-                raise jobs.JobLost(f"run {run.pk} is no longer claimed by {worker}")
-            # Lock the task's versions while numbering (an aggregate would drop FOR UPDATE); the unique
-            # constraint on (task, number) still guards the very first version.
-            taken = list(ModelVersion.objects.select_for_update().filter(task=run.task)
-                         .values_list("number", flat=True))
-            version = ModelVersion.objects.create(
-                task=run.task, number=max(taken, default=0) + 1, kind=run.kind, run=run,
-                parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,
-            )
-            if activate:
-                model_version_activate(version=version)
-            owned.update(status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), error="")
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                version = _publish(run=run, worker=worker, location=location, labels=labels, metrics=metrics,
+                                   lifecycle=lifecycle, activate=activate)
+                break
+            except IntegrityError:
+                # Another run of the task took the same number (or activated at the same moment): with no
+                # version yet there is no row to lock, so the unique constraints decide; number again.
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.05, 0.3) * attempt)
     except BaseException:
         artefact_delete(location=location)
         raise
@@ -46,9 +44,75 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
     return version
 
 
+PUBLISH_ATTEMPTS = 5
+
+
 @transaction.atomic
-def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+def _publish(*, run: TrainingRun, worker: str, location: str, labels: list[str], metrics: dict,
+             lifecycle: jobs.Lifecycle, activate: bool) -> ModelVersion:
+    owned = jobs.job_owned(lifecycle, run.pk, worker=worker)
+    if not owned.select_for_update().exists():
+        raise jobs.JobLost(f"run {run.pk} is no longer claimed by {worker}")
+    # Lock the task's versions while numbering (an aggregate would drop FOR UPDATE); the unique
+    # constraint on (task, number) guards the very first version, and the caller numbers again.
+    taken = list(ModelVersion.objects.select_for_update().filter(task=run.task).values_list("number", flat=True))
+    version = ModelVersion.objects.create(
+        task=run.task, number=max(taken, default=0) + 1, kind=run.kind, run=run,
+        parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,
+    )
+    if activate:
+        model_version_activate(version=version, user=run.created_by)
+    owned.update(status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), error="")
+    return version
+
+
+@transaction.atomic
+def model_version_activate(*, version: ModelVersion, user=None) -> ModelVersion:
+    """Make `version` the active one of its task, and record who did it: "activated" for a version newer
+    than the one active before, "rolled back" for an older one."""
+    previous = (ModelVersion.objects.select_for_update().filter(task=version.task, is_active=True)
+                .exclude(pk=version.pk).first())
     ModelVersion.objects.filter(task=version.task, is_active=True).exclude(pk=version.pk).update(is_active=False)
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
+    rolled_back = previous is not None and previous.number > version.number
+    ModelVersionEvent.objects.create(
+        version=version, previous=previous, user=user,
+        action=ModelVersionEvent.Action.ROLLED_BACK if rolled_back else ModelVersionEvent.Action.ACTIVATED)
     version.refresh_from_db()
     return version
+
+
+def model_version_zip(*, version: ModelVersion, handle) -> None:
+    """Write the version's artefact as a zip into `handle`: the save_pretrained files at the top level,
+    so `transformers.pipeline(task, model=<unzipped folder>)` loads it as it is."""
+    import zipfile
+
+    from training.artefacts import artefact_local_dir
+
+    folder = artefact_local_dir(location=version.artefact)
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".complete"):
+            archive.write(path, path.relative_to(folder).as_posix())
+
+
+def model_version_evaluate(*, version: ModelVersion, dataset, split: str | None = None) -> dict:
+    """Score a version on a dataset snapshot's test split (its validation split when it has no test
+    split, or `split`): the same metrics as the runs' epochs, from the reloaded artefact's predictions."""
+    import tempfile
+
+    from training.artefacts import artefact_local_dir
+    from training.ml.data import snapshot_documents
+    from training.services.datasets import dataset_local_file
+    from training.tasks import task_spec
+
+    if dataset.task != version.task:
+        raise ValueError(f"dataset {dataset.pk} is for {dataset.task}, version {version.number} for {version.task}")
+    ml = task_spec(version.task).ml()
+    with tempfile.TemporaryDirectory(prefix="docloop-evaluate-") as tmp:
+        documents = snapshot_documents(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
+                                       cache_dir=tmp)
+    split = split or ("test" if documents.get("test") else "validation")
+    if not documents.get(split):
+        raise ValueError(f"dataset {dataset.pk} has no documents in its {split} split")
+    scores = ml.evaluate_saved(artefact_local_dir(location=version.artefact), documents[split])
+    return {"split": split, "documents": len(documents[split]), **scores}

@@ -60,7 +60,7 @@ def test_fine_tuning_learns_classes_decided_by_the_last_window_and_saves_a_loada
     held_out = [_doc(rng, label) for label in ["CRIMINAL", "CIVIL"] * 2]
     epochs = []
     config = TextTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(tmp_path / "model"),
-                             classes=["CIVIL", "CRIMINAL"], epochs=5, batch_size=8, learning_rate=2e-4,
+                             classes=["CIVIL", "CRIMINAL"], epochs=5, batch_size=8, learning_rate=2e-4, patience=0,
                              max_length=32, seed=3)
     result = train_text_classifier(config, train, held_out, on_epoch=epochs.append)
 

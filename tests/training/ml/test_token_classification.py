@@ -3,6 +3,7 @@
 import random
 
 import pytest
+import torch
 from django.conf import settings
 from transformers import AutoModelForTokenClassification
 
@@ -37,7 +38,7 @@ def test_fine_tuning_learns_the_entities_and_saves_a_loadable_model(tmp_path):
     epochs_seen = []
     config = TokenTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(tmp_path / "model"),
                               entity_types=["PESSOA", "LOCAL"], epochs=6, batch_size=4, learning_rate=3e-4,
-                              max_length=32, seed=1)
+                              max_length=32, seed=1, patience=0)
     result = train_token_classifier(config, train, held_out, on_epoch=epochs_seen.append)
 
     assert [e["epoch"] for e in epochs_seen] == [1, 2, 3, 4, 5, 6]
@@ -51,3 +52,65 @@ def test_fine_tuning_learns_the_entities_and_saves_a_loadable_model(tmp_path):
     tags, scores = predictor.tags(doc.words, doc.line_ends)
     assert len(tags) == len(doc.words) and all(0 <= s <= 1 for s in scores)
     assert len(set(bio_to_spans(tags)) & set(bio_to_spans(doc.tags))) >= 8
+
+
+def _tiny(tmp_path, name: str, **options) -> TokenTrainConfig:
+    return TokenTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(tmp_path / name),
+                            entity_types=["PESSOA", "LOCAL"], batch_size=4, learning_rate=3e-4, max_length=32,
+                            seed=3, **{"epochs": 2, "patience": 0, **options})
+
+
+def _tiny_data():
+    rng = random.Random(5)
+    return [_doc(rng, 6), _doc(rng, 6)], [_doc(rng, 3)]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_run_resumed_from_its_epoch_checkpoint_ends_as_an_uninterrupted_one(tmp_path):
+    train, held_out = _tiny_data()
+    whole = train_token_classifier(_tiny(tmp_path, "whole"), train, held_out)
+
+    checkpoints = tmp_path / "checkpoints"
+
+    def crash_after_first(info):
+        assert info["files"][-1] == "latest.json"
+        raise Crash
+
+    with pytest.raises(Crash):
+        train_token_classifier(_tiny(tmp_path, "crashed"), train, held_out, checkpoint_dir=checkpoints,
+                               on_checkpoint=crash_after_first)
+    seen = []
+    resumed = train_token_classifier(_tiny(tmp_path, "resumed"), train, held_out, checkpoint_dir=checkpoints,
+                                     on_epoch=seen.append)
+    assert [e["epoch"] for e in seen] == [2]  # epoch 1 came from the checkpoint
+    assert [e["epoch"] for e in resumed["history"]] == [1, 2]
+    for a, b in zip(whole["history"], resumed["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["f1"] == pytest.approx(b["f1"], abs=1e-6)
+    assert sorted(p.name for p in checkpoints.iterdir()) == [f"best-00{resumed['best_epoch']}.pt",
+                                                             "epoch-002.pt", "latest.json"]
+
+
+def test_a_cuda_out_of_memory_error_halves_the_batch_and_accumulates(tmp_path, monkeypatch, caplog):
+    from training.ml import token_classification as tc
+
+    real, calls = tc._micro_step, []
+
+    def once_out_of_memory(model, batch, **kwargs):
+        calls.append(len(batch["input_ids"]))
+        if len(calls) == 1:  # the only mock: one step runs out of GPU memory
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, batch, **kwargs)
+
+    monkeypatch.setattr(tc, "_micro_step", once_out_of_memory)
+    train, held_out = _tiny_data()
+    steps = []
+    result = train_token_classifier(_tiny(tmp_path, "oom", epochs=1), train, held_out, on_step=steps.append)
+    assert result["accumulation"] == 2 and steps[-1]["accumulation"] == 2
+    assert calls[:3] == [4, 2, 2]  # the failed batch of 4 again, in two halves of 2
+    assert [s["step"] for s in steps] == [1, 2] and steps[0]["total_steps"] == 2  # every step counted once
+    assert "out of memory" in caplog.text
+    assert result["final"]["train_loss"] > 0

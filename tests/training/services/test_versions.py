@@ -2,6 +2,7 @@
 whose claim was lost (another worker took it over) publishes nothing."""
 
 import pytest
+from django.db import IntegrityError
 
 from lib import jobs
 from training.models import ModelVersion, TrainingRun
@@ -39,3 +40,24 @@ def test_a_run_taken_over_by_another_worker_publishes_nothing_and_leaves_no_file
                               metrics={}, lifecycle=runs_lifecycle())
     assert not ModelVersion.objects.exists()
     assert not any(p.is_file() for p in (media_root / "models").rglob("*"))
+
+
+def test_a_number_taken_by_a_concurrent_run_is_numbered_again(claimed_run, artefact, media_root, monkeypatch):
+    """Two runs publishing the first version of a task at once: no row to lock, the unique constraint
+    refuses the loser, which numbers again instead of failing its run (found by the scale-out test)."""
+    from training.services import versions
+
+    other = TrainingRun.objects.create(task="token_classification", base_model="m", hyperparameters={})
+    real, calls = versions._publish, []
+
+    def concurrent_first(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the other run committed version 1 between our read and our insert
+            ModelVersion.objects.create(task="token_classification", number=1, run=other, artefact="x")
+            raise IntegrityError('duplicate key value violates unique constraint "model_version_unique_number"')
+        return real(**kwargs)
+
+    monkeypatch.setattr(versions, "_publish", concurrent_first)
+    version = model_version_publish(run=claimed_run, worker="me:1", local_dir=artefact, labels=["PESSOA"],
+                                    metrics={}, lifecycle=runs_lifecycle())
+    assert len(calls) == 2 and version.number == 2 and version.is_active

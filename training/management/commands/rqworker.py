@@ -1,0 +1,81 @@
+"""django-rq's `rqworker`, with docloop's worker duties (this app is listed before django_rq, so this
+command wins):
+
+- on a queue of DOCLOOP_TOKEN_QUEUES (`training` by default) the worker must present a token registered
+  with `manage.py register_worker NAME` in DOCLOOP_WORKER_TOKEN, else it exits with status 2 and a clear
+  message before connecting to any queue, so it never takes a job; `default` queue workers need none;
+- a registered worker records its host, process, queues and device (GPU name and memory, or cpu), and
+  refreshes its heartbeat; every worker reaps stale jobs of every kind each DOCLOOP_REAP_SECONDS.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from django.conf import settings
+from django.db import connections
+from django_rq.management.commands.rqworker import Command as RQWorkerCommand
+
+TOKEN_VARIABLE = "DOCLOOP_WORKER_TOKEN"
+
+
+class Command(RQWorkerCommand):
+    help = ("Run an RQ worker on the given queues (default: default). Workers on the training queue need "
+            f"{TOKEN_VARIABLE} (manage.py register_worker NAME).")
+
+    def refuse(self, message: str) -> None:
+        self.stderr.write(f"rqworker: {message}")
+        sys.exit(2)
+
+    def handle(self, *args, **options):
+        from training.services.workers import worker_for_token, worker_started, worker_stopped
+        from training.worker_runtime import WorkerCompanion
+
+        queues = list(args) or ["default"]
+        guarded = sorted(set(queues) & set(settings.DOCLOOP_TOKEN_QUEUES))
+        registered = None
+        if guarded:
+            token = os.environ.get(TOKEN_VARIABLE, "").strip()
+            if not token:
+                self.refuse(f"{TOKEN_VARIABLE} is not set; a worker on the {', '.join(guarded)} queue needs the "
+                            "token that `manage.py register_worker NAME` printed. No job was taken.")
+            try:
+                registered = worker_for_token(token=token)
+            except Exception as exc:
+                self.refuse(f"cannot check {TOKEN_VARIABLE} against the database: {exc}")
+            if registered is None:
+                self.refuse(f"{TOKEN_VARIABLE} is not a registered worker token (unknown or revoked); register "
+                            "one with `manage.py register_worker NAME`. No job was taken.")
+            from training.ml.device import describe_device, pick_device
+
+            worker_started(worker=registered, hostname=settings.DOCLOOP_WORKER_HOST or socket.gethostname(),
+                           pid=os.getpid(), queues=queues, device=describe_device(pick_device()))
+            self.stdout.write(f"rqworker: registered worker {registered.name} on {', '.join(queues)}")
+
+        from django_rq.workers import get_worker
+
+        original = get_worker
+        companion: list[WorkerCompanion] = []
+
+        def get_worker_with_companion(*queue_names, **kwargs):
+            worker = original(*queue_names, **kwargs)
+            if settings.DOCLOOP_REAP_SECONDS > 0 or registered is not None:
+                companion.append(WorkerCompanion(rq_worker=worker, registered=registered,
+                                                 interval=settings.DOCLOOP_REAP_SECONDS or 60))
+                companion[0].start()
+            return worker
+
+        import django_rq.management.commands.rqworker as base
+
+        base.get_worker = get_worker_with_companion
+        connections.close_all()
+        try:
+            super().handle(*queues, **options)
+        finally:
+            base.get_worker = original
+            for thread in companion:
+                thread.stop()
+            if registered is not None:
+                worker_stopped(worker=registered, pid=os.getpid())
