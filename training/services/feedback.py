@@ -38,7 +38,7 @@ from lib import jobs
 from training.artefacts import artefact_delete, artefact_upload
 from training.models import FeedbackRequest, FeedbackUpdate, ModelVersion, Task, TrainingRun
 from training.selectors import model_version_active, reviewed_documents
-from training.services.versions import model_version_activate
+from training.services.versions import model_version_activate, version_number_next
 
 logger = logging.getLogger(__name__)
 
@@ -297,8 +297,6 @@ def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, 
             owned = jobs.job_owned(lifecycle, update.pk, worker=worker)
             if not owned.select_for_update().exists():
                 raise jobs.JobLost(f"feedback update {update.pk} is no longer claimed by {worker}")
-            taken = list(ModelVersion.objects.select_for_update().filter(task=update.task)
-                         .values_list("number", flat=True))
             active = ModelVersion.objects.filter(task=update.task, is_active=True).first()
             if not reason and (active is None or active.pk != parent.pk):
                 reason = _("Version %(parent)d is no longer the active one; the result was kept inactive.") % {
@@ -313,12 +311,12 @@ def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, 
                                                 "feedback_update": update.pk},
             )
             version = ModelVersion.objects.create(
-                task=update.task, number=max(taken, default=0) + 1, kind=TrainingRun.Kind.FEEDBACK, run=run,
+                task=update.task, number=version_number_next(task=update.task), kind=TrainingRun.Kind.FEEDBACK, run=run,
                 parent=parent, artefact=location, labels=list(labels),
                 metrics={**metrics["after"], "previous": metrics["before"]},
             )
             if not reason:
-                model_version_activate(version=version)
+                model_version_activate(version=version, user=user)
             owned.update(status=FeedbackUpdate.Status.REJECTED if reason else FeedbackUpdate.Status.PUBLISHED,
                          error=reason, model_version=version, metrics=metrics, finished_at=now)
     except BaseException:

@@ -47,17 +47,23 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
 PUBLISH_ATTEMPTS = 5
 
 
+def version_number_next(*, task: str) -> int:
+    """The next version number of a task, inside the caller's transaction. The task's versions are locked
+    while numbering (an aggregate would drop FOR UPDATE), so full runs and feedback updates number one at
+    a time; the unique constraint on (task, number) guards the very first version, and
+    model_version_publish numbers again when it trips."""
+    taken = ModelVersion.objects.select_for_update().filter(task=task).values_list("number", flat=True)
+    return max(list(taken), default=0) + 1
+
+
 @transaction.atomic
 def _publish(*, run: TrainingRun, worker: str, location: str, labels: list[str], metrics: dict,
              lifecycle: jobs.Lifecycle, activate: bool) -> ModelVersion:
     owned = jobs.job_owned(lifecycle, run.pk, worker=worker)
     if not owned.select_for_update().exists():
         raise jobs.JobLost(f"run {run.pk} is no longer claimed by {worker}")
-    # Lock the task's versions while numbering (an aggregate would drop FOR UPDATE); the unique
-    # constraint on (task, number) guards the very first version, and the caller numbers again.
-    taken = list(ModelVersion.objects.select_for_update().filter(task=run.task).values_list("number", flat=True))
     version = ModelVersion.objects.create(
-        task=run.task, number=max(taken, default=0) + 1, kind=run.kind, run=run,
+        task=run.task, number=version_number_next(task=run.task), kind=run.kind, run=run,
         parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,
     )
     if activate:
