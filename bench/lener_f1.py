@@ -7,8 +7,9 @@ Protocol:
   from the same words.
 - Windowing: both sides train on the same windows (training.ml.windows: --window sub-tokens, cut at
   sentence ends, labels on each word's first sub-token), with the same base model, epochs, learning rate,
-  batch size and seed. The baseline is `transformers.Trainer` with run_ner.py's defaults (AdamW, linear
-  schedule, DataCollatorForTokenClassification). Both are scored by the same span-level F1 (exact type and
+  batch size, seed, warmup (10 %) and weight decay (0.01), every epoch run. The baseline is
+  `transformers.Trainer` with run_ner.py's defaults otherwise (AdamW, linear schedule,
+  DataCollatorForTokenClassification). Both are scored by the same span-level F1 (exact type and
   boundaries) after predicting every word of each document with the same windowed prediction code.
 - Selection: the window size is chosen among --windows on a selection split of *train* documents (the
   --select-docs documents that follow the training ones), with a seed that is not a reported seed. The dev
@@ -42,6 +43,10 @@ DATA = BASE.parent / "shared" / "datasets" / "lener-br"
 # dev/AC20150110436469APC is a second annotation of dev/20150110436469APC: keep one (datasets README).
 DUPLICATES = {"AC20150110436469APC.conll"}
 SELECTION_SEED = 1000  # never one of the reported seeds
+# Both sides train with the same schedule: docloop's default warmup and weight decay, every epoch run
+# (docloop's early stopping is off here, so neither side picks an epoch on held-out data).
+WARMUP_RATIO = 0.1
+WEIGHT_DECAY = 0.01
 
 READ_PREDICTIONS = """
 import json
@@ -101,7 +106,8 @@ def docloop_run(train_files, eval_files, *, window, epochs, lr, batch_size, seed
     started = time.monotonic()
     manage(env, "train", "--task", "token_classification", "--sync", "--epochs", str(epochs),
            "--learning-rate", str(lr), "--batch-size", str(batch_size), "--seed", str(seed),
-           "--max-length", str(window))
+           "--max-length", str(window), "--warmup-ratio", str(WARMUP_RATIO), "--weight-decay", str(WEIGHT_DECAY),
+           "--patience", "0")
     train_seconds = time.monotonic() - started
     pdfs = []
     for path in eval_files:
@@ -148,6 +154,7 @@ def baseline_run(train_files, eval_files, *, window, epochs, lr, batch_size, see
     out = Path(tempfile.mkdtemp(prefix="hf-baseline-"))
     args = TrainingArguments(output_dir=str(out), num_train_epochs=epochs, learning_rate=lr,
                              per_device_train_batch_size=batch_size, seed=seed, save_strategy="no",
+                             warmup_ratio=WARMUP_RATIO, weight_decay=WEIGHT_DECAY,
                              report_to=[], logging_steps=10_000, disable_tqdm=True,
                              use_cpu=not torch.cuda.is_available())
     started = time.monotonic()
