@@ -27,3 +27,33 @@ def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
 
 def is_reviewer(user: AbstractBaseUser | AnonymousUser) -> bool:
     return is_admin(user) or _in_group(user, REVIEWERS)
+
+
+# What each role's group holds: (app label, model) pairs give all of that model's permissions, a string
+# "app_label.codename" one permission. The data migrations create the groups; roles_ensure() restores them
+# after a database flush (connected to post_migrate in training.apps, the last of docloop's apps).
+ROLE_PERMISSIONS: dict[str, list] = {
+    REVIEWERS: [],
+    ADMINS: [
+        ("documents", "document"), ("documents", "page"), ("annotation", "entitytype"),
+        ("annotation", "annotation"), ("annotation", "annotationevent"), ("training", "trainingrun"),
+        ("training", "epochmetric"), ("training", "modelversion"), "training.send_feedback",
+    ],
+}
+
+
+def roles_ensure(**_signal_kwargs) -> None:
+    """Create the role groups and give them their permissions when missing (idempotent)."""
+    from django.contrib.auth.models import Group, Permission
+    from django.db.models import Q
+
+    for name, grants in ROLE_PERMISSIONS.items():
+        group, _created = Group.objects.get_or_create(name=name)
+        query = Q(pk__in=[])
+        for grant in grants:
+            if isinstance(grant, str):
+                app_label, codename = grant.split(".")
+                query |= Q(content_type__app_label=app_label, codename=codename)
+            else:
+                query |= Q(content_type__app_label=grant[0], content_type__model=grant[1])
+        group.permissions.add(*Permission.objects.filter(query))

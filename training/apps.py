@@ -15,3 +15,11 @@ class TrainingConfig(AppConfig):
         from training.services.feedback import feedback_lifecycle
 
         lifecycle_register("feedback update", feedback_lifecycle)
+
+        # The role groups come back after a flush (tests, `manage.py flush`): after this app's
+        # permissions exist, which Django's own post_migrate handler creates first.
+        from django.db.models.signals import post_migrate
+
+        from lib.roles import roles_ensure
+
+        post_migrate.connect(roles_ensure, sender=self, dispatch_uid="docloop-roles-ensure")

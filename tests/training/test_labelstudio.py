@@ -205,7 +205,7 @@ print("RESULT " + json.dumps(out))
 
 
 @pytest.mark.slow
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the migrated groups
+@pytest.mark.django_db(transaction=True)
 def test_label_studio_gets_pre_annotations_from_the_active_model_and_sends_annotations_back(
         live_server, label_studio_python, reviewer, import_corpus, media_root):
     import_corpus(8, sentences=4)
