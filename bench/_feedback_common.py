@@ -155,9 +155,17 @@ def full_run(*, epochs: int, document_ids: list[int] | None = None, activate: bo
 
 
 def start_worker(*queues: str) -> subprocess.Popen:
-    """A real `manage.py rqworker` (forking, as in production) in the background."""
+    """A real `manage.py rqworker` (forking, as in production) in the background; a worker of the token
+    queues (`training`) is registered first and gets its token, as `make run` does."""
+    from django.conf import settings
+
+    env = os.environ.copy()
+    if set(queues) & set(settings.DOCLOOP_TOKEN_QUEUES):
+        from training.services.workers import worker_register
+
+        _worker, env["DOCLOOP_WORKER_TOKEN"] = worker_register(name=f"bench-{os.getpid()}-{time.time_ns()}")
     return subprocess.Popen([sys.executable, str(BASE / "manage.py"), "rqworker", *queues], cwd=BASE,
-                            env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def load_average() -> str:
