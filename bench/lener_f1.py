@@ -154,7 +154,7 @@ def baseline_run(train_files, eval_files, *, window, epochs, lr, batch_size, see
     out = Path(tempfile.mkdtemp(prefix="hf-baseline-"))
     args = TrainingArguments(output_dir=str(out), num_train_epochs=epochs, learning_rate=lr,
                              per_device_train_batch_size=batch_size, seed=seed, save_strategy="no",
-                             warmup_ratio=WARMUP_RATIO, weight_decay=WEIGHT_DECAY,
+                             warmup_steps=WARMUP_RATIO, weight_decay=WEIGHT_DECAY,  # < 1: a ratio
                              report_to=[], logging_steps=10_000, disable_tqdm=True,
                              use_cpu=not torch.cuda.is_available())
     started = time.monotonic()
