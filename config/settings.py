@@ -186,7 +186,10 @@ RQ_QUEUES = {
 RQ_SHOW_ADMIN_LINK = True
 # Services enqueue inside transaction.on_commit themselves (so they learn the job id); django-rq must
 # not defer a second time.
-RQ = {"COMMIT_MODE": "auto"}
+# Workers are training.worker_runtime.Worker: RQ's forking worker, keeping the active models loaded
+# between jobs (DOCLOOP_WORKER_PRELOAD; always off on GPU hosts, where a forked job loads its own).
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "training.worker_runtime.Worker"}
+DOCLOOP_WORKER_PRELOAD = env_bool("DOCLOOP_WORKER_PRELOAD", True)
 
 # Jobs (lib.jobs): every job row's worker refreshes its heartbeat this often while it works; a running
 # row whose heartbeat is older than the stale timeout is failed and requeued by `manage.py reap_stale_jobs`.
@@ -262,9 +265,11 @@ DOCLOOP_FEEDBACK_LEARNING_RATE = float(env_str("DOCLOOP_FEEDBACK_LEARNING_RATE",
 # Replay windows from earlier reviewed documents per window of the documents sent (0 turns replay off).
 DOCLOOP_FEEDBACK_REPLAY_RATIO = float(env_str("DOCLOOP_FEEDBACK_REPLAY_RATIO", "1.0"))
 DOCLOOP_FEEDBACK_TOLERANCE = float(env_str("DOCLOOP_FEEDBACK_TOLERANCE", "0.02"))
-# The fixed validation set: the held-out documents of the full run the active version descends from, at
-# most this many words of them (the guardrail evaluates both versions on it, so it bounds the latency).
+# The guardrail's validation set: the held-out documents of the full run the active version descends from,
+# then one in DOCLOOP_FEEDBACK_VALIDATION_EVERY reviewed documents (chosen by SHA-256, never replayed; 0:
+# held-out documents only), at most this many words (both versions are scored on it: it bounds the latency).
 DOCLOOP_FEEDBACK_VALIDATION_WORDS = env_int("DOCLOOP_FEEDBACK_VALIDATION_WORDS", 5000)
+DOCLOOP_FEEDBACK_VALIDATION_EVERY = env_int("DOCLOOP_FEEDBACK_VALIDATION_EVERY", 4)
 # "Mark as reviewed" also sends the document to the model (for users allowed to).
 DOCLOOP_FEEDBACK_ON_REVIEW = env_bool("DOCLOOP_FEEDBACK_ON_REVIEW", False)
 # After a version is activated, re-predict at most this many documents not yet reviewed (0: none).

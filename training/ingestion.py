@@ -68,6 +68,19 @@ def predictor_for(version: ModelVersion):
         return _predictors[version.task][1]
 
 
+def predictors_preload() -> list[str]:
+    """Load the active version of every task into this process's cache (constructing the models only:
+    no forward pass, so that processes forked from this one can still use torch), and return the
+    artefacts now loaded. The training worker calls it before forking each job (training.worker_runtime)."""
+    loaded = []
+    for task in TASKS:
+        version = model_version_active(task=task)
+        if version is not None:
+            predictor_for(version)
+            loaded.append(version.artefact)
+    return loaded
+
+
 def document_predict(*, document: Document, version: ModelVersion):
     """The version's prediction for a document's words (for token classification, a TokenPrediction)."""
     words = document_words(document=document)

@@ -1,15 +1,26 @@
-"""What runs beside an RQ worker process: the periodic reaper and, for a registered training worker,
-the heartbeat of its TrainingWorker row. A daemon thread, so `make run` needs no cron and no extra
-process: every worker reaps every kind of stale job (lib.jobs.jobs_reap) each DOCLOOP_REAP_SECONDS."""
+"""What runs inside an RQ worker process besides RQ itself:
+
+- `WorkerCompanion`, the periodic reaper and, for a registered training worker, the heartbeat of its
+  TrainingWorker row. A daemon thread, so `make run` needs no cron and no extra process: every worker
+  reaps every kind of stale job (lib.jobs.jobs_reap) each DOCLOOP_REAP_SECONDS.
+- `Worker` (settings.RQ["WORKER_CLASS"]), RQ's forking worker that keeps the active models loaded: before
+  forking each job it loads the active version of every task into its own cache (only when that version
+  changed), so the job's process inherits the loaded model instead of reading it again.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
+from glob import glob
 
 from django.conf import settings
 from django.db import close_old_connections, connections
+
+from rq.worker import Worker as RQWorker
 
 from lib.jobs import jobs_reap
 from training.models import TrainingWorker
@@ -50,3 +61,49 @@ class WorkerCompanion(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def preload_is_safe() -> bool:
+    """Whether this process may load models before forking. Only on a CPU host: a process that touched
+    CUDA (or Apple's MPS) cannot hand it to a forked child, so where a GPU may be present the models are
+    loaded by each job instead. Decided without touching the GPU driver."""
+    return not (glob("/dev/nvidia[0-9]*") or sys.platform == "darwin")
+
+
+def device_description() -> str:
+    """The device this host's jobs run on (GPU name and memory, or cpu), asked of a separate Python
+    process: this one must not initialise CUDA, or the jobs it forks could not use the GPU."""
+    code = "from training.ml.device import describe_device, pick_device; print(describe_device(pick_device()))"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              cwd=settings.BASE_DIR, check=True)
+        return done.stdout.strip().splitlines()[-1]
+    except (subprocess.SubprocessError, OSError, IndexError) as exc:
+        logger.warning("could not describe the device: %s", exc)
+        return "unknown"
+
+
+class Worker(RQWorker):
+    """RQ's forking worker, keeping the active model of every task loaded between jobs.
+
+    Loading happens here, in the worker process, before the fork, and consists only of constructing the
+    models (no forward pass: torch's OpenMP thread pool does not survive a fork once it has run), so each
+    job inherits them copy-on-write; a model is reloaded only when its task's active version changes.
+    DOCLOOP_WORKER_PRELOAD=false turns it off; on a GPU host it is off by itself (`preload_is_safe`).
+    """
+
+    preload = None  # decided at the first job
+
+    def fork_work_horse(self, job, queue):
+        if self.preload is None:
+            self.preload = settings.DOCLOOP_WORKER_PRELOAD and preload_is_safe()
+        if self.preload:
+            try:
+                from training.ingestion import predictors_preload
+
+                predictors_preload()
+            except Exception:  # the job loads what it needs itself
+                logger.exception("could not preload the active models; the job will load them")
+            finally:
+                connections.close_all()  # a forked child must not share this process's database sockets
+        super().fork_work_horse(job, queue)

@@ -190,19 +190,32 @@ def _reviewed_rows(document_ids: list[int], task: str) -> list[dict]:
     return list(DatasetBuilder(task=task, filters=DatasetFilters(document_ids=tuple(document_ids))).rows())
 
 
+def _held_for_validation(sha256: str) -> bool:
+    """Whether a reviewed document belongs to the guardrail's share (one in DOCLOOP_FEEDBACK_VALIDATION_EVERY,
+    by its SHA-256: fixed for the document whatever else is reviewed, and independent of its contents)."""
+    every = settings.DOCLOOP_FEEDBACK_VALIDATION_EVERY
+    return every > 0 and int(sha256[-8:] or "0", 16) % every == 0
+
+
 def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[int]:
-    """The fixed validation set: the documents the full run at the root of the version's lineage held
-    out (its eval documents), still reviewed, up to DOCLOOP_FEEDBACK_VALIDATION_WORDS words; when that
-    run kept none, the reviewed documents first by SHA-256 (a fixed order) within the same budget."""
+    """The guardrail's validation set, up to DOCLOOP_FEEDBACK_VALIDATION_WORDS words, never the documents
+    being sent: first the documents the full run at the root of the version's lineage held out (by
+    SHA-256), then the reviewed documents of the validation share (`_held_for_validation`) in the order
+    they were reviewed, oldest first. The set grows with the reviewed documents until the budget is full,
+    and a document once in it stays there; parent and child are scored on the same set, and replay never
+    draws from it. One small held-out document alone is too noisy a guard: one entity more or less moves
+    its F1 by more than the tolerance."""
     root = version
     while root.parent_id is not None and root.kind != TrainingRun.Kind.FULL:
         root = root.parent
-    held = (root.run.dataset_stats or {}).get("eval_documents") or []
-    candidates = reviewed_documents().exclude(pk__in=exclude)
-    if held:
-        candidates = candidates.filter(pk__in=held)
+    held = set((root.run.dataset_stats or {}).get("eval_documents") or [])
+    reviewed = reviewed_documents().exclude(pk__in=exclude)
+    share = [(pk, count) for pk, count, sha in
+             reviewed.exclude(pk__in=held).order_by("reviewed_at", "id").values_list("pk", "word_count", "sha256")
+             if _held_for_validation(sha)]
+    ordered = [*reviewed.filter(pk__in=held).order_by("sha256").values_list("pk", "word_count"), *share]
     chosen, words = [], 0
-    for pk, count in candidates.order_by("sha256").values_list("pk", "word_count"):
+    for pk, count in ordered:
         if chosen and words + (count or 0) > settings.DOCLOOP_FEEDBACK_VALIDATION_WORDS:
             break
         chosen.append(pk)

@@ -31,7 +31,7 @@ class Command(RQWorkerCommand):
 
     def handle(self, *args, **options):
         from training.services.workers import worker_for_token, worker_started, worker_stopped
-        from training.worker_runtime import WorkerCompanion
+        from training.worker_runtime import WorkerCompanion, device_description
 
         queues = list(args) or ["default"]
         guarded = sorted(set(queues) & set(settings.DOCLOOP_TOKEN_QUEUES))
@@ -48,10 +48,8 @@ class Command(RQWorkerCommand):
             if registered is None:
                 self.refuse(f"{TOKEN_VARIABLE} is not a registered worker token (unknown or revoked); register "
                             "one with `manage.py register_worker NAME`. No job was taken.")
-            from training.ml.device import describe_device, pick_device
-
             worker_started(worker=registered, hostname=settings.DOCLOOP_WORKER_HOST or socket.gethostname(),
-                           pid=os.getpid(), queues=queues, device=describe_device(pick_device()))
+                           pid=os.getpid(), queues=queues, device=device_description())
             self.stdout.write(f"rqworker: registered worker {registered.name} on {', '.join(queues)}")
 
         from django_rq.workers import get_worker
