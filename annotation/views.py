@@ -282,10 +282,10 @@ def review_finish(request, pk: int):
         return _respond(request, document, error=" ".join(exc.messages))
     messages.success(request, _("“%(name)s” is reviewed and will be used for training.") % {"name": document})
     if settings.DOCLOOP_FEEDBACK_ON_REVIEW and request.user.has_perm("training.send_feedback"):
-        from training.services.feedback import FeedbackRefused, feedback_request_create
+        from training.services.feedback import FeedbackRefused, feedback_send
 
         try:
-            feedback_request_create(document=document, user=request.user)
+            feedback_send(document=document, user=request.user)
             messages.info(request, _("Sent to the model."))
         except FeedbackRefused as exc:
             messages.info(request, str(exc))

@@ -23,8 +23,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("documents/", review_views.queue, name="queue"),
     # Immediate feedback (training.views_feedback)
-    path("documents/<int:pk>/feedback", views_feedback.feedback_send, name="feedback"),
-    path("documents/<int:pk>/feedback/", views_feedback.feedback_send),
+    path("documents/<int:pk>/feedback", views_feedback.feedback_send_view, name="feedback"),
+    path("documents/<int:pk>/feedback/", views_feedback.feedback_send_view),
     path("documents/<int:pk>/feedback/panel/", views_feedback.feedback_panel, name="feedback-panel"),
     path("documents/<int:pk>/feedback/<int:request_id>/", views_feedback.feedback_status, name="feedback-status"),
     path("documents/", include("documents.urls")),

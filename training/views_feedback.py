@@ -3,6 +3,8 @@ update, and the model history page (validation F1 per label across versions, wha
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,8 +17,8 @@ from lib.decorators import reviewer_required
 from lib.roles import is_reviewer
 from training import selectors
 from training.api import api_error, api_view
-from training.models import FeedbackRequest, FeedbackUpdate
-from training.services.feedback import FeedbackRefused, feedback_request_create, feedback_request_status
+from training.models import FeedbackRequest, FeedbackUpdate, Task
+from training.services.feedback import FeedbackRefused, feedback_request_status, feedback_send
 
 PERMISSION = "training.send_feedback"
 
@@ -49,15 +51,37 @@ def _label_changes(update: FeedbackUpdate) -> list[dict]:
             for label in sorted(set(before) | set(after))]
 
 
+def _requested_task(request) -> str | None:
+    """The optional task of a feedback request: `task` in the JSON body or the form; None means every
+    task the document can teach. Raises ValueError with the reason for anything else."""
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(_("The request body is not JSON.")) from None
+        task = body.get("task") if isinstance(body, dict) else None
+    else:
+        task = request.POST.get("task")
+    if task in (None, ""):
+        return None
+    if task not in Task.values:
+        raise ValueError(_("Unknown task %(task)r: use one of %(tasks)s.") % {
+            "task": task, "tasks": ", ".join(Task.values)})
+    return task
+
+
 @require_POST
 @api_view(allowed=can_send_feedback)
-def feedback_send(request, pk: int):
-    """POST /documents/<id>/feedback: 202 with the job id and where to follow it; 404, 409 with a reason."""
+def feedback_send_view(request, pk: int):
+    """POST /documents/<id>/feedback: 202 with the job id and where to follow it; 404, 409 with a reason.
+    Sends the document to every task it can teach (its entities, its accepted class), or to `task`."""
     document = Document.objects.filter(pk=pk).first()
     if document is None:
         return api_error(_("There is no document %(id)s.") % {"id": pk}, status=404)
     try:
-        feedback = feedback_request_create(document=document, user=request.user)
+        sent = feedback_send(document=document, user=request.user, task=_requested_task(request))
+    except ValueError as exc:
+        return api_error(str(exc), status=400)
     except FeedbackRefused as exc:
         if request.htmx:  # htmx swaps only 2xx answers: the panel shows the reason instead
             return _panel(request, document, error=str(exc))
@@ -66,14 +90,18 @@ def feedback_send(request, pk: int):
             return redirect("annotation:review", pk=document.pk)
         return api_error(str(exc), status=409)
     if request.htmx:
-        return _panel(request, document, feedback=feedback, status=202)
+        return _panel(request, document, feedback=sent[0], status=202)
     if _wants_html(request):
         messages.success(request, _("Sent to the model; the review page shows its progress."))
         return redirect("annotation:review", pk=document.pk)
     from django.http import JsonResponse
 
-    return JsonResponse({"job_id": feedback.pk, "status": feedback.update.status,
-                         "status_url": request.build_absolute_uri(_status_url(feedback))}, status=202)
+    describe = lambda f: {"job_id": f.pk, "status": f.update.status,  # noqa: E731
+                          "status_url": request.build_absolute_uri(_status_url(f))}
+    body = describe(sent[0])
+    if len(sent) > 1:  # the document taught several tasks: each one's job, the first one's above
+        body["jobs"] = [{**describe(f), "task": f.task} for f in sent]
+    return JsonResponse(body, status=202)
 
 
 def _wants_html(request) -> bool:

@@ -19,7 +19,6 @@ from glob import glob
 
 from django.conf import settings
 from django.db import close_old_connections, connections
-
 from rq.worker import Worker as RQWorker
 
 from lib.jobs import jobs_reap

@@ -1,10 +1,12 @@
-"""Incremental updates: a few fine-tuning steps of a saved token classifier on freshly reviewed documents.
+"""Incremental updates: a few fine-tuning steps of a saved classifier on freshly reviewed documents.
 
 Plain Python, no Django (training.services.feedback calls it). Starting from the parent version's weights
-(the label set grows when the reviewer used a new entity type: the head gets rows for it and keeps the
-others), it trains `steps` optimizer steps on the windows of the documents sent, mixed with a replay sample
-of earlier reviewed documents so that earlier knowledge is kept, then scores parent and child on the same
-validation documents so the caller can apply its guardrail.
+(the label set grows when the reviewer used a new entity type or document class: the head gets rows for it
+and keeps the others), it trains `steps` optimizer steps on the windows of the documents sent, mixed with a
+replay sample of earlier reviewed documents so that earlier knowledge is kept, then scores parent and child
+on the same validation documents so the caller can apply its guardrail. One loop for both tasks:
+`update_token_classifier` (entities; span F1) and `update_text_classifier` (the document's class, taught
+to each of its windows; macro F1 of the document-level predictions).
 
 Words under an entity the reviewer has not decided on yet are left out of the loss (tag None): they are
 neither taught as entities nor as "O".
@@ -23,9 +25,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import set_seed
+from transformers import DataCollatorWithPadding, set_seed
 
+from training.ml import text_classification
 from training.ml.device import describe_device, pick_device
+from training.ml.text_classification import TextDocument
 from training.ml.token_classification import (
     META_FILE,
     TASK,
@@ -59,13 +63,16 @@ def _entity_types(labels: Sequence[str]) -> list[str]:
     return sorted({label[2:] for label in labels if label != "O"})
 
 
-def _grow_head(model, entity_types: list[str]) -> None:
-    """Give the classifier rows for new entity types, keeping the learnt rows of the known labels."""
+def _grow_head(model, labels: list[str]) -> None:
+    """Give the classifier rows for new labels (in `labels`' order), keeping the learnt rows of the known
+    ones; a new label starts as unlikely as the least likely known one (other than "O")."""
     old = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-    labels = bio_labels(entity_types)
     if labels == old:
         return
-    head = model.classifier
+    # BERT-like heads are one Linear layer; RoBERTa-like sequence heads end in `out_proj`.
+    owner, name = (model, "classifier") if isinstance(model.classifier, torch.nn.Linear) else (model.classifier,
+                                                                                              "out_proj")
+    head = getattr(owner, name)
     grown = torch.nn.Linear(head.in_features, len(labels)).to(head.weight.device)
     with torch.no_grad():
         grown.weight.normal_(0.0, model.config.initializer_range)
@@ -76,9 +83,9 @@ def _grow_head(model, entity_types: list[str]) -> None:
                 grown.bias[i] = head.bias[old.index(label)]
         known = [head.bias[old.index(label)] for label in old if label != "O"]
         for i, label in enumerate(labels):
-            if label not in old and known:  # a new type starts as unlikely as the least likely known one
+            if label not in old and known:
                 grown.bias[i] = min(known)
-    model.classifier = grown
+    setattr(owner, name, grown)
     model.num_labels = model.config.num_labels = len(labels)
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
@@ -98,43 +105,10 @@ def _items(tokenizer, docs: Sequence[TokenDocument], *, max_length: int, label2i
     return items
 
 
-def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedback_docs: Sequence[TokenDocument],
-                            replay_docs: Sequence[TokenDocument], validation_docs: Sequence[TokenDocument],
-                            config: FeedbackConfig, on_step: Callable[[dict], None] | None = None,
-                            before: dict | None = None) -> dict:
-    """Fine-tune a copy of `model` (the parent's, left untouched) and save it into `output_dir`.
-
-    Returns the parent's (`before` when given) and the child's validation scores, the entity types, and
-    what was trained on. An exception raised by `on_step` stops the update (how the caller cancels).
-    """
-    started = time.monotonic()
-    set_seed(config.seed)
-    device = pick_device(config.device)
-    parent = model.to(device)
-    timings = {}
-    mark = time.monotonic()
-    if before is None and validation_docs:  # the caller may know the parent's scores on these documents
-        before = evaluate(parent, tokenizer, validation_docs, max_length=config.max_length,
-                          batch_size=config.batch_size * 4, device=device)
-
-    known = _entity_types(parent.config.id2label.values())
-    seen = {tag[2:] for doc in [*feedback_docs, *replay_docs] for tag in doc.tags if tag not in (None, "O")}
-    entity_types = sorted(set(known) | seen)
-    timings["evaluate_parent"] = time.monotonic() - mark
-    mark = time.monotonic()
-    child = copy.deepcopy(parent)
-    _grow_head(child, entity_types)
-    label2id = child.config.label2id
-
-    fresh = _items(tokenizer, feedback_docs, max_length=config.max_length, label2id=label2id)
-    if not fresh:
-        raise ValueError("The documents sent have no reviewed words to learn from.")
-    rng = random.Random(config.seed)
-    replay = _items(tokenizer, replay_docs, max_length=config.max_length, label2id=label2id)
-    rng.shuffle(replay)
-    replay = replay[: int(round(config.replay_ratio * len(fresh)))]
-    pool = fresh + replay
-
+def _train(child, pool: list[dict], collate, *, config: FeedbackConfig, device: torch.device,
+           on_step: Callable[[dict], None] | None) -> list[float]:
+    """`config.steps` AdamW steps on batches drawn from `pool` (the head at head_lr_multiplier × the
+    learning rate, the embeddings frozen when asked, linear decay); the losses."""
     if config.freeze_embeddings:
         for name, parameter in child.named_parameters():
             if ".embeddings." in f".{name}":
@@ -148,13 +122,13 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / max(config.steps, 1))
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(pool, batch_size=min(config.batch_size, len(pool)), shuffle=True, generator=generator,
-                        collate_fn=_collate(tokenizer))
-    losses = []
+                        collate_fn=collate)
+    losses: list[float] = []
     child.train()
     step = 0
     while step < config.steps:
         for batch in loader:
-            batch.pop("word_index")
+            batch.pop("word_index", None)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = child(**batch).loss
             loss.backward()
@@ -168,28 +142,127 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
                 on_step({"step": step, "total_steps": config.steps, "loss": losses[-1]})
             if step >= config.steps:
                 break
-    timings["train"] = time.monotonic() - mark
-    mark = time.monotonic()
     child.eval()
     for parameter in child.parameters():
         parameter.requires_grad = True
+    return losses
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / max(1, len(values))
+
+
+def _summary(*, started: float, losses: list[float], fresh: list, replay: list, device, timings: dict) -> dict:
+    fifth = max(1, len(losses) // 5)
+    return {"feedback_windows": len(fresh), "replay_windows": len(replay), "steps": len(losses),
+            "first_loss": _mean(losses[:fifth]), "last_loss": _mean(losses[-fifth:]),
+            "seconds": time.monotonic() - started, "device": describe_device(device),
+            "loss_is_finite": all(math.isfinite(x) for x in losses), "timings": timings}
+
+
+def _mix(fresh: list[dict], replay: list[dict], config: FeedbackConfig) -> tuple[list[dict], list[dict]]:
+    if not fresh:
+        raise ValueError("The documents sent have no reviewed words to learn from.")
+    replay = list(replay)
+    random.Random(config.seed).shuffle(replay)
+    replay = replay[: int(round(config.replay_ratio * len(fresh)))]
+    return fresh + replay, replay
+
+
+def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedback_docs: Sequence[TokenDocument],
+                            replay_docs: Sequence[TokenDocument], validation_docs: Sequence[TokenDocument],
+                            config: FeedbackConfig, on_step: Callable[[dict], None] | None = None,
+                            before: dict | None = None) -> dict:
+    """Fine-tune a copy of `model` (the parent's, left untouched) and save it into `output_dir`.
+
+    Returns the parent's (`before` when given) and the child's validation scores, the entity types
+    (`labels`), and what was trained on. An exception raised by `on_step` stops the update (how the caller
+    cancels).
+    """
+    started = time.monotonic()
+    set_seed(config.seed)
+    device = pick_device(config.device)
+    parent = model.to(device)
+    timings = {}
+    mark = time.monotonic()
+    if before is None and validation_docs:  # the caller may know the parent's scores on these documents
+        before = evaluate(parent, tokenizer, validation_docs, max_length=config.max_length,
+                          batch_size=config.batch_size * 4, device=device)
+    timings["evaluate_parent"] = time.monotonic() - mark
+
+    known = _entity_types(parent.config.id2label.values())
+    seen = {tag[2:] for doc in [*feedback_docs, *replay_docs] for tag in doc.tags if tag not in (None, "O")}
+    entity_types = sorted(set(known) | seen)
+    mark = time.monotonic()
+    child = copy.deepcopy(parent)
+    _grow_head(child, bio_labels(entity_types))
+    label2id = child.config.label2id
+    pool, replay = _mix(_items(tokenizer, feedback_docs, max_length=config.max_length, label2id=label2id),
+                        _items(tokenizer, replay_docs, max_length=config.max_length, label2id=label2id), config)
+    fresh = pool[: len(pool) - len(replay)]
+    losses = _train(child, pool, _collate(tokenizer), config=config, device=device, on_step=on_step)
+    timings["train"] = time.monotonic() - mark
+    mark = time.monotonic()
     after = evaluate(child, tokenizer, validation_docs, max_length=config.max_length,
                      batch_size=config.batch_size * 4, device=device) if validation_docs else None
-
     timings["evaluate_child"] = time.monotonic() - mark
+    _save(child, tokenizer, output_dir, {"task": TASK, "max_length": config.max_length,
+                                         "labels": bio_labels(entity_types), "feedback": asdict(config),
+                                         "train_windows": len(pool), "device": describe_device(device)})
+    return {"before": before, "after": after, "entity_types": entity_types, "labels": entity_types,
+            **_summary(started=started, losses=losses, fresh=fresh, replay=replay, device=device, timings=timings)}
+
+
+def update_text_classifier(*, model, tokenizer, output_dir: str | Path, feedback_docs: Sequence[TextDocument],
+                           replay_docs: Sequence[TextDocument], validation_docs: Sequence[TextDocument],
+                           config: FeedbackConfig, on_step: Callable[[dict], None] | None = None,
+                           before: dict | None = None) -> dict:
+    """The same update for a document classifier: each window of a document sent is taught the
+    document's class; validation scores are the document-level class metrics (macro F1 as `f1`)."""
+    started = time.monotonic()
+    set_seed(config.seed)
+    device = pick_device(config.device)
+    parent = model.to(device)
+    timings = {}
+    mark = time.monotonic()
+    known = [parent.config.id2label[i] for i in range(len(parent.config.id2label))]
+    classes = sorted(set(known) | {doc.label for doc in [*feedback_docs, *replay_docs, *validation_docs]})
+    # Parent and child are scored over the same classes, so that their macro F1s compare.
+    scores = lambda m: _class_scores(text_classification.evaluate(  # noqa: E731
+        m, tokenizer, validation_docs, max_length=config.max_length, batch_size=config.batch_size * 4,
+        device=device, labels=classes))
+    if validation_docs and (before is None or sorted(before.get("per_label") or {}) != classes):
+        before = scores(parent)
+    timings["evaluate_parent"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    child = copy.deepcopy(parent)
+    _grow_head(child, classes)
+    label2id = child.config.label2id
+    encode = lambda docs: [item for doc in docs for item in text_classification.encode_document(  # noqa: E731
+        tokenizer, doc, max_length=config.max_length, label_id=label2id[doc.label])]
+    pool, replay = _mix(encode(feedback_docs), encode(replay_docs), config)
+    fresh = pool[: len(pool) - len(replay)]
+    losses = _train(child, pool, DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8), config=config,
+                    device=device, on_step=on_step)
+    timings["train"] = time.monotonic() - mark
+    mark = time.monotonic()
+    after = scores(child) if validation_docs else None
+    timings["evaluate_child"] = time.monotonic() - mark
+    _save(child, tokenizer, output_dir, {"task": text_classification.TASK, "max_length": config.max_length,
+                                         "labels": classes, "aggregation": "mean of windows", "feedback": asdict(config),
+                                         "train_windows": len(pool), "device": describe_device(device)})
+    return {"before": before, "after": after, "labels": classes,
+            **_summary(started=started, losses=losses, fresh=fresh, replay=replay, device=device, timings=timings)}
+
+
+def _class_scores(scores: dict) -> dict:
+    return {k: v for k, v in scores.items() if k not in {"gold", "predicted"}}
+
+
+def _save(model, tokenizer, output_dir: str | Path, meta: dict) -> None:
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    child.save_pretrained(output)
+    model.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    labels = bio_labels(entity_types)
-    meta = {"task": TASK, "max_length": config.max_length, "labels": labels, "feedback": asdict(config),
-            "train_windows": len(pool), "device": describe_device(device)}
     (output / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    first = sum(losses[: max(1, len(losses) // 5)]) / max(1, len(losses[: max(1, len(losses) // 5)]))
-    last = sum(losses[-max(1, len(losses) // 5):]) / max(1, len(losses[-max(1, len(losses) // 5):]))
-    return {
-        "before": before, "after": after, "entity_types": entity_types, "feedback_windows": len(fresh),
-        "replay_windows": len(replay), "steps": step, "first_loss": first, "last_loss": last,
-        "seconds": time.monotonic() - started, "device": describe_device(device),
-        "loss_is_finite": all(math.isfinite(x) for x in losses), "timings": timings,
-    }

@@ -131,18 +131,23 @@ def _document_probabilities(model, collator, items: list[dict], *, batch_size: i
 
 
 def evaluate(model, tokenizer, docs: Sequence[TextDocument], *, max_length: int, batch_size: int,
-             device: torch.device) -> dict:
+             device: torch.device, labels: Sequence[str] | None = None) -> dict:
+    """Document-level class scores over `labels` (default: the model's classes, plus any gold class it
+    does not know, which it can then never predict; such documents have no loss)."""
     id2label = model.config.id2label
     label2id = {v: k for k, v in id2label.items()}
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     gold, predicted, losses = [], [], []
     for doc in docs:
-        items = encode_document(tokenizer, doc, max_length=max_length, label_id=label2id[doc.label])
+        items = encode_document(tokenizer, doc, max_length=max_length, label_id=label2id.get(doc.label))
         probabilities, loss = _document_probabilities(model, collator, items, batch_size=batch_size, device=device)
         gold.append(doc.label)
         predicted.append(id2label[int(probabilities.argmax())])
-        losses.append(loss)
-    scores = class_scores(gold, predicted, [id2label[i] for i in range(len(id2label))])
+        if loss is not None:
+            losses.append(loss)
+    known = [id2label[i] for i in range(len(id2label))]
+    labels = list(labels) if labels is not None else known + sorted(set(gold) - set(known))
+    scores = class_scores(gold, predicted, labels)
     scores["loss"] = sum(losses) / len(losses) if losses else None
     scores["gold"], scores["predicted"] = gold, predicted
     return scores

@@ -32,7 +32,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from annotation.models import Annotation, AnnotationEvent
+from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, DocumentClassification
 from documents.models import Document
 from lib import jobs
 from training.artefacts import artefact_delete, artefact_upload
@@ -42,7 +42,8 @@ from training.services.versions import model_version_activate, version_number_ne
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_TASKS = (Task.TOKEN_CLASSIFICATION,)
+SUPPORTED_TASKS = (Task.TOKEN_CLASSIFICATION, Task.TEXT_CLASSIFICATION)
+REPLAY_DOCUMENTS = 4  # earlier documents drawn per document sent, before the replay windows are sampled
 
 
 class FeedbackRefused(Exception):
@@ -75,19 +76,26 @@ def _lock_task(task: str) -> None:
 
 def feedback_request_create(*, document: Document, user: AbstractBaseUser | None,
                             task: str = Task.TOKEN_CLASSIFICATION) -> FeedbackRequest:
-    """Send the document's reviewed annotations to the model: attach it to the task's queued update."""
+    """Send the document's reviewed annotations (its entities, or for text classification its accepted
+    class) to the task's model: attach it to the task's queued update."""
     if task not in SUPPORTED_TASKS:
         raise FeedbackRefused(_("Feedback is not available for %(task)s yet.") % {"task": task})
     if document.status != Document.Status.READY:
         raise FeedbackRefused(_("The document is not ready: it has no words to learn from."))
-    decided = Annotation.objects.filter(document=document,
-                                        status__in=[Annotation.Status.ACCEPTED, Annotation.Status.REJECTED])
-    if not decided.exists():
-        raise FeedbackRefused(_("The document has no reviewed annotations: accept, add or reject entities "
-                                "first."))
+    if task == Task.TEXT_CLASSIFICATION:
+        if not DocumentClassification.objects.filter(document=document, status=Annotation.Status.ACCEPTED).exists():
+            raise FeedbackRefused(_("The document has no accepted class: choose or accept its class first."))
+        events = DocumentClassEvent.objects.filter(document=document)
+    else:
+        decided = Annotation.objects.filter(document=document,
+                                            status__in=[Annotation.Status.ACCEPTED, Annotation.Status.REJECTED])
+        if not decided.exists():
+            raise FeedbackRefused(_("The document has no reviewed annotations: accept, add or reject entities "
+                                    "first."))
+        events = AnnotationEvent.objects.filter(document=document)
     if model_version_active(task=task) is None:
         raise FeedbackRefused(_("There is no active model version to start from: train one first."))
-    event_id = AnnotationEvent.objects.filter(document=document).aggregate(m=Max("id"))["m"] or 0
+    event_id = events.aggregate(m=Max("id"))["m"] or 0
     lifecycle = feedback_lifecycle()
     with transaction.atomic():
         _lock_task(task)
@@ -101,6 +109,24 @@ def feedback_request_create(*, document: Document, user: AbstractBaseUser | None
         if created:
             jobs.job_enqueue(lifecycle, update.pk)
     return request
+
+
+def feedback_send(*, document: Document, user: AbstractBaseUser | None, task: str | None = None
+                  ) -> list[FeedbackRequest]:
+    """What "Send to model" does: one request per task the document can teach (its entities to the
+    entity tagger, its accepted class to the document classifier), or only `task` when given. Raises
+    FeedbackRefused when no task can learn from it, with the reason of a task that has an active version."""
+    if task is not None:
+        return [feedback_request_create(document=document, user=user, task=task)]
+    sent, refusals = [], []
+    for each in SUPPORTED_TASKS:
+        try:
+            sent.append(feedback_request_create(document=document, user=user, task=each))
+        except FeedbackRefused as exc:
+            refusals.append((model_version_active(task=each) is not None, exc))
+    if not sent:
+        raise max(refusals, key=lambda refusal: refusal[0])[1]  # the first task with a version, else the first
+    return sent
 
 
 def feedback_request_status(*, request: FeedbackRequest) -> dict:
@@ -197,6 +223,14 @@ def _held_for_validation(sha256: str) -> bool:
     return every > 0 and int(sha256[-8:] or "0", 16) % every == 0
 
 
+def _learnable(task: str):
+    """The reviewed documents a task can learn from (for text classification: those with an accepted class)."""
+    reviewed = reviewed_documents()
+    if task == Task.TEXT_CLASSIFICATION:
+        reviewed = reviewed.filter(classification__status=Annotation.Status.ACCEPTED)
+    return reviewed
+
+
 def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[int]:
     """The guardrail's validation set, up to DOCLOOP_FEEDBACK_VALIDATION_WORDS words, never the documents
     being sent: first the documents the full run at the root of the version's lineage held out (by
@@ -209,7 +243,7 @@ def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[in
     while root.parent_id is not None and root.kind != TrainingRun.Kind.FULL:
         root = root.parent
     held = set((root.run.dataset_stats or {}).get("eval_documents") or [])
-    reviewed = reviewed_documents().exclude(pk__in=exclude)
+    reviewed = _learnable(version.task).exclude(pk__in=exclude)
     share = [(pk, count) for pk, count, sha in
              reviewed.exclude(pk__in=held).order_by("reviewed_at", "id").values_list("pk", "word_count", "sha256")
              if _held_for_validation(sha)]
@@ -224,15 +258,25 @@ def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[in
 
 
 def _replay_documents(*, task: str, exclude: set[int], count: int, seed: int) -> list[int]:
-    pool = list(reviewed_documents().exclude(pk__in=exclude).values_list("pk", flat=True))
+    pool = list(_learnable(task).exclude(pk__in=exclude).values_list("pk", flat=True))
     random.Random(seed).shuffle(pool)
     return sorted(pool[:count])
+
+
+def _class_rows(document_ids: list[int]) -> list[dict]:
+    """Rows of the documents sent, reviewed or not, that have an accepted class: their text and class."""
+    from training.dataset_builder import _classes_now, _words_by_document, document_text
+
+    classes = _classes_now(document_ids)
+    ids = [pk for pk in document_ids if pk in classes]
+    words = _words_by_document(ids) if ids else {}
+    return [{"document": pk, "text": document_text(*words[pk]), "label": classes[pk]} for pk in ids if pk in words]
 
 
 def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     from training.ingestion import predictor_for
     from training.ml import feedback as ml_feedback
-    from training.ml.token_classification import document_from_row
+    from training.tasks import task_spec
 
     heartbeat = jobs.Heartbeat(lifecycle, update.pk, worker=worker)
     parent = update.parent_version
@@ -245,7 +289,10 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
         events[str(r.document_id)] = max(events.get(str(r.document_id), 0), r.event_id)
     hp = feedback_config()
     validation = validation_documents(version=parent, exclude=set(document_ids))
-    replay_count = max(1, round(hp["replay_ratio"] * len(document_ids))) if hp["replay_ratio"] > 0 else 0
+    # Replay windows (replay_ratio × the windows sent) are drawn from several earlier documents, so that
+    # they cover many entity types or classes, not just those of one document.
+    replay_count = REPLAY_DOCUMENTS * max(1, round(hp["replay_ratio"] * len(document_ids))) \
+        if hp["replay_ratio"] > 0 else 0
     replay = _replay_documents(task=update.task, exclude=set(document_ids) | set(validation), count=replay_count,
                                seed=update.pk)
     learnt_from = {"documents": document_ids, "events": events, "requests": [r.pk for r in requests],
@@ -263,15 +310,24 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     mark = time.monotonic()
     predictor = predictor_for(parent)
     load_seconds = time.monotonic() - mark
+    document_from_row = task_spec(update.task).ml().document_from_row
     to_docs = lambda rows: [document_from_row(row) for row in rows]  # noqa: E731
     config = ml_feedback.FeedbackConfig(**hp, max_length=predictor.max_length, seed=update.pk)
+    if update.task == Task.TEXT_CLASSIFICATION:
+        learn, sent_rows = ml_feedback.update_text_classifier, _class_rows(document_ids)
+    else:
+        learn, sent_rows = ml_feedback.update_token_classifier, _document_rows(document_ids)
+    validation_rows = _reviewed_rows(validation, update.task)
+    if not validation_rows:
+        raise ValueError(_("There are no reviewed documents to validate on besides the ones sent; the "
+                           "guardrail cannot compare versions."))
     with tempfile.TemporaryDirectory(prefix=f"docloop-feedback{update.pk}-") as tmp:
         output = Path(tmp) / "model"
-        result = ml_feedback.update_token_classifier(
+        result = learn(
             model=predictor.model, tokenizer=predictor.tokenizer, output_dir=output,
-            feedback_docs=to_docs(_document_rows(document_ids)),
+            feedback_docs=to_docs(sent_rows),
             replay_docs=to_docs(_reviewed_rows(replay, update.task)),
-            validation_docs=to_docs(_reviewed_rows(validation, update.task)),
+            validation_docs=to_docs(validation_rows),
             config=config, on_step=lambda _step: heartbeat(), before=known)
         heartbeat(force=True)
         before, after = result["before"], result["after"]
@@ -287,7 +343,7 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
                                              "last_loss", "seconds")},
                    "timings": {"load_parent": load_seconds, **result["timings"]}}
         version = _publish(update, worker=worker, lifecycle=lifecycle, local_dir=output, parent=parent,
-                           labels=result["entity_types"], metrics=metrics, reason=reason,
+                           labels=result["labels"], metrics=metrics, reason=reason,
                            user=requests[0].requested_by if requests else None, device=result["device"])
     if version.is_active:
         transaction.on_commit(lambda: _enqueue_rescore(version.pk))
@@ -356,15 +412,20 @@ def _enqueue_rescore(version_id: int) -> None:
 def documents_rescore(*, version: ModelVersion, limit: int | None = None) -> int:
     """Predict again, with `version`, the ready documents nobody has marked reviewed (most recent first),
     while it stays the active version. The old version's undecided predictions are deleted (with events)
-    and the new ones written; accepted, rejected and human-made entities are never touched. Idempotent:
+    and the new ones written; accepted, rejected and human-made entities, and a class a reviewer chose or
+    accepted, are never touched. Idempotent:
     a document that already holds this version's predictions is skipped. Returns how many changed."""
     from annotation.services import annotations_withdraw_predictions
     from training.ingestion import document_predict
     from training.tasks import task_spec
 
     limit = settings.DOCLOOP_FEEDBACK_RESCORE_LIMIT if limit is None else limit
-    pending = (Document.objects.filter(status=Document.Status.READY, reviewed_at__isnull=True)
-               .exclude(annotations__model_version=version).order_by("-id").values_list("pk", flat=True))
+    tokens = version.task == Task.TOKEN_CLASSIFICATION
+    pending = Document.objects.filter(status=Document.Status.READY, reviewed_at__isnull=True)
+    pending = (pending.exclude(annotations__model_version=version) if tokens
+               else pending.exclude(classification__model_version=version)  # a decided class stays as it is
+               .exclude(classification__status__in=[Annotation.Status.ACCEPTED, Annotation.Status.REJECTED]))
+    pending = pending.order_by("-id").values_list("pk", flat=True)
     done = 0
     for pk in list(pending.distinct()[:limit]):
         if not ModelVersion.objects.filter(pk=version.pk, is_active=True).exists():
@@ -372,7 +433,8 @@ def documents_rescore(*, version: ModelVersion, limit: int | None = None) -> int
         document = Document.objects.get(pk=pk)
         prediction = document_predict(document=document, version=version)
         with transaction.atomic():
-            annotations_withdraw_predictions(document=document, user=None)
+            if tokens:  # a document's predicted class is replaced in place by the write below
+                annotations_withdraw_predictions(document=document, user=None)
             task_spec(version.task).write(document=document, version=version, prediction=prediction)
         done += 1
     return done
