@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -60,7 +61,8 @@ def ours(train, dev, args, types) -> dict:
     config = TokenTrainConfig(base_model=args.model, output_dir=tempfile.mkdtemp(prefix="ours-"), entity_types=types,
                               epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, weight_decay=0.0,
                               warmup_ratio=0.0, max_length=args.window, seed=args.seed, patience=0,
-                              freeze_embeddings=args.freeze_embeddings, group_by_length=not args.no_grouping)
+                              freeze_embeddings=args.freeze_embeddings, group_by_length=not args.no_grouping,
+                              cpu_bf16=not args.ours_fp32)
     result = train_token_classifier(config, train, dev, on_step=on_step)
     # An epoch's training time: from its first step's end to its last one's, scaled to all its steps (the
     # first step's own start is not observable without a hook inside the loop).
@@ -116,6 +118,11 @@ def main() -> None:
     parser.add_argument("--model", default=os.environ.get("DOCLOOP_BASE_MODEL") or base_model())
     parser.add_argument("--freeze-embeddings", action="store_true", help="docloop side: word embeddings frozen")
     parser.add_argument("--no-grouping", action="store_true", help="docloop side: no length-grouped batches")
+    parser.add_argument("--ours-fp32", action="store_true",
+                        help="docloop side: no bf16 mixed precision on the CPU (on by default where the CPU has "
+                             "native bf16: AMX or AVX512-BF16)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="run every seed and print the mean and standard deviation (default: --seed)")
     parser.add_argument("--only", choices=["ours", "vanilla"], default=None)
     args = parser.parse_args()
     if not DATA.exists():
@@ -125,18 +132,29 @@ def main() -> None:
     print(f"train {len(train)} documents, {sum(len(d.words) for d in train)} words; dev {len(dev)} documents; "
           f"epochs {args.epochs}, lr {args.lr}, batch {args.batch_size}, window {args.window}, seed {args.seed}, "
           f"freeze_embeddings {args.freeze_embeddings}, grouping {not args.no_grouping}", flush=True)
-    results = {}
-    if args.only in (None, "vanilla"):
-        results["vanilla Trainer"] = vanilla(train, dev, args, types)
-    if args.only in (None, "ours"):
-        results["docloop"] = ours(train, dev, args, types)
-    print(f"{'path':16} {'windows':>8} {'train s':>8} {'samples/s':>10} {'dev F1':>7}")
-    for name, r in results.items():
-        print(f"{name:16} {r['windows']:8d} {r['train_seconds']:8.1f} {r['samples_per_second']:10.2f} {r['f1']:7.4f}")
-    if len(results) == 2:
-        a, b = results["docloop"], results["vanilla Trainer"]
-        print(f"ratio docloop/vanilla samples/s: {a['samples_per_second'] / b['samples_per_second']:.2f}; "
-              f"F1 difference (docloop - vanilla): {100 * (a['f1'] - b['f1']):+.1f} points")
+    seeds = args.seeds or [args.seed]
+    runs: dict[str, list[dict]] = {}
+    for seed in seeds:
+        args.seed = seed
+        if args.only in (None, "vanilla"):
+            runs.setdefault("vanilla Trainer", []).append(vanilla(train, dev, args, types))
+        if args.only in (None, "ours"):
+            runs.setdefault("docloop", []).append(ours(train, dev, args, types))
+        print(f"seed {seed}: " + "; ".join(f"{name} {r[-1]['samples_per_second']:.2f} samples/s, F1 {r[-1]['f1']:.4f}"
+                                            for name, r in runs.items()), flush=True)
+    print(f"{'path':16} {'windows':>8} {'train s':>8} {'samples/s':>10} {'dev F1':>16}   ({len(seeds)} seeds)")
+    mean = lambda values: statistics.fmean(values)  # noqa: E731
+    sd = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
+    for name, rs in runs.items():
+        f1s = [r["f1"] for r in rs]
+        print(f"{name:16} {rs[0]['windows']:8d} {mean([r['train_seconds'] for r in rs]):8.1f} "
+              f"{mean([r['samples_per_second'] for r in rs]):10.2f} {mean(f1s):7.4f} ± {sd(f1s):.4f}")
+    if len(runs) == 2:
+        ratios = [o["samples_per_second"] / v["samples_per_second"]
+                  for o, v in zip(runs["docloop"], runs["vanilla Trainer"], strict=True)]
+        gap = mean([r["f1"] for r in runs["docloop"]]) - mean([r["f1"] for r in runs["vanilla Trainer"]])
+        print(f"ratio docloop/vanilla samples/s: {mean(ratios):.2f} (per seed: "
+              f"{', '.join(f'{r:.2f}' for r in ratios)}); F1 difference (docloop - vanilla): {gap * 100:+.1f} points")
 
 
 if __name__ == "__main__":

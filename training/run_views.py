@@ -6,12 +6,14 @@ Thin views: the writes are services (training.services.runs / versions), the rea
 from __future__ import annotations
 
 import tempfile
+from functools import wraps
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -163,34 +165,44 @@ def _version_json(v: ModelVersion) -> dict:
             "created_at": v.created_at, "activated_at": v.activated_at}
 
 
-def _get_run(pk: int) -> TrainingRun | None:
-    return TrainingRun.objects.select_related("created_by").filter(pk=pk).first()
+def _api_object(queryset, missing: str):
+    """Decorate a JSON view taking `pk`: call it with the object instead, or answer 404 with `missing`."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, pk: int):
+            found = queryset.filter(pk=pk).first()
+            if found is None:
+                return api_error(str(missing), status=404)
+            return view(request, found)
+
+        return wrapper
+
+    return decorate
+
+
+with_run = _api_object(TrainingRun.objects.select_related("created_by"), _lazy("No such run."))
+with_version = _api_object(ModelVersion.objects.select_related("run"), _lazy("No such version."))
 
 
 @require_GET
 @api_view(allowed=is_reviewer)
-def api_run(request, pk: int):
-    run = _get_run(pk)
-    if run is None:
-        return api_error(_("No such run."), status=404)
+@with_run
+def api_run(request, run: TrainingRun):
     return JsonResponse(_run_json(run))
 
 
 @require_GET
 @api_view(allowed=is_reviewer)
-def api_run_metrics(request, pk: int):
-    run = _get_run(pk)
-    if run is None:
-        return api_error(_("No such run."), status=404)
+@with_run
+def api_run_metrics(request, run: TrainingRun):
     return JsonResponse({"run": run.pk, "epochs": run_epochs_json(run=run)})
 
 
 @require_GET
 @api_view(allowed=is_reviewer)
-def api_run_logs(request, pk: int):
-    run = _get_run(pk)
-    if run is None:
-        return api_error(_("No such run."), status=404)
+@with_run
+def api_run_logs(request, run: TrainingRun):
     try:
         after = int(request.GET.get("after", 0))
     except ValueError:
@@ -202,10 +214,8 @@ def api_run_logs(request, pk: int):
 
 @require_POST
 @api_view(allowed=is_admin)
-def api_run_cancel(request, pk: int):
-    run = _get_run(pk)
-    if run is None:
-        return api_error(_("No such run."), status=404)
+@with_run
+def api_run_cancel(request, run: TrainingRun):
     if not training_run_cancel(run=run, user=request.user):
         return api_error(_("Run %(id)s is not queued or running; nothing to cancel.") % {"id": run.pk},
                          status=409)
@@ -214,10 +224,8 @@ def api_run_cancel(request, pk: int):
 
 @require_POST
 @api_view(allowed=is_admin)
-def api_run_reproduce(request, pk: int):
-    run = _get_run(pk)
-    if run is None:
-        return api_error(_("No such run."), status=404)
+@with_run
+def api_run_reproduce(request, run: TrainingRun):
     try:
         new = training_run_reproduce(run=run, user=request.user)
     except ValidationError as exc:
@@ -235,10 +243,8 @@ def api_versions(request):
 
 @require_GET
 @api_view(allowed=is_reviewer)
-def api_version(request, pk: int):
-    version = ModelVersion.objects.select_related("run").filter(pk=pk).first()
-    if version is None:
-        return api_error(_("No such version."), status=404)
+@with_version
+def api_version(request, version: ModelVersion):
     events = [{"action": e.action, "user": getattr(e.user, "username", None), "previous": e.previous_id,
                "at": e.created_at} for e in version.events.select_related("user")]
     return JsonResponse({**_version_json(version), "events": events})
@@ -246,10 +252,8 @@ def api_version(request, pk: int):
 
 @require_POST
 @api_view(allowed=is_admin)
-def api_version_activate(request, pk: int):
-    version = ModelVersion.objects.select_related("run").filter(pk=pk).first()
-    if version is None:
-        return api_error(_("No such version."), status=404)
+@with_version
+def api_version_activate(request, version: ModelVersion):
     version = model_version_activate(version=version, user=request.user)
     event = ModelVersionEvent.objects.filter(version=version).first()
     return JsonResponse({**_version_json(version), "event": event.action})

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, set_seed
 
 from training.ml import text_classification
-from training.ml.device import describe_device, pick_device
+from training.ml.device import adamw, autocast_dtype, describe_device, pick_device
 from training.ml.text_classification import TextDocument
 from training.ml.token_classification import (
     META_FILE,
@@ -56,6 +56,7 @@ class FeedbackConfig:
     head_lr_multiplier: float = 10.0
     # Leave the embedding matrix as it is: a third of the parameters, slow to update, little to gain.
     freeze_embeddings: bool = True
+    cpu_bf16: bool = True  # bf16 mixed precision on CPUs that compute it natively (training.ml.device)
     device: str | None = None
 
 
@@ -116,9 +117,11 @@ def _train(child, pool: list[dict], collate, *, config: FeedbackConfig, device: 
     trainable = [p for p in child.parameters() if p.requires_grad]
     head = [p for name, p in child.named_parameters() if p.requires_grad and name.startswith("classifier.")]
     body = [p for name, p in child.named_parameters() if p.requires_grad and not name.startswith("classifier.")]
-    optimizer = torch.optim.AdamW([{"params": body, "lr": config.learning_rate},
-                                   {"params": head, "lr": config.learning_rate * config.head_lr_multiplier}],
-                                  weight_decay=0.0)
+    optimizer = adamw([{"params": body, "lr": config.learning_rate},
+                       {"params": head, "lr": config.learning_rate * config.head_lr_multiplier}],
+                      device=device, weight_decay=0.0)
+    dtype = autocast_dtype(device, cpu_bf16=config.cpu_bf16)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / max(config.steps, 1))
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(pool, batch_size=min(config.batch_size, len(pool)), shuffle=True, generator=generator,
@@ -130,10 +133,13 @@ def _train(child, pool: list[dict], collate, *, config: FeedbackConfig, device: 
         for batch in loader:
             batch.pop("word_index", None)
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss = child(**batch).loss
-            loss.backward()
+            with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+                loss = child(**batch).loss
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())

@@ -31,7 +31,7 @@ from transformers import (
     set_seed,
 )
 
-from training.ml.device import autocast_dtype, describe_device, pick_device
+from training.ml.device import adamw, autocast_dtype, describe_device, pick_device
 from training.ml.hyperparameters import DEFAULTS
 from training.ml.metrics import class_scores
 from training.ml.windows import encode_windows
@@ -85,6 +85,7 @@ class TextTrainConfig:
     max_length: int = DEFAULTS["max_length"]
     seed: int = DEFAULTS["seed"]
     patience: int = DEFAULTS["patience"]  # stop when macro F1 has not improved for this many epochs (0: never)
+    cpu_bf16: bool = True  # bf16 mixed precision on CPUs that compute it natively (training.ml.device)
     max_train_windows: int | None = None  # cap for quick runs, like run_glue's max_train_samples
     device: str | None = None
 
@@ -186,11 +187,11 @@ def train_text_classifier(config: TextTrainConfig, train_docs: Sequence[TextDocu
          "weight_decay": config.weight_decay},
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    optimizer = adamw(groups, device=device, lr=config.learning_rate)
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    dtype = autocast_dtype(device)
+    dtype = autocast_dtype(device, cpu_bf16=config.cpu_bf16)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
     history = []

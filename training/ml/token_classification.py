@@ -30,7 +30,7 @@ from transformers import (
 )
 
 from training.ml.bio import bio_to_spans
-from training.ml.device import autocast_dtype, describe_device, pick_device
+from training.ml.device import adamw, autocast_dtype, describe_device, pick_device
 from training.ml.hyperparameters import DEFAULTS
 from training.ml.metrics import entity_type_confusion, macro_f1, span_coverage, span_scores
 from training.ml.windows import IGNORE, encode_windows
@@ -89,6 +89,8 @@ class TokenTrainConfig:
     group_by_length: bool = True
     # Freeze the word-embedding table: on CPU its AdamW update is about half of a MiniLM step.
     freeze_embeddings: bool = False
+    # Train in bf16 mixed precision on CPUs that compute bf16 natively (training.ml.device).
+    cpu_bf16: bool = True
     max_train_windows: int | None = None  # cap for quick runs, like run_ner's max_train_samples
     device: str | None = None
 
@@ -268,11 +270,11 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
         {"params": [p for n, p in trainable if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
         {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    optimizer = adamw(groups, device=device, lr=config.learning_rate)
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    dtype = autocast_dtype(device)
+    dtype = autocast_dtype(device, cpu_bf16=config.cpu_bf16)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
     history: list[dict] = []
