@@ -67,6 +67,11 @@ def _setup(url: str, media: Path) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ["MEDIA_ROOT"] = str(media)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from lib.security import development_secret_key
+
+    # The sessions written here must be signed with the key gunicorn serves with (_start_gunicorn).
+    os.environ.setdefault("SECRET_KEY", development_secret_key(Path(os.environ.get("DOCLOOP_VAR_DIR",
+                                                                                    BASE / "var"))))
     import django
 
     django.setup()
@@ -217,7 +222,7 @@ def _start_gunicorn(url: str, media: Path, workers: int, port: int) -> subproces
     from lib.security import development_secret_key
 
     env = {"SECRET_KEY": development_secret_key(Path(os.environ.get("DOCLOOP_VAR_DIR", BASE / "var"))),
-           **os.environ, "DATABASE_URL": url, "MEDIA_ROOT": str(media), "DJANGO_SETTINGS_MODULE": "config.settings",
+           **os.environ,  # _setup put the same key there "DATABASE_URL": url, "MEDIA_ROOT": str(media), "DJANGO_SETTINGS_MODULE": "config.settings",
            "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", str(workers),
                                 "--bind", f"127.0.0.1:{port}", "--log-level", "warning"], cwd=BASE, env=env)
