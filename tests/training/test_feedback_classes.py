@@ -13,7 +13,12 @@ from documents.pdf import pdf_render_lines
 from documents.services import document_create, document_extract
 from tests.training.conftest import CLUES, FILLER
 from training.artefacts import artefact_local_dir, artefact_upload
-from training.ml.text_classification import TextDocument, TextPredictor, TextTrainConfig, train_text_classifier
+from training.ml.text_classification import (
+    TextDocument,
+    TextPredictor,
+    TextTrainConfig,
+    train_text_classifier,
+)
 from training.models import FeedbackRequest, FeedbackUpdate, ModelVersion, TrainingRun
 from training.services.feedback import documents_rescore
 
