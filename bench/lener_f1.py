@@ -107,7 +107,7 @@ def docloop_run(train_files, eval_files, *, window, epochs, lr, batch_size, seed
     manage(env, "train", "--task", "token_classification", "--sync", "--epochs", str(epochs),
            "--learning-rate", str(lr), "--batch-size", str(batch_size), "--seed", str(seed),
            "--max-length", str(window), "--warmup-ratio", str(WARMUP_RATIO), "--weight-decay", str(WEIGHT_DECAY),
-           "--patience", "0")
+           "--patience", "0", "--no-refit")
     train_seconds = time.monotonic() - started
     pdfs = []
     for path in eval_files:

@@ -5,11 +5,12 @@
   --vanilla-lr, batch 16, the same windows as docloop (bench/train_throughput.py's `vanilla`).
 - docloop: `training.ml.token_classification` with the defaults of `training/ml/hyperparameters.py`
   (at most 20 epochs, learning rate 1e-4, 10 % warmup, weight decay 0.01, early stopping with patience 3
-  on the validation span F1, best epoch kept), as a run does: the last --holdout of those train documents
-  are its validation split (early stopping never sees dev), it trains on the others.
+  on the validation span F1, then a refit on all the train documents for the chosen epoch count), as a run
+  does: the last --holdout of those train documents are its validation split (early stopping never sees
+  dev), it searches on the others, then refits on all of them.
 - Both are scored with the same span F1 on the LeNER-Br dev documents (--dev-docs), per seed.
 
-    .venv/bin/python bench/recipe.py --train-docs 10 --dev-docs 9 --seeds 1
+    .venv/bin/python bench/recipe.py --train-docs 6 --holdout 1 --dev-docs 9 --seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def ours(train, holdout, dev, types, *, model: str, window: int, seed: int) -> d
     seconds = time.monotonic() - started
     scores = evaluate_saved(output, dev)
     return {"f1": scores["f1"], "seconds": seconds, "epochs": len(result["history"]),
-            "best_epoch": result["best_epoch"], "config": config}
+            "best_epoch": result["best_epoch"], "refit_epochs": result["refit_epochs"], "config": config}
 
 
 def main() -> None:
@@ -64,11 +65,13 @@ def main() -> None:
         mine = ours(train, holdout, dev, types, model=args.model, window=args.window, seed=seed)
         rows.append((seed, vanilla, mine))
         print(f"seed {seed}: vanilla F1 {vanilla['f1']:.4f} ({vanilla['seconds']:.0f} s); docloop recipe F1 "
-              f"{mine['f1']:.4f} ({mine['seconds']:.0f} s, {mine['epochs']} epochs, best {mine['best_epoch']})",
+              f"{mine['f1']:.4f} ({mine['seconds']:.0f} s, {mine['epochs']} epochs, best {mine['best_epoch']}, "
+              f"refit {mine['refit_epochs']} epochs on all {len(docs)} documents)",
               flush=True)
     config = rows[0][2]["config"]
     print(f"docloop recipe: epochs <= {config.epochs}, lr {config.learning_rate}, warmup {config.warmup_ratio}, "
-          f"weight decay {config.weight_decay}, patience {config.patience}, batch {config.batch_size}")
+          f"weight decay {config.weight_decay}, patience {config.patience}, batch {config.batch_size}, "
+          f"refit {config.refit}")
     vanilla_f1 = [v["f1"] for _s, v, _m in rows]
     ours_f1 = [m["f1"] for _s, _v, m in rows]
     sd = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731

@@ -60,7 +60,7 @@ def ours(train, dev, args, types) -> dict:
 
     config = TokenTrainConfig(base_model=args.model, output_dir=tempfile.mkdtemp(prefix="ours-"), entity_types=types,
                               epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, weight_decay=0.0,
-                              warmup_ratio=0.0, max_length=args.window, seed=args.seed, patience=0,
+                              warmup_ratio=0.0, max_length=args.window, seed=args.seed, patience=0, refit=False,
                               freeze_embeddings=args.freeze_embeddings, group_by_length=not args.no_grouping,
                               cpu_bf16=not args.ours_fp32)
     result = train_token_classifier(config, train, dev, on_step=on_step)

@@ -13,6 +13,7 @@ LABELS = {
     "warmup_ratio": _("warm-up share of steps"),
     "eval_fraction": _("share held out for evaluation"),
     "patience": _("early-stopping patience (epochs without F1 gain; 0: off)"),
+    "refit": _("then retrain on training and validation documents for the best epoch count"),
     "seed": _("seed"),
 }
 
@@ -21,6 +22,8 @@ def _field(name: str, *, required: bool = True) -> forms.Field:
     """A form field with the hyperparameter's default and bounds (training.ml.hyperparameters); an optional
     one left empty takes the default."""
     h = HYPERPARAMETERS[name]
+    if h.type is bool:  # a checkbox: unticked is False, never "empty"
+        return forms.BooleanField(label=LABELS[name], initial=h.default, required=False)
     kind = forms.IntegerField if h.type is int else forms.FloatField
     return kind(label=LABELS[name], initial=h.default, min_value=h.low, max_value=h.high, required=required)
 
@@ -36,6 +39,7 @@ class TrainingForm(forms.Form):
     weight_decay = _field("weight_decay", required=False)
     warmup_ratio = _field("warmup_ratio", required=False)
     patience = _field("patience", required=False)
+    refit = _field("refit")
     eval_fraction = _field("eval_fraction", required=False)
     seed = _field("seed")
 

@@ -100,7 +100,8 @@ def run_progress(*, run: TrainingRun, now: float | None = None) -> dict:
         eta = max(0, round(pace * (total - step)))
     return {"step": step, "total_steps": total, "epoch": p.get("epoch"), "epochs": p.get("epochs") or
             run.hyperparameters.get("epochs"), "percent": round(100 * done, 1), "eta_seconds": eta,
-            "resumed_from": p.get("resumed_from"), "loss": p.get("loss")}
+            "resumed_from": p.get("resumed_from"), "resumed_phase": p.get("resumed_phase"),
+            "refit": p.get("phase") == "refit", "loss": p.get("loss")}
 
 
 def run_logs(*, run: TrainingRun, after: int = 0, limit: int = 500):

@@ -56,7 +56,7 @@ def base_model_dir(tmp_path_factory):
                                                    learning_rate=5e-4, max_length=32, seed=3,
                                                    # the recipe these tests were tuned with: every epoch, no
                                                    # warmup or weight decay (not the full runs' defaults)
-                                                   warmup_ratio=0.0, weight_decay=0.0, patience=0,
+                                                   warmup_ratio=0.0, weight_decay=0.0, patience=0, refit=False,
                                                    group_by_length=False)
     result = token_classification.train(config, docs[:8], docs[8:])
     assert result["final"]["f1"] > 0.5, result["final"]

@@ -30,6 +30,7 @@ def test_a_run_its_reproduction_and_their_versions(client, admin_user, reviewer,
     assert response.status_code == 302, response.content.decode()[:2000]
     run = TrainingRun.objects.get()
     assert run.hyperparameters["patience"] == 0
+    assert run.hyperparameters["refit"] is False  # the box left unticked: the artefact is the best epoch's
     run_worker()
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
@@ -144,3 +145,28 @@ def test_the_workers_page_lists_registered_workers(client, reviewer):
     client.force_login(reviewer)
     page = client.get(reverse("training:workers")).content.decode()
     assert "gpu-host-1" in page and "never started" in page
+
+
+@pytest.mark.slow
+def test_a_run_with_refit_retrains_on_all_its_documents_and_says_so(client, admin_user, import_corpus, run_worker,
+                                                                     django_capture_on_commit_callbacks):
+    import_corpus(6, sentences=4)
+    client.force_login(admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("training:start"), {
+            "task": "token_classification", "epochs": 2, "batch_size": 4, "learning_rate": 3e-4, "max_length": 32,
+            "patience": 0, "eval_fraction": 0.25, "seed": 5, "refit": "on"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    run_worker()
+    run = TrainingRun.objects.get()
+    assert run.status == "succeeded", run.error
+    assert run.hyperparameters["refit"] is True
+    version = ModelVersion.objects.get(run=run)
+    best = max(run.epoch_metrics.order_by("epoch"), key=lambda m: m.f1)
+    assert version.metrics["refit_epochs"] == best.epoch == version.metrics["epoch"]
+    assert version.metrics["f1"] == pytest.approx(best.f1)  # the chosen epoch's held-out score
+    assert run.progress["phase"] == "refit" and run.progress["step"] == run.progress["total_steps"] > 0
+    assert run.epoch_metrics.count() == 2  # the refit's epochs are not evaluated (nothing is held out)
+    assert RunLog.objects.filter(run=run, message__startswith="refit epoch").count() == best.epoch
+    card = client.get(reverse("training:version", args=[version.pk])).content.decode()
+    assert 'id="version-refit"' in card

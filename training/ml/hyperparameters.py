@@ -12,19 +12,22 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Hyperparameter:
     name: str
-    default: int | float
-    low: int | float
-    high: int | float
+    default: int | float | bool
+    low: int | float | bool
+    high: int | float | bool
     type: type
 
     def check(self, value) -> bool:
+        if self.type is bool:
+            return isinstance(value, bool)
         return isinstance(value, int | float) and not isinstance(value, bool) and self.low <= value <= self.high
 
 
 HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (
     # The most epochs; early stopping (patience) usually ends the run sooner. The recipe (20 epochs at most,
-    # 1e-4 with 10% warmup, weight decay 0.01, patience 3 on validation F1, best epoch kept) is compared
-    # with a vanilla Trainer run of 10 epochs at 1e-4 in docs/performance.md.
+    # 1e-4 with 10% warmup, weight decay 0.01, patience 3 on validation F1, then a refit on all documents for
+    # the best epoch count) is compared with a vanilla Trainer run of 10 epochs at 1e-4 in
+    # docs/performance.md (bench/recipe.py).
     Hyperparameter("epochs", 20, 1, 100, int),
     Hyperparameter("batch_size", 16, 1, 512, int),
     Hyperparameter("learning_rate", 1e-4, 1e-7, 1.0, float),
@@ -34,12 +37,15 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (
     Hyperparameter("warmup_ratio", 0.1, 0.0, 0.5, float),
     # Stop when the validation F1 has not improved for this many epochs (0: run every epoch).
     Hyperparameter("patience", 3, 0, 100, int),
+    # Then train a fresh model on the training and validation documents for the epoch count early stopping
+    # chose, so the documents held out to choose it are not lost to the final model (training.ml.fit).
+    Hyperparameter("refit", True, False, True, bool),
     # Share of the words held out (whole documents) for the per-epoch evaluation.
     Hyperparameter("eval_fraction", 0.1, 0.01, 0.9, float),
     Hyperparameter("seed", 42, 0, 2**31 - 1, int),
 )}
 
-DEFAULTS: dict[str, int | float] = {name: h.default for name, h in HYPERPARAMETERS.items()}
+DEFAULTS: dict[str, int | float | bool] = {name: h.default for name, h in HYPERPARAMETERS.items()}
 
 
 def hyperparameters_invalid(values: dict) -> list[Hyperparameter]:

@@ -15,23 +15,20 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    get_linear_schedule_with_warmup,
     set_seed,
 )
 
-from training.ml.device import adamw, autocast_dtype, describe_device, pick_device
+from training.ml.device import autocast_dtype, describe_device, pick_device
+from training.ml.fit import fit
 from training.ml.hyperparameters import DEFAULTS
 from training.ml.metrics import class_scores
 from training.ml.windows import encode_windows
@@ -85,6 +82,7 @@ class TextTrainConfig:
     max_length: int = DEFAULTS["max_length"]
     seed: int = DEFAULTS["seed"]
     patience: int = DEFAULTS["patience"]  # stop when macro F1 has not improved for this many epochs (0: never)
+    refit: bool = bool(DEFAULTS["refit"])  # then train on training + validation for the chosen epoch count
     cpu_bf16: bool = True  # bf16 mixed precision on CPUs that compute it natively (training.ml.device)
     max_train_windows: int | None = None  # cap for quick runs, like run_glue's max_train_samples
     device: str | None = None
@@ -157,8 +155,14 @@ def evaluate(model, tokenizer, docs: Sequence[TextDocument], *, max_length: int,
 def train_text_classifier(config: TextTrainConfig, train_docs: Sequence[TextDocument],
                           eval_docs: Sequence[TextDocument],
                           on_epoch: Callable[[dict], None] | None = None,
-                          on_step: Callable[[dict], None] | None = None) -> dict:
-    """Fine-tune config.base_model for the document classes; save model, tokenizer and docloop.json."""
+                          on_step: Callable[[dict], None] | None = None,
+                          *, checkpoint_dir: str | Path | None = None,
+                          on_checkpoint: Callable[[dict], None] | None = None) -> dict:
+    """Fine-tune config.base_model for the document classes; save model, tokenizer and docloop.json.
+
+    The recipe is token classification's (training.ml.fit): early stopping on the validation macro F1,
+    the best epoch kept or, with `config.refit`, a fresh model trained on the training and validation
+    documents for that many epochs; checkpoints, resume and out-of-memory halving alike."""
     set_seed(config.seed)
     device = pick_device(config.device)
     classes = sorted(config.classes)
@@ -167,82 +171,44 @@ def train_text_classifier(config: TextTrainConfig, train_docs: Sequence[TextDocu
     if unknown:
         raise ValueError(f"documents have classes outside the label list: {', '.join(sorted(unknown))}")
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.base_model, num_labels=len(classes), id2label=dict(enumerate(classes)), label2id=label2id,
-        ignore_mismatched_sizes=True,
-    ).to(device)
 
-    items = [item for doc in train_docs
-             for item in encode_document(tokenizer, doc, max_length=config.max_length, label_id=label2id[doc.label])]
+    def make_model():
+        return AutoModelForSequenceClassification.from_pretrained(
+            config.base_model, num_labels=len(classes), id2label=dict(enumerate(classes)), label2id=label2id,
+            ignore_mismatched_sizes=True,
+        ).to(device)
+
+    def windows(docs):
+        return [item for doc in docs for item in encode_document(tokenizer, doc, max_length=config.max_length,
+                                                                 label_id=label2id[doc.label])]
+
+    items = windows(train_docs)
     if config.max_train_windows is not None:
         items = items[: config.max_train_windows]
     if not items:
         raise ValueError("The training documents have no text.")
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(items, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collator)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": config.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = adamw(groups, device=device, lr=config.learning_rate)
-    steps_per_epoch = math.ceil(len(items) / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    dtype = autocast_dtype(device, cpu_bf16=config.cpu_bf16)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
-    history = []
-    best_f1, bad_epochs = -1.0, 0
-    started = time.monotonic()
-    for epoch in range(1, config.epochs + 1):
-        if config.patience and bad_epochs >= config.patience:
-            logger.info("early stopping after epoch %d: no macro F1 gain for %d epochs", epoch - 1, bad_epochs)
-            break
-        model.train()
-        running, steps = 0.0, 0
-        for batch in loader:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-                loss = model(**batch).loss
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            running += loss.item()
-            steps += 1
-            if on_step is not None:
-                on_step({"epoch": epoch, "step": (epoch - 1) * steps_per_epoch + steps, "total_steps": total_steps,
-                         "loss": loss.item()})
-        scores = evaluate(model, tokenizer, eval_docs, max_length=config.max_length,
-                          batch_size=config.batch_size * 2, device=device)
-        record = {
-            "epoch": epoch, "train_loss": running / max(steps, 1), "eval_loss": scores["loss"],
-            "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
-            "accuracy": scores["accuracy"], "per_label": scores["per_label"],
-            "confusion_matrix": scores["confusion_matrix"], "gold": scores["gold"],
-            "predicted": scores["predicted"], "seconds": time.monotonic() - started,
-        }
-        logger.info("epoch %d: loss %.4f, eval macro F1 %.4f", epoch, record["train_loss"], record["f1"])
-        best_f1, bad_epochs = (record["f1"], 0) if record["f1"] > best_f1 else (best_f1, bad_epochs + 1)
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
+    def score(model) -> dict:
+        return evaluate(model, tokenizer, eval_docs, max_length=config.max_length,
+                        batch_size=config.batch_size * 2, device=device)
 
+    result = fit(config, make_model=make_model, items=items, refit_items=windows(eval_docs) if config.refit else [],
+                 collate=collator, evaluate=score, device=device, on_epoch=on_epoch, on_step=on_step,
+                 checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
+    model, history, best_epoch = result["model"], result["history"], result["best_epoch"]
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
     meta = {"task": TASK, "max_length": config.max_length, "labels": classes, "aggregation": "mean of windows",
-            "config": asdict(config), "train_windows": len(items), "device": describe_device(device)}
+            "config": asdict(config), "train_windows": len(items), "device": describe_device(device),
+            "best_epoch": best_epoch, "epochs_run": len(history), "refit_epochs": result["refit_epochs"]}
     (output / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    return {"history": history, "final": history[-1], "device": describe_device(device),
-            "train_windows": len(items), "seconds": time.monotonic() - started}
+    final = history[best_epoch - 1] if best_epoch else history[-1]
+    return {"history": history, "final": final, "best_epoch": best_epoch, "stopped_early": result["stopped_early"],
+            "refit_epochs": result["refit_epochs"], "device": describe_device(device), "train_windows": len(items),
+            "accumulation": result["accumulation"], "seconds": result["seconds"]}
 
 
 @dataclass
@@ -295,8 +261,8 @@ class TextPredictor:
 
 def train(config: TextTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_step=None, checkpoint_dir=None,
           on_checkpoint=None) -> dict:
-    """Text classification keeps no per-epoch checkpoint yet: a resumed run starts over."""
-    return train_text_classifier(config, train_docs, eval_docs, on_epoch=on_epoch, on_step=on_step)
+    return train_text_classifier(config, train_docs, eval_docs, on_epoch=on_epoch, on_step=on_step,
+                                 checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
 
 
 Predictor = TextPredictor

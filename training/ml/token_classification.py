@@ -4,17 +4,16 @@ Plain Python, no Django: the RQ job, `manage.py train` and the benchmarks all ca
 of transformers' examples/pytorch/token-classification/run_ner.py: a dataclass config, set_seed first,
 labels on the first sub-token of each word, span-level metrics per epoch on held-out documents.
 
-The loop is our own rather than `transformers.Trainer`: evaluation is per document (windows are stitched
-back into the document's word sequence before spans are scored), and callbacks after every step and
-epoch give the caller its heartbeat, cancel and metric rows without subclassing.
+The loop is our own rather than `transformers.Trainer` (training.ml.fit, shared with text classification):
+evaluation is per document (windows are stitched back into the document's word sequence before spans are
+scored), and callbacks after every step and epoch give the caller its heartbeat, cancel and metric rows
+without subclassing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,12 +24,12 @@ from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
     DataCollatorForTokenClassification,
-    get_linear_schedule_with_warmup,
     set_seed,
 )
 
 from training.ml.bio import bio_to_spans
-from training.ml.device import adamw, autocast_dtype, describe_device, pick_device
+from training.ml.device import autocast_dtype, describe_device, pick_device
+from training.ml.fit import fit
 from training.ml.hyperparameters import DEFAULTS
 from training.ml.metrics import entity_type_confusion, macro_f1, span_coverage, span_scores
 from training.ml.windows import IGNORE, encode_windows
@@ -86,6 +85,8 @@ class TokenTrainConfig:
     seed: int = DEFAULTS["seed"]
     # Early stopping: stop when the validation F1 has not improved for this many epochs (0: never).
     patience: int = DEFAULTS["patience"]
+    # Then train a fresh model on training + validation documents for the epoch count early stopping chose.
+    refit: bool = bool(DEFAULTS["refit"])
     group_by_length: bool = True
     # Freeze the word-embedding table: on CPU its AdamW update is about half of a MiniLM step.
     freeze_embeddings: bool = False
@@ -178,241 +179,67 @@ def evaluate(model, tokenizer, docs: Sequence[TokenDocument], *, max_length: int
     return scores
 
 
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
-                           *, group: bool = True, mega: int = 50) -> list[list[int]]:
-    """One epoch's batches of item indices: shuffled, then (when `group`) sorted by length inside chunks of
-    `mega` batches so that a batch holds windows of similar length and dynamic padding pads little, as
-    transformers' LengthGroupedSampler does; the batch order is shuffled again so long batches do not
-    come together. Deterministic for a given generator state."""
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    if group:
-        size = mega * batch_size
-        chunks = [sorted(order[i:i + size], key=lambda k: -lengths[k]) for i in range(0, len(order), size)]
-        order = [k for chunk in chunks for k in chunk]
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if group and len(batches) > 1:
-        batches = [batches[k] for k in torch.randperm(len(batches), generator=generator).tolist()]
-    return batches
-
-
-def _micro_step(model, batch: dict, *, device: torch.device, dtype, scaler, scale: float) -> float:
-    """Forward and backward of one micro-batch; returns its loss. Raises torch.cuda.OutOfMemoryError when
-    the batch does not fit (the caller halves the micro-batch and accumulates gradients)."""
-    batch = {k: v.to(device) for k, v in batch.items()}
-    with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-        loss = model(**batch).loss
-    scaler.scale(loss * scale).backward()
-    return loss.item()
-
-
-CHECKPOINT_LATEST = "latest.json"
-
-
-def checkpoint_load(directory: str | Path) -> dict | None:
-    """The training state saved by the last finished epoch in `directory` (None when there is none)."""
-    directory = Path(directory)
-    latest = directory / CHECKPOINT_LATEST
-    if not latest.exists():
-        return None
-    pointer = json.loads(latest.read_text())
-    state = torch.load(directory / pointer["state"], map_location="cpu", weights_only=False)
-    if pointer.get("best"):
-        state["best_weights"] = torch.load(directory / pointer["best"], map_location="cpu", weights_only=True)
-    return state
-
-
 def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenDocument],
                            eval_docs: Sequence[TokenDocument],
                            on_epoch: Callable[[dict], None] | None = None,
                            on_step: Callable[[dict], None] | None = None,
                            *, checkpoint_dir: str | Path | None = None,
                            on_checkpoint: Callable[[dict], None] | None = None) -> dict:
-    """Fine-tune config.base_model; save the best epoch's model, tokenizer and docloop.json into
-    config.output_dir.
+    """Fine-tune config.base_model; save the final model, tokenizer and docloop.json into config.output_dir.
 
-    The recipe: AdamW with weight decay (not on biases and LayerNorm), linear warmup then decay, windows
-    grouped by length and padded per batch, early stopping when the validation span F1 has not improved
-    for `patience` epochs (0: never), and the best epoch's weights kept. A CUDA out-of-memory error halves
-    the micro-batch and accumulates gradients, so the effective batch (and the result) stays the same.
-
-    With `checkpoint_dir`, the state after each epoch (weights, optimizer, scheduler, random generators,
-    history, best weights) is written there and `on_checkpoint({"epoch", "files", "directory"})` is
-    called, so the caller can copy it to storage; when the folder already holds a checkpoint (copied
-    back from storage after a crash), training resumes after its epoch.
-
-    `on_step` is called after every optimizer step and `on_epoch` after every epoch's evaluation, each
-    with a plain dict; an exception raised by either stops the training (how a caller cancels).
-    """
+    The recipe (training.ml.fit): early stopping on the validation span F1, then, with `config.refit`, a
+    fresh model trained on the training and validation documents for the chosen number of epochs. The
+    callbacks and the checkpoint folder are fit's."""
     set_seed(config.seed)
     device = pick_device(config.device)
     labels = bio_labels(config.entity_types)
     label2id = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    model = AutoModelForTokenClassification.from_pretrained(
-        config.base_model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
-        ignore_mismatched_sizes=True,
-    ).to(device)
 
-    items = [item for doc in train_docs
-             for item in encode_document(tokenizer, doc, max_length=config.max_length, label2id=label2id)]
+    def make_model():
+        return AutoModelForTokenClassification.from_pretrained(
+            config.base_model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
+            ignore_mismatched_sizes=True,
+        ).to(device)
+
+    def windows(docs):
+        return [item for doc in docs
+                for item in encode_document(tokenizer, doc, max_length=config.max_length, label2id=label2id)]
+
+    items = windows(train_docs)
     if config.max_train_windows is not None:
         items = items[: config.max_train_windows]
     if not items:
         raise ValueError("The training documents have no words.")
-    lengths = [len(item["input_ids"]) for item in items]
-    generator = torch.Generator().manual_seed(config.seed)
-    collate = _collate(tokenizer)
-    if config.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in trainable if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
-        {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = adamw(groups, device=device, lr=config.learning_rate)
-    steps_per_epoch = math.ceil(len(items) / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    dtype = autocast_dtype(device, cpu_bf16=config.cpu_bf16)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    collate_windows = _collate(tokenizer)
 
-    history: list[dict] = []
-    best_f1, best_epoch, best_weights, bad_epochs = -1.0, 0, None, 0
-    accumulation = 1  # micro-batches per optimizer step; doubles on each out-of-memory error
-    start_epoch = 1
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    state = checkpoint_load(checkpoint_dir) if checkpoint_dir else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, best_f1, best_epoch = state["history"], state["best_f1"], state["best_epoch"]
-        bad_epochs, accumulation = state["bad_epochs"], state["accumulation"]
-        best_weights = state.get("best_weights")
-        start_epoch = state["epoch"] + 1
-        logger.info("resumed from the checkpoint of epoch %d (best F1 %.4f at epoch %d)",
-                    state["epoch"], best_f1, best_epoch)
-    stopped_early = bool(config.patience) and bad_epochs >= config.patience
+    def collate(batch_items: list[dict]) -> dict:
+        batch = collate_windows(batch_items)
+        batch.pop("word_index")
+        return batch
 
-    started = time.monotonic()
-    for epoch in range(start_epoch, config.epochs + 1):
-        if stopped_early:
-            break
-        model.train()
-        running, steps = 0.0, 0
-        for indices in length_grouped_batches(lengths, config.batch_size, generator, group=config.group_by_length):
-            while True:
-                micro = math.ceil(len(indices) / accumulation)
-                parts = [indices[i:i + micro] for i in range(0, len(indices), micro)]
-                try:
-                    loss_sum = 0.0
-                    for part in parts:
-                        batch = collate([items[k] for k in part])
-                        batch.pop("word_index")
-                        loss_sum += _micro_step(model, batch, device=device, dtype=dtype, scaler=scaler,
-                                                scale=len(part) / len(indices)) * len(part)
-                    break
-                except torch.cuda.OutOfMemoryError:
-                    optimizer.zero_grad(set_to_none=True)
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    if micro <= 1:
-                        raise
-                    accumulation *= 2
-                    logger.warning("CUDA out of memory with micro-batches of %d windows: now %d micro-batches "
-                                   "of %d per step (gradient accumulation keeps the batch of %d)",
-                                   micro, accumulation, math.ceil(len(indices) / accumulation), config.batch_size)
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_value = loss_sum / len(indices)
-            running += loss_value
-            steps += 1
-            if on_step is not None:
-                on_step({"epoch": epoch, "epochs": config.epochs, "step": (epoch - 1) * steps_per_epoch + steps,
-                         "total_steps": total_steps, "loss": loss_value, "accumulation": accumulation})
+    def score(model) -> dict:
         scores = evaluate(model, tokenizer, eval_docs, max_length=config.max_length,
                           batch_size=config.batch_size * 2, device=device)
-        record = {
-            "epoch": epoch, "train_loss": running / max(steps, 1), "eval_loss": scores["loss"],
-            "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
-            "macro_f1": scores["macro_f1"], "coverage": scores["coverage"],
-            "per_label": scores["per_label"], "confusion_matrix": scores["confusion_matrix"],
-            "seconds": time.monotonic() - started, "accumulation": accumulation,
-        }
-        improved = record["f1"] > best_f1
-        if improved:
-            best_f1, best_epoch, bad_epochs = record["f1"], epoch, 0
-            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        stopped_early = bool(config.patience) and bad_epochs >= config.patience
-        record["best_epoch"] = best_epoch
-        logger.info("epoch %d: loss %.4f, eval loss %s, eval F1 %.4f (macro %.4f, coverage %.4f)%s",
-                    epoch, record["train_loss"], "-" if record["eval_loss"] is None else f"{record['eval_loss']:.4f}",
-                    record["f1"], record["macro_f1"], record["coverage"],
-                    " best so far" if improved else f", no gain for {bad_epochs} epoch(s)")
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        if checkpoint_dir is not None:
-            files = _checkpoint_save(checkpoint_dir, epoch=epoch, improved=improved, state={
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                "best_f1": best_f1, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "accumulation": accumulation}, best_weights=best_weights)
-            if on_checkpoint is not None:
-                on_checkpoint({"epoch": epoch, "files": files, "directory": str(checkpoint_dir)})
-        if stopped_early:
-            logger.info("early stopping: no F1 gain for %d epochs; keeping epoch %d (F1 %.4f)",
-                        bad_epochs, best_epoch, best_f1)
+        return {k: scores[k] for k in ("loss", "precision", "recall", "f1", "macro_f1", "coverage", "per_label",
+                                       "confusion_matrix")}
 
-    if best_weights is not None:
-        model.load_state_dict(best_weights)
+    result = fit(config, make_model=make_model, items=items, refit_items=windows(eval_docs) if config.refit else [],
+                 collate=collate, evaluate=score, device=device, on_epoch=on_epoch, on_step=on_step,
+                 checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
+    model, history, best_epoch = result["model"], result["history"], result["best_epoch"]
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
     meta = {"task": TASK, "max_length": config.max_length, "labels": labels,
             "config": asdict(config), "train_windows": len(items), "device": describe_device(device),
-            "best_epoch": best_epoch, "epochs_run": len(history)}
+            "best_epoch": best_epoch, "epochs_run": len(history), "refit_epochs": result["refit_epochs"]}
     (output / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     final = history[best_epoch - 1] if best_epoch else history[-1]
-    return {"history": history, "final": final, "best_epoch": best_epoch, "stopped_early": stopped_early,
-            "device": describe_device(device), "train_windows": len(items), "accumulation": accumulation,
-            "seconds": time.monotonic() - started}
-
-
-def _checkpoint_save(directory: Path, *, epoch: int, improved: bool, state: dict, best_weights) -> list[str]:
-    """Write epoch-NNN.pt (and best-NNN.pt when this epoch is the best), then latest.json pointing at them,
-    last, so a crash while writing leaves the previous checkpoint readable. Returns the files written, in
-    the order to copy them. Older files are removed."""
-    directory.mkdir(parents=True, exist_ok=True)
-    previous = json.loads((directory / CHECKPOINT_LATEST).read_text()) if (directory / CHECKPOINT_LATEST).exists() \
-        else {}
-    written = []
-    name = f"epoch-{epoch:03d}.pt"
-    torch.save(state, directory / name)
-    written.append(name)
-    best = previous.get("best")
-    if improved and best_weights is not None:
-        best = f"best-{epoch:03d}.pt"
-        torch.save(best_weights, directory / best)
-        written.append(best)
-    (directory / CHECKPOINT_LATEST).write_text(json.dumps({"epoch": epoch, "state": name, "best": best}))
-    written.append(CHECKPOINT_LATEST)
-    for old in directory.glob("*.pt"):
-        if old.name not in {name, best}:
-            old.unlink()
-    return written
+    return {"history": history, "final": final, "best_epoch": best_epoch, "stopped_early": result["stopped_early"],
+            "refit_epochs": result["refit_epochs"], "device": describe_device(device), "train_windows": len(items),
+            "accumulation": result["accumulation"], "seconds": result["seconds"]}
 
 
 class TokenPredictor:

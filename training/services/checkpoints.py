@@ -1,7 +1,7 @@
 """Per-epoch training checkpoints in storage (local files or S3), so a run whose worker died resumes.
 
-The ML code writes `epoch-NNN.pt`, `best-NNN.pt` and, last, `latest.json` into a local folder after each
-epoch (training.ml.token_classification); these functions copy that folder to storage under
+The ML code writes `search-NNN.pt` (or `refit-NNN.pt`), `best-NNN.pt` and, last, `latest.json` into a local
+folder after each epoch (training.ml.fit); these functions copy that folder to storage under
 `checkpoints/run<pk>` in the same order (so `latest.json` never points at a file not yet there), copy it
 back when a requeued run starts, and remove it once the run has ended.
 """
@@ -46,8 +46,9 @@ def checkpoint_upload(*, local_dir: Path, files: list[str], location: str,
             storage.delete(f"{location}/{name}")
 
 
-def checkpoint_download(*, location: str, local_dir: Path, storage: Storage = default_storage) -> int | None:
-    """Copy the last checkpoint from storage into local_dir; returns its epoch, or None when there is none."""
+def checkpoint_download(*, location: str, local_dir: Path, storage: Storage = default_storage) -> dict | None:
+    """Copy the last checkpoint from storage into local_dir; returns its {"epoch", "phase"} ("search" or
+    "refit", training.ml.fit), or None when there is none."""
     key = f"{location}/{LATEST}"
     if not storage.exists(key):
         return None
@@ -61,7 +62,7 @@ def checkpoint_download(*, location: str, local_dir: Path, storage: Storage = de
             while chunk := src.read(8 * 2**20):
                 out.write(chunk)
     (local_dir / LATEST).write_text(json.dumps(pointer))  # last, as when it was written
-    return int(pointer["epoch"])
+    return {"epoch": int(pointer["epoch"]), "phase": pointer.get("phase", "search")}
 
 
 def checkpoint_delete(*, location: str, storage: Storage = default_storage) -> None:

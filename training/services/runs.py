@@ -39,8 +39,10 @@ def runs_lifecycle() -> jobs.Lifecycle:
 
 
 def _check_hyperparameters(values: dict) -> None:
-    errors = {h.name: _("%(name)s must be between %(low)s and %(high)s.") % {
-        "name": h.name, "low": h.low, "high": h.high} for h in hyperparameters_invalid(values)}
+    errors = {h.name: (_("%(name)s must be true or false.") % {"name": h.name} if h.type is bool else
+                       _("%(name)s must be between %(low)s and %(high)s.") % {"name": h.name, "low": h.low,
+                                                                               "high": h.high})
+              for h in hyperparameters_invalid(values)}
     if errors:
         raise ValidationError(errors)
 
@@ -204,9 +206,10 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     def on_step(info: dict) -> None:
         # One UPDATE per step: heartbeat, live progress, and the moment a cancel is noticed.
         now = time.time()
-        if not progress.get("started"):
-            progress.update(started=now, first_step=info["step"] - 1)
-        progress.update(step=info["step"], total_steps=info["total_steps"], epoch=info["epoch"],
+        phase = info.get("phase", "search")
+        if not progress.get("started") or progress.get("phase", "search") != phase:
+            progress.update(started=now, first_step=info["step"] - 1)  # the ETA is paced per phase
+        progress.update(step=info["step"], total_steps=info["total_steps"], epoch=info["epoch"], phase=phase,
                         epochs=info.get("epochs"), at=now, loss=round(info["loss"], 5))
         try:
             heartbeat(force=True, progress=progress)
@@ -228,7 +231,8 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         checkpoint_upload(local_dir=Path(info["directory"]), files=info["files"], location=location)
         jobs.job_owned(lifecycle, run.pk, worker=worker).update(checkpoint=location,
                                                                 checkpoint_epoch=info["epoch"])
-        logger.info("checkpoint of epoch %d stored", info["epoch"])
+        logger.info("checkpoint of %sepoch %d stored", "refit " if info.get("phase") == "refit" else "",
+                    info["epoch"])
 
     with tempfile.TemporaryDirectory(prefix=f"docloop-run{run.pk}-") as tmp:
         documents = snapshot_documents(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
@@ -236,9 +240,10 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         output = Path(tmp) / "model"
         local_checkpoint = Path(tmp) / "checkpoint"
         resumed = checkpoint_download(location=location, local_dir=local_checkpoint) if run.checkpoint else None
-        progress = {"resumed_from": resumed} if resumed else {}
+        progress = {"resumed_from": resumed["epoch"], "resumed_phase": resumed["phase"]} if resumed else {}
         if resumed:
-            logger.info("resuming run %s from the checkpoint of epoch %d", run.pk, resumed)
+            logger.info("resuming run %s from the checkpoint of %sepoch %d", run.pk,
+                        "refit " if resumed["phase"] == "refit" else "", resumed["epoch"])
         config = ml.make_config(base_model=run.base_model, output_dir=str(output), labels=dataset.labels,
                                 hyperparameters=hp, seed=run.seed)
         result = ml.train(config, documents["train"], documents["validation"], on_epoch=on_epoch,
@@ -247,7 +252,8 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         metrics = {k: final[k] for k in ("precision", "recall", "f1", "eval_loss", "train_loss")}
         metrics.update({k: final[k] for k in ("macro_f1", "coverage", "per_label", "accuracy") if k in final})
         metrics.update(epoch=final["epoch"], epochs_run=len(result["history"]),
-                       stopped_early=bool(result.get("stopped_early")), device=result.get("device"))
+                       stopped_early=bool(result.get("stopped_early")), device=result.get("device"),
+                       refit_epochs=result.get("refit_epochs", 0))
         model_version_publish(run=run, worker=worker, local_dir=output, labels=dataset.labels, lifecycle=lifecycle,
                               metrics=metrics)
     checkpoint_delete(location=location)

@@ -4,6 +4,7 @@ classified from all their windows, loss falls, metrics match scikit-learn, the a
 import random
 
 import pytest
+import torch
 from django.conf import settings
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -77,3 +78,43 @@ def test_fine_tuning_learns_classes_decided_by_the_last_window_and_saves_a_loada
     prediction = TextPredictor(tmp_path / "model").predict_document(held_out[0])
     assert prediction.label == held_out[0].label and prediction.windows >= 4 and 0.5 < prediction.score <= 1
     assert sum(prediction.scores.values()) == pytest.approx(1.0)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_the_document_classifier_shares_the_recipe_checkpoints_resume_and_refit(tmp_path):
+    rng = random.Random(1)
+    train = [_doc(rng, label) for label in ["CRIMINAL", "CIVIL"] * 2]
+    held_out = [_doc(rng, label) for label in ["CRIMINAL", "CIVIL"]]
+
+    def config(name: str) -> TextTrainConfig:
+        return TextTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(tmp_path / name),
+                               classes=["CIVIL", "CRIMINAL"], epochs=2, batch_size=8, learning_rate=2e-4,
+                               patience=0, max_length=32, seed=3)
+
+    steps = []
+    whole = train_text_classifier(config("whole"), train, held_out, on_step=steps.append)
+    assert whole["refit_epochs"] == whole["best_epoch"] >= 1  # refit is on by default
+    assert {s["phase"] for s in steps} == {"search", "refit"}
+
+    checkpoints = tmp_path / "checkpoints"
+
+    def crash_after_first(info):
+        raise Crash
+
+    with pytest.raises(Crash):
+        train_text_classifier(config("crashed"), train, held_out, checkpoint_dir=checkpoints,
+                              on_checkpoint=crash_after_first)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-001.pt", "latest.json", "search-001.pt"]
+    seen = []
+    resumed = train_text_classifier(config("resumed"), train, held_out, checkpoint_dir=checkpoints,
+                                    on_epoch=seen.append)
+    assert [e["epoch"] for e in seen] == [2]  # epoch 1 came from the checkpoint
+    for a, b in zip(whole["history"], resumed["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4) and a["f1"] == b["f1"]
+    for a, b in zip(AutoModelForSequenceClassification.from_pretrained(tmp_path / "whole").state_dict().values(),
+                    AutoModelForSequenceClassification.from_pretrained(tmp_path / "resumed").state_dict().values(),
+                    strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -5,13 +5,15 @@ import random
 import pytest
 import torch
 from django.conf import settings
-from transformers import AutoModelForTokenClassification
+from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from training.ml.bio import bio_to_spans
 from training.ml.token_classification import (
     TokenDocument,
     TokenPredictor,
     TokenTrainConfig,
+    encode_document,
+    evaluate_saved,
     train_token_classifier,
 )
 
@@ -57,7 +59,7 @@ def test_fine_tuning_learns_the_entities_and_saves_a_loadable_model(tmp_path):
 def _tiny(tmp_path, name: str, **options) -> TokenTrainConfig:
     return TokenTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(tmp_path / name),
                             entity_types=["PESSOA", "LOCAL"], batch_size=4, learning_rate=3e-4, max_length=32,
-                            seed=3, **{"epochs": 2, "patience": 0, **options})
+                            seed=3, **{"epochs": 2, "patience": 0, "refit": False, **options})
 
 
 def _tiny_data():
@@ -90,14 +92,14 @@ def test_a_run_resumed_from_its_epoch_checkpoint_ends_as_an_uninterrupted_one(tm
     for a, b in zip(whole["history"], resumed["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["f1"] == pytest.approx(b["f1"], abs=1e-6)
-    assert sorted(p.name for p in checkpoints.iterdir()) == [f"best-00{resumed['best_epoch']}.pt",
-                                                             "epoch-002.pt", "latest.json"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [f"best-00{resumed['best_epoch']}.pt", "latest.json",
+                                                             "search-002.pt"]
 
 
 def test_a_cuda_out_of_memory_error_halves_the_batch_and_accumulates(tmp_path, monkeypatch, caplog):
-    from training.ml import token_classification as tc
+    from training.ml import fit
 
-    real, calls = tc._micro_step, []
+    real, calls = fit._micro_step, []
 
     def once_out_of_memory(model, batch, **kwargs):
         calls.append(len(batch["input_ids"]))
@@ -105,7 +107,7 @@ def test_a_cuda_out_of_memory_error_halves_the_batch_and_accumulates(tmp_path, m
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, batch, **kwargs)
 
-    monkeypatch.setattr(tc, "_micro_step", once_out_of_memory)
+    monkeypatch.setattr(fit, "_micro_step", once_out_of_memory)
     train, held_out = _tiny_data()
     steps = []
     result = train_token_classifier(_tiny(tmp_path, "oom", epochs=1), train, held_out, on_step=steps.append)
@@ -114,3 +116,59 @@ def test_a_cuda_out_of_memory_error_halves_the_batch_and_accumulates(tmp_path, m
     assert [s["step"] for s in steps] == [1, 2] and steps[0]["total_steps"] == 2  # every step counted once
     assert "out of memory" in caplog.text
     assert result["final"]["train_loss"] > 0
+
+
+def _weights(directory) -> dict:
+    return AutoModelForTokenClassification.from_pretrained(directory).state_dict()
+
+
+def test_refit_trains_a_fresh_model_on_training_and_validation_documents_for_the_best_epoch_count(tmp_path):
+    train, held_out = _tiny_data()
+    kept = train_token_classifier(_tiny(tmp_path, "kept", epochs=6), train, held_out)
+    steps = []
+    refit = train_token_classifier(_tiny(tmp_path, "refit", epochs=6, refit=True), train, held_out,
+                                   on_step=steps.append)
+
+    # The search is the same run; the refit then trains for exactly the epoch count it chose.
+    assert [e["f1"] for e in refit["history"]] == pytest.approx([e["f1"] for e in kept["history"]], abs=1e-6)
+    assert refit["refit_epochs"] == refit["best_epoch"] == kept["best_epoch"] >= 1 and kept["refit_epochs"] == 0
+    refit_steps = [s for s in steps if s["phase"] == "refit"]
+    tokenizer = AutoTokenizer.from_pretrained(settings.DOCLOOP_BASE_MODEL)
+    windows = sum(len(encode_document(tokenizer, doc, max_length=32)) for doc in [*train, *held_out])
+    assert windows > refit["train_windows"]
+    assert len(refit_steps) == refit["best_epoch"] * -(-windows // 4) == refit_steps[-1]["total_steps"]
+    assert {s["epochs"] for s in refit_steps} == {refit["best_epoch"]}
+    # The reported metrics stay the chosen epoch's, measured before the validation document was learnt...
+    without_time = lambda record: {k: v for k, v in record.items() if k != "seconds"}  # noqa: E731
+    assert without_time(refit["final"]) == without_time(kept["final"])
+    # ...and the saved model is another one, which has learnt the validation document.
+    assert any(not torch.equal(a, b) for a, b in zip(_weights(tmp_path / "kept").values(),
+                                                     _weights(tmp_path / "refit").values(), strict=True))
+    assert evaluate_saved(tmp_path / "refit", held_out)["loss"] < evaluate_saved(tmp_path / "kept", held_out)["loss"]
+    meta = (tmp_path / "refit" / "docloop.json").read_text()
+    assert f'"refit_epochs": {refit["best_epoch"]}' in meta
+
+
+def test_a_run_killed_during_its_refit_resumes_the_refit_and_ends_as_an_uninterrupted_one(tmp_path):
+    train, held_out = _tiny_data()
+    options = {"epochs": 2, "refit": True}
+    whole = train_token_classifier(_tiny(tmp_path, "whole", **options), train, held_out)
+    assert whole["refit_epochs"] == whole["best_epoch"]
+    checkpoints = tmp_path / "checkpoints"
+
+    def crash_in_refit(info):
+        if info["phase"] == "refit":
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_token_classifier(_tiny(tmp_path, "crashed", **options), train, held_out, checkpoint_dir=checkpoints,
+                               on_checkpoint=crash_in_refit)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.json", "refit-001.pt"]
+    seen, steps = [], []
+    resumed = train_token_classifier(_tiny(tmp_path, "resumed", **options), train, held_out,
+                                     checkpoint_dir=checkpoints, on_epoch=seen.append, on_step=steps.append)
+    assert seen == []  # the search was over: nothing evaluated again
+    assert {s["phase"] for s in steps} == ({"refit"} if whole["best_epoch"] > 1 else set())
+    assert [e["f1"] for e in resumed["history"]] == pytest.approx([e["f1"] for e in whole["history"]], abs=1e-6)
+    for a, b in zip(_weights(tmp_path / "whole").values(), _weights(tmp_path / "resumed").values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

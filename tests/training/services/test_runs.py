@@ -53,3 +53,13 @@ def test_train_dataset_option_queues_a_run_on_that_dataset(tmp_path, db, capsys,
     assert run.dataset == dataset and run.task == "token_classification"
     with pytest.raises(CommandError, match="does not exist"):
         call_command("train", "--dataset", "999")
+
+
+def test_refit_is_on_by_default_and_off_with_no_refit(tmp_path, db, capsys, queues):
+    _import(tmp_path, ["Nada O\naqui O\n. O\n", "Nem O\nali O\n. O\n"])
+    call_command("train", "--task", "token_classification")
+    call_command("train", "--task", "token_classification", "--no-refit")
+    first, second = TrainingRun.objects.order_by("id")
+    assert first.hyperparameters["refit"] is True and second.hyperparameters["refit"] is False
+    with pytest.raises(ValidationError, match="refit must be true or false"):
+        training_run_create(task="token_classification", user=None, refit=1)

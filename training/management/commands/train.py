@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import argparse
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -19,6 +21,10 @@ class Command(BaseCommand):
         parser.add_argument("--sync", action="store_true", help="train in this process and print the metrics")
         parser.add_argument("--base-model", default=None, help="local path or hub id (default: setting)")
         for name, h in HYPERPARAMETERS.items():  # defaults and bounds: training/ml/hyperparameters.py
+            if h.type is bool:
+                parser.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
+                                    default=None, help=f"default {'on' if h.default else 'off'}")
+                continue
             parser.add_argument(f"--{name.replace('_', '-')}", type=h.type, default=None,
                                 help=f"default {h.default}, from {h.low} to {h.high}")
 
