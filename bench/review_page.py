@@ -7,8 +7,9 @@ documents of 200 words with 5 entities each (2 accepted, 1 rejected, 2 predicted
 review summaries), bulk-inserted: they are rows like the ingestion writes, without 9,999 PDF files.
 
 The load: gunicorn (`--workers`, default 2 x CPUs + 1) serving config.wsgi; --clients threads, each
-with its own logged-in session and keep-alive connection, send requests back to back (closed loop) for
---requests requests per page kind and seed. Page kinds:
+with its own logged-in session and keep-alive connection, send --requests requests per page kind and seed:
+back to back (closed loop, the default: the machine saturated, a stress test), or with --think S, each
+after a pause of S seconds on average (exponential), as 20 people reading and clicking would. Page kinds:
   floor          the login page: no database work beyond the session (the baseline the others are
                  divided by: what gunicorn + Django cost on this machine under the same load)
   queue          /documents/ (least confident first), a random one of its first 20 pages
@@ -20,7 +21,7 @@ floor, the median with one client alone (a request's own cost, without queueing)
 response seen. Then, one client alone, the review page of a document whose one page has 200,000 words. Target: p95 <= 100 ms for the queue and review pages.
 
     .venv/bin/python bench/review_page.py --database-url postgres://postgres@127.0.0.1:5432/docloop_bench \\
-        [--documents 10000] [--clients 20] [--requests 25] [--seeds 1 2 3] [--workers N] [--reload]
+        [--documents 10000] [--clients 20] [--requests 25] [--seeds 1 2 3] [--workers N] [--reload] [--think S]
 
 The database is created when missing, migrated, and loaded once (--reload empties and loads it again).
 Exit status is 0 whenever the benchmark ran.
@@ -237,19 +238,23 @@ def _start_gunicorn(url: str, media: Path, workers: int, port: int) -> subproces
     raise SystemExit("gunicorn did not start")
 
 
-def _run_kind(port: int, cookies: list[str], paths, requests: int) -> tuple[list[float], int, list[int]]:
-    """Every client sends `requests` requests back to back; returns latencies (ms), max size, statuses."""
+def _run_kind(port: int, cookies: list[str], paths, requests: int,
+              think: float = 0.0) -> tuple[list[float], int, list[int]]:
+    """Every client sends `requests` requests, back to back or (think > 0) each after a pause drawn from an
+    exponential distribution of mean `think` seconds; returns latencies (ms), max size, statuses."""
     latencies: list[float] = []
     sizes: list[int] = []
     statuses: list[int] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(cookies))
 
-    def client(cookie: str, rng: random.Random) -> None:
+    def client(cookie: str, rng: random.Random, pauses: random.Random) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine = []
         barrier.wait()
         for _ in range(requests):
+            if think:
+                time.sleep(pauses.expovariate(1 / think))
             path = paths(rng)
             start = time.perf_counter()
             connection.request("GET", path, headers={"Cookie": cookie, "Accept-Language": "en"})
@@ -262,7 +267,9 @@ def _run_kind(port: int, cookies: list[str], paths, requests: int) -> tuple[list
             sizes.extend(m[1] for m in mine)
             statuses.extend(m[2] for m in mine)
 
-    threads = [threading.Thread(target=client, args=(c, random.Random(i))) for i, c in enumerate(cookies)]
+    # Pauses have their own generators, so the pages asked are the same with or without them.
+    threads = [threading.Thread(target=client, args=(c, random.Random(i), random.Random(1000 + i)))
+               for i, c in enumerate(cookies)]
     for t in threads:
         t.start()
     for t in threads:
@@ -284,6 +291,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     parser.add_argument("--reload", action="store_true", help="empty the database and load it again")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean pause (s, exponential) before each of a client's requests, as a person reading "
+                             "the page would make; 0 (default): back to back, the machine saturated")
     args = parser.parse_args()
     if not args.database_url.startswith(("postgres://", "postgresql://")):
         raise SystemExit("--database-url must be a PostgreSQL URL")
@@ -326,7 +336,8 @@ def main() -> int:
         for seed in args.seeds:
             for kind, paths in kinds.items():
                 rng = random.Random(seed)
-                latencies, size, statuses = _run_kind(port, cookies, lambda r, p=paths, g=rng: p(g), args.requests)
+                latencies, size, statuses = _run_kind(port, cookies, lambda r, p=paths, g=rng: p(g), args.requests,
+                                                      think=args.think)
                 results[kind]["latencies"] += latencies
                 results[kind]["size"] = max(results[kind]["size"], size)
                 results[kind]["statuses"] += statuses
@@ -343,7 +354,8 @@ def main() -> int:
     floor = statistics.median(results["floor"]["latencies"])
     print(f"\n{Document.objects.count()} documents on PostgreSQL; gunicorn {args.workers} workers; "
           f"{args.clients} concurrent clients; {args.requests} requests each per kind and seed; seeds {args.seeds}; "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; " + (f"a pause of {args.think} s on average before each request" if args.think
+                                        else "requests back to back"))
     print(f"{'page':<14}{'requests':>9}{'p50 ms':>9}{'p95 ms':>9}{'p50/floor':>11}{'1 client p50':>14}"
           f"{'max size':>11}  non-200")
     verdict = []
