@@ -102,11 +102,15 @@ class AnnotationEventAdmin(admin.ModelAdmin):
 class DocumentReviewAdmin(admin.ModelAdmin):
     """The queue's per-document figures (kept by the services; read-only here)."""
 
-    list_display = ["document", "verified_count", "entity_count", "confidence", "model_version", "seen_by",
+    list_display = ["document", "verified_count", "entity_count", "least_confidence", "model_version", "seen_by",
                     "seen_at"]
     list_select_related = ["document", "model_version", "seen_by"]
     list_filter = ["model_version"]
     search_fields = ["document__original_name"]
+
+    @admin.display(description=_("least entity confidence"), ordering="document__least_confidence")
+    def least_confidence(self, review):
+        return review.document.least_confidence
 
     def has_add_permission(self, request):
         return False

@@ -136,15 +136,14 @@ class AnnotationEvent(models.Model):
 
 class DocumentReview(models.Model):
     """The review state of one document, kept by the annotation services in the same transaction as every
-    change (a projection, like Annotation): what the queue lists, sorts and filters on without touching
-    the annotations. Its row is also the lock that serialises changes within one document."""
+    change (a projection, like Annotation): what the queue lists and filters on without touching the
+    annotations (the least confidence it sorts on is Document.least_confidence, kept with it). Its row is
+    also the lock that serialises changes within one document."""
 
     document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="review",
                                     primary_key=True)
     entity_count = models.PositiveIntegerField(_("entities"), default=0)
     verified_count = models.PositiveIntegerField(_("verified entities"), default=0)
-    # The lowest confidence among the model's entities (see docs/architecture.md, "The review queue").
-    confidence = models.FloatField(_("least entity confidence"), null=True, blank=True)
     model_version = models.ForeignKey(
         "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         verbose_name=_("predicted by"),
@@ -159,7 +158,6 @@ class DocumentReview(models.Model):
     class Meta:
         verbose_name = _("document review")
         verbose_name_plural = _("document reviews")
-        indexes = [models.Index(fields=["confidence"])]
 
     def __str__(self) -> str:
         return f"{self.document}: {self.verified_count}/{self.entity_count}"

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import BinaryField, Count, Exists, F, JSONField, OuterRef, Q
+from django.db.models import BinaryField, Count, Exists, F, JSONField, OuterRef, Prefetch, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Length, Substr
 from django.utils import timezone
@@ -327,13 +328,26 @@ def review_queue(*, status: str = "", search: str = "", order: str = "confidence
         return qs.order_by("original_name", "id")
     # Least confident first: documents still to review before reviewed ones, then by the lowest entity
     # confidence of the model's predictions (documents without predictions last).
-    return qs.order_by(F("reviewed_at").asc(nulls_first=True), F("review__confidence").asc(nulls_last=True), "-id")
+    return qs.order_by(F("reviewed_at").asc(nulls_first=True), F("least_confidence").asc(nulls_last=True),
+                       F("id").desc())
+
+
+# The document fields a queue row shows (annotation/templatetags/queue_table.py) or its status needs.
+QUEUE_ROW_FIELDS = ("original_name", "page_count", "status", "error", "reviewed_at", "least_confidence", "created_at")
 
 
 def queue_rows(*, ids: list[int]) -> list[Document]:
-    """The queue's rows for these ids, in this order, with everything a row shows (one query)."""
-    rows = Document.objects.select_related("uploaded_by", "review", "review__model_version",
-                                           "review__seen_by").in_bulk(ids)
+    """The queue's rows for these ids, in this order, with everything a row shows (two queries, each by
+    primary key: one five-table join had PostgreSQL scan every review summary)."""
+    # Only the columns a row shows: loading whole rows (the model versions' JSON, every timestamp) was most of
+    # this function's time. A deferred field read later would cost a query per row; the query-count test of
+    # the queue (tests/annotation/test_views.py) would see it.
+    username = get_user_model().USERNAME_FIELD
+    reviews = Prefetch("review", queryset=DocumentReview.objects.select_related("model_version", "seen_by").only(
+        "document_id", "entity_count", "verified_count", "seen_at", "model_version__task", "model_version__number",
+        f"seen_by__{username}"))
+    rows = (Document.objects.select_related("uploaded_by").prefetch_related(reviews).order_by()
+            .only(*QUEUE_ROW_FIELDS, f"uploaded_by__{username}").in_bulk(ids))
     return [rows[pk] for pk in ids if pk in rows]
 
 

@@ -114,9 +114,9 @@ def document_review_summarise(*, document_id: int, review: DocumentReview | None
     )
     latest = (live.filter(source=Annotation.Source.MODEL).exclude(model_version=None).order_by("-id")
               .values_list("model_version_id", flat=True).first())
-    review.entity_count, review.verified_count = stats["total"], stats["verified"]
-    review.confidence, review.model_version_id = stats["confidence"], latest
-    review.save(update_fields=["entity_count", "verified_count", "confidence", "model_version", "updated_at"])
+    review.entity_count, review.verified_count, review.model_version_id = stats["total"], stats["verified"], latest
+    review.save(update_fields=["entity_count", "verified_count", "model_version", "updated_at"])
+    Document.objects.filter(pk=document_id).update(least_confidence=stats["confidence"])
     return review
 
 

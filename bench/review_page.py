@@ -164,8 +164,10 @@ def _load(documents: int, rng: random.Random) -> None:
             for a in annotations:
                 by_document.setdefault(a.document_id, []).append(a)
             DocumentReview.objects.bulk_create([
-                DocumentReview(document_id=d, entity_count=5, verified_count=3,
-                               confidence=min(a.score for a in items)) for d, items in by_document.items()])
+                DocumentReview(document_id=d, entity_count=5, verified_count=3) for d in by_document])
+            lowest = {d: min(a.score for a in items) for d, items in by_document.items()}
+            Document.objects.bulk_update([Document(pk=d, least_confidence=c) for d, c in lowest.items()],
+                                         ["least_confidence"], batch_size=500)
         print(f"  {min(first + batch, documents)} / {documents} documents ({time.perf_counter() - started:.0f} s)",
               flush=True)
     from django.db import connection

@@ -37,6 +37,10 @@ class Document(JobRow):
         verbose_name=_("uploaded by"),
     )
     reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    # The lowest confidence among the model's entities, kept by annotation.services with the review summary:
+    # the queue's default order ("least confident first", docs/architecture.md) is on this table alone, so
+    # an index serves it (migration 0005) instead of sorting every document on each request.
+    least_confidence = models.FloatField(_("least entity confidence"), null=True, blank=True)
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         verbose_name=_("reviewed by"),

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from django import template
+from django.template.defaultfilters import floatformat
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from annotation.models import DocumentClass, DocumentClassification
 
@@ -23,9 +26,22 @@ def class_of(classes: dict, document_id: int):
     return classes.get(document_id)
 
 
-@register.inclusion_tag("annotation/_document_class_badge.html")
-def document_class_badge(classification: DocumentClassification | None) -> dict:
-    return {"classification": classification}
+@register.simple_tag
+def document_class_badge(classification: DocumentClassification | None) -> str:
+    return class_badge(classification)
+
+
+def class_badge(classification: DocumentClassification | None) -> str:
+    """A document's class as a badge coloured like its label, with the model's confidence while it is a
+    prediction; "–" without a class. Built in Python: the queue shows one per row."""
+    if classification is None:
+        return "–"
+    score = "" if classification.score is None else floatformat(classification.score, 2)
+    title = escape(classification.get_status_display()) + (f" · {score}" if score else "")
+    shown = f" {score}" if classification.status == "predicted" and score else ""
+    return mark_safe(f'<span class="badge doc-class status-{escape(classification.status)}" '
+                     f'style="--entity-color: {escape(classification.label.color)}" title="{title}">'
+                     f"{escape(classification.label.name)}{shown}</span>")
 
 
 @register.inclusion_tag("annotation/_document_class.html", takes_context=True)

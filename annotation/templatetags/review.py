@@ -1,11 +1,16 @@
-"""The review page's text view, built in Python: one span per word is thousands of template nodes a page,
-and this is the hottest part of the page (see bench/review_page.py)."""
+"""The review page's repeated parts, built in Python: the text view (one span per word is thousands of
+template nodes a page), the boxes over the page image and the entity list. These loops were most of the
+page's time under load (bench/review_page.py); the markup is what the templates wrote, and review.js and
+the browser tests read it."""
 
 from __future__ import annotations
 
 from django import template
+from django.template.defaultfilters import floatformat
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
+from django.utils.translation import gettext as _
 
 register = template.Library()
 
@@ -28,3 +33,35 @@ def text_view(segments) -> str:
                      f'id="entity-{a.pk}" data-annotation="{a.pk}" title="{label} · {escape(a.get_status_display())}">'
                      f'{_words(segment.words)}<sup>{label}</sup></mark> ')
     return mark_safe("".join(parts))
+
+
+@register.simple_tag
+def overlay_boxes(entities) -> str:
+    """The page image's SVG overlay: one <g> per entity that is not rejected, one <rect> per line it spans
+    (PDF points, unlocalized)."""
+    return mark_safe("".join(
+        f'<g class="box status-{escape(item.annotation.status)}" data-annotation="{item.annotation.pk}" '
+        f'style="--entity-color: {escape(item.annotation.label.color)}">'
+        + "".join(f'<rect x="{x}" y="{y}" width="{w}" height="{h}"/>' for x, y, w, h in item.rects) + "</g>"
+        for item in entities if item.annotation.status != "rejected"))
+
+
+@register.simple_tag
+def entity_items(annotations, page_number, piece) -> str:
+    """The entity list's items of one type: text, state and confidence, with the quick accept / reject
+    buttons (review.js reads the data-* attributes)."""
+    accept = f'<button type="button" class="small" data-act="accept">{escape(_("Accept"))}</button>'
+    reject = f'<button type="button" class="small secondary" data-act="reject">{escape(_("Reject"))}</button>'
+    items = []
+    for a in annotations:
+        human = " human" if a.source == "human" else ""
+        score = "" if a.score is None else f" · {floatformat(a.score, 2)}"
+        items.append(
+            f'<li class="e status-{escape(a.status)}{human}" data-annotation="{a.pk}" data-rev="{a.revision}" '
+            f'data-label="{a.label_id}" data-start="{a.start}" data-end="{a.end}">'
+            f'<a href="?page={page_number or 1}&amp;piece={piece}&amp;entity={a.pk}" class="text">'
+            f"{escape(Truncator(a.text).chars(60))}</a> "
+            f'<small class="state">{escape(a.get_status_display())}{score}</small> '
+            f'<span class="quick">{accept if a.status != "accepted" else ""}'
+            f'{reject if a.status != "rejected" else ""}</span></li>\n')
+    return mark_safe("".join(items))
