@@ -12,6 +12,8 @@ from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
+from annotation.models import Annotation
+
 register = template.Library()
 
 
@@ -52,6 +54,7 @@ def entity_items(annotations, page_number, piece) -> str:
     buttons (review.js reads the data-* attributes)."""
     accept = f'<button type="button" class="small" data-act="accept">{escape(_("Accept"))}</button>'
     reject = f'<button type="button" class="small secondary" data-act="reject">{escape(_("Reject"))}</button>'
+    states = {value: escape(label) for value, label in Annotation.Status.choices}  # get_status_display, once
     items = []
     for a in annotations:
         human = " human" if a.source == "human" else ""
@@ -61,7 +64,7 @@ def entity_items(annotations, page_number, piece) -> str:
             f'data-label="{a.label_id}" data-start="{a.start}" data-end="{a.end}">'
             f'<a href="?page={page_number or 1}&amp;piece={piece}&amp;entity={a.pk}" class="text">'
             f"{escape(Truncator(a.text).chars(60))}</a> "
-            f'<small class="state">{escape(a.get_status_display())}{score}</small> '
+            f'<small class="state">{states.get(a.status, escape(a.status))}{score}</small> '
             f'<span class="quick">{accept if a.status != "accepted" else ""}'
             f'{reject if a.status != "rejected" else ""}</span></li>\n')
     return mark_safe("".join(items))
