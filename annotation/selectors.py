@@ -189,7 +189,7 @@ def review_page(*, document: Document, page_number: int, piece: int = 1) -> Revi
     limit = settings.DOCLOOP_REVIEW_MAX_ENTITIES
     annotations = list(
         Annotation.objects.filter(document=document, start__lt=end, end__gt=start)
-        .exclude(status=Annotation.Status.DELETED).select_related("label", "model_version")
+        .exclude(status=Annotation.Status.DELETED).select_related("label")
         .order_by("start", "id")[:limit + 1]
     )
     truncated = len(annotations) > limit

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -120,10 +122,27 @@ def document_review_summarise(*, document_id: int, review: DocumentReview | None
     return review
 
 
-def document_review_seen(*, document: Document, user: AbstractBaseUser) -> None:
-    """Note that `user` has the document open (presence shown in the queue, never a lock)."""
-    DocumentReview.objects.bulk_create([DocumentReview(document_id=document.pk)], ignore_conflicts=True)
-    DocumentReview.objects.filter(pk=document.pk).update(seen_by=user, seen_at=timezone.now())
+def document_review_seen(*, document: Document, user: AbstractBaseUser):
+    """Note that `user` has the document open (presence shown in the queue, never a lock) and return whoever
+    else had it open within DOCLOOP_PRESENCE_SECONDS (read before this visit takes the slot), or None.
+
+    A reviewer who reported in on this document less than a quarter of the window ago is still fresh: nothing
+    is written (a reload or the next entity costs one read, not two writes and a commit)."""
+    now = timezone.now()
+    window = timedelta(seconds=settings.DOCLOOP_PRESENCE_SECONDS)
+    review = (DocumentReview.objects.filter(pk=document.pk).select_related("seen_by")
+              .only("document_id", "seen_at", "seen_by").first())
+    if review is None:
+        DocumentReview.objects.bulk_create([DocumentReview(document_id=document.pk)], ignore_conflicts=True)
+    elif review.seen_at is not None and review.seen_at >= now - window:
+        if review.seen_by_id not in (None, user.pk):
+            other = review.seen_by
+            DocumentReview.objects.filter(pk=document.pk).update(seen_by=user, seen_at=now)
+            return other
+        if review.seen_by_id == user.pk and review.seen_at >= now - window / 4:
+            return None
+    DocumentReview.objects.filter(pk=document.pk).update(seen_by=user, seen_at=now)
+    return None
 
 
 # Checks ---------------------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def queue(request):
 # The review page -------------------------------------------------------------------------------------------
 
 def _render_review(request, document: Document, *, error: str = "", conflict: str = "", status: int = 200,
-                   form=None, selected: int | None = None):
+                   form=None, selected: int | None = None, present=None):
     page_number, piece = _position(request)
     view = selectors.review_page(document=document, page_number=page_number, piece=piece)
     if selected is None:
@@ -129,6 +129,7 @@ def _render_review(request, document: Document, *, error: str = "", conflict: st
         "conflict": conflict,
         "selected": selected,
         "image_widths": _image_widths(),
+        "present": present,
     }
     template = "annotation/review.html"
     if request.htmx:
@@ -178,9 +179,8 @@ def review(request, pk: int):
     document = get_object_or_404(Document, pk=pk)
     if document.status != Document.Status.READY:
         return redirect("documents:detail", pk=document.pk)
-    if not request.htmx:
-        services.document_review_seen(document=document, user=request.user)
-    return _render_review(request, document)
+    present = None if request.htmx else services.document_review_seen(document=document, user=request.user)
+    return _render_review(request, document, present=present)
 
 
 @require_POST
@@ -188,8 +188,8 @@ def review(request, pk: int):
 def presence(request, pk: int):
     """The open review page reports in (every 30 s) and learns who else has the document open."""
     document = get_object_or_404(Document, pk=pk)
-    services.document_review_seen(document=document, user=request.user)
-    return render(request, "annotation/review.html#presence", {"document": document})
+    present = services.document_review_seen(document=document, user=request.user)
+    return render(request, "annotation/review.html#presence", {"document": document, "present": present})
 
 
 @require_POST

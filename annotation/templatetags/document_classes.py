@@ -48,7 +48,7 @@ def class_badge(classification: DocumentClassification | None) -> str:
 def document_class_panel(context, document) -> dict:
     """The review page's panel: the class, the model's confidence, and the controls to review it."""
     classification = DocumentClassification.objects.filter(document=document).select_related(
-        "label", "model_version", "reviewer").first()
+        "label", "model_version", "reviewer").defer("model_version__labels", "model_version__metrics").first()
     return {"document": document, "classification": classification, "classes": DocumentClass.objects.all(),
             "error": context.get("class_error", ""), "request": context.get("request"),
             "csrf_token": context.get("csrf_token")}

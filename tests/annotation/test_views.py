@@ -210,6 +210,25 @@ def test_the_next_document_skips_one_someone_else_has_open(client, reviewer, adm
     assert response.url == reverse("annotation:review", args=[free.pk])
 
 
+def test_a_reviewer_sees_who_else_has_the_document_open_and_a_reload_writes_nothing(client, reviewer, admin_user,
+                                                                                     ready_document):
+    from annotation.models import DocumentReview
+
+    url = reverse("annotation:review", args=[ready_document.pk])
+    client.force_login(admin_user)
+    assert "also has this document open" not in client.get(url).content.decode()
+    client.force_login(reviewer)
+    assert "ana also has this document open" in client.get(url).content.decode()
+    seen = DocumentReview.objects.get(pk=ready_document.pk)
+    assert seen.seen_by == reviewer
+    client.get(url)  # a reload moments later: still fresh, nothing written
+    assert DocumentReview.objects.get(pk=ready_document.pk).seen_at == seen.seen_at
+    client.force_login(admin_user)
+    body = client.post(reverse("annotation:presence", args=[ready_document.pk])).content.decode()
+    assert "rita also has this document open" in body
+    assert DocumentReview.objects.get(pk=ready_document.pk).seen_by == admin_user
+
+
 def test_words_under_a_rectangle_on_the_page_image(client, reviewer, ready_document):
     from annotation.selectors import page_word_boxes
 
@@ -335,6 +354,7 @@ def test_the_queue_and_review_pages_run_a_constant_number_of_queries(client, rev
 
     grow(2)
     first = Annotation.objects.order_by("id").first().document_id
+    client.get(reverse("annotation:review", args=[first]))  # the first visit notes presence; compare reloads
     small = (count(reverse("queue")), count(reverse("annotation:review", args=[first])),
              count(reverse("annotation:history", args=[first])))
     grow(6)
