@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import BinaryField, Count, Exists, F, JSONField, OuterRef, Prefetch, Q
+from django.db.models import BinaryField, Count, F, JSONField, Prefetch, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Length, Substr
 from django.utils import timezone
@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType
 from documents.models import Document, Page
+from documents.selectors import document_ids_matching
 
 
 def document_annotations(*, document: Document, include_rejected: bool = True):
@@ -314,8 +315,7 @@ def review_queue(*, status: str = "", search: str = "", order: str = "confidence
     if status in filters:
         qs = qs.filter(filters[status])
     if search:
-        qs = qs.filter(Q(original_name__icontains=search)
-                       | Exists(Page.objects.filter(document=OuterRef("pk"), text__icontains=search)))
+        qs = qs.filter(pk__in=document_ids_matching(search=search))
     if uploader:
         qs = qs.filter(uploaded_by_id=uploader)
     if model_version:

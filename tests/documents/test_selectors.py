@@ -1,0 +1,36 @@
+"""Which documents a search finds: names by any substring, text by the beginnings of its words."""
+import pytest
+from django.db import connection
+
+from documents.selectors import document_ids_matching
+
+pytestmark = pytest.mark.django_db
+
+
+def _found(search: str) -> set[int]:
+    return set(document_ids_matching(search=search))
+
+
+def test_a_search_finds_a_document_by_any_part_of_its_name(ready_document):
+    assert _found("cordã") == set() and _found("CORDAO") == {ready_document.pk}
+    assert _found("rdao.p") == {ready_document.pk}
+
+
+def test_a_search_finds_a_document_by_the_beginnings_of_its_words_in_any_order_and_case(ready_document, make_pdf):
+    from documents.services import document_create, document_extract
+
+    other = document_extract(document=document_create(data=make_pdf([["Outro", "despacho", "."]]), name="b.pdf")[0])
+    assert _found("ministério") == {ready_document.pk}
+    assert _found("Minist") == {ready_document.pk}
+    assert _found("tribunal superior") == {ready_document.pk}
+    assert _found("8.666") == {ready_document.pk}
+    assert _found("despacho") == {other.pk}
+    assert _found("despacho ministério") == set()
+    assert _found("inexistente") == set()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="full-text search is PostgreSQL's")
+def test_on_postgresql_quotes_and_operators_in_a_search_are_words_not_syntax(ready_document):
+    for search in ("Ministério' | 'x", "tribunal & !justiça", "(São", "\\' :*", "!!!", ""):
+        _found(search)  # no syntax error reaches the user
+    assert _found("(São") == {ready_document.pk}
