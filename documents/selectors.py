@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.contrib.postgres.search import SearchQuery, SearchVectorField
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Func, Q
 
 from documents.models import Document, Page
+
+PAGE_TEXT_SEARCH_CHARS = 100_000  # documents migration 0006 writes the same number into its index
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,14 @@ def document_list(*, status: str | None = None):
     return qs
 
 
+class PageTextVector(Func):
+    """A page's words for full-text search: the expression the GIN index of documents migration 0006 holds
+    (the first PAGE_TEXT_SEARCH_CHARS characters: a tsvector holds at most 1 MB)."""
+
+    template = f"to_tsvector('simple'::regconfig, left(COALESCE(%(expressions)s, ''), {PAGE_TEXT_SEARCH_CHARS}))"
+    output_field = SearchVectorField()
+
+
 def document_ids_matching(*, search: str):
     """The ids of the documents whose name contains `search` or whose text has its words (a queryset, for
     `pk__in`).
@@ -62,7 +72,8 @@ def document_ids_matching(*, search: str):
     search must begin a word of one page, in any order, case-insensitively (PostgreSQL full-text search with
     the `simple` configuration: no stemming, no stop words; the GIN index of migration 0006). A substring
     test of the text read every page that held the string: on 10,000 documents a common word took 350 ms,
-    the index under 20 ms (docs/performance.md). SQLite: each word a substring test of one page's text."""
+    the index under 20 ms (docs/performance.md). Only a page's first PAGE_TEXT_SEARCH_CHARS characters are
+    searched there. SQLite: each word a substring test of one page's text."""
     names = Document.objects.filter(original_name__icontains=search).order_by().values_list("pk", flat=True)
     if connection.vendor != "postgresql":
         words = [Q(text__icontains=word) for word in search.split()] or [Q(pk__in=[])]
@@ -73,6 +84,6 @@ def document_ids_matching(*, search: str):
     if not lexemes:
         return names
     query = " & ".join("'{}':*".format(lexeme.replace("\\", "\\\\").replace("'", "''")) for lexeme in lexemes)
-    pages = (Page.objects.annotate(text_vector=SearchVector("text", config="simple"))
+    pages = (Page.objects.annotate(text_vector=PageTextVector("text"))
              .filter(text_vector=SearchQuery(query, config="simple", search_type="raw")))
     return names.union(pages.order_by().values_list("document_id", flat=True))

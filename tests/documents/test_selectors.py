@@ -34,3 +34,13 @@ def test_on_postgresql_quotes_and_operators_in_a_search_are_words_not_syntax(rea
     for search in ("Ministério' | 'x", "tribunal & !justiça", "(São", "\\' :*", "!!!", ""):
         _found(search)  # no syntax error reaches the user
     assert _found("(São") == {ready_document.pk}
+
+
+def test_a_page_of_100000_distinct_words_is_stored_and_found_by_its_first_words(ready_document):
+    """PostgreSQL's tsvector holds at most 1 MB: the index covers a page's first 100,000 characters, so a
+    page of any size is still written (an index on the whole text refused this row)."""
+    from documents.models import Page
+
+    text = " ".join(f"termo{i:06d}x" for i in range(100_000))  # 1.3 MB of distinct words
+    Page.objects.create(document=ready_document, number=99, width=600, height=800, text=text, word_start=10**6)
+    assert _found("termo000001x") == {ready_document.pk}
