@@ -34,6 +34,7 @@ from annotation.models import Annotation, AnnotationEvent, EntityType
 from documents.forms import UploadForm
 from documents.models import Document
 from lib.decorators import admin_required, reviewer_required
+from lib.pagination import page_of_ids
 
 
 def _wants_json(request) -> bool:
@@ -76,11 +77,14 @@ def queue(request):
     """/documents/: every document with its review status and progress, filtered, searched, paginated."""
     form = QueueFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
-    documents = Paginator(selectors.review_queue(
-        status=filters.get("status") or "", search=filters.get("q") or "",
-        order=filters.get("order") or "confidence", uploader=filters.get("uploader"),
-        model_version=filters.get("model_version"),
-    ).values_list("pk", flat=True), 50).get_page(request.GET.get("page"))
+    search = filters.get("q") or ""
+    queue = selectors.review_queue(
+        status=filters.get("status") or "", search=search, order=filters.get("order") or "confidence",
+        uploader=filters.get("uploader"), model_version=filters.get("model_version"))
+    if search:  # the search runs once, with the total beside the page
+        documents = page_of_ids(queue, request.GET.get("page"), 50)
+    else:  # the default order's index gives the page without reading every row; the count is cheap
+        documents = Paginator(queue.values_list("pk", flat=True), 50).get_page(request.GET.get("page"))
     # Sort and cut the page on the narrow id list, then load the page's 50 rows with their joins.
     documents.object_list = selectors.queue_rows(ids=list(documents.object_list))
     cutoff = selectors.presence_cutoff()

@@ -19,6 +19,7 @@ Page kinds:
                  divided by: what gunicorn + Django cost on this machine under the same load)
   queue          /documents/ (least confident first), a random one of its first 20 pages
   queue-search   /documents/?q=... on a document name, filtered to "to review"
+  search-common  /documents/?q=<a word found in nearly every document's text> (tribunal, recurso, ...)
   review-large   /review/<the 50-page document>/?page=N, a random page
   review-small   /review/<a random one-page document>/
 Several seeds pick different pages; the table gives p50/p95 per kind over all seeds, the ratio to the
@@ -50,9 +51,10 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 BASE = Path(__file__).resolve().parent.parent
+COMMON_WORDS = ["tribunal", "recurso", "direito", "sentença", "justiça"]
 sys.path.insert(0, str(BASE))
 TARGET_MS = 100
 WORDS = ("o a de da do em no na por para com que não recurso apelação sentença acórdão decisão réu autor "
@@ -354,6 +356,7 @@ def main() -> int:
         "floor": lambda rng: "/accounts/login/",
         "queue": lambda rng: f"/documents/?page={rng.randint(1, 20)}",
         "queue-search": lambda rng: f"/documents/?q=processo-0{rng.randint(1000, 9999)}&status=to_review",
+        "search-common": lambda rng: f"/documents/?q={quote(rng.choice(COMMON_WORDS))}",
         "review-large": lambda rng: f"/review/{large.pk}/?page={rng.randint(1, large.page_count)}",
         "review-small": lambda rng: f"/review/{rng.choice(small_ids)}/",
     }
