@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType
 from documents.models import Document, Page
-from documents.selectors import document_ids_matching
+from documents.selectors import document_search_filter
 
 
 def document_annotations(*, document: Document, include_rejected: bool = True):
@@ -304,18 +304,21 @@ def review_queue(*, status: str = "", search: str = "", order: str = "confidence
     qs = Document.objects.select_related("uploaded_by", "review", "review__model_version", "review__seen_by")
     cutoff = presence_cutoff()
     ready_open = Q(status=Document.Status.READY, reviewed_at__isnull=True)
+    open_now = DocumentReview.objects.filter(seen_at__gte=cutoff).values("document_id")
     filters = {
         QueueStatus.UPLOADED: Q(status=Document.Status.UPLOADED),
         QueueStatus.EXTRACTING: Q(status=Document.Status.EXTRACTING),
         QueueStatus.FAILED: Q(status=Document.Status.FAILED),
         QueueStatus.REVIEWED: Q(status=Document.Status.READY, reviewed_at__isnull=False),
-        QueueStatus.IN_REVIEW: ready_open & Q(review__seen_at__gte=cutoff),
-        QueueStatus.TO_REVIEW: ready_open & (Q(review__seen_at__lt=cutoff) | Q(review__seen_at__isnull=True)),
+        # Open now: a few documents. Tested against their id set (hashed once), not by joining every
+        # document's review row (a probe per document: 34 ms of a 73 ms search on 10,000 documents).
+        QueueStatus.IN_REVIEW: ready_open & Q(pk__in=open_now),
+        QueueStatus.TO_REVIEW: ready_open & ~Q(pk__in=open_now),
     }
     if status in filters:
         qs = qs.filter(filters[status])
     if search:
-        qs = qs.filter(pk__in=document_ids_matching(search=search))
+        qs = qs.filter(document_search_filter(search=search))
     if uploader:
         qs = qs.filter(uploaded_by_id=uploader)
     if model_version:

@@ -64,20 +64,23 @@ class PageTextVector(Func):
     output_field = SearchVectorField()
 
 
-def document_ids_matching(*, search: str):
-    """The ids of the documents whose name contains `search` or whose text has its words (a queryset, for
-    `pk__in`).
+def document_search_filter(*, search: str) -> Q:
+    """A filter on documents: the name contains `search`, or one page's text has its words.
 
     Names match any substring (a trigram index on PostgreSQL). Text matches word by word: every word of the
     search must begin a word of one page, in any order, case-insensitively (PostgreSQL full-text search with
     the `simple` configuration: no stemming, no stop words; the GIN index of migration 0006). A substring
     test of the text read every page that held the string: on 10,000 documents a common word took 350 ms,
-    the index under 20 ms (docs/performance.md). Only a page's first PAGE_TEXT_SEARCH_CHARS characters are
-    searched there. SQLite: each word a substring test of one page's text."""
-    names = Document.objects.filter(original_name__icontains=search).order_by().values_list("pk", flat=True)
+    the index under 25 ms (docs/performance.md). Only a page's first PAGE_TEXT_SEARCH_CHARS characters are
+    searched there. SQLite: each word a substring test of one page's text.
+
+    One OR of the name test and `id IN (pages)`: PostgreSQL hashes the matching pages' documents once and
+    tests each document against the hash (24 ms for a word in 9,883 of 10,000 documents); a UNION of two id
+    sets was joined back one index probe per match (37 ms)."""
+    names = Q(original_name__icontains=search)
     if connection.vendor != "postgresql":
-        words = [Q(text__icontains=word) for word in search.split()] or [Q(pk__in=[])]
-        return names.union(Page.objects.filter(*words).order_by().values_list("document_id", flat=True))
+        words = [Q(text__icontains=word) for word in search.split()]
+        return names | Q(pk__in=Page.objects.filter(*words).values("document_id")) if words else names
     with connection.cursor() as cursor:  # the search's words as PostgreSQL's parser cuts the pages' text
         cursor.execute("SELECT tsvector_to_array(to_tsvector('simple', %s))", [search])
         lexemes = cursor.fetchone()[0]
@@ -86,4 +89,4 @@ def document_ids_matching(*, search: str):
     query = " & ".join("'{}':*".format(lexeme.replace("\\", "\\\\").replace("'", "''")) for lexeme in lexemes)
     pages = (Page.objects.annotate(text_vector=PageTextVector("text"))
              .filter(text_vector=SearchQuery(query, config="simple", search_type="raw")))
-    return names.union(pages.order_by().values_list("document_id", flat=True))
+    return names | Q(pk__in=pages.values("document_id"))

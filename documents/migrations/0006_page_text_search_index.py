@@ -1,4 +1,4 @@
-"""Full-text search of the pages' text for the queue (PostgreSQL only; documents.selectors.document_ids_matching).
+"""Full-text search of the pages' text for the queue (PostgreSQL only; documents.selectors.document_search_filter).
 
 The trigram index of 0003 served a substring test of the text well for rare strings, but a common word
 matched nearly every page and PostgreSQL rechecked all of their text (350 ms on 10,000 documents). A GIN

@@ -2,13 +2,14 @@
 import pytest
 from django.db import connection
 
-from documents.selectors import document_ids_matching
+from documents.models import Document
+from documents.selectors import document_search_filter
 
 pytestmark = pytest.mark.django_db
 
 
 def _found(search: str) -> set[int]:
-    return set(document_ids_matching(search=search))
+    return set(Document.objects.filter(document_search_filter(search=search)).values_list("pk", flat=True))
 
 
 def test_a_search_finds_a_document_by_any_part_of_its_name(ready_document):
