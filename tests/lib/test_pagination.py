@@ -18,7 +18,7 @@ def users():
     return User.objects.order_by("-username")
 
 
-@pytest.mark.parametrize("number", [1, 2, 3, "3", 0, -1, 99, "x", None])
+@pytest.mark.parametrize("number", [1, 2, 3, "3", 0, -1, 99, "x", None, "99999999999999999999", 2**31 + 1])
 def test_a_page_and_its_total_are_the_paginators(users, number):
     expected = Paginator(users.values_list("pk", flat=True), 10).get_page(number)
     page = page_of_ids(users, number, 10)
@@ -40,3 +40,11 @@ def test_no_results_is_one_empty_page(db):
 
     page = page_of_ids(get_user_model().objects.none(), 1, 10)
     assert list(page.object_list) == [] and page.paginator.count == 0 and page.number == 1
+
+
+def test_a_page_number_past_any_offset_gives_the_queues_last_page_not_an_error(client, reviewer, ready_document):
+    from django.urls import reverse
+
+    client.force_login(reviewer)
+    response = client.get(reverse("queue"), {"q": "acordao", "page": "99999999999999999999"})
+    assert response.status_code == 200 and "acordao.pdf" in response.content.decode()
