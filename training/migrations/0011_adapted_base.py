@@ -1,0 +1,9 @@
+"""Reserved for: issue 21, adapted base models. Operations are written by hand into this file (copy only your own operations from
+`manage.py makemigrations --dry-run -v 3 training`); the chain stays linear."""
+
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("training", "0010_prediction_claims")]
+    operations = []
