@@ -6,8 +6,8 @@ in `training.ml` and `annotation` must not import `training`.
 
 Every format goes through one neutral record per document (name, tokens, spans with status, source and
 score, reviewed). Exporting, importing into an empty database and exporting again gives identical files:
-nothing in a file depends on database ids, timestamps or the PDF's layout (sentences are cut from the
-tokens alone, `training.ml.conll.sentence_bounds`).
+nothing in a file depends on database ids, timestamps or the PDF's layout (CoNLL sentences are cut from
+the tokens and the accepted entities alone, never inside an entity: `training.ml.conll.sentence_bounds`).
 
 Imports are all or nothing per file: the whole file is parsed and checked first (structure, BIO tags,
 offsets inside the text, known labels, tokens a PDF can carry), then every document and entity is written

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from training.ml.bio import bio_to_spans
 
 
 class ConllError(ValueError):
@@ -64,12 +67,15 @@ SENTENCE_END = {".", "!", "?"}
 MAX_SENTENCE = 120
 
 
-def sentence_bounds(tokens: list[str]) -> list[tuple[int, int]]:
-    """Sentences as [start, end) token ranges, decided by the tokens alone (after ".", "!" or "?", and at
-    most MAX_SENTENCE tokens), so that a document rendered again from its tokens splits the same way."""
+def sentence_bounds(tokens: list[str], spans: Iterable[tuple] = ()) -> list[tuple[int, int]]:
+    """Sentences as [start, end) token ranges, decided by the tokens (after ".", "!" or "?", and at most
+    MAX_SENTENCE tokens) and never inside one of `spans` ((start, end, ...) entities): a cut that would fall
+    inside an entity ("art . 896") waits for the entity's end. The same tokens and entities always split the
+    same way, so a document exported, imported and exported again gives the same file."""
+    inside = {i for start, end, *_rest in spans for i in range(start + 1, end)}
     bounds, start = [], 0
     for i, token in enumerate(tokens):
-        if token in SENTENCE_END or i + 1 - start >= MAX_SENTENCE:
+        if (token in SENTENCE_END or i + 1 - start >= MAX_SENTENCE) and i + 1 not in inside:
             bounds.append((start, i + 1))
             start = i + 1
     if start < len(tokens):
@@ -79,12 +85,13 @@ def sentence_bounds(tokens: list[str]) -> list[tuple[int, int]]:
 
 def conll_write(documents: list[tuple[list[str], list[str]]]) -> str:
     """(tokens, tags) per document as CoNLL: a `-DOCSTART- O` line and a blank line open each document,
-    one `token TAG` line per token, a blank line after each sentence."""
+    one `token TAG` line per token, a blank line after each sentence. No sentence opens inside an entity:
+    every entity's B- tag and its I- tags stay in one sentence."""
     out: list[str] = []
     for tokens, tags in documents:
         out.append("-DOCSTART- O")
         out.append("")
-        for start, end in sentence_bounds(tokens):
+        for start, end in sentence_bounds(tokens, bio_to_spans(tags)):
             out.extend(f"{tokens[i]} {tags[i]}" for i in range(start, end))
             out.append("")
     return "\n".join(out) + ("\n" if out else "")
