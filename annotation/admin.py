@@ -23,7 +23,7 @@ from annotation.models import (
 from documents.admin import DocumentAdmin
 from documents.models import Document
 from documents.services import document_reingest
-from lib.admin import ReadOnlyTabularInline
+from lib.admin import FieldLabels, ReadOnlyTabularInline
 
 
 @admin.register(EntityType)
@@ -58,8 +58,10 @@ class EventInline(ReadOnlyTabularInline):
 
 
 @admin.register(Annotation)
-class AnnotationAdmin(admin.ModelAdmin):
+class AnnotationAdmin(FieldLabels, admin.ModelAdmin):
     """Annotations change only through the review services, so every change leaves an event."""
+
+    field_labels = {"document": _("document")}
 
     list_display = ["id", "document", "label", "text", "status", "source", "score", "model_version", "reviewer",
                     "revision", "updated_at"]
@@ -79,8 +81,10 @@ class AnnotationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AnnotationEvent)
-class AnnotationEventAdmin(admin.ModelAdmin):
+class AnnotationEventAdmin(FieldLabels, admin.ModelAdmin):
     """Append-only: readable, never edited or deleted."""
+
+    field_labels = {"annotation": _("annotation"), "document": _("document")}
 
     list_display = ["created_at", "action", "annotation", "document", "user", "model_version", "base_revision"]
     list_filter = ["action", "model_version"]
@@ -99,8 +103,10 @@ class AnnotationEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(DocumentReview)
-class DocumentReviewAdmin(admin.ModelAdmin):
+class DocumentReviewAdmin(FieldLabels, admin.ModelAdmin):
     """The queue's per-document figures (kept by the services; read-only here)."""
+
+    field_labels = {"document": _("document")}
 
     list_display = ["document", "verified_count", "entity_count", "least_confidence", "model_version", "seen_by",
                     "seen_at"]

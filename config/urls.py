@@ -1,3 +1,4 @@
+from axes.models import AccessAttempt
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
@@ -6,6 +7,7 @@ from django.views.generic import RedirectView
 from django_rq.models import Dashboard
 
 from annotation import views as review_views
+from lib.axes_admin import AccessAttemptAdmin
 from lib.rq_admin import SafeQueueAdmin, rq_urlpatterns
 from training import views_feedback
 
@@ -13,6 +15,10 @@ from training import views_feedback
 if admin.site.is_registered(Dashboard):
     admin.site.unregister(Dashboard)
     admin.site.register(Dashboard, SafeQueueAdmin)
+# django-axes' attempts, with labels for its computed columns (lib/axes_admin.py).
+if admin.site.is_registered(AccessAttempt):
+    admin.site.unregister(AccessAttempt)
+    admin.site.register(AccessAttempt, AccessAttemptAdmin)
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="queue", permanent=False)),

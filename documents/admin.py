@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from documents.models import Document, Page
 from documents.services import document_reingest, document_upload, max_upload_bytes, pdf_validate
+from lib.admin import FieldLabels
 
 
 class DocumentUploadForm(forms.ModelForm):
@@ -91,7 +92,8 @@ class DocumentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Page)
-class PageAdmin(admin.ModelAdmin):
+class PageAdmin(FieldLabels, admin.ModelAdmin):
+    field_labels = {"document": _("document")}
     list_display = ["document", "number", "width", "height", "word_start"]
     list_select_related = ["document"]
     search_fields = ["document__original_name"]

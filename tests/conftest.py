@@ -146,3 +146,33 @@ def entity_types(db):
     from annotation.services import entity_type_get_or_create
 
     return {name: entity_type_get_or_create(name=name) for name in ("ORGANIZACAO", "PESSOA", "LOCAL", "TEMPO")}
+
+
+@pytest.fixture(scope="session")
+def compiled_locale(tmp_path_factory) -> Path:
+    """locale/'s catalogues compiled now, into a folder of the session's own: the .mo files beside them
+    are build outputs (`make install`), absent on a fresh checkout or older than the .po."""
+    import shutil
+    import subprocess
+
+    msgfmt = shutil.which("msgfmt")
+    if msgfmt is None:
+        pytest.fail("msgfmt not found: install gettext (apt-get install gettext), as compilemessages needs")
+    folder = tmp_path_factory.mktemp("locale")
+    for po in (Path(settings.BASE_DIR) / "locale").glob("*/LC_MESSAGES/*.po"):
+        mo = folder / po.relative_to(Path(settings.BASE_DIR) / "locale").with_suffix(".mo")
+        mo.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([msgfmt, "-o", str(mo), str(po)], check=True, capture_output=True)
+    return folder
+
+
+@pytest.fixture
+def portuguese(english, settings, compiled_locale):
+    """Brazilian Portuguese from the current catalogue, for this thread and as the site's default (a live
+    server's requests get it unless the browser asks for another language)."""
+    from django.utils import translation
+
+    settings.LOCALE_PATHS = [compiled_locale]
+    settings.LANGUAGE_CODE = "pt-br"
+    with translation.override("pt-br"):
+        yield

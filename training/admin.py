@@ -3,7 +3,7 @@ from django.http import HttpResponse
 from django.utils.translation import gettext_lazy as _
 
 from documents.admin import DocumentAdmin
-from lib.admin import ReadOnlyTabularInline
+from lib.admin import FieldLabels, ReadOnlyTabularInline
 from training.models import (
     ApiToken,
     Dataset,
@@ -66,7 +66,8 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(EpochMetric)
-class EpochMetricAdmin(admin.ModelAdmin):
+class EpochMetricAdmin(FieldLabels, admin.ModelAdmin):
+    field_labels = {"run": _("training run")}
     list_display = ["run", "epoch", "train_loss", "eval_loss", "precision", "recall", "f1"]
     readonly_fields = ["run", "epoch", "train_loss", "eval_loss", "precision", "recall", "f1", "per_label"]
 
@@ -84,7 +85,8 @@ def activate(modeladmin, request, queryset):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(FieldLabels, admin.ModelAdmin):
+    field_labels = {"run": _("training run")}
     list_display = ["__str__", "task", "number", "kind", "is_active", "run", "created_at"]
     list_filter = ["task", "is_active", "kind"]
     readonly_fields = ["task", "number", "kind", "run", "parent", "artefact", "labels", "metrics", "is_active",
