@@ -8,7 +8,7 @@ from pathlib import Path
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.utils.translation import gettext_lazy as _
 
-from lib.env import database_from_url, env_bool, env_int, env_list, env_str
+from lib.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("DOCLOOP_VAR_DIR", str(BASE_DIR / "var")))
@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A browser's GET on a POST-only address gets a page that says so, not an empty 405.
+    "lib.error_pages.MethodNotAllowedPage",
     # Login throttling (django-axes): last, as its documentation asks.
     "axes.middleware.AxesMiddleware",
 ]
@@ -198,6 +200,9 @@ DOCLOOP_JOB_STALE_SECONDS = env_int("DOCLOOP_JOB_STALE_SECONDS", 300)
 # The RQ job that ingests an uploaded document (extract, then pre-annotate). `documents` enqueues it by
 # this dotted path, the way AUTH_USER_MODEL names a model, so it never imports the app that implements it.
 DOCLOOP_INGEST_JOB = "training.jobs.document_ingest"
+# Whether a model's predictions are still on their way to a document (finishing its review waits for them),
+# and why the last one failed: `annotation` reads it through this dotted path, as it never imports `training`.
+DOCLOOP_PREDICTIONS_STATE = "training.selectors.document_predictions_state"
 
 # Uploads
 DOCLOOP_MAX_UPLOAD_MB = env_int("DOCLOOP_MAX_UPLOAD_MB", 50)
@@ -207,6 +212,12 @@ DOCLOOP_MAX_PAGES = env_int("DOCLOOP_MAX_PAGES", 2000)
 # Excel datasets: the largest .xlsx accepted, and how far it may expand when unzipped (zip bombs).
 DOCLOOP_MAX_DATASET_MB = env_int("DOCLOOP_MAX_DATASET_MB", 20)
 DOCLOOP_MAX_DATASET_EXPANDED_MB = env_int("DOCLOOP_MAX_DATASET_EXPANDED_MB", 200)
+# ...and the most rows below the header a sheet may have: every row is read (never trusting the sheet's
+# declared <dimension>), so this bounds the time a validation or upload takes; longer sheets are refused.
+DOCLOOP_MAX_DATASET_ROWS = env_int("DOCLOOP_MAX_DATASET_ROWS", 50_000)
+# JSON request bodies (the API, Label Studio's calls): nested deeper than this is refused with a 400 before
+# parsing. Their size is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (413 beyond it).
+DOCLOOP_MAX_JSON_DEPTH = env_int("DOCLOOP_MAX_JSON_DEPTH", 64)
 
 # Review: a page's words are shown (and its entities listed) in pieces of at most this many words, and
 # one response lists at most DOCLOOP_REVIEW_MAX_ENTITIES entities, so a review response stays bounded in
@@ -214,6 +225,9 @@ DOCLOOP_MAX_DATASET_EXPANDED_MB = env_int("DOCLOOP_MAX_DATASET_EXPANDED_MB", 200
 # someone's review page reported in within DOCLOOP_PRESENCE_SECONDS (the page reports every 30 s).
 DOCLOOP_REVIEW_PIECE_WORDS = env_int("DOCLOOP_REVIEW_PIECE_WORDS", 600)
 DOCLOOP_REVIEW_MAX_ENTITIES = env_int("DOCLOOP_REVIEW_MAX_ENTITIES", 600)
+# "Mark as reviewed" is refused until the reviewer has opened every part of every page (otherwise it only
+# says which parts they never opened, and asks to confirm accepting the predictions left standing).
+DOCLOOP_FINISH_REQUIRES_ALL_PAGES = env_bool("DOCLOOP_FINISH_REQUIRES_ALL_PAGES", False)
 DOCLOOP_PRESENCE_SECONDS = env_int("DOCLOOP_PRESENCE_SECONDS", 90)
 # Page images for the review page are rendered at these widths (pixels) and cached in storage.
 DOCLOOP_PAGE_IMAGE_WIDTHS = [800, 1200, 1600, 2400]
@@ -264,7 +278,22 @@ DOCLOOP_FEEDBACK_BATCH_SIZE = env_int("DOCLOOP_FEEDBACK_BATCH_SIZE", 8)
 DOCLOOP_FEEDBACK_LEARNING_RATE = float(env_str("DOCLOOP_FEEDBACK_LEARNING_RATE", "1e-4"))
 # Replay windows from earlier reviewed documents per window of the documents sent (0 turns replay off).
 DOCLOOP_FEEDBACK_REPLAY_RATIO = float(env_str("DOCLOOP_FEEDBACK_REPLAY_RATIO", "1.0"))
-DOCLOOP_FEEDBACK_TOLERANCE = float(env_str("DOCLOOP_FEEDBACK_TOLERANCE", "0.02"))
+# The gate (training.services.gates; issue 17), one rule for full runs and feedback updates: a new version
+# replaces the active one unless, on the task's evaluation set, a paired bootstrap over documents says its
+# F1 is lower by more than the tolerance with this confidence. DOCLOOP_FEEDBACK_TOLERANCE is the old name.
+DOCLOOP_GATE_TOLERANCE = env_float("DOCLOOP_GATE_TOLERANCE", env_float("DOCLOOP_FEEDBACK_TOLERANCE", 0.01, low=0),
+                                   low=0, high=1)
+DOCLOOP_GATE_CONFIDENCE = env_float("DOCLOOP_GATE_CONFIDENCE", 0.95, low=0.5, high=0.999)
+DOCLOOP_GATE_BOOTSTRAP_SAMPLES = env_int("DOCLOOP_GATE_BOOTSTRAP_SAMPLES", 1000)
+# A task's first version goes live only with an F1 above this on the evaluation set (0: it finds something).
+DOCLOOP_GATE_FIRST_MIN_F1 = env_float("DOCLOOP_GATE_FIRST_MIN_F1", 0.0, low=0, high=1)
+# The evaluation set per task: its floor (the page says whether it is met), and the share of the reviewed
+# documents sampled when a run or an update first needs one. None is sampled before there are twice the
+# floor's documents reviewed (as many again to learn from); until then runs are gated on their own
+# validation documents, and an admin may still freeze a smaller set.
+DOCLOOP_EVAL_MIN_DOCUMENTS = env_int("DOCLOOP_EVAL_MIN_DOCUMENTS", 10)
+DOCLOOP_EVAL_MIN_ENTITIES = env_int("DOCLOOP_EVAL_MIN_ENTITIES", 100)
+DOCLOOP_EVAL_FRACTION = env_float("DOCLOOP_EVAL_FRACTION", 0.2, low=0.01, high=0.5)
 # The guardrail's validation set: the held-out documents of the full run the active version descends from,
 # then one in DOCLOOP_FEEDBACK_VALIDATION_EVERY reviewed documents (chosen by SHA-256, never replayed; 0:
 # held-out documents only), at most this many words (both versions are scored on it: it bounds the latency).
@@ -288,3 +317,30 @@ DOCLOOP_REAP_SECONDS = env_int("DOCLOOP_REAP_SECONDS", 60)
 DOCLOOP_TOKEN_QUEUES = env_list("DOCLOOP_TOKEN_QUEUES", ["training"])
 # The host name a worker reports (in job rows' `worker` and on the workers page); default: the machine's.
 DOCLOOP_WORKER_HOST = env_str("DOCLOOP_WORKER_HOST", "")
+
+# Adapted base models (training.services.adaptation): the base model's masked-language-model pre-training
+# continues on every ingested page, reviewed or not, for a budget of steps; full runs then start from the
+# newest adapted base of DOCLOOP_BASE_MODEL. A newly initialised MLM head (an encoder-only checkpoint such
+# as all-MiniLM-L6-v2) is first fitted alone for DOCLOOP_ADAPT_HEAD_STEPS. DOCLOOP_ADAPT_HELDOUT of the
+# pages (chosen by SHA-256) measure the perplexity before and after; a checkpoint every
+# DOCLOOP_ADAPT_CHECKPOINT_STEPS steps lets a killed job resume.
+DOCLOOP_ADAPT_STEPS = env_int("DOCLOOP_ADAPT_STEPS", 1000)
+DOCLOOP_ADAPT_HEAD_STEPS = env_int("DOCLOOP_ADAPT_HEAD_STEPS", 100)
+DOCLOOP_ADAPT_BATCH_SIZE = env_int("DOCLOOP_ADAPT_BATCH_SIZE", 16)
+DOCLOOP_ADAPT_MAX_LENGTH = env_int("DOCLOOP_ADAPT_MAX_LENGTH", 128)
+DOCLOOP_ADAPT_LEARNING_RATE = env_float("DOCLOOP_ADAPT_LEARNING_RATE", 5e-5, low=1e-7, high=1e-2)
+DOCLOOP_ADAPT_CHECKPOINT_STEPS = env_int("DOCLOOP_ADAPT_CHECKPOINT_STEPS", 100)
+DOCLOOP_ADAPT_HELDOUT = env_float("DOCLOOP_ADAPT_HELDOUT", 0.05, low=0.01, high=0.5)
+# After each ingestion, with DOCLOOP_ADAPT_AUTO, an adaptation is queued once the ready documents hold at
+# least DOCLOOP_ADAPT_MIN_WORDS words and, when there is an adapted base already, DOCLOOP_ADAPT_GROWTH
+# times more words than it learnt from (0.5: half as many again).
+DOCLOOP_ADAPT_AUTO = env_bool("DOCLOOP_ADAPT_AUTO", True)
+DOCLOOP_ADAPT_MIN_WORDS = env_int("DOCLOOP_ADAPT_MIN_WORDS", 50_000)
+DOCLOOP_ADAPT_GROWTH = env_float("DOCLOOP_ADAPT_GROWTH", 0.5, low=0.01)
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+for _name, _low in [("DOCLOOP_ADAPT_STEPS", 1), ("DOCLOOP_ADAPT_HEAD_STEPS", 0), ("DOCLOOP_ADAPT_BATCH_SIZE", 1),
+                    ("DOCLOOP_ADAPT_MAX_LENGTH", 16), ("DOCLOOP_ADAPT_CHECKPOINT_STEPS", 0),
+                    ("DOCLOOP_ADAPT_MIN_WORDS", 0)]:
+    if globals()[_name] < _low:
+        raise ImproperlyConfigured(f"{_name} must be at least {_low}, got {globals()[_name]}")

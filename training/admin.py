@@ -5,9 +5,11 @@ from django.utils.translation import gettext_lazy as _
 from documents.admin import DocumentAdmin
 from lib.admin import FieldLabels, ReadOnlyTabularInline
 from training.models import (
+    AdaptedBase,
     ApiToken,
     Dataset,
     EpochMetric,
+    EvaluationSet,
     FeedbackUpdate,
     ModelVersion,
     ModelVersionEvent,
@@ -33,7 +35,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                        "dataset_hash",
                        "dataset_stats", "status", "error", "job_id", "worker", "device", "created_by",
                        "created_at", "started_at", "finished_at", "attempts", "heartbeat_at", "progress",
-                       "checkpoint", "checkpoint_epoch", "reproduces", "cancelled_by"]
+                       "checkpoint", "checkpoint_epoch", "reproduces", "cancelled_by", "adapted_base"]
     inlines = [EpochMetricInline]
 
     def has_add_permission(self, request):
@@ -80,20 +82,49 @@ def activate(modeladmin, request, queryset):
     if queryset.count() != 1:
         messages.error(request, _("Choose exactly one version to activate."))
         return
-    version = model_version_activate(version=queryset.get(), user=request.user)
+    from training.services.versions import GateConfirmationRequired
+
+    try:
+        version = model_version_activate(version=queryset.get(), user=request.user)
+    except GateConfirmationRequired as exc:  # the admin action has no confirmation step: the version page has
+        messages.error(request, str(exc))
+        return
     messages.success(request, _("%(version)s is now active.") % {"version": version})
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(FieldLabels, admin.ModelAdmin):
     field_labels = {"run": _("training run")}
-    list_display = ["__str__", "task", "number", "kind", "is_active", "run", "created_at"]
-    list_filter = ["task", "is_active", "kind"]
+    list_display = ["__str__", "task", "number", "kind", "is_active", "gate_status", "run", "created_at"]
+    list_filter = ["task", "is_active", "kind", "gate_status"]
     readonly_fields = ["task", "number", "kind", "run", "parent", "artefact", "labels", "metrics", "is_active",
-                       "created_at", "activated_at"]
+                       "created_at", "activated_at", "gate_status", "gate_reason", "gate", "evaluation_set"]
     actions = [activate]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(EvaluationSet)
+class EvaluationSetAdmin(admin.ModelAdmin):
+    """Read-only: a set is frozen by `manage.py evaluation_set` or the models page, never edited."""
+
+    list_display = ["__str__", "task", "number", "method", "document_count", "meets_floor", "created_by", "created_at"]
+    list_filter = ["task", "method"]
+    readonly_fields = ["task", "number", "method", "documents", "dataset", "statistics", "created_by", "created_at"]
+
+    @admin.display(description=_("documents"))
+    def document_count(self, obj) -> int:
+        return len(obj.documents)
+
+    @admin.display(description=_("floor met"), boolean=True)
+    def meets_floor(self, obj) -> bool:
+        return obj.meets_floor
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 
@@ -185,3 +216,34 @@ class ModelVersionEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Adapted base models: read-only (the job writes them); queued or running ones can be cancelled.
+@admin.action(description=_("Cancel the selected adaptations"))
+def cancel_adaptations(modeladmin, request, queryset):
+    from django.utils.translation import ngettext
+
+    from training.services.adaptation import adapted_base_cancel
+
+    cancelled = sum(adapted_base_cancel(adapted=adapted, user=request.user) for adapted in queryset)
+    messages.success(request, ngettext("%(count)d adaptation was cancelled.", "%(count)d adaptations were cancelled.",
+                                       cancelled) % {"count": cancelled})
+
+
+@admin.register(AdaptedBase)
+class AdaptedBaseAdmin(admin.ModelAdmin):
+    list_display = ["id", "number", "status", "base_model", "pages", "words", "steps", "perplexity_before",
+                    "perplexity_after", "trigger", "created_at", "finished_at"]
+    list_filter = ["status", "trigger"]
+    search_fields = ["corpus_sha256", "base_model"]
+    exclude = ["corpus_documents"]
+    actions = [cancel_adaptations]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields if field.name != "corpus_documents"]
+
+    def has_add_permission(self, request):
+        return False  # `manage.py adapt_base_model` or the adapted base models page start one
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # runs point at it: what a model started from must stay there

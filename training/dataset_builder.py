@@ -45,6 +45,7 @@ class DatasetFilters:
     labels: tuple[str, ...] = ()  # keep only these entity types / classes (empty: all)
     reviewed_before: datetime | None = None  # documents reviewed before, in their state at that moment
     document_ids: tuple[int, ...] = ()  # only these documents (empty: every reviewed document)
+    evaluation_set: int | None = None  # leave out this evaluation set's documents (training.services.gates)
 
     def as_dict(self) -> dict:
         values = asdict(self)
@@ -69,6 +70,11 @@ class DatasetBuilder:
             qs = qs.filter(reviewed_at__lt=self.filters.reviewed_before)
         if self.filters.document_ids:
             qs = qs.filter(pk__in=self.filters.document_ids)
+        if self.filters.evaluation_set is not None:
+            from training.models import EvaluationSet
+
+            held = EvaluationSet.objects.filter(pk=self.filters.evaluation_set).values_list("documents", flat=True)
+            qs = qs.exclude(sha256__in=held.first() or [])
         return qs.order_by("sha256")
 
     def batches(self) -> Iterator[list[tuple[int, str]]]:

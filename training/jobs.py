@@ -50,3 +50,28 @@ def documents_rescore(version_id: int) -> int:
 
     version = ModelVersion.objects.filter(pk=version_id).first()
     return 0 if version is None else rescore(version=version)
+
+
+def evaluation_set_score_versions(evaluation_set_id: int) -> int:
+    from training.models import EvaluationSet
+    from training.services.gates import evaluation_set_score_versions as score
+
+    evaluation_set = EvaluationSet.objects.filter(pk=evaluation_set_id).first()
+    return 0 if evaluation_set is None else score(evaluation_set=evaluation_set)
+
+
+def prediction_claim_execute(claim_id: int) -> str:
+    """A prediction claim queued again by the reaper (its worker died, or the job that created it is gone)."""
+    from training.models import PredictionClaim
+    from training.services.predictions import prediction_claim_execute as execute
+
+    claim = PredictionClaim.objects.filter(pk=claim_id).first()
+    return "missing" if claim is None else execute(claim=claim).status
+
+
+def adapted_base_execute(adapted_id: int) -> str:
+    from training.models import AdaptedBase
+    from training.services.adaptation import adapted_base_execute as execute
+
+    adapted = AdaptedBase.objects.filter(pk=adapted_id).first()
+    return "missing" if adapted is None else execute(adapted=adapted).status

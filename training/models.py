@@ -74,6 +74,12 @@ class TrainingRun(JobRow):
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs",
         verbose_name=_("started from version"),
     )
+    # The adapted base (training.services.adaptation) whose weights a full run started from; a feedback
+    # run inherits its parent's. Empty: the raw base model.
+    adapted_base = models.ForeignKey(
+        "AdaptedBase", null=True, blank=True, on_delete=models.PROTECT, related_name="runs",
+        verbose_name=_("started from adapted base"),
+    )
     hyperparameters = models.JSONField(_("hyperparameters"), default=dict)
     seed = models.PositiveIntegerField(_("seed"), default=42)
     # The snapshot the run trains on; a run queued without one builds it from the reviewed documents.
@@ -147,6 +153,59 @@ class EpochMetric(models.Model):
         return f"run {self.run_id} epoch {self.epoch}"
 
 
+class Gate(models.TextChoices):
+    """What the gate said about a new version (ModelVersion.gate_status)."""
+
+    UNGATED = "ungated", _("not gated")
+    PASSED = "passed", _("passed the gate")
+    REJECTED = "rejected", _("rejected: worse than the active version")
+    BELOW_FLOOR = "below_floor", _("rejected: below the first version's floor")
+    SUPERSEDED = "superseded", _("not activated: another version became active meanwhile")
+    OVERRIDDEN = "overridden", _("activated despite the gate")
+
+
+GATED = (Gate.REJECTED, Gate.BELOW_FLOOR, Gate.SUPERSEDED)  # inactive for a reason: activation needs a confirmation
+
+
+class EvaluationSet(models.Model):
+    """A task's evaluation set: documents chosen once (by an admin, or sampled) and frozen, never trained
+    on. Its content is a Dataset snapshot taken when it was frozen, so every version is scored on the same
+    words and labels whatever reviewers change later; a larger set is a new number, never an edit. The
+    current set of a task is its highest number."""
+
+    class Method(models.TextChoices):
+        SAMPLED = "sampled", _("sampled from the reviewed documents")
+        CHOSEN = "chosen", _("chosen by an administrator")
+
+    task = models.CharField(_("task"), max_length=32, choices=Task.choices)
+    number = models.PositiveIntegerField(_("number"))
+    method = models.CharField(_("how the documents were chosen"), max_length=16, choices=Method.choices)
+    # PDF SHA-256s (the keys of database snapshots), sorted; what training leaves out.
+    documents = models.JSONField(_("documents (SHA-256)"), default=list)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="evaluation_sets",
+                                verbose_name=_("frozen content"))
+    # {"documents", "entities", "words", "per_label", "seen", "floor": {"documents", "entities"}, "meets_floor"}
+    statistics = models.JSONField(_("statistics"), default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "-number"]
+        verbose_name = _("evaluation set")
+        verbose_name_plural = _("evaluation sets")
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="evaluation_set_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.task} #{self.number}"
+
+    @property
+    def meets_floor(self) -> bool:
+        return bool(self.statistics.get("meets_floor"))
+
+
 class ModelVersion(models.Model):
     task = models.CharField(_("task"), max_length=32, choices=Task.choices)
     number = models.PositiveIntegerField(_("version number"))
@@ -161,6 +220,13 @@ class ModelVersion(models.Model):
     is_active = models.BooleanField(_("active"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     activated_at = models.DateTimeField(_("activated at"), null=True, blank=True)
+    # The gate a new version passed or failed (training.services.gates): on which evaluation set (none: the
+    # run's own validation documents), the outcome and, when it was not activated, why.
+    gate_status = models.CharField(_("gate"), max_length=16, choices=Gate.choices, default=Gate.UNGATED)
+    gate_reason = models.TextField(_("gate reason"), blank=True)
+    gate = models.JSONField(_("gate figures"), default=dict, blank=True)
+    evaluation_set = models.ForeignKey("EvaluationSet", null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="gated_versions", verbose_name=_("gated on evaluation set"))
 
     class Meta:
         ordering = ["task", "-number"]
@@ -174,6 +240,29 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} v{self.number}"
+
+
+class VersionScore(models.Model):
+    """A version's scores on an evaluation set, with the per-document counts the gate's paired bootstrap
+    resamples (training.ml.gate): written by the gate, and by `manage.py evaluation_set --score`."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scores",
+                                verbose_name=_("version"))
+    evaluation_set = models.ForeignKey(EvaluationSet, on_delete=models.CASCADE, related_name="scores",
+                                       verbose_name=_("evaluation set"))
+    f1 = models.FloatField(_("F1"))
+    # precision, recall, per_label, documents, entities, per_document ([{label: [tp, predicted, gold]}]).
+    scores = models.JSONField(_("scores"), default=dict)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("version score")
+        verbose_name_plural = _("version scores")
+        constraints = [models.UniqueConstraint(fields=["version", "evaluation_set"], name="version_score_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.version} on {self.evaluation_set}: {self.f1:.3f}"
 
 
 class ApiToken(models.Model):
@@ -327,12 +416,13 @@ class ModelVersionEvent(models.Model):
     class Action(models.TextChoices):
         ACTIVATED = "activated", _("activated")
         ROLLED_BACK = "rolled_back", _("rolled back")
+        ACTIVATED_DESPITE_GATE = "activated_despite_gate", _("activated despite the gate")
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="events",
                                 verbose_name=_("version"))
     previous = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="+", verbose_name=_("previously active"))
-    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    action = models.CharField(_("action"), max_length=32, choices=Action.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="+", verbose_name=_("user"))
     created_at = models.DateTimeField(_("when"), auto_now_add=True)
@@ -344,3 +434,116 @@ class ModelVersionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} {self.action}"
+
+
+class PredictionClaim(JobRow):
+    """A model version's predictions for one document, written at most once (training.services.predictions).
+
+    A job row (lib.jobs): queued → running → done, skipped or failed. It is created in the transaction that
+    makes the document wait for those predictions (the one that marks an ingested document ready, or the one
+    that activates a version whose re-scoring follows); while it is queued or running the document is
+    "predicting" and its review cannot be finished."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("predicting")
+        DONE = "done", _("written")
+        SKIPPED = "skipped", _("skipped")
+        FAILED = "failed", _("failed")
+
+    class Purpose(models.TextChoices):
+        INGEST = "ingest", _("pre-annotation after ingestion")
+        RESCORE = "rescore", _("re-scoring by a new version")
+
+    OPEN = (Status.QUEUED, Status.RUNNING)
+
+    document = models.ForeignKey("documents.Document", on_delete=models.CASCADE, related_name="prediction_claims",
+                                 verbose_name=_("document"))
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="prediction_claims",
+                                verbose_name=_("model version"))
+    purpose = models.CharField(_("purpose"), max_length=16, choices=Purpose.choices)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(_("reason"), blank=True)  # why it failed or was skipped
+    written = models.PositiveIntegerField(_("predictions written"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("prediction claim")
+        verbose_name_plural = _("prediction claims")
+        constraints = [models.UniqueConstraint(fields=["document", "version"], name="prediction_claim_once")]
+        indexes = [models.Index(fields=["status"], name="prediction_claim_status")]
+
+    def __str__(self) -> str:
+        return f"{self.version} → document {self.document_id}: {self.status}"
+
+
+# Adapted base models (training.services.adaptation) ------------------------------------------------------
+
+class AdaptedBase(JobRow):
+    """The base model after continued masked-language-model pre-training on every ingested page, reviewed
+    or not: a job row (lib.jobs) that, once published, gets the next number and is where full runs start
+    from (the newest published one of the configured base model)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        PUBLISHED = "published", _("published")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", _("started by hand")
+        GROWTH = "growth", _("the corpus grew")
+
+    number = models.PositiveIntegerField(_("number"), null=True, blank=True, unique=True)
+    base_model = models.CharField(_("base model"), max_length=500)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(_("trigger"), max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    error = models.TextField(_("error"), blank=True)
+    # Steps, batch size, learning rates, block length, masking share, held-out share, checkpoint interval,
+    # seed: read from the settings when queued, so a resumed attempt trains exactly as the first one.
+    hyperparameters = models.JSONField(_("hyperparameters"), default=dict)
+    # The corpus, fixed by the first attempt: the documents it read, their pages' SHA-256, sizes.
+    corpus_documents = models.JSONField(_("corpus documents"), default=list, blank=True)
+    corpus_sha256 = models.CharField(_("corpus SHA-256"), max_length=64, blank=True)
+    pages = models.PositiveIntegerField(_("pages"), null=True, blank=True)
+    words = models.PositiveBigIntegerField(_("words"), null=True, blank=True)
+    heldout_pages = models.PositiveIntegerField(_("held-out pages"), null=True, blank=True)
+    steps = models.PositiveIntegerField(_("steps"), null=True, blank=True)
+    perplexity_before = models.FloatField(_("held-out perplexity before"), null=True, blank=True)
+    perplexity_after = models.FloatField(_("held-out perplexity after"), null=True, blank=True)
+    metrics = models.JSONField(_("metrics"), default=dict, blank=True)
+    artefact = models.CharField(_("artefact location in storage"), max_length=500, blank=True)
+    device = models.CharField(_("device"), max_length=128, blank=True)
+    # Live progress (step, total_steps, phase, loss, started, at, resumed_from) and the last checkpoint.
+    progress = models.JSONField(_("progress"), default=dict, blank=True)
+    checkpoint = models.CharField(_("checkpoint in storage"), max_length=500, blank=True)
+    checkpoint_step = models.PositiveIntegerField(_("checkpoint step"), null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", verbose_name=_("started by"))
+    cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", verbose_name=_("cancelled by"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("adapted base model")
+        verbose_name_plural = _("adapted base models")
+        constraints = [
+            # One adaptation of a base model at a time: a second would learn from the same pages.
+            models.UniqueConstraint(fields=["base_model"], condition=Q(status__in=["queued", "running"]),
+                                    name="adapted_base_one_active_per_base"),
+        ]
+
+    def __str__(self) -> str:
+        return f"A{self.number}" if self.number else f"#{self.pk} ({self.get_status_display()})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

@@ -21,7 +21,7 @@ from lib.decorators import admin_required, reviewer_required
 from lib.roles import is_admin, is_reviewer
 from training.api import api_error, api_view
 from training.charts import line_chart
-from training.models import ModelVersion, ModelVersionEvent, TrainingRun, TrainingWorker
+from training.models import GATED, ModelVersion, ModelVersionEvent, TrainingRun, TrainingWorker
 from training.selectors import (
     rq_workers,
     run_epochs_json,
@@ -29,8 +29,9 @@ from training.selectors import (
     run_progress,
     version_comparison,
 )
+from training.services.gates import evaluation_set_current
 from training.services.runs import training_run_cancel, training_run_enqueue, training_run_reproduce
-from training.services.versions import model_version_activate, model_version_zip
+from training.services.versions import GateConfirmationRequired, model_version_activate, model_version_zip
 
 ACTIVE = {TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING}
 
@@ -55,11 +56,13 @@ def run_page(request, pk: int):
                                                                 "reproduces"), pk=pk)
     metrics = list(run.epoch_metrics.order_by("epoch"))
     last = metrics[-1] if metrics else None
+    version = ModelVersion.objects.filter(run=run).first()
     template = "training/run.html"
     if request.htmx:
         template += "#run-status"
     return render(request, template, {
-        "run": run, "metrics": metrics, "last": last, "version": ModelVersion.objects.filter(run=run).first(),
+        "run": run, "metrics": metrics, "last": last, "version": version,
+        "version_gated": version is not None and version.gate_status in GATED,
         "progress": run_progress(run=run), "logs": list(run_logs(run=run))[-200:], "can_train": is_admin(request.user),
         "active": run.status in ACTIVE, **_charts(metrics),
     })
@@ -90,16 +93,23 @@ def run_reproduce(request, pk: int):
     return redirect("training:run", pk=new.pk)
 
 
+def _version_context(request, version: ModelVersion, *, error: str = "") -> dict:
+    current = evaluation_set_current(task=version.task)
+    return {
+        "version": version, "run": version.run, "events": version.events.select_related("user", "previous"),
+        "per_label": sorted((version.metrics.get("per_label") or {}).items()),
+        "others": ModelVersion.objects.filter(task=version.task).exclude(pk=version.pk),
+        "can_activate": is_admin(request.user), "gated": version.gate_status in GATED, "error": error,
+        "evaluation_set": current,
+        "current_score": version.scores.filter(evaluation_set=current).first() if current else None,
+    }
+
+
 @require_GET
 @reviewer_required
 def version_page(request, pk: int):
     version = get_object_or_404(ModelVersion.objects.select_related("run", "run__dataset", "parent"), pk=pk)
-    return render(request, "training/version.html", {
-        "version": version, "run": version.run, "events": version.events.select_related("user", "previous"),
-        "per_label": sorted((version.metrics.get("per_label") or {}).items()),
-        "others": ModelVersion.objects.filter(task=version.task).exclude(pk=version.pk),
-        "can_activate": is_admin(request.user),
-    })
+    return render(request, "training/version.html", _version_context(request, version))
 
 
 @require_GET
@@ -117,8 +127,12 @@ def version_compare(request):
 @require_POST
 @admin_required
 def version_activate(request, pk: int):
-    version = get_object_or_404(ModelVersion, pk=pk)
-    model_version_activate(version=version, user=request.user)
+    version = get_object_or_404(ModelVersion.objects.select_related("run", "run__dataset", "parent"), pk=pk)
+    try:
+        model_version_activate(version=version, user=request.user, confirm=request.POST.get("confirm") == "1")
+    except GateConfirmationRequired as exc:
+        return render(request, "training/version.html", _version_context(request, version, error=str(exc)),
+                      status=400)
     messages.success(request, _("Version v%(n)s is now active.") % {"n": version.number})
     return redirect("training:version", pk=version.pk)
 
@@ -162,7 +176,10 @@ def _version_json(v: ModelVersion) -> dict:
     return {"id": v.pk, "task": v.task, "number": v.number, "kind": v.kind, "run": v.run_id,
             "parent": v.parent_id, "is_active": v.is_active, "labels": v.labels, "metrics": v.metrics,
             "dataset_hash": v.run.dataset_hash, "seed": v.run.seed, "hyperparameters": v.run.hyperparameters,
-            "created_at": v.created_at, "activated_at": v.activated_at}
+            "created_at": v.created_at, "activated_at": v.activated_at,
+            "gate": {"status": v.gate_status, "label": str(v.get_gate_status_display()), "reason": v.gate_reason,
+                     "gated": v.gate_status in GATED, "evaluation_set": v.gate.get("evaluation_set"),
+                     "figures": v.gate}}
 
 
 def _api_object(queryset, missing: str):
@@ -254,7 +271,18 @@ def api_version(request, version: ModelVersion):
 @api_view(allowed=is_admin)
 @with_version
 def api_version_activate(request, version: ModelVersion):
-    version = model_version_activate(version=version, user=request.user)
+    """Activate (or roll back to) the version; one the gate kept inactive needs {"confirm": true}: 409 says
+    why it was gated otherwise."""
+    from lib.inputs import InputError, request_data
+
+    try:
+        confirm = (request_data(request) or {}).get("confirm") in (True, "true", "1", 1)
+    except InputError as exc:
+        return api_error(str(exc), status=exc.status)
+    try:
+        version = model_version_activate(version=version, user=request.user, confirm=confirm)
+    except GateConfirmationRequired as exc:
+        return api_error(str(exc), status=409, gate=version.gate_status)
     event = ModelVersionEvent.objects.filter(version=version).first()
     return JsonResponse({**_version_json(version), "event": event.action})
 

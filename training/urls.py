@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training import dataset_views, run_views, views, views_feedback
+from training import adapt_views, dataset_views, run_views, views, views_feedback
 
 app_name = "training"
 urlpatterns = [
@@ -15,6 +15,11 @@ urlpatterns = [
     path("versions/compare/", run_views.version_compare, name="version-compare"),
     path("workers/", run_views.workers_page, name="workers"),
     path("models/", views_feedback.model_history, name="models"),
+    path("adapted/", adapt_views.adapted_list, name="adapted-list"),
+    path("adapted/start/", adapt_views.adapted_start, name="adapted-start"),
+    path("adapted/<int:pk>/", adapt_views.adapted_page, name="adapted"),
+    path("adapted/<int:pk>/cancel/", adapt_views.adapted_cancel, name="adapted-cancel"),
+    path("models/evaluation-set/", views_feedback.evaluation_set_create, name="evaluation-set-create"),
     path("api/runs/", views.api_runs, name="api-runs"),
     path("api/runs/<int:pk>/", run_views.api_run, name="api-run"),
     path("api/runs/<int:pk>/metrics/", run_views.api_run_metrics, name="api-run-metrics"),

@@ -3,8 +3,6 @@ update, and the model history page (validation F1 per label across versions, wha
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -13,7 +11,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from documents.models import Document
-from lib.decorators import reviewer_required
+from lib.decorators import admin_required, reviewer_required
+from lib.inputs import InputError, request_data
 from lib.roles import is_reviewer
 from training import selectors
 from training.api import api_error, api_view
@@ -53,19 +52,13 @@ def _label_changes(update: FeedbackUpdate) -> list[dict]:
 
 def _requested_task(request) -> str | None:
     """The optional task of a feedback request: `task` in the JSON body or the form; None means every
-    task the document can teach. Raises ValueError with the reason for anything else."""
-    if request.content_type == "application/json":
-        try:
-            body = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise ValueError(_("The request body is not JSON.")) from None
-        task = body.get("task") if isinstance(body, dict) else None
-    else:
-        task = request.POST.get("task")
+    task the document can teach. Raises InputError with the reason for anything else, or for a body that
+    is not a JSON object, too large or nested too deeply (lib.inputs)."""
+    task = request_data(request).get("task")
     if task in (None, ""):
         return None
-    if task not in Task.values:
-        raise ValueError(_("Unknown task %(task)r: use one of %(tasks)s.") % {
+    if not isinstance(task, str) or task not in Task.values:
+        raise InputError(_("Unknown task %(task)r: use one of %(tasks)s.") % {
             "task": task, "tasks": ", ".join(Task.values)})
     return task
 
@@ -80,8 +73,8 @@ def feedback_send_view(request, pk: int):
         return api_error(_("There is no document %(id)s.") % {"id": pk}, status=404)
     try:
         sent = feedback_send(document=document, user=request.user, task=_requested_task(request))
-    except ValueError as exc:
-        return api_error(str(exc), status=400)
+    except ValueError as exc:  # InputError, or a task the document cannot teach
+        return api_error(str(exc), status=getattr(exc, "status", 400))
     except FeedbackRefused as exc:
         if request.htmx:  # htmx swaps only 2xx answers: the panel shows the reason instead
             return _panel(request, document, error=str(exc))
@@ -133,8 +126,45 @@ def feedback_panel(request, pk: int):
     return _panel(request, get_object_or_404(Document, pk=pk))
 
 
+def _history_context(request, *, error: str = "") -> dict:
+    from lib.roles import is_admin
+    from training.services.gates import evaluation_set_status
+
+    return {**selectors.model_history(), "evaluation_sets": [evaluation_set_status(task=task) for task in Task.values],
+            "can_freeze": is_admin(request.user), "freeze_error": error}
+
+
 @require_GET
 @reviewer_required
 def model_history(request):
-    """Every version of each task: validation F1 per label, its parent, and what it learnt from."""
-    return render(request, "training/models.html", selectors.model_history())
+    """Every version of each task: validation F1 per label, its parent, what it learnt from and whether the
+    gate let it go live; each task's evaluation set, its documents and floor."""
+    return render(request, "training/models.html", _history_context(request))
+
+
+@require_POST
+@admin_required
+def evaluation_set_create(request):
+    """Freeze a task's next evaluation set: the document ids given, else a sample (`size`, or the default)."""
+    from django.core.exceptions import ValidationError
+
+    from training.services.gates import evaluation_set_freeze, evaluation_set_sample
+
+    task = request.POST.get("task", "")
+    try:
+        if task not in Task.values:
+            raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
+        try:
+            ids = [int(part) for part in request.POST.get("documents", "").replace(" ", "").split(",") if part]
+            size = int(request.POST["size"]) if request.POST.get("size", "").strip() else None
+        except ValueError:
+            raise ValidationError(_("Document ids and the size must be whole numbers (ids separated by "
+                                    "commas).")) from None
+        chosen = (evaluation_set_freeze(task=task, document_ids=ids, user=request.user) if ids else
+                  evaluation_set_sample(task=task, size=size, user=request.user))
+    except ValidationError as exc:
+        return render(request, "training/models.html", _history_context(request, error=" ".join(exc.messages)),
+                      status=400)
+    messages.success(request, _("Evaluation set #%(n)d is frozen: %(d)d documents. Versions are being scored "
+                                "on it.") % {"n": chosen.number, "d": chosen.statistics["documents"]})
+    return redirect(reverse("training:models") + "#evaluation-sets")

@@ -70,7 +70,7 @@ def fast_feedback(settings):
     settings.DOCLOOP_FEEDBACK_LEARNING_RATE = 2e-4
     # The validation set here is three tiny documents with about six entities: one entity more or less
     # moves F1 by ~0.17, so the tolerance allows one (the destructive update below falls far further).
-    settings.DOCLOOP_FEEDBACK_TOLERANCE = 0.2
+    settings.DOCLOOP_GATE_TOLERANCE = 0.2
     return settings
 
 
@@ -152,7 +152,7 @@ def test_feedback_teaches_the_active_version_an_entity_it_missed(client, admin_u
     update = FeedbackUpdate.objects.get()
     assert update.learnt_from["documents"] == [court_document.pk]
     assert update.learnt_from["events"][str(court_document.pk)] > 0
-    assert update.metrics["after"]["f1"] >= update.metrics["before"]["f1"] - fast_feedback.DOCLOOP_FEEDBACK_TOLERANCE
+    assert update.metrics["after"]["f1"] >= update.metrics["before"]["f1"] - fast_feedback.DOCLOOP_GATE_TOLERANCE
     assert version.run.kind == "feedback" and version.run.dataset_stats["train_documents"] == [court_document.pk]
 
 
@@ -181,7 +181,7 @@ def test_feedback_during_a_running_update_is_batched_into_exactly_one_follow_up(
     from training.ml import feedback as ml_feedback
 
     fast_feedback.DOCLOOP_FEEDBACK_STEPS = 4
-    fast_feedback.DOCLOOP_FEEDBACK_TOLERANCE = 1.0  # coalescing is under test here, not the guardrail
+    fast_feedback.DOCLOOP_GATE_TOLERANCE = 1.0  # coalescing is under test here, not the guardrail
     auth = _token(admin_user)
     later = corpus[:3]
     original = ml_feedback.update_token_classifier

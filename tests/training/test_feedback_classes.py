@@ -65,7 +65,7 @@ def fast_feedback(settings):
     settings.DOCLOOP_FEEDBACK_STEPS = 20
     settings.DOCLOOP_FEEDBACK_BATCH_SIZE = 4
     settings.DOCLOOP_FEEDBACK_LEARNING_RATE = 2e-4
-    settings.DOCLOOP_FEEDBACK_TOLERANCE = 0.2
+    settings.DOCLOOP_GATE_TOLERANCE = 0.2
     # Most windows of the corpus's documents are the same filler lines, whatever the class: taught a new
     # class, they would all lean towards it unless replay outweighs the new document (the guardrail
     # refuses such an update: validation F1 0.667 -> 0.250 with a replay ratio of 1).

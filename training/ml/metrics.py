@@ -89,3 +89,31 @@ def entity_type_confusion(gold_tags: list[list[str]], predicted_tags: list[list[
 def macro_f1(per_label: dict) -> float:
     """The unweighted mean of the per-label F1s (seqeval's macro average)."""
     return sum(s["f1"] for s in per_label.values()) / len(per_label) if per_label else 0.0
+
+
+def span_counts_per_document(gold: list[list[SpanTuple]], predicted: list[list[SpanTuple]]) -> list[dict]:
+    """Per document and label: [true positives, predicted, gold] spans (what span_scores sums), for the
+    gate's paired bootstrap over documents (training.ml.gate)."""
+    documents = []
+    for gold_doc, pred_doc in zip(gold, predicted, strict=True):
+        gold_set, pred_set = set(gold_doc), set(pred_doc)
+        counts: dict[str, list[int]] = {}
+        for span in gold_set:
+            counts.setdefault(span[2], [0, 0, 0])[2] += 1
+        for span in pred_set:
+            row = counts.setdefault(span[2], [0, 0, 0])
+            row[1] += 1
+            row[0] += span in gold_set
+        documents.append(counts)
+    return documents
+
+
+def class_counts_per_document(gold: list[str], predicted: list[str]) -> list[dict]:
+    """Per document: {class: [true positives, predicted, gold]} of its one gold and one predicted class."""
+    documents = []
+    for g, p in zip(gold, predicted, strict=True):
+        counts = {g: [int(g == p), int(g == p), 1]}
+        if p != g:
+            counts[p] = [0, 1, 0]
+        documents.append(counts)
+    return documents

@@ -30,7 +30,7 @@ from transformers import (
 from training.ml.device import autocast_dtype, describe_device, pick_device
 from training.ml.fit import fit
 from training.ml.hyperparameters import DEFAULTS
-from training.ml.metrics import class_scores
+from training.ml.metrics import class_counts_per_document, class_scores
 from training.ml.windows import encode_windows
 
 logger = logging.getLogger(__name__)
@@ -149,6 +149,7 @@ def evaluate(model, tokenizer, docs: Sequence[TextDocument], *, max_length: int,
     scores = class_scores(gold, predicted, labels)
     scores["loss"] = sum(losses) / len(losses) if losses else None
     scores["gold"], scores["predicted"] = gold, predicted
+    scores["per_document"] = class_counts_per_document(gold, predicted)  # for the gate's bootstrap
     return scores
 
 

@@ -31,7 +31,13 @@ from training.ml.bio import bio_to_spans
 from training.ml.device import autocast_dtype, describe_device, pick_device
 from training.ml.fit import fit
 from training.ml.hyperparameters import DEFAULTS
-from training.ml.metrics import entity_type_confusion, macro_f1, span_coverage, span_scores
+from training.ml.metrics import (
+    entity_type_confusion,
+    macro_f1,
+    span_counts_per_document,
+    span_coverage,
+    span_scores,
+)
 from training.ml.windows import IGNORE, encode_windows
 
 logger = logging.getLogger(__name__)
@@ -87,6 +93,9 @@ class TokenTrainConfig:
     patience: int = DEFAULTS["patience"]
     # Then train a fresh model on training + validation documents for the epoch count early stopping chose.
     refit: bool = bool(DEFAULTS["refit"])
+    # >0: the refit continues from the best epoch's weights for at most this many epochs (training.ml.fit)
+    # rather than training a fresh model for the best epoch count.
+    refit_continue: int = 0
     group_by_length: bool = True
     # Freeze the word-embedding table: on CPU its AdamW update is about half of a MiniLM step.
     freeze_embeddings: bool = False
@@ -176,6 +185,7 @@ def evaluate(model, tokenizer, docs: Sequence[TokenDocument], *, max_length: int
     scores["coverage"] = span_coverage(gold, predicted)
     types = sorted({label.partition("-")[2] for label in id2label.values() if label != "O"})
     scores["confusion_matrix"] = entity_type_confusion(gold_tags, predicted_tags, types)
+    scores["per_document"] = span_counts_per_document(gold, predicted)  # for the gate's bootstrap
     return scores
 
 

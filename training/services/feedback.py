@@ -8,12 +8,15 @@
   that one queued update; a unique constraint lets at most one update per task run at a time.
 - **Update** (`feedback_update_execute`, the RQ job on the training queue): start from the active version,
   fine-tune for a few steps on the documents sent plus a replay sample of earlier reviewed documents
-  (training.ml.feedback), score parent and child on a fixed validation set, publish the child as a
-  version (kind feedback, parent = the active one, the documents and events it learnt from) and activate
-  it only when its F1 fell by at most DOCLOOP_FEEDBACK_TOLERANCE; else it stays inactive and the update
-  says why (rejected).
+  (training.ml.feedback), score parent and child on the task's evaluation set (training.services.gates;
+  without one, on a fixed validation share), publish the child as a version (kind feedback, parent = the
+  active one, the documents and events it learnt from) and activate it only when it passes the gate that
+  full runs pass too (a paired bootstrap over the documents: not worse beyond noise); else it stays
+  inactive and the update says why (rejected). Evaluation-set documents are never sent nor replayed.
 - **Re-scoring** (`documents_rescore`, a job on the default queue): documents not yet reviewed are
-  predicted again by the new version; only undecided predictions are replaced (with events).
+  predicted again by the new version; only undecided predictions are replaced (with events). Their
+  prediction claims are created in the transaction that activates the version, so each document waits for
+  its new predictions (its review cannot be finished meanwhile) and gets them once.
 """
 
 from __future__ import annotations
@@ -36,8 +39,17 @@ from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, D
 from documents.models import Document
 from lib import jobs
 from training.artefacts import artefact_delete, artefact_upload
-from training.models import FeedbackRequest, FeedbackUpdate, ModelVersion, Task, TrainingRun
+from training.models import FeedbackRequest, FeedbackUpdate, Gate, ModelVersion, Task, TrainingRun
 from training.selectors import model_version_active, reviewed_documents
+from training.services.gates import (
+    evaluation_keys,
+    evaluation_rows,
+    evaluation_set_for_training,
+    gate_judge,
+    version_score_cached,
+    version_score_store,
+)
+from training.services.predictions import prediction_claims_rescore
 from training.services.versions import model_version_activate, version_number_next
 
 logger = logging.getLogger(__name__)
@@ -95,6 +107,9 @@ def feedback_request_create(*, document: Document, user: AbstractBaseUser | None
         events = AnnotationEvent.objects.filter(document=document)
     if model_version_active(task=task) is None:
         raise FeedbackRefused(_("There is no active model version to start from: train one first."))
+    if document.sha256 in evaluation_keys(task=task):
+        raise FeedbackRefused(_("The document belongs to the evaluation set, on which every version is "
+                                "scored: it is never trained on."))
     event_id = events.aggregate(m=Max("id"))["m"] or 0
     lifecycle = feedback_lifecycle()
     with transaction.atomic():
@@ -288,7 +303,16 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     for r in requests:
         events[str(r.document_id)] = max(events.get(str(r.document_id), 0), r.event_id)
     hp = feedback_config()
-    validation = validation_documents(version=parent, exclude=set(document_ids))
+    evaluation_set = evaluation_set_for_training(task=update.task)
+    if evaluation_set is not None:  # the evaluation set's documents are scored on, never learnt from
+        held = set(evaluation_set.documents)
+        document_ids = [pk for pk, sha in Document.objects.filter(pk__in=document_ids).order_by("pk")
+                        .values_list("pk", "sha256") if sha not in held]
+        if not document_ids:
+            raise ValueError(_("Every document sent belongs to the evaluation set; nothing is learnt from it."))
+        validation = sorted(Document.objects.filter(sha256__in=held).values_list("pk", flat=True))
+    else:
+        validation = validation_documents(version=parent, exclude=set(document_ids))
     # Replay windows (replay_ratio × the windows sent) are drawn from several earlier documents, so that
     # they cover many entity types or classes, not just those of one document.
     replay_count = REPLAY_DOCUMENTS * max(1, round(hp["replay_ratio"] * len(document_ids))) \
@@ -303,10 +327,14 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
                            "guardrail cannot compare versions."))
     heartbeat(force=True)
 
-    # The parent's scores on the same validation documents, when the update that made it measured them.
+    # The parent's scores on the same validation documents, when they were measured before.
     made_parent = FeedbackUpdate.objects.filter(model_version=parent).first()
-    known = (made_parent.metrics.get("after") if made_parent is not None
+    known = (made_parent.metrics.get("after") if made_parent is not None and evaluation_set is None
              and made_parent.learnt_from.get("validation_documents") == validation else None)
+    if evaluation_set is not None:
+        known = version_score_cached(version=parent, evaluation_set=evaluation_set)
+    if known is not None and known.get("per_document") is None:
+        known = None  # measured before the gate kept per-document counts: measure again
     mark = time.monotonic()
     predictor = predictor_for(parent)
     load_seconds = time.monotonic() - mark
@@ -317,7 +345,8 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
         learn, sent_rows = ml_feedback.update_text_classifier, _class_rows(document_ids)
     else:
         learn, sent_rows = ml_feedback.update_token_classifier, _document_rows(document_ids)
-    validation_rows = _reviewed_rows(validation, update.task)
+    validation_rows = (evaluation_rows(evaluation_set=evaluation_set) if evaluation_set is not None
+                       else _reviewed_rows(validation, update.task))
     if not validation_rows:
         raise ValueError(_("There are no reviewed documents to validate on besides the ones sent; the "
                            "guardrail cannot compare versions."))
@@ -331,32 +360,32 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
             config=config, on_step=lambda _step: heartbeat(), before=known)
         heartbeat(force=True)
         before, after = result["before"], result["after"]
-        drop = before["f1"] - after["f1"]
-        reason = ""
-        if drop > settings.DOCLOOP_FEEDBACK_TOLERANCE:
-            reason = _("Validation F1 fell from %(before).3f to %(after).3f, more than the tolerance of "
-                       "%(tolerance).3f; version %(parent)d stays active.") % {
-                "before": before["f1"], "after": after["f1"], "tolerance": settings.DOCLOOP_FEEDBACK_TOLERANCE,
-                "parent": parent.number}
+        # The gate full runs pass too (training.services.gates): worse beyond noise, or not.
+        gate = gate_judge(task=update.task, candidate=after, reference=before, reference_version=parent,
+                          evaluation_set=evaluation_set, seed=update.pk)
         metrics = {"before": _scores(before), "after": _scores(after), "hyperparameters": hp,
                    **{k: result[k] for k in ("feedback_windows", "replay_windows", "steps", "first_loss",
                                              "last_loss", "seconds")},
                    "timings": {"load_parent": load_seconds, **result["timings"]}}
         version = _publish(update, worker=worker, lifecycle=lifecycle, local_dir=output, parent=parent,
-                           labels=result["labels"], metrics=metrics, reason=reason,
+                           labels=result["labels"], metrics=metrics, gate=gate, evaluation_set=evaluation_set,
                            user=requests[0].requested_by if requests else None, device=result["device"])
     if version.is_active:
         transaction.on_commit(lambda: _enqueue_rescore(version.pk))
 
 
 def _scores(scores: dict) -> dict:
-    return {k: scores[k] for k in ("precision", "recall", "f1", "per_label")}
+    """What an update keeps of a version's validation scores; the per-document counts let the next
+    update reuse them and the gate resample them."""
+    return {k: scores[k] for k in ("precision", "recall", "f1", "per_label", "per_document") if k in scores}
 
 
 def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, local_dir: Path,
-             parent: ModelVersion, labels: list[str], metrics: dict, reason: str, user, device: str) -> ModelVersion:
-    """Upload, then number and create the version, activating it unless the guardrail said why not (or
+             parent: ModelVersion, labels: list[str], metrics: dict, gate: tuple[str, str, dict], evaluation_set,
+             user, device: str) -> ModelVersion:
+    """Upload, then number and create the version, activating it unless the gate said why not (or
     another version became active meanwhile); finish the update. Exactly one version per update."""
+    status, reason, figures = gate
     update.refresh_from_db(fields=["attempts", "learnt_from", "started_at"])
     location = artefact_upload(local_dir=local_dir,
                                location=f"models/{update.task}/feedback{update.pk}-a{update.attempts}")
@@ -368,11 +397,13 @@ def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, 
                 raise jobs.JobLost(f"feedback update {update.pk} is no longer claimed by {worker}")
             active = ModelVersion.objects.filter(task=update.task, is_active=True).first()
             if not reason and (active is None or active.pk != parent.pk):
+                status = Gate.SUPERSEDED
                 reason = _("Version %(parent)d is no longer the active one; the result was kept inactive.") % {
                     "parent": parent.number}
             run = TrainingRun.objects.create(
                 task=update.task, kind=TrainingRun.Kind.FEEDBACK, base_model=parent.run.base_model,
-                parent_version=parent, hyperparameters=metrics["hyperparameters"], seed=update.pk,
+                adapted_base_id=parent.run.adapted_base_id, parent_version=parent,
+                hyperparameters=metrics["hyperparameters"], seed=update.pk,
                 status=TrainingRun.Status.SUCCEEDED, device=device, created_by=user, started_at=update.started_at,
                 finished_at=now, dataset_stats={"train_documents": update.learnt_from.get("documents", []),
                                                 "eval_documents": update.learnt_from.get("validation_documents", []),
@@ -382,10 +413,15 @@ def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, 
             version = ModelVersion.objects.create(
                 task=update.task, number=version_number_next(task=update.task), kind=TrainingRun.Kind.FEEDBACK, run=run,
                 parent=parent, artefact=location, labels=list(labels),
-                metrics={**metrics["after"], "previous": metrics["before"]},
+                metrics={**_without_counts(metrics["after"]), "previous": _without_counts(metrics["before"])},
+                gate_status=status, gate_reason=reason, gate=figures, evaluation_set=evaluation_set,
             )
+            if evaluation_set is not None:
+                version_score_store(version=version, evaluation_set=evaluation_set, scores=metrics["after"])
+                version_score_store(version=parent, evaluation_set=evaluation_set, scores=metrics["before"])
             if not reason:
                 model_version_activate(version=version, user=user)
+                prediction_claims_rescore(version=version)  # the documents wait for it from now on
             owned.update(status=FeedbackUpdate.Status.REJECTED if reason else FeedbackUpdate.Status.PUBLISHED,
                          error=reason, model_version=version, metrics=metrics, finished_at=now)
     except BaseException:
@@ -395,46 +431,55 @@ def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, 
     return version
 
 
+def _without_counts(scores: dict) -> dict:
+    return {k: v for k, v in scores.items() if k != "per_document"}
+
+
 # Re-scoring -----------------------------------------------------------------------------------------------
 
 def _enqueue_rescore(version_id: int) -> None:
+    """Queue the re-scoring job of a version just activated; its claims (created with the activation) name
+    the job, so the reaper leaves them to it. Should Redis be unreachable, the reaper queues each claim on its
+    own once they have waited DOCLOOP_JOB_STALE_SECONDS."""
     import django_rq
     from redis.exceptions import RedisError
+
+    from training.models import PredictionClaim
 
     if settings.DOCLOOP_FEEDBACK_RESCORE_LIMIT <= 0:
         return
     try:
-        django_rq.get_queue("default").enqueue("training.jobs.documents_rescore", version_id)
+        job = django_rq.get_queue("default").enqueue("training.jobs.documents_rescore", version_id)
     except (RedisError, OSError):
         logger.exception("could not queue the re-scoring for version %s", version_id)
+        return
+    PredictionClaim.objects.filter(version_id=version_id, purpose=PredictionClaim.Purpose.RESCORE,
+                                   status=PredictionClaim.Status.QUEUED, job_id="").update(job_id=job.id)
 
 
-def documents_rescore(*, version: ModelVersion, limit: int | None = None) -> int:
+def documents_rescore(*, version: ModelVersion, limit: int | None = None, worker: str | None = None) -> int:
     """Predict again, with `version`, the ready documents nobody has marked reviewed (most recent first),
-    while it stays the active version. The old version's undecided predictions are deleted (with events)
-    and the new ones written; accepted, rejected and human-made entities, and a class a reviewer chose or
-    accepted, are never touched. Idempotent:
-    a document that already holds this version's predictions is skipped. Returns how many changed."""
-    from annotation.services import annotations_withdraw_predictions
-    from training.ingestion import document_predict
-    from training.tasks import task_spec
+    while it stays the active version: run the version's queued re-scoring claims (training.services.
+    predictions; those still missing are created first, so calling this by hand is safe). The old version's
+    undecided predictions are deleted (with events) and the new ones written; accepted, rejected and
+    human-made entities, and a class a reviewer chose or accepted, are never touched. Each claim runs once:
+    a second delivery of the job, or a document that already holds this version's predictions, writes
+    nothing. Returns how many documents got this version's predictions."""
+    from training.models import PredictionClaim
+    from training.services import predictions
 
-    limit = settings.DOCLOOP_FEEDBACK_RESCORE_LIMIT if limit is None else limit
-    tokens = version.task == Task.TOKEN_CLASSIFICATION
-    pending = Document.objects.filter(status=Document.Status.READY, reviewed_at__isnull=True)
-    pending = (pending.exclude(annotations__model_version=version) if tokens
-               else pending.exclude(classification__model_version=version)  # a decided class stays as it is
-               .exclude(classification__status__in=[Annotation.Status.ACCEPTED, Annotation.Status.REJECTED]))
-    pending = pending.order_by("-id").values_list("pk", flat=True)
+    with transaction.atomic():
+        predictions.prediction_claims_rescore(version=version, limit=limit)
+    queued = (PredictionClaim.objects.filter(version=version, purpose=PredictionClaim.Purpose.RESCORE,
+                                             status=PredictionClaim.Status.QUEUED)
+              .order_by("-document_id").values_list("pk", flat=True))
     done = 0
-    for pk in list(pending.distinct()[:limit]):
+    for pk in list(queued):
         if not ModelVersion.objects.filter(pk=version.pk, is_active=True).exists():
-            break  # a newer version took over; it re-scores in its turn
-        document = Document.objects.get(pk=pk)
-        prediction = document_predict(document=document, version=version)
-        with transaction.atomic():
-            if tokens:  # a document's predicted class is replaced in place by the write below
-                annotations_withdraw_predictions(document=document, user=None)
-            task_spec(version.task).write(document=document, version=version, prediction=prediction)
-        done += 1
+            predictions.prediction_claims_supersede(version=version)  # a newer version re-scores in its turn
+            break
+        claim = PredictionClaim.objects.filter(pk=pk).first()
+        if claim is not None:
+            claim = predictions.prediction_claim_execute(claim=claim, worker=worker)
+            done += claim.status == PredictionClaim.Status.DONE
     return done

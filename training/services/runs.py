@@ -15,8 +15,8 @@ from django.utils.translation import gettext as _
 
 from lib import jobs
 from training.ml.hyperparameters import DEFAULTS, HYPERPARAMETERS, hyperparameters_invalid
-from training.models import Dataset, EpochMetric, Task, TrainingRun
-from training.selectors import reviewed_documents
+from training.models import AdaptedBase, Dataset, EpochMetric, Task, TrainingRun
+from training.selectors import adapted_base_newest, reviewed_documents
 from training.services.checkpoints import (
     checkpoint_delete,
     checkpoint_download,
@@ -48,11 +48,14 @@ def _check_hyperparameters(values: dict) -> None:
 
 
 def training_run_create(*, task: str | None = None, user: AbstractBaseUser | None, base_model: str | None = None,
-                        dataset: Dataset | None = None, **hyperparameters) -> TrainingRun:
+                        dataset: Dataset | None = None, adapted_base: AdaptedBase | None = None,
+                        use_adapted_base: bool = True, **hyperparameters) -> TrainingRun:
     """A queued run; hyperparameters not given take the defaults of training.ml.hyperparameters.
 
     With a dataset, the run trains on that snapshot (the task follows from it); without one, it snapshots
-    the reviewed documents when it starts."""
+    the reviewed documents when it starts. It starts from `adapted_base` when given, else (unless
+    `use_adapted_base` is false) from the newest published adapted base of its base model, else from the
+    base model itself; the run records which."""
     if dataset is not None:
         if task and task != dataset.task:
             raise ValidationError(_("Dataset #%(id)s is for %(task)s.") % {"id": dataset.pk,
@@ -69,11 +72,28 @@ def training_run_create(*, task: str | None = None, user: AbstractBaseUser | Non
     if count < 2:
         raise ValidationError(
             _("Training needs at least 2 reviewed documents; there are %(count)d.") % {"count": count})
+    base_model = base_model or settings.DOCLOOP_BASE_MODEL
+    if adapted_base is None and use_adapted_base:
+        adapted_base = adapted_base_newest(base_model=base_model)
+    elif adapted_base is not None and (adapted_base.status != AdaptedBase.Status.PUBLISHED
+                                       or adapted_base.base_model != base_model):
+        raise ValidationError(_("Adapted base #%(id)s is not a published adaptation of %(base)s.")
+                              % {"id": adapted_base.pk, "base": base_model})
     return TrainingRun.objects.create(
-        task=task, base_model=base_model or settings.DOCLOOP_BASE_MODEL, seed=values["seed"], created_by=user,
+        task=task, base_model=base_model, adapted_base=adapted_base, seed=values["seed"], created_by=user,
         dataset=dataset,
         hyperparameters={name: values[name] for name in RUN_HYPERPARAMETERS},
     )
+
+
+def _run_base_weights(run: TrainingRun) -> str:
+    """Where a full run's weights start: its adapted base's artefact (a local folder), else the base model."""
+    if run.adapted_base_id is None:
+        return run.base_model
+    from training.artefacts import artefact_local_dir
+
+    logger.info("starting from adapted base A%s (%s)", run.adapted_base.number, run.adapted_base.artefact)
+    return str(artefact_local_dir(location=run.adapted_base.artefact))
 
 
 def training_run_enqueue(*, run: TrainingRun) -> None:
@@ -148,20 +168,24 @@ def training_run_reproduce(*, run: TrainingRun, user: AbstractBaseUser | None) -
                               % {"id": run.pk})
     hyperparameters = {k: v for k, v in run.hyperparameters.items() if k in HYPERPARAMETERS}
     new = training_run_create(task=run.task, user=user, base_model=run.base_model, dataset=run.dataset,
-                              seed=run.seed, **hyperparameters)
+                              adapted_base=run.adapted_base, use_adapted_base=False, seed=run.seed,
+                              **hyperparameters)
     TrainingRun.objects.filter(pk=new.pk).update(reproduces=run, parent_version=run.parent_version)
     new.refresh_from_db()
     return new
 
 
-def _run_dataset(run: TrainingRun) -> Dataset:
-    """The run's dataset; a run queued without one snapshots the reviewed documents now (its eval_fraction as
-    the validation share, no test share) and keeps it. Known content returns the existing snapshot."""
+def _run_dataset(run: TrainingRun, evaluation_set) -> Dataset:
+    """The run's dataset; a run queued without one snapshots the reviewed documents now, less the task's
+    evaluation set (its eval_fraction as the validation share, no test share) and keeps it. Known content
+    returns the existing snapshot."""
+    from training.dataset_builder import DatasetFilters
     from training.services.datasets import dataset_build
 
     if run.dataset_id is None:
+        filters = DatasetFilters(evaluation_set=evaluation_set.pk if evaluation_set is not None else None)
         try:
-            dataset, _created = dataset_build(task=run.task, user=run.created_by, seed=run.seed,
+            dataset, _created = dataset_build(task=run.task, user=run.created_by, seed=run.seed, filters=filters,
                                               validation_fraction=run.hyperparameters["eval_fraction"],
                                               test_fraction=0.0)
         except ValidationError as exc:
@@ -171,15 +195,29 @@ def _run_dataset(run: TrainingRun) -> Dataset:
     return run.dataset
 
 
+def _documents_without(path: Path, *, to_document, held: set[str], cache_dir: Path) -> dict[str, list]:
+    """The task's documents of each split of a snapshot, less the rows of `held` documents (an evaluation
+    set's: they are never trained on, whatever dataset the run was given)."""
+    from training.ml.data import snapshot_load
+    from training.ml.snapshot import SPLITS
+
+    documents: dict[str, list] = {name: [] for name in SPLITS}
+    for row in snapshot_load(path, cache_dir=cache_dir):
+        if row["document"] not in held:
+            documents[row["split"]].append(to_document(row))
+    return documents
+
+
 def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     from training.dataset_builder import document_ids_for_keys
-    from training.ml.data import snapshot_documents
     from training.services.datasets import dataset_local_file
+    from training.services.gates import evaluation_set_for_training, gate_scores_for_run
     from training.tasks import task_spec
 
     heartbeat = jobs.Heartbeat(lifecycle, run.pk, worker=worker)
     ml = task_spec(run.task).ml()
-    dataset = _run_dataset(run)
+    evaluation_set = evaluation_set_for_training(task=run.task)
+    dataset = _run_dataset(run, evaluation_set)
     TrainingRun.objects.filter(pk=run.pk).update(dataset_hash=dataset.sha256)
     if dataset.task != run.task:
         raise ValueError(_("Dataset #%(id)s is for %(task)s.") % {"id": dataset.pk, "task": dataset.task})
@@ -192,13 +230,20 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
                            "dataset #%(id)s has %(count)d.") % {"id": dataset.pk,
                                                                 "count": dataset.statistics["documents"]})
     hp = run.hyperparameters
-    keys = {name: dataset.split[name] for name in ("train", "validation")}
+    held = set(evaluation_set.documents) if evaluation_set is not None else set()
+    keys = {name: [key for key in dataset.split[name] if key not in held] for name in ("train", "validation")}
+    if held and any(len(keys[name]) < len(dataset.split[name]) for name in keys):
+        logger.info("the evaluation set's documents in dataset #%s are left out of training", dataset.pk)
+        if not keys["train"] or not keys["validation"]:
+            raise ValueError(_("Dataset #%(id)s has no documents left to learn from or validate on once the "
+                               "evaluation set's documents are left out.") % {"id": dataset.pk})
     if dataset.source == Dataset.Source.DATABASE:
         keys = {name: document_ids_for_keys(value) for name, value in keys.items()}
     TrainingRun.objects.filter(pk=run.pk).update(dataset_stats={
         "dataset": dataset.pk, "documents": dataset.statistics["documents"],
         "words": dataset.statistics["tokens"], "entity_types": dataset.labels,
         "train_documents": keys["train"], "eval_documents": keys["validation"],
+        "evaluation_set": evaluation_set.number if evaluation_set is not None else None,
     })
     heartbeat(force=True)
     location = checkpoint_location(run_id=run.pk)
@@ -235,8 +280,8 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
                     info["epoch"])
 
     with tempfile.TemporaryDirectory(prefix=f"docloop-run{run.pk}-") as tmp:
-        documents = snapshot_documents(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
-                                       cache_dir=Path(tmp) / "cache")
+        documents = _documents_without(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
+                                       held=held, cache_dir=Path(tmp) / "cache")
         output = Path(tmp) / "model"
         local_checkpoint = Path(tmp) / "checkpoint"
         resumed = checkpoint_download(location=location, local_dir=local_checkpoint) if run.checkpoint else None
@@ -244,7 +289,7 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         if resumed:
             logger.info("resuming run %s from the checkpoint of %sepoch %d", run.pk,
                         "refit " if resumed["phase"] == "refit" else "", resumed["epoch"])
-        config = ml.make_config(base_model=run.base_model, output_dir=str(output), labels=dataset.labels,
+        config = ml.make_config(base_model=_run_base_weights(run), output_dir=str(output), labels=dataset.labels,
                                 hyperparameters=hp, seed=run.seed)
         result = ml.train(config, documents["train"], documents["validation"], on_epoch=on_epoch,
                           on_step=on_step, checkpoint_dir=local_checkpoint, on_checkpoint=on_checkpoint)
@@ -254,6 +299,10 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         metrics.update(epoch=final["epoch"], epochs_run=len(result["history"]),
                        stopped_early=bool(result.get("stopped_early")), device=result.get("device"),
                        refit_epochs=result.get("refit_epochs", 0))
+        heartbeat(force=True)
+        gate = gate_scores_for_run(run=run, model_dir=output, evaluation_set=evaluation_set,
+                                   fallback_documents=documents["validation"])
+        heartbeat(force=True)
         model_version_publish(run=run, worker=worker, local_dir=output, labels=dataset.labels, lifecycle=lifecycle,
-                              metrics=metrics)
+                              metrics=metrics, gate=gate)
     checkpoint_delete(location=location)

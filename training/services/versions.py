@@ -8,15 +8,26 @@ from pathlib import Path
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from lib import jobs
 from training.artefacts import artefact_delete, artefact_upload
-from training.models import ModelVersion, ModelVersionEvent, TrainingRun
+from training.models import GATED, Gate, ModelVersion, ModelVersionEvent, TrainingRun
+
+
+class GateConfirmationRequired(Exception):
+    """Activating a version the gate kept inactive needs an explicit confirmation; the message says why."""
 
 
 def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, labels: list[str],
-                          metrics: dict, lifecycle: jobs.Lifecycle, activate: bool = True) -> ModelVersion:
+                          metrics: dict, lifecycle: jobs.Lifecycle, activate: bool = True,
+                          gate: dict | None = None) -> ModelVersion:
     """Upload the artefact, then number, create and (optionally) activate the version and finish the run.
+
+    With `gate` (training.services.gates.gate_scores_for_run: the new artefact's and the active version's
+    scores on the same documents), the version is activated only if it passes the gate, judged inside the
+    numbering transaction against the version active then; otherwise it is published inactive, and its
+    gate status and reason say why. Without it (no scores to judge), it is activated as it is.
 
     The upload (minutes on S3) happens before the transaction, under a location of this attempt's own, so
     the numbering and activation transaction is short and holds no lock while bytes travel. If the claim
@@ -29,7 +40,7 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 version = _publish(run=run, worker=worker, location=location, labels=labels, metrics=metrics,
-                                   lifecycle=lifecycle, activate=activate)
+                                   lifecycle=lifecycle, activate=activate, gate=gate)
                 break
             except IntegrityError:
                 # Another run of the task took the same number (or activated at the same moment): with no
@@ -58,7 +69,9 @@ def version_number_next(*, task: str) -> int:
 
 @transaction.atomic
 def _publish(*, run: TrainingRun, worker: str, location: str, labels: list[str], metrics: dict,
-             lifecycle: jobs.Lifecycle, activate: bool) -> ModelVersion:
+             lifecycle: jobs.Lifecycle, activate: bool, gate: dict | None = None) -> ModelVersion:
+    from training.services.gates import gate_apply
+
     owned = jobs.job_owned(lifecycle, run.pk, worker=worker)
     if not owned.select_for_update().exists():
         raise jobs.JobLost(f"run {run.pk} is no longer claimed by {worker}")
@@ -66,24 +79,37 @@ def _publish(*, run: TrainingRun, worker: str, location: str, labels: list[str],
         task=run.task, number=version_number_next(task=run.task), kind=run.kind, run=run,
         parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,
     )
-    if activate:
+    status = Gate.UNGATED
+    if gate is not None:
+        status, _reason = gate_apply(version=version, inputs=gate, seed=run.seed)
+    if activate and status in (Gate.PASSED, Gate.UNGATED):
         model_version_activate(version=version, user=run.created_by)
     owned.update(status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), error="")
     return version
 
 
 @transaction.atomic
-def model_version_activate(*, version: ModelVersion, user=None) -> ModelVersion:
+def model_version_activate(*, version: ModelVersion, user=None, confirm: bool = False) -> ModelVersion:
     """Make `version` the active one of its task, and record who did it: "activated" for a version newer
-    than the one active before, "rolled back" for an older one."""
+    than the one active before, "rolled back" for an older one. A version the gate kept inactive
+    (rejected, below the floor, superseded) is activated only with `confirm`, recorded as "activated
+    despite the gate"; without it GateConfirmationRequired says why it was gated."""
+    version.refresh_from_db(fields=["gate_status", "gate_reason", "is_active"])
+    overriding = version.gate_status in GATED and not version.is_active
+    if overriding and not confirm:
+        raise GateConfirmationRequired(
+            _("Version %(n)d was kept inactive by the gate: %(reason)s Confirm to activate it anyway.")
+            % {"n": version.number, "reason": version.gate_reason or version.get_gate_status_display()})
     previous = (ModelVersion.objects.select_for_update().filter(task=version.task, is_active=True)
                 .exclude(pk=version.pk).first())
     ModelVersion.objects.filter(task=version.task, is_active=True).exclude(pk=version.pk).update(is_active=False)
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
     rolled_back = previous is not None and previous.number > version.number
-    ModelVersionEvent.objects.create(
-        version=version, previous=previous, user=user,
-        action=ModelVersionEvent.Action.ROLLED_BACK if rolled_back else ModelVersionEvent.Action.ACTIVATED)
+    action = ModelVersionEvent.Action.ROLLED_BACK if rolled_back else ModelVersionEvent.Action.ACTIVATED
+    if overriding:
+        action = ModelVersionEvent.Action.ACTIVATED_DESPITE_GATE
+        ModelVersion.objects.filter(pk=version.pk).update(gate_status=Gate.OVERRIDDEN)
+    ModelVersionEvent.objects.create(version=version, previous=previous, user=user, action=action)
     version.refresh_from_db()
     return version
 
