@@ -104,3 +104,11 @@ class MergeForm(forms.Form):
         if data.get("source") and data.get("source") == data.get("target"):
             raise ValidationError(_("Choose two different types to merge."))
         return data
+
+
+class FinishForm(forms.Form):
+    """Marking a document reviewed: whether the reviewer confirmed accepting the predictions left standing,
+    and the state of the document they confirmed it for (annotation.selectors.FinishSummary.token)."""
+
+    accept_standing = forms.BooleanField(required=False)
+    based_on = forms.RegexField(regex=r"^\d+\.\d+$", max_length=40, required=False)

@@ -101,6 +101,9 @@ class AnnotationEvent(models.Model):
         REVERT = "revert", _("reverted")
         MERGE = "merge", _("type merged")
         IMPORT = "import", _("imported")
+        # A prediction left standing when the reviewer marked the document reviewed (after confirming what
+        # would be accepted): not a decision on that entity, which datasets can leave out or weigh less.
+        FINISH_ACCEPT = "finish_accept", _("accepted on finishing the review")
 
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="events")
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="annotation_events")
@@ -162,6 +165,33 @@ class DocumentReview(models.Model):
     def __str__(self) -> str:
         return f"{self.document}: {self.verified_count}/{self.entity_count}"
 
+
+class ReviewOpening(models.Model):
+    """A part of a page that the review page showed to a reviewer (its words and the entities listed):
+    what finishing a review checks before accepting the predictions left standing. One row per reviewer
+    and part, its time refreshed each time the part is shown."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="review_openings")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                             verbose_name=_("reviewer"))
+    page_number = models.PositiveIntegerField(_("page"))
+    # Document word indexes [word_start, word_end) shown; a part whose entity list was cut short ends where
+    # the list stopped.
+    word_start = models.PositiveIntegerField(_("first word"))
+    word_end = models.PositiveIntegerField(_("end word (exclusive)"))
+    opened_at = models.DateTimeField(_("last opened"))
+
+    class Meta:
+        verbose_name = _("opened page part")
+        verbose_name_plural = _("opened page parts")
+        constraints = [
+            models.UniqueConstraint(fields=["document", "user", "page_number", "word_start", "word_end"],
+                                    name="reviewopening_unique_part"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} p.{self.page_number} [{self.word_start}, {self.word_end})"
+
 # Document classes (text classification): one label per document, predicted and reviewed like an entity -----
 
 class DocumentClass(models.Model):
@@ -221,6 +251,7 @@ class DocumentClassEvent(models.Model):
         ACCEPT = "accept", _("accepted")
         REJECT = "reject", _("rejected")
         IMPORT = "import", _("imported")
+        FINISH_ACCEPT = "finish_accept", _("accepted on finishing the review")
 
     classification = models.ForeignKey(DocumentClassification, on_delete=models.CASCADE, related_name="events")
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="class_events")

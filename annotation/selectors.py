@@ -9,13 +9,20 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import BinaryField, Count, F, JSONField, Prefetch, Q
+from django.db.models import BinaryField, Count, Exists, F, JSONField, OuterRef, Prefetch, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Length, Substr
 from django.utils import timezone
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
-from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType
+from annotation.models import (
+    Annotation,
+    AnnotationEvent,
+    DocumentClassification,
+    DocumentReview,
+    EntityType,
+    ReviewOpening,
+)
 from documents.models import Document, Page
 from documents.selectors import document_search_filter
 
@@ -75,6 +82,16 @@ class ReviewPage:
     groups: list[tuple[EntityType, list[Annotation]]]
     counts: dict[str, int]
     truncated: bool  # more entities touch the piece than one response shows
+
+    @property
+    def shown_range(self) -> tuple[int, int]:
+        """The words whose entities this response shows: the whole piece, or, when the entity list was cut
+        short, up to the first word of the last entity listed (what follows it may not be listed)."""
+        start, end = self.word_range
+        if self.truncated and self.entities:
+            end = max(start, min(end, self.entities[-1].annotation.start))
+        return start, end
+
 
 
 @dataclass
@@ -361,3 +378,127 @@ def review_queue_next(*, after: Document, user) -> Document | None:
             .filter(status=Document.Status.READY, reviewed_at__isnull=True).exclude(pk=after.pk)
             .exclude(Q(review__seen_at__gte=presence_cutoff()) & ~Q(review__seen_by=user))
             .first())
+
+
+# Finishing a review: what it would accept ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PagePart:
+    """One part of a page as the review page shows it (DOCLOOP_REVIEW_PIECE_WORDS words at a time)."""
+
+    page: int
+    piece: int  # 1-based
+    piece_count: int
+
+
+@dataclass
+class FinishSummary:
+    """What marking a document reviewed would accept as `user`'s decision, and what they have not opened.
+
+    `standing`: predicted entities still standing; `unseen`: those of them that the review page has not
+    shown this reviewer since they were last predicted (their part of the page never opened, or opened
+    before); `lowest` / `lowest_unseen`: the least confident of each; `unopened`: the page parts this reviewer
+    never opened; `standing_class`: the document's class, when it is still a prediction. `token` names this
+    state (the newest event and the class's revision): a confirmation based on another token is stale.
+    """
+
+    standing: int
+    unseen: int
+    lowest: Annotation | None
+    lowest_unseen: Annotation | None
+    unopened: list[PagePart]
+    page_count: int
+    standing_class: DocumentClassification | None
+    token: str
+
+    @property
+    def accepts_anything(self) -> bool:
+        return bool(self.standing or self.standing_class)
+
+    @property
+    def unopened_text(self) -> str:
+        """The unopened parts in words, in page order: "page 1 (words part 2 of 2); pages 3–5"."""
+        by_page: dict[int, list[PagePart]] = {}
+        for part in self.unopened:
+            by_page.setdefault(part.page, []).append(part)
+        texts: list[str] = []
+        run: list[int] = []  # consecutive pages never opened at all
+
+        def close_run() -> None:
+            if run:
+                texts.append(gettext("page %(page)s") % {"page": run[0]} if len(run) == 1
+                             else gettext("pages %(first)s–%(last)s") % {"first": run[0], "last": run[-1]})
+                run.clear()
+
+        for page, parts in sorted(by_page.items()):
+            if len(parts) == parts[0].piece_count:
+                if run and run[-1] != page - 1:
+                    close_run()
+                run.append(page)
+                continue
+            close_run()
+            texts.append(ngettext("page %(page)s (words part %(parts)s of %(count)s)",
+                                  "page %(page)s (words parts %(parts)s of %(count)s)", len(parts))
+                         % {"page": page, "parts": ", ".join(str(p.piece) for p in parts),
+                            "count": parts[0].piece_count})
+        close_run()
+        return "; ".join(texts)
+
+
+def _covered(intervals: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether the union of `intervals` covers [start, end)."""
+    reach = start
+    for a, b in sorted(intervals):
+        if a > reach:
+            break
+        reach = max(reach, b)
+        if reach >= end:
+            return True
+    return reach >= end
+
+
+def review_unopened_parts(*, document: Document, user) -> tuple[list[PagePart], int]:
+    """The parts of the document's pages that the review page never showed `user` (in page order), and the
+    number of pages. A page without words counts as opened once it was shown at all."""
+    piece_words = settings.DOCLOOP_REVIEW_PIECE_WORDS
+    opened: dict[int, list[tuple[int, int]]] = {}
+    for number, start, end in (ReviewOpening.objects.filter(document=document, user=user)
+                               .values_list("page_number", "word_start", "word_end")):
+        opened.setdefault(number, []).append((start, end))
+    pages = (Page.objects.filter(document=document).order_by("number")
+             .annotate(box_bytes=Length("boxes")).values_list("number", "word_start", "box_bytes"))
+    unopened: list[PagePart] = []
+    page_count = 0
+    for number, word_start, box_bytes in pages:
+        page_count += 1
+        count = (box_bytes or 0) // 16
+        intervals = opened.get(number, [])
+        piece_count = max(1, -(-count // piece_words))
+        for k in range(piece_count):
+            start = word_start + k * piece_words
+            end = min(start + piece_words, word_start + count)
+            if not (_covered(intervals, start, end) if end > start else intervals):
+                unopened.append(PagePart(number, k + 1, piece_count))
+    return unopened, page_count
+
+
+def review_finish_summary(*, document: Document, user) -> FinishSummary:
+    """What finishing the review of `document` would accept as `user`'s (see FinishSummary)."""
+    standing = Annotation.objects.filter(document=document, status=Annotation.Status.PREDICTED)
+    shown = ReviewOpening.objects.filter(document=document, user=user, word_start__lt=OuterRef("end"),
+                                         word_end__gt=OuterRef("start"), opened_at__gte=OuterRef("updated_at"))
+    unseen = standing.exclude(Exists(shown))
+    by_confidence = (F("score").asc(nulls_last=True), "start", "id")
+    unopened, page_count = review_unopened_parts(document=document, user=user)
+    classification = (DocumentClassification.objects.select_related("label").filter(document=document).first())
+    head = (AnnotationEvent.objects.filter(document=document).order_by("-id").values_list("id", flat=True).first()
+            or 0)
+    return FinishSummary(
+        standing=standing.count(), unseen=unseen.count(),
+        lowest=standing.select_related("label").order_by(*by_confidence).first(),
+        lowest_unseen=unseen.select_related("label").order_by(*by_confidence).first(),
+        unopened=unopened, page_count=page_count,
+        standing_class=classification if classification and classification.status == Annotation.Status.PREDICTED
+        else None,
+        token=f"{head}.{classification.revision if classification else 0}",
+    )

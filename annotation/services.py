@@ -22,7 +22,8 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType
+from annotation import selectors
+from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType, ReviewOpening
 from annotation.services_classes import document_class_accept_pending
 from documents import services as document_services
 from documents.models import Document
@@ -143,6 +144,17 @@ def document_review_seen(*, document: Document, user: AbstractBaseUser):
             return None
     DocumentReview.objects.filter(pk=document.pk).update(seen_by=user, seen_at=now)
     return None
+
+
+def review_part_opened(*, document: Document, user: AbstractBaseUser, page_number: int, word_start: int,
+                       word_end: int) -> None:
+    """Note that the review page has just shown `user` these words of a page with their entities (one upsert):
+    what finishing the review checks (annotation.selectors.review_finish_summary)."""
+    ReviewOpening.objects.bulk_create(
+        [ReviewOpening(document_id=document.pk, user_id=user.pk, page_number=page_number, word_start=word_start,
+                       word_end=word_end, opened_at=timezone.now())],
+        update_conflicts=True, unique_fields=["document", "user", "page_number", "word_start", "word_end"],
+        update_fields=["opened_at"])
 
 
 # Checks ---------------------------------------------------------------------------------------------------
@@ -345,19 +357,45 @@ def annotations_import(*, document: Document, spans: Iterable[Span], user: Abstr
     return count
 
 
-def document_review_finish(*, document: Document, user: AbstractBaseUser) -> Document:
-    """Finish a review: predictions the reviewer left standing (entities and the document's class) count as
-    accepted by them."""
+class FinishNotConfirmed(Exception):
+    """Finishing would accept predictions left standing that the reviewer has not confirmed, or has confirmed
+    for a state the document has left since; nothing was written. `summary` is what finishing would accept
+    now (annotation.selectors.FinishSummary); `changed` says the confirmation was stale."""
+
+    def __init__(self, summary, *, changed: bool = False):
+        self.summary = summary
+        self.changed = changed
+        super().__init__(_("The document changed since you confirmed; check what finishing accepts now.") if changed
+                         else _("Finishing accepts the predictions left standing: confirm first."))
+
+
+def document_review_finish(*, document: Document, user: AbstractBaseUser, accept_standing: bool = False,
+                           based_on: str | None = None) -> Document:
+    """Finish a review. Predictions still standing (entities and the document's class) are accepted as the
+    reviewer's only with `accept_standing` (the reviewer confirmed what annotation.selectors.
+    review_finish_summary told them), each with a FINISH_ACCEPT event; otherwise FinishNotConfirmed carries
+    that summary and nothing is written. `based_on` is the token of the summary confirmed: when the document
+    has changed since, FinishNotConfirmed again. With DOCLOOP_FINISH_REQUIRES_ALL_PAGES, a reviewer who has not
+    opened every part of every page is refused."""
     if document.status != Document.Status.READY:
         raise ValidationError(_("Only a ready document can be marked as reviewed."))
     with transaction.atomic():
         review = _review_lock(document.pk)
-        for annotation in Annotation.objects.select_for_update().filter(document=document,
-                                                                        status=Status.PREDICTED):
-            _apply(annotation, action=Action.ACCEPT, user=user, target={"status": Status.ACCEPTED},
-                   review=review, document=document, summarise=False)
-        document_review_summarise(document_id=document.pk, review=review)
-        document_class_accept_pending(document=document, user=user)  # the document's class, likewise
+        summary = selectors.review_finish_summary(document=document, user=user)
+        if settings.DOCLOOP_FINISH_REQUIRES_ALL_PAGES and summary.unopened:
+            raise ValidationError(_("Open every page before marking the document reviewed; not opened yet: "
+                                    "%(parts)s.") % {"parts": summary.unopened_text}, code="unopened")
+        if summary.accepts_anything:
+            if not accept_standing or (based_on is not None and based_on != summary.token):
+                raise FinishNotConfirmed(summary, changed=accept_standing)
+            for annotation in Annotation.objects.select_for_update().filter(document=document,
+                                                                            status=Status.PREDICTED):
+                _apply(annotation, action=Action.FINISH_ACCEPT, user=user, target={"status": Status.ACCEPTED},
+                       review=review, document=document, summarise=False)
+            document_review_summarise(document_id=document.pk, review=review)
+            if summary.standing_class is not None:  # the document's class, likewise
+                document_class_accept_pending(document=document, user=user,
+                                              expected_revision=summary.standing_class.revision)
         return document_services.document_mark_reviewed(document=document, user=user)
 
 

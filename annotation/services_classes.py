@@ -132,7 +132,10 @@ def document_class_import(*, document: Document, label: str, user: AbstractBaseU
                   status=Status.ACCEPTED, source=Source.HUMAN, reviewer=user)
 
 
-def document_class_accept_pending(*, document: Document, user: AbstractBaseUser | None) -> None:
-    """Finishing a review: a predicted class the reviewer left standing counts as accepted by them."""
+def document_class_accept_pending(*, document: Document, user: AbstractBaseUser | None,
+                                  expected_revision: int | None = None) -> None:
+    """Finishing a review (once the reviewer confirmed it): a predicted class left standing is accepted as
+    theirs, with its own event action (FINISH_ACCEPT) so that datasets can tell it from a decision."""
     if DocumentClassification.objects.filter(document=document, status=Status.PREDICTED).exists():
-        document_class_accept(document=document, user=user)
+        _write(document, action=Action.FINISH_ACCEPT, user=user, expected_revision=expected_revision,
+               status=Status.ACCEPTED, reviewer=user)

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import selectors, services
 from annotation.forms import (
@@ -26,6 +27,7 @@ from annotation.forms import (
     AddEntityForm,
     DocumentRevertForm,
     EntityTypeForm,
+    FinishForm,
     MergeForm,
     QueueFilterForm,
     RectForm,
@@ -117,6 +119,9 @@ def _render_review(request, document: Document, *, error: str = "", conflict: st
                    form=None, selected: int | None = None, present=None):
     page_number, piece = _position(request)
     view = selectors.review_page(document=document, page_number=page_number, piece=piece)
+    if view.page is not None:  # what finishing the review later checks was opened
+        services.review_part_opened(document=document, user=request.user, page_number=view.page.number,
+                                    word_start=view.shown_range[0], word_end=view.shown_range[1])
     if selected is None:
         selected = _int((request.POST if request.method == "POST" else request.GET).get("entity"), 0) or None
     inspected = next((e.annotation for e in view.entities if e.annotation.pk == selected), None)
@@ -275,14 +280,44 @@ def accept_above(request, pk: int):
     return _respond(request, document)
 
 
-@require_POST
+def _render_finish(request, document: Document, summary, *, error: str = "", changed: bool = False,
+                   status: int = 200):
+    template = "annotation/finish.html"
+    if request.htmx:
+        template += "#finish-confirm"
+    return render(request, template, {
+        "document": document, "summary": summary, "error": error, "changed": changed,
+        "requires_all_pages": settings.DOCLOOP_FINISH_REQUIRES_ALL_PAGES,
+    }, status=status)
+
+
+@require_http_methods(["GET", "POST"])
 @reviewer_required
+@vary_on_headers("HX-Request")
 def review_finish(request, pk: int):
-    """Mark the document reviewed and move on to the next one in the queue."""
+    """Mark the document reviewed and move on to the next one in the queue. Predictions left standing are
+    accepted only once the reviewer has seen what that accepts (GET, or a POST without `accept_standing`,
+    shows it: a fragment for HTMX, a page otherwise) and confirmed it for that state of the document."""
     document = get_object_or_404(Document, pk=pk)
+    if request.method == "GET":
+        if document.status != Document.Status.READY:
+            return redirect("documents:detail", pk=document.pk)
+        return _render_finish(request, document, selectors.review_finish_summary(document=document, user=request.user))
+    form = FinishForm(request.POST)
+    if not form.is_valid():
+        return _render_finish(request, document, selectors.review_finish_summary(document=document, user=request.user),
+                              error=_("This confirmation is not valid; check what finishing accepts and confirm again."),
+                              status=422)
     try:
-        services.document_review_finish(document=document, user=request.user)
+        services.document_review_finish(document=document, user=request.user,
+                                        accept_standing=form.cleaned_data["accept_standing"],
+                                        based_on=form.cleaned_data["based_on"] or None)
+    except services.FinishNotConfirmed as exc:
+        return _render_finish(request, document, exc.summary, changed=exc.changed, status=409 if exc.changed else 200)
     except ValidationError as exc:
+        if request.htmx:
+            summary = selectors.review_finish_summary(document=document, user=request.user)
+            return _render_finish(request, document, summary, error=" ".join(exc.messages), status=422)
         return _respond(request, document, error=" ".join(exc.messages))
     messages.success(request, _("“%(name)s” is reviewed and will be used for training.") % {"name": document})
     if settings.DOCLOOP_FEEDBACK_ON_REVIEW and request.user.has_perm("training.send_feedback"):
@@ -300,8 +335,12 @@ def _to_next(request, document: Document):
     following = selectors.review_queue_next(after=document, user=request.user)
     if following is None:
         messages.info(request, _("No other document is waiting for review."))
-        return redirect("queue")
-    return redirect("annotation:review", pk=following.pk)
+        url = reverse("queue")
+    else:
+        url = reverse("annotation:review", args=[following.pk])
+    if request.htmx:  # the finish fragment asked: the whole page moves on
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
 
 
 @require_GET

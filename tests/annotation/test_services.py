@@ -49,10 +49,11 @@ def test_finishing_a_review_accepts_the_predictions_left_standing(ready_document
         services.Span(1, 3, "ORGANIZACAO", 0.9), services.Span(7, 9, "LOCAL", 0.4)])
     wrong = Annotation.objects.get(start=7)
     services.annotation_reject(annotation=wrong, user=reviewer)
-    document = services.document_review_finish(document=ready_document, user=reviewer)
+    document = services.document_review_finish(document=ready_document, user=reviewer, accept_standing=True)
     assert document.reviewed_by == reviewer and document.reviewed_at is not None
     assert accepted_spans(document=document) == [(1, 3, "ORGANIZACAO")]
-    assert AnnotationEvent.objects.filter(action="accept", user=reviewer).count() == 1
+    assert AnnotationEvent.objects.filter(action="finish_accept", user=reviewer).count() == 1
+    assert not AnnotationEvent.objects.filter(action="accept").exists()
 
 
 def test_the_latest_accepted_values_are_the_training_spans(ready_document, entity_types, reviewer):

@@ -65,7 +65,7 @@ def test_accepting_without_a_class_is_a_clear_error(ready_document, reviewer):
 
 def test_finishing_the_review_accepts_the_predicted_class(ready_document, version, reviewer):
     classes.document_class_predict(document=ready_document, label="A", score=0.6, model_version=version)
-    services.document_review_finish(document=ready_document, user=reviewer)
+    services.document_review_finish(document=ready_document, user=reviewer, accept_standing=True)
     row = DocumentClassification.objects.get()
     assert (row.status, row.reviewer) == ("accepted", reviewer)
-    assert DocumentClassEvent.objects.order_by("id").last().action == "accept"
+    assert DocumentClassEvent.objects.order_by("id").last().action == "finish_accept"

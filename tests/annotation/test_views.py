@@ -89,7 +89,10 @@ def test_adding_without_choosing_words_is_a_clear_error(client, reviewer, ready_
 def test_marking_as_reviewed_finishes_the_document(client, reviewer, ready_document, entity_types):
     _predicted(ready_document)
     client.force_login(reviewer)
-    response = client.post(reverse("annotation:finish", args=[ready_document.pk]))
+    asked = client.post(reverse("annotation:finish", args=[ready_document.pk]))  # first: what it accepts
+    assert asked.status_code == 200 and asked.context["summary"].standing == 1
+    response = client.post(reverse("annotation:finish", args=[ready_document.pk]),
+                           {"accept_standing": "on", "based_on": asked.context["summary"].token})
     assert response.status_code == 302 and response.url == reverse("queue")  # nothing else to review
     ready_document.refresh_from_db()
     assert ready_document.reviewed_by == reviewer

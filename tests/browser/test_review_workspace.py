@@ -133,6 +133,8 @@ def test_marking_reviewed_lands_on_the_next_document(page, log_in, reviewer, mak
     log_in(reviewer)
     page.goto(f"/review/{document.pk}/")
     page.get_by_role("button", name="Mark as reviewed").click()
+    # The prediction left standing is accepted only once confirmed (tests/browser/test_finish_in_browser.py).
+    page.locator("#finish-accept").click()
     expect(page).to_have_url(re.compile(rf"/review/{following.pk}/$"))
     expect(page.locator("h1")).to_have_text("outro.pdf")
     expect(page.locator(".messages")).to_contain_text("“acordao.pdf” is reviewed")
