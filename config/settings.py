@@ -66,6 +66,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # A browser's GET on a POST-only address gets a page that says so, not an empty 405.
     "lib.error_pages.MethodNotAllowedPage",
+    # A browser's GET on a POST-only address gets a page that says so, not an empty 405.
+    "lib.error_pages.MethodNotAllowedPage",
     # Login throttling (django-axes): last, as its documentation asks.
     "axes.middleware.AxesMiddleware",
 ]
