@@ -16,6 +16,10 @@ class TrainingConfig(AppConfig):
 
         lifecycle_register("feedback update", feedback_lifecycle)
 
+        from training.services.adaptation import adaptation_lifecycle
+
+        lifecycle_register("base-model adaptation", adaptation_lifecycle)
+
         # The role groups come back after a flush (tests, `manage.py flush`): after this app's
         # permissions exist, which Django's own post_migrate handler creates first.
         from django.db.models.signals import post_migrate

@@ -46,6 +46,10 @@ def documents_ingest(*, documents: list[Document], processes: int, worker: str |
             Document.objects.filter(pk=document.pk).update(error=_("Pre-annotation failed: %(reason)s")
                                                            % {"reason": exc})
             document.refresh_from_db()
+    if any(document.status == Document.Status.READY for document in documents):
+        from training.services.adaptation import adaptation_after_ingest
+
+        adaptation_after_ingest()  # the unlabelled corpus grew: maybe time to adapt the base model again
     return documents
 
 

@@ -48,7 +48,8 @@ def checkpoint_upload(*, local_dir: Path, files: list[str], location: str,
 
 def checkpoint_download(*, location: str, local_dir: Path, storage: Storage = default_storage) -> dict | None:
     """Copy the last checkpoint from storage into local_dir; returns its {"epoch", "phase"} ("search" or
-    "refit", training.ml.fit), or None when there is none."""
+    "refit", training.ml.fit; an adaptation's, training.ml.adapt, also has "step"), or None when there is
+    none."""
     key = f"{location}/{LATEST}"
     if not storage.exists(key):
         return None
@@ -62,7 +63,8 @@ def checkpoint_download(*, location: str, local_dir: Path, storage: Storage = de
             while chunk := src.read(8 * 2**20):
                 out.write(chunk)
     (local_dir / LATEST).write_text(json.dumps(pointer))  # last, as when it was written
-    return {"epoch": int(pointer["epoch"]), "phase": pointer.get("phase", "search")}
+    return {"epoch": int(pointer.get("epoch", 0)), "phase": pointer.get("phase", "search"),
+            "step": int(pointer.get("step", 0))}
 
 
 def checkpoint_delete(*, location: str, storage: Storage = default_storage) -> None:
