@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from documents.models import Document
@@ -110,18 +111,25 @@ class AnnotationEvent(models.Model):
     action = models.CharField(_("action"), max_length=16, choices=Action.choices)
     before = models.JSONField(_("before"), null=True, blank=True)
     after = models.JSONField(_("after"), null=True, blank=True)
+    # Who and which version stay named (PROTECT): the event's hash covers their ids, so a deleted user or
+    # version must not turn them into NULL (deactivate a user instead of deleting them).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         verbose_name=_("user"),
     )
     model_version = models.ForeignKey(
-        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         verbose_name=_("model version"),
     )
     # The annotation's revision this change was based on (0 for the event that created it); the change
     # produced revision base_revision + 1.
     base_revision = models.PositiveIntegerField(_("based on revision"), default=0)
-    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    # Set before the row is written (not auto_now_add): the hash covers it.
+    created_at = models.DateTimeField(_("time"), default=timezone.now, editable=False, db_index=True)
+    # The document's hash chain of entity events (annotation.chain): the hash of its previous event and
+    # this event's own, over its content and that previous hash.
+    previous_hash = models.CharField(_("previous event's hash"), max_length=64, blank=True, editable=False)
+    hash = models.CharField(_("hash"), max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -258,20 +266,24 @@ class DocumentClassEvent(models.Model):
     action = models.CharField(_("action"), max_length=16, choices=Action.choices)
     before = models.JSONField(_("before"), null=True, blank=True)
     after = models.JSONField(_("after"), null=True, blank=True)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    user = models.ForeignKey(  # PROTECT, as on AnnotationEvent: the hash covers the ids
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         verbose_name=_("user"),
     )
     model_version = models.ForeignKey(
-        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         verbose_name=_("model version"),
     )
-    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(_("time"), default=timezone.now, editable=False, db_index=True)
+    # The document's hash chain of class events (annotation.chain).
+    previous_hash = models.CharField(_("previous event's hash"), max_length=64, blank=True, editable=False)
+    hash = models.CharField(_("hash"), max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name = _("document class event")
         verbose_name_plural = _("document class events")
+        indexes = [models.Index(fields=["document", "id"], name="annotation_classevent_chain")]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} #{self.classification_id}"

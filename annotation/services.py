@@ -22,7 +22,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from annotation import selectors
+from annotation import chain, selectors
 from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType, ReviewOpening
 from annotation.services_classes import document_class_accept_pending
 from documents import services as document_services
@@ -71,12 +71,20 @@ def annotation_snapshot(annotation: Annotation, *, label: EntityType | None = No
 
 
 def _event(annotation: Annotation, *, action: str, before: dict | None, user, base_revision: int,
-           model_version=None, label: EntityType | None = None) -> AnnotationEvent:
-    return AnnotationEvent.objects.create(
+           model_version=None, label: EntityType | None = None, previous: str | None = None) -> AnnotationEvent:
+    """Write one event, linked into the document's hash chain (annotation.chain). The caller holds the
+    document's review lock; `previous` is the chain's head when the caller already knows it (a loop over
+    many entities of one document), else it is read."""
+    event = AnnotationEvent(
         annotation=annotation, document_id=annotation.document_id, action=action, before=before,
         after=annotation_snapshot(annotation, label=label), user=user, model_version=model_version,
         base_revision=base_revision,
     )
+    if previous is None:
+        previous = chain.chain_head(AnnotationEvent, document_id=annotation.document_id)
+    chain.events_link([event], previous=previous)
+    event.save(force_insert=True)
+    return event
 
 
 # Distinct, readable highlight colours; new entity types take the next one.
@@ -313,6 +321,7 @@ def annotations_predict(*, document: Document, spans: Iterable[Span], model_vers
         return list(Annotation.objects.filter(document=document, model_version=model_version))
     words = document_words(document=document)
     created = []
+    head = None  # the chain's head, read once and carried along
     for span in spans:
         if _overlapping(document_id=document.pk, start=span.start, end=span.end) is not None:
             continue  # a reviewer's entity already covers these words
@@ -323,8 +332,8 @@ def annotations_predict(*, document: Document, spans: Iterable[Span], model_vers
             status=Status.PREDICTED, source=Annotation.Source.MODEL, score=span.score,
             model_version=model_version,
         )
-        _event(annotation, action=Action.PREDICT, before=None, user=None, model_version=model_version,
-               base_revision=0, label=label)
+        head = _event(annotation, action=Action.PREDICT, before=None, user=None, model_version=model_version,
+                      base_revision=0, label=label, previous=head).hash
         created.append(annotation)
     document_review_summarise(document_id=document.pk, review=review)
     return created
@@ -337,6 +346,7 @@ def annotations_import(*, document: Document, spans: Iterable[Span], user: Abstr
     review = _review_lock(document.pk)
     words = document_words(document=document)
     count = 0
+    head = None  # the chain's head, read once and carried along
     for span in spans:
         _check_span(start=span.start, end=span.end, word_count=len(words))
         span_status = span.status or status
@@ -351,7 +361,8 @@ def annotations_import(*, document: Document, spans: Iterable[Span], user: Abstr
             status=span_status, source=span.source or Annotation.Source.HUMAN,
             reviewer=user if span_status != Status.PREDICTED else None, score=span.score,
         )
-        _event(annotation, action=Action.IMPORT, before=None, user=user, base_revision=0, label=label)
+        head = _event(annotation, action=Action.IMPORT, before=None, user=user, base_revision=0, label=label,
+                      previous=head).hash
         count += 1
     document_review_summarise(document_id=document.pk, review=review)
     return count

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils.translation import gettext as _
 
+from annotation import chain
 from annotation.models import Annotation, DocumentClass, DocumentClassEvent, DocumentClassification
 from documents.models import Document
 
@@ -41,8 +42,12 @@ def _snapshot(row: DocumentClassification) -> dict:
 
 
 def _event(row: DocumentClassification, *, action: str, before: dict | None, user, model_version=None) -> None:
-    DocumentClassEvent.objects.create(classification=row, document_id=row.document_id, action=action, before=before,
-                                      after=_snapshot(row), user=user, model_version=model_version)
+    """Write one event, linked into the document's chain of class events (annotation.chain); the caller holds
+    the classification row's lock, which serialises the document's class changes."""
+    event = DocumentClassEvent(classification=row, document_id=row.document_id, action=action, before=before,
+                               after=_snapshot(row), user=user, model_version=model_version)
+    chain.events_link([event], previous=chain.chain_head(DocumentClassEvent, document_id=row.document_id))
+    event.save(force_insert=True)
 
 
 def _check_ready(document: Document) -> None:

@@ -21,6 +21,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 
 from annotation import services
+from annotation.chain import events_verify
 from annotation.models import AnnotationEvent
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -128,6 +129,8 @@ def test_interleaved_edits_from_two_reviewers_never_lose_an_update(live_server, 
     last = events[-1].after
     assert (annotation.status, annotation.label_id, annotation.revision) == (
         last["status"], last["label_id"], len(events) + 1)
+    # The document's hash chain never forked: each event names the hash of the one written before it.
+    assert events_verify(document_ids=[annotation.document_id]).ok
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's shared-cache test database locks tables "
