@@ -48,10 +48,10 @@ def setup(database_url: str) -> Path:
     from training.models import Dataset, FeedbackUpdate, ModelVersion, TrainingRun
 
     FeedbackUpdate.objects.all().delete()
+    Document.objects.all().delete()  # first: their events name model versions (PROTECT)
     ModelVersion.objects.all().delete()
     TrainingRun.objects.all().delete()
     Dataset.objects.all().delete()
-    Document.objects.all().delete()
     EntityType.objects.all().delete()
     from django.contrib.auth import get_user_model
 
@@ -89,6 +89,7 @@ def store_document(name: str, sentences, *, reviewed: bool, accepted: bool = Tru
     from django.db import transaction
     from django.utils import timezone
 
+    from annotation import chain
     from annotation.models import Annotation, AnnotationEvent
     from annotation.services import entity_type_get_or_create
     from documents.models import Document, Page
@@ -112,14 +113,17 @@ def store_document(name: str, sentences, *, reviewed: bool, accepted: bool = Tru
                                 lines=lines.tobytes(), word_start=start)
             start += len(page_words)
         if accepted:
+            head = chain.GENESIS  # a new document: its chain of events starts here
             for s, e, label in bio_to_spans(tags):
                 annotation = Annotation.objects.create(
                     document=document, start=s, end=e, label=entity_type_get_or_create(name=label),
                     text=" ".join(words[s:e]), status=Annotation.Status.ACCEPTED, source=Annotation.Source.HUMAN)
-                AnnotationEvent.objects.create(annotation=annotation, document=document,
-                                               action=AnnotationEvent.Action.IMPORT, before=None,
-                                               after={"start": s, "end": e, "label": label, "status": "accepted",
-                                                      "source": "human", "text": annotation.text})
+                event = AnnotationEvent(annotation=annotation, document=document,
+                                        action=AnnotationEvent.Action.IMPORT, before=None,
+                                        after={"start": s, "end": e, "label": label, "status": "accepted",
+                                               "source": "human", "text": annotation.text})
+                head = chain.events_link([event], previous=head)
+                event.save(force_insert=True)
     return document, tags
 
 

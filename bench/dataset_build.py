@@ -86,6 +86,7 @@ def _populate(*, start: int, count: int, sentences: list) -> None:
     from django.db import transaction
     from django.utils import timezone
 
+    from annotation import chain
     from annotation.models import Annotation, AnnotationEvent, EntityType
     from documents.models import Document, Page
     from training.ml.bio import bio_to_spans
@@ -123,10 +124,12 @@ def _populate(*, start: int, count: int, sentences: list) -> None:
                                               text=" ".join(words[s:e]), status=Annotation.Status.ACCEPTED,
                                               source=Annotation.Source.HUMAN))
             Annotation.objects.bulk_create(annotations)
-            AnnotationEvent.objects.bulk_create([AnnotationEvent(
+            events = [AnnotationEvent(
                 annotation=a, document=document, action=AnnotationEvent.Action.IMPORT, before=None,
                 after={"start": a.start, "end": a.end, "label": a.label.name, "status": a.status,
-                       "source": a.source, "text": a.text}) for a in annotations])
+                       "source": a.source, "text": a.text}) for a in annotations]
+            chain.events_link(events, previous=chain.GENESIS)  # a new document's chain, in id order
+            AnnotationEvent.objects.bulk_create(events)
 
 
 # The measured builds ------------------------------------------------------------------------------------

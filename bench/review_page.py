@@ -96,7 +96,7 @@ def _load(documents: int, rng: random.Random) -> None:
     from django.contrib.auth.models import Group
     from django.db import transaction
 
-    from annotation import services
+    from annotation import chain, services
     from annotation.models import Annotation, AnnotationEvent, DocumentReview, EntityType
     from documents.models import Document, Page
     from documents.pdf import pdf_render_lines
@@ -168,6 +168,10 @@ def _load(documents: int, rng: random.Random) -> None:
                                                   action="accept" if a.status == "accepted" else "reject",
                                                   before=predicted, after={**predicted, "status": a.status},
                                                   user=user, base_revision=1))
+            heads: dict[int, str] = {}  # each document's chain, in the order (and ids) the rows are written
+            for event in events:
+                heads[event.document_id] = chain.events_link([event], previous=heads.get(event.document_id,
+                                                                                          chain.GENESIS))
             AnnotationEvent.objects.bulk_create(events)
             by_document: dict[int, list] = {}
             for a in annotations:
