@@ -11,18 +11,22 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from documents.models import Document
-from tests.training.test_feedback import (  # noqa: F401 - fixtures
-    _import,
-    _send,
-    _token,
-    base_model_dir,
-    base_version,
-    corpus,
-    fast_feedback,
+from tests.training import test_feedback
+from tests.training.test_feedback import _import, _send, _token
+from training.models import (
+    EvaluationSet,
+    FeedbackUpdate,
+    ModelVersion,
+    ModelVersionEvent,
+    TrainingRun,
+    VersionScore,
 )
-from training.models import EvaluationSet, FeedbackUpdate, ModelVersion, ModelVersionEvent, TrainingRun, VersionScore
 from training.services.feedback import feedback_request_create
 from training.services.gates import evaluation_set_freeze, evaluation_set_sample
+
+# The feedback tests' fixtures: a trained PESSOA/LOCAL tagger as the active version, ten reviewed documents.
+base_model_dir, base_version = test_feedback.base_model_dir, test_feedback.base_version
+corpus, fast_feedback = test_feedback.corpus, test_feedback.fast_feedback
 
 FAST = ["--batch-size", "8", "--max-length", "32", "--seed", "5"]
 
