@@ -45,12 +45,13 @@ def setup(database_url: str) -> Path:
     call_command("migrate", verbosity=0)
     from annotation.models import EntityType
     from documents.models import Document
-    from training.models import Dataset, FeedbackUpdate, ModelVersion, TrainingRun
+    from training.models import AdaptedBase, Dataset, FeedbackUpdate, ModelVersion, TrainingRun
 
     FeedbackUpdate.objects.all().delete()
     Document.objects.all().delete()  # first: their events name model versions (PROTECT)
     ModelVersion.objects.all().delete()
     TrainingRun.objects.all().delete()
+    AdaptedBase.objects.all().delete()  # after the runs that started from them
     Dataset.objects.all().delete()
     EntityType.objects.all().delete()
     from django.contrib.auth import get_user_model
@@ -128,9 +129,10 @@ def store_document(name: str, sentences, *, reviewed: bool, accepted: bool = Tru
 
 
 def full_run(*, epochs: int, document_ids: list[int] | None = None, activate: bool = True, seed: int = 42,
-             **hyperparameters):
+             use_adapted_base: bool = True, **hyperparameters):
     """A full run through the product's service (training_run_execute), synchronously; returns the version.
-    With `document_ids`, the run trains on a snapshot of just those documents."""
+    With `document_ids`, the run trains on a snapshot of just those documents. It starts from the newest
+    adapted base when there is one (as the product's runs do), unless `use_adapted_base` is false."""
     from django.db import transaction
 
     from training.models import ModelVersion
@@ -145,7 +147,7 @@ def full_run(*, epochs: int, document_ids: list[int] | None = None, activate: bo
                                           test_fraction=0.0, filters=DatasetFilters(document_ids=tuple(document_ids)))
     active = ModelVersion.objects.filter(is_active=True).first()
     run = training_run_create(task="token_classification", user=None, dataset=dataset, epochs=epochs, seed=seed,
-                              **hyperparameters)
+                              use_adapted_base=use_adapted_base, **hyperparameters)
     run = training_run_execute(run=run)
     if run.status != "succeeded":
         raise SystemExit(f"the full run failed: {run.error}")
