@@ -54,7 +54,7 @@ class EntityTypeAdmin(admin.ModelAdmin):
 
 class EventInline(ReadOnlyTabularInline):
     model = AnnotationEvent
-    fields = ["created_at", "action", "user", "model_version", "base_revision", "before", "after"]
+    fields = ["created_at", "action", "user", "model_version", "base_revision", "before", "after", "hash"]
 
 
 @admin.register(Annotation)
@@ -82,15 +82,20 @@ class AnnotationAdmin(FieldLabels, admin.ModelAdmin):
 
 @admin.register(AnnotationEvent)
 class AnnotationEventAdmin(FieldLabels, admin.ModelAdmin):
-    """Append-only: readable, never edited or deleted."""
+    """Append-only: readable, never edited or deleted. `manage.py verify_events` checks the hash chains."""
 
     field_labels = {"annotation": _("annotation"), "document": _("document")}
 
-    list_display = ["created_at", "action", "annotation", "document", "user", "model_version", "base_revision"]
+    list_display = ["created_at", "action", "annotation", "document", "user", "model_version", "base_revision",
+                    "short_hash"]
     list_filter = ["action", "model_version"]
     list_select_related = ["annotation", "document", "user", "model_version"]
     search_fields = ["document__original_name", "user__username"]
     date_hierarchy = "created_at"
+
+    @admin.display(description=_("hash"))
+    def short_hash(self, obj):
+        return obj.hash[:12]
 
     def has_add_permission(self, request):
         return False
@@ -138,7 +143,7 @@ class DocumentClassAdmin(admin.ModelAdmin):
 
 class DocumentClassEventInline(ReadOnlyTabularInline):
     model = DocumentClassEvent
-    fields = ["created_at", "action", "user", "model_version", "before", "after"]
+    fields = ["created_at", "action", "user", "model_version", "before", "after", "hash"]
 
 
 @admin.register(DocumentClassification)

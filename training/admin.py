@@ -51,7 +51,7 @@ class DatasetAdmin(admin.ModelAdmin):
     search_fields = ["sha256", "name"]
     readonly_fields = ["task", "sha256", "source", "name", "labels", "statistics", "split", "split_seed",
                        "validation_fraction", "test_fraction", "filters", "file", "parquet_file", "original_file",
-                       "size", "created_by", "created_at"]
+                       "size", "events_through", "event_heads", "created_by", "created_at"]
 
     @admin.display(description=_("SHA-256"))
     def short_hash(self, obj):
@@ -98,7 +98,8 @@ class ModelVersionAdmin(FieldLabels, admin.ModelAdmin):
     list_display = ["__str__", "task", "number", "kind", "is_active", "gate_status", "run", "created_at"]
     list_filter = ["task", "is_active", "kind", "gate_status"]
     readonly_fields = ["task", "number", "kind", "run", "parent", "artefact", "labels", "metrics", "is_active",
-                       "created_at", "activated_at", "gate_status", "gate_reason", "gate", "evaluation_set"]
+                       "created_at", "activated_at", "gate_status", "gate_reason", "gate", "evaluation_set",
+                       "dataset_sha256", "events_through", "learnt_from"]
     actions = [activate]
 
     def has_add_permission(self, request):

@@ -7,6 +7,10 @@ their number. `training.ml.snapshot` turns the rows into the snapshot's files, h
 "As of a date": with `reviewed_before` set, a document counts when it was reviewed before that moment, and
 its entities (and its class) are those its events say were accepted then, not today's state.
 
+Provenance: the builder notes each document's newest event behind the row it wrote (`heads`: annotation
+events for token classification, class events for text classification), read together with the state so
+that the two agree: the snapshot's Dataset and the versions trained on it name them.
+
 Imports nothing from the ML stack: `training.ml.snapshot` is pure Python.
 """
 
@@ -17,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, time
 
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -63,6 +68,13 @@ class DatasetBuilder:
     filters: DatasetFilters = field(default_factory=DatasetFilters)
     batch_size: int = BATCH
     batch_words: int = BATCH_WORDS
+    # Filled while rows() is read: {document id: the id of its newest event behind its row}.
+    heads: dict[int, int] = field(default_factory=dict, init=False)
+
+    @property
+    def events_through(self) -> int | None:
+        """The highest event id behind the rows read so far (None when no document had an event)."""
+        return max(self.heads.values(), default=None)
 
     def documents(self):
         qs = reviewed_documents()
@@ -132,6 +144,33 @@ def _non_overlapping(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, 
     return kept
 
 
+def _event_heads(model, ids: list[int], moment: datetime | None = None) -> dict[int, int]:
+    """Each document's newest event id (before `moment` when given)."""
+    events = model.objects.filter(document_id__in=ids)
+    if moment is not None:
+        events = events.filter(created_at__lt=moment)
+    return dict(events.order_by().values("document_id").annotate(newest=Max("id"))
+                .values_list("document_id", "newest"))
+
+
+CONSISTENT_READS = 5
+
+
+def _read_with_heads(model, ids: list[int], read):
+    """`read(ids)` and each document's newest event as of that read. The services write a document's
+    changes one at a time, each with an event numbered after the previous one: when the newest events are
+    the same before and after the read, the read saw exactly the state they name. Read again while a change
+    lands in between (a document being edited right now); after CONSISTENT_READS tries the heads read last."""
+    before = _event_heads(model, ids)
+    for _attempt in range(CONSISTENT_READS):
+        state = read(ids)
+        after = _event_heads(model, ids)
+        if after == before:
+            break
+        before = after
+    return state, after
+
+
 def _accepted_spans_now(ids: list[int]) -> dict[int, list[tuple[int, int, str]]]:
     spans: dict[int, list] = defaultdict(list)
     rows = (Annotation.objects.filter(document_id__in=ids, status=Annotation.Status.ACCEPTED)
@@ -162,7 +201,11 @@ def token_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
     for batch in builder.batches():
         ids = [pk for pk, _sha in batch]
         words = _words_by_document(ids)
-        spans = _accepted_spans_at(ids, moment) if moment else _accepted_spans_now(ids)
+        if moment:
+            spans, heads = _accepted_spans_at(ids, moment), _event_heads(AnnotationEvent, ids, moment)
+        else:
+            spans, heads = _read_with_heads(AnnotationEvent, ids, _accepted_spans_now)
+        builder.heads.update(heads)
         for pk, sha256 in batch:
             texts, ends = words[pk]
             chosen = [s for s in spans.get(pk, []) if not keep or s[2] in keep]
@@ -203,8 +246,12 @@ def text_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
     moment = builder.filters.reviewed_before
     for batch in builder.batches():
         ids = [pk for pk, _sha in batch]
-        classes = _classes_at(ids, moment) if moment else _classes_now(ids)
+        if moment:
+            classes, heads = _classes_at(ids, moment), _event_heads(DocumentClassEvent, ids, moment)
+        else:
+            classes, heads = _read_with_heads(DocumentClassEvent, ids, _classes_now)
         ids = [pk for pk in ids if pk in classes and (not keep or classes[pk] in keep)]
+        builder.heads.update({pk: heads[pk] for pk in ids if pk in heads})
         if not ids:
             continue
         words = _words_by_document(ids)

@@ -38,6 +38,11 @@ class Dataset(models.Model):
     parquet_file = models.CharField(_("Parquet file in storage"), max_length=500, blank=True)
     original_file = models.CharField(_("original file in storage"), max_length=500, blank=True)
     size = models.PositiveBigIntegerField(_("JSONL size in bytes"), default=0)
+    # The events a database snapshot read (annotation events for token classification, class events for
+    # text classification): the highest id, and each document's newest event id ({document id: event id}),
+    # whose hash pins down that document's whole history (annotation.chain). Empty for Excel uploads.
+    events_through = models.PositiveBigIntegerField(_("newest event read"), null=True, blank=True)
+    event_heads = models.JSONField(_("newest event per document"), default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         verbose_name=_("created by"),
@@ -227,6 +232,13 @@ class ModelVersion(models.Model):
     gate = models.JSONField(_("gate figures"), default=dict, blank=True)
     evaluation_set = models.ForeignKey("EvaluationSet", null=True, blank=True, on_delete=models.PROTECT,
                                        related_name="gated_versions", verbose_name=_("gated on evaluation set"))
+    # Provenance (training.services.provenance): the SHA-256 of the dataset a full run learnt from, the
+    # highest event id behind what it learnt and, per document, the newest event id it saw: {"event_kind":
+    # "annotation" or "class", "heads": {document id: event id}, "dataset": id} for a full run;
+    # "feedback_update", "replay_documents" and "validation_documents" beside them for a feedback update.
+    dataset_sha256 = models.CharField(_("dataset SHA-256"), max_length=64, blank=True)
+    events_through = models.PositiveBigIntegerField(_("learnt from events up to"), null=True, blank=True)
+    learnt_from = models.JSONField(_("learnt from"), default=dict, blank=True)
 
     class Meta:
         ordering = ["task", "-number"]

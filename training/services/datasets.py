@@ -49,9 +49,10 @@ def _save(key: str, handle) -> None:
 
 def dataset_store(*, snapshot: Snapshot, source: str, name: str, filters: dict, user: AbstractBaseUser | None,
                   seed: int, validation_fraction: float, test_fraction: float,
-                  original: bytes | None = None) -> tuple[Dataset, bool]:
+                  original: bytes | None = None, event_heads: dict[int, int] | None = None) -> tuple[Dataset, bool]:
     """The Dataset of this snapshot: the existing one when the content is known, else a new one whose
-    files are in storage before its row exists (a row never points at missing files)."""
+    files are in storage before its row exists (a row never points at missing files). `event_heads`: each
+    document's newest event behind its rows (DatasetBuilder.heads), recorded with the highest of them."""
     existing = Dataset.objects.filter(sha256=snapshot.sha256).first()
     if existing is not None:
         return existing, False
@@ -75,6 +76,8 @@ def dataset_store(*, snapshot: Snapshot, source: str, name: str, filters: dict, 
                 split_seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
                 filters=filters, file=f"{location}/data.jsonl", parquet_file=parquet,
                 original_file=original_key, size=snapshot.jsonl.stat().st_size, created_by=user,
+                events_through=max((event_heads or {}).values(), default=None),
+                event_heads={str(pk): head for pk, head in sorted((event_heads or {}).items())},
             )
     except IntegrityError:  # built at the same moment by someone else: theirs is the same content
         return Dataset.objects.get(sha256=snapshot.sha256), False
@@ -97,7 +100,8 @@ def dataset_build(*, task: str, filters: DatasetFilters | None = None, user: Abs
             raise ValidationError(_("No reviewed document matches: the dataset would be empty.")) from None
         return dataset_store(snapshot=snapshot, source=Dataset.Source.DATABASE,
                              name=name or _("Reviewed documents"), filters=filters.as_dict(), user=user,
-                             seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
+                             seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
+                             event_heads=builder.heads)
 
 
 def dataset_local_file(*, dataset: Dataset, kind: str = "jsonl") -> Path:

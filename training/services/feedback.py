@@ -50,6 +50,7 @@ from training.services.gates import (
     version_score_store,
 )
 from training.services.predictions import prediction_claims_rescore
+from training.services.provenance import version_provenance_of_feedback
 from training.services.versions import model_version_activate, version_number_next
 
 logger = logging.getLogger(__name__)
@@ -415,6 +416,7 @@ def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, 
                 parent=parent, artefact=location, labels=list(labels),
                 metrics={**_without_counts(metrics["after"]), "previous": _without_counts(metrics["before"])},
                 gate_status=status, gate_reason=reason, gate=figures, evaluation_set=evaluation_set,
+                **version_provenance_of_feedback(update=update),  # the events of the documents it learnt from
             )
             if evaluation_set is not None:
                 version_score_store(version=version, evaluation_set=evaluation_set, scores=metrics["after"])

@@ -71,6 +71,7 @@ def version_number_next(*, task: str) -> int:
 def _publish(*, run: TrainingRun, worker: str, location: str, labels: list[str], metrics: dict,
              lifecycle: jobs.Lifecycle, activate: bool, gate: dict | None = None) -> ModelVersion:
     from training.services.gates import gate_apply
+    from training.services.provenance import version_provenance_of_run
 
     owned = jobs.job_owned(lifecycle, run.pk, worker=worker)
     if not owned.select_for_update().exists():
@@ -78,6 +79,7 @@ def _publish(*, run: TrainingRun, worker: str, location: str, labels: list[str],
     version = ModelVersion.objects.create(
         task=run.task, number=version_number_next(task=run.task), kind=run.kind, run=run,
         parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,
+        **version_provenance_of_run(run=run),  # the dataset's SHA-256 and the events it read
     )
     status = Gate.UNGATED
     if gate is not None:
