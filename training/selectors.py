@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from documents.models import Document
-from training.models import Dataset, EpochMetric, ModelVersion, Task, TrainingRun
+from training.models import Dataset, EpochMetric, FeedbackRequest, ModelVersion, Task, TrainingRun
 
 
 def model_version_active(*, task: str = Task.TOKEN_CLASSIFICATION) -> ModelVersion | None:
@@ -226,3 +226,12 @@ def document_predictions_state(*, document_id: int):
         .order_by("-id").values_list("status", "error"))
     return PredictionState(pending=any(status in PredictionClaim.OPEN for status, _error in rows),
                            failed=next((error for status, error in rows if status == PredictionClaim.Status.FAILED), ""))
+
+
+def feedback_request_latest(*, document: Document, user) -> FeedbackRequest | None:
+    """The last feedback request this user sent for the document (the review page shows a reviewer their own
+    result, not whoever sent last), with its update and versions; None if they sent none."""
+    if not user.is_authenticated:
+        return None
+    return (FeedbackRequest.objects.filter(document=document, requested_by=user)
+            .select_related("update", "update__model_version", "update__parent_version").first())

@@ -32,8 +32,7 @@ def _status_url(feedback: FeedbackRequest) -> str:
 
 def _panel(request, document: Document, *, feedback: FeedbackRequest | None = None, error: str = "",
            status: int = 200):
-    feedback = feedback or document.feedback_requests.select_related("update", "update__model_version",
-                                                                     "update__parent_version").first()
+    feedback = feedback or selectors.feedback_request_latest(document=document, user=request.user)
     context = {"document": document, "feedback": feedback, "error": error,
                "can_send": can_send_feedback(request.user),
                "state": feedback_request_status(request=feedback) if feedback else None,
@@ -122,7 +121,8 @@ def feedback_status(request, pk: int, request_id: int):
 @require_http_methods(["GET"])
 @reviewer_required
 def feedback_panel(request, pk: int):
-    """The review page's feedback panel (loaded by HTMX): the button and the latest request's progress."""
+    """The review page's feedback panel (loaded by HTMX): the button and the progress of the last request this
+    reviewer sent (others' requests are theirs to follow)."""
     return _panel(request, get_object_or_404(Document, pk=pk))
 
 
