@@ -10,8 +10,10 @@ import zipfile
 
 import pytest
 from django.core.management import call_command
+from django.db.models import Max
 from django.urls import reverse
 
+from annotation.models import AnnotationEvent
 from training.models import ModelVersion, ModelVersionEvent, RunLog, TrainingRun
 from training.services import training_run_create, training_run_enqueue
 from training.services.tokens import api_token_create
@@ -58,6 +60,12 @@ def test_a_run_its_reproduction_and_their_versions(client, admin_user, reviewer,
 
     v1, v2 = ModelVersion.objects.get(run=run), ModelVersion.objects.get(run=twin)
     assert v2.is_active and (v1.number, v2.number) == (1, 2)
+    # Both name the same dataset and the events it read: each document's newest, and the highest.
+    newest = {str(d): e for d, e in AnnotationEvent.objects.values("document_id").annotate(e=Max("id"))
+              .values_list("document_id", "e")}
+    assert v1.dataset_sha256 == v2.dataset_sha256 == run.dataset_hash
+    assert v1.learnt_from["heads"] == v2.learnt_from["heads"] == newest and len(newest) == 8
+    assert v1.events_through == max(newest.values())
     # The version's metrics are those of the stored artefact's predictions (manage.py evaluate).
     call_command("evaluate", "--version", "1", "--dataset", str(run.dataset_id), "--split", "validation")
     out = capsys.readouterr().out
