@@ -93,7 +93,6 @@ class ReviewPage:
         return start, end
 
 
-
 @dataclass
 class PageSlice:
     """Words [first, last) of one page (page-relative), read without loading the rest of the page: the
@@ -502,3 +501,28 @@ def review_finish_summary(*, document: Document, user) -> FinishSummary:
         else None,
         token=f"{head}.{classification.revision if classification else 0}",
     )
+
+
+# Predictions on their way ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PredictionState:
+    """Whether a model's predictions are still on their way to a document, and why the active version's
+    prediction failed ("" when it did not)."""
+
+    pending: bool = False
+    failed: str = ""
+
+
+def document_predictions(*, document: Document) -> PredictionState:
+    """The document's predictions as the job writing them sees it. Predictions are `training`'s: read through
+    the DOCLOOP_PREDICTIONS_STATE hook, so this app imports nothing from it."""
+    from django.utils.module_loading import import_string
+
+    return import_string(settings.DOCLOOP_PREDICTIONS_STATE)(document_id=document.pk)
+
+
+def document_predictions_pending(*, document: Document) -> bool:
+    """True while a model's predictions for the document are queued or being written: its review cannot be
+    finished yet (a finish then would accept nothing, and the predictions would land on a reviewed document)."""
+    return document_predictions(document=document).pending

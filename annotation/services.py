@@ -313,6 +313,16 @@ def annotations_accept_above(*, document: Document, threshold: float, user: Abst
     return len(chosen)
 
 
+def document_predictions_writable(*, document: Document) -> bool:
+    """Inside the caller's transaction: take the document's review lock (held until the transaction ends, so
+    a finish waits for a model's write, or the write sees the finish) and say whether a model's predictions
+    may be written now: the document is ready and nobody has marked it reviewed."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("document_predictions_writable must run inside the transaction that writes")
+    _review_lock(document.pk)
+    return Document.objects.filter(pk=document.pk, status=Document.Status.READY, reviewed_at__isnull=True).exists()
+
+
 @transaction.atomic
 def annotations_predict(*, document: Document, spans: Iterable[Span], model_version) -> list[Annotation]:
     """Store a model's entities as predictions. Idempotent per (document, model version)."""
@@ -390,6 +400,9 @@ def document_review_finish(*, document: Document, user: AbstractBaseUser, accept
     opened every part of every page is refused."""
     if document.status != Document.Status.READY:
         raise ValidationError(_("Only a ready document can be marked as reviewed."))
+    if selectors.document_predictions_pending(document=document):
+        raise ValidationError(_("The model's predictions for this document are still on their way; mark it as "
+                                "reviewed once they have arrived."), code="predicting")
     with transaction.atomic():
         review = _review_lock(document.pk)
         summary = selectors.review_finish_summary(document=document, user=user)

@@ -13,12 +13,13 @@ from django.db.models import Count
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from annotation import selectors, services
 from annotation.forms import (
@@ -139,6 +140,8 @@ def _render_review(request, document: Document, *, error: str = "", conflict: st
         "selected": selected,
         "image_widths": _image_widths(),
         "present": present,
+        # read only by the full page (the notice and the finish button), not by the panel's fragments
+        "predictions": SimpleLazyObject(lambda: selectors.document_predictions(document=document)),
     }
     template = "annotation/review.html"
     if request.htmx:
@@ -186,6 +189,11 @@ def _respond(request, document: Document, *, annotation: Annotation | None = Non
 @vary_on_headers("HX-Request")
 def review(request, pk: int):
     document = get_object_or_404(Document, pk=pk)
+    if request.htmx and request.htmx.target == "predicting":  # the "predicting…" notice asking again
+        predictions = selectors.document_predictions(document=document)
+        if document.status != Document.Status.READY or not predictions.pending:
+            return HttpResponseClientRefresh()  # they are here (or failed): the whole page shows them
+        return render(request, "annotation/review.html#predicting", {"document": document, "predictions": predictions})
     if document.status != Document.Status.READY:
         return redirect("documents:detail", pk=document.pk)
     present = None if request.htmx else services.document_review_seen(document=document, user=request.user)

@@ -247,8 +247,10 @@ def extract_with_budget(payloads: list[bytes], *, processes: int,
             _slot_stop(slot, kill=slot.index is not None)
 
 
-def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, worker: str) -> Document:
-    """Write the pages (or the reason extraction failed) in one transaction, if the claim is still ours."""
+def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, worker: str,
+                      on_ready: Callable[[Document], None] | None = None) -> Document:
+    """Write the pages (or the reason extraction failed) in one transaction, if the claim is still ours;
+    `on_ready` runs inside that transaction once the document is marked ready."""
     owned = jobs.job_owned(ingestion_lifecycle(), document.pk, worker=worker)
     if isinstance(result, str):
         owned.update(status=Document.Status.FAILED, error=result)
@@ -267,6 +269,8 @@ def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, 
             start += len(page.words)
         Page.objects.bulk_create(rows, batch_size=200)
         owned.update(status=Document.Status.READY, error="", page_count=len(result), word_count=start)
+        if on_ready is not None:
+            on_ready(document)
     document.refresh_from_db()
     return document
 
@@ -277,11 +281,15 @@ def document_extract(*, document: Document, worker: str | None = None) -> Docume
     return documents_extract(documents=[document], processes=1, worker=worker)[0]
 
 
-def documents_extract(*, documents: list[Document], processes: int, worker: str | None = None) -> list[Document]:
+def documents_extract(*, documents: list[Document], processes: int, worker: str | None = None,
+                      on_ready: Callable[[Document], None] | None = None) -> list[Document]:
     """Extract many documents, PyMuPDF (and Tesseract) running in up to `processes` forked processes.
 
     Extraction needs no database, so those processes only parse PDFs while this one writes each
     document's pages as its result arrives. Each document has its time budget (extract_with_budget).
+    `on_ready(document)` is called, in the transaction that marks it ready, for each document this call
+    claimed and extracted: what the ingestion job must do next is recorded atomically with readiness (the
+    pre-annotation it owes, training.services.predictions), so nothing sees the document ready without it.
     """
     worker = worker or jobs.worker_name()
     claimed = [d for d in documents if document_claim(document=d, worker=worker)]
@@ -293,7 +301,8 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
         except OSError as exc:
             _extraction_store(document, str(exc), worker=worker)
     extract_with_budget(payloads, processes=processes,
-                        on_result=lambda index, result: _extraction_store(readable[index], result, worker=worker))
+                        on_result=lambda index, result: _extraction_store(readable[index], result, worker=worker,
+                                                                          on_ready=on_ready))
     for document in documents:
         document.refresh_from_db()
     return documents

@@ -16,6 +16,10 @@ class TrainingConfig(AppConfig):
 
         lifecycle_register("feedback update", feedback_lifecycle)
 
+        from training.services.predictions import prediction_lifecycle
+
+        lifecycle_register("prediction", prediction_lifecycle)
+
         from training.services.adaptation import adaptation_lifecycle
 
         lifecycle_register("base-model adaptation", adaptation_lifecycle)

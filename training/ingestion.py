@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from django.db import transaction
 from django.utils.translation import gettext as _
 
 from annotation import services as annotation_services
@@ -21,8 +22,9 @@ from documents import services as document_services
 from documents.models import Document
 from documents.selectors import document_words
 from lib import jobs
-from training.models import ModelVersion
+from training.models import ModelVersion, PredictionClaim
 from training.selectors import model_version_active
+from training.services import predictions
 from training.tasks import TASKS, task_spec
 
 logger = logging.getLogger(__name__)
@@ -33,19 +35,24 @@ def document_ingest(*, document: Document, worker: str | None = None) -> Documen
 
 
 def documents_ingest(*, documents: list[Document], processes: int, worker: str | None = None) -> list[Document]:
-    """Extract (in `processes` worker processes), then pre-annotate each document that became ready."""
+    """Extract (in `processes` worker processes), then pre-annotate each document that this call claimed and
+    made ready: the prediction claims created with its readiness (training.services.predictions), and only
+    those. A second delivery of the job claims nothing, so it predicts nothing."""
     worker = worker or jobs.worker_name()
-    documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker)
+    job_id = predictions.current_job_id()
+    owed: dict[int, list[int]] = {}
+
+    def on_ready(document: Document) -> None:  # in the transaction that marks the document ready
+        owed[document.pk] = predictions.prediction_claims_ingest(document=document, job_id=job_id)
+
+    documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker,
+                                                    on_ready=on_ready)
     for document in documents:
-        if document.status != Document.Status.READY:
-            continue
-        try:
-            document_preannotate(document=document)
-        except Exception as exc:  # the text is there; the reviewer can still annotate by hand
-            logger.exception("pre-annotation of document %s failed", document.pk)
-            Document.objects.filter(pk=document.pk).update(error=_("Pre-annotation failed: %(reason)s")
-                                                           % {"reason": exc})
-            document.refresh_from_db()
+        for claim in predictions.prediction_claims_execute(claim_ids=owed.get(document.pk, []), worker=worker):
+            if claim.status == PredictionClaim.Status.FAILED:  # the text is there: it can be annotated by hand
+                Document.objects.filter(pk=document.pk).update(error=_("Pre-annotation failed: %(reason)s")
+                                                               % {"reason": claim.error})
+                document.refresh_from_db()
     if any(document.status == Document.Status.READY for document in documents):
         from training.services.adaptation import adaptation_after_ingest
 
@@ -91,18 +98,18 @@ def document_predict(*, document: Document, version: ModelVersion):
     return predictor_for(version).predict([w.text for w in words], [w.line_end for w in words])
 
 
-def document_preannotate(*, document: Document) -> int:
-    """Predict with the active version of every task and store the results for review."""
+def document_preannotate(*, document: Document, worker: str | None = None) -> int:
+    """Predict with the active version of every task and store the results for review, through the claims
+    the document owes (a version that has already written its predictions does not predict again)."""
     if document.status != Document.Status.READY or document.is_reviewed:
         return 0
-    written = 0
-    for task, spec in TASKS.items():
-        version = model_version_active(task=task)
-        if version is None:
-            continue
-        prediction = document_predict(document=document, version=version)
-        written += spec.write(document=document, version=version, prediction=prediction)
-    return written
+    with transaction.atomic():
+        owed = predictions.prediction_claims_ingest(document=document)
+    claims = predictions.prediction_claims_execute(claim_ids=owed, worker=worker)
+    failed = [claim.error for claim in claims if claim.status == PredictionClaim.Status.FAILED]
+    if failed:
+        raise RuntimeError("; ".join(failed))
+    return sum(claim.written or 0 for claim in claims if claim.status == PredictionClaim.Status.DONE)
 
 
 def class_predictions_write(*, document: Document, version: ModelVersion, prediction) -> int:

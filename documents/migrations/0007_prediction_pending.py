@@ -1,5 +1,6 @@
-"""Reserved for: issue 17, predictions pending before review. Operations are written by hand into this file (copy only your own operations from
-`manage.py makemigrations --dry-run -v 3 documents`); the chain stays linear."""
+"""Reserved for issue 17 (predictions pending before review). No operations: whether a document waits for
+its predictions is read from training's PredictionClaim rows (training/0010_prediction_claims), the one
+record that every path ending a prediction (written, skipped, failed, reaped) already updates."""
 
 from django.db import migrations
 
