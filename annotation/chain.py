@@ -5,7 +5,10 @@ class), each in id order. An event's `hash` is the SHA-256 of a canonical JSON o
 annotation or classification id, action, before, after, user id, model version id, base revision,
 created_at) and of `previous_hash`, the hash of the document's previous event in the same chain ("" for
 the first). Changing, removing or inserting an event therefore breaks the chain at that point, which
-`events_verify` (and `manage.py verify_events`) finds and names.
+`events_verify` (and `manage.py verify_events`) finds and names. Removing the newest events leaves a shorter
+chain that still holds: `events_verify` also checks that each entity's and class's current revision is the
+one its newest event produced, so events removed from the end of a history show too (unless whoever removed
+them also rolled the current state back; a model version's recorded heads still name them).
 
 The services compute each new event's link while they hold the lock that serialises changes within the
 document (annotation.services `_review_lock` for entities, the DocumentClassification row for the class),
@@ -20,7 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from annotation.models import AnnotationEvent, DocumentClassEvent
+from django.db.models import Count, F, Max, Q
+
+from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, DocumentClassification
 
 GENESIS = ""  # the previous hash of a chain's first event
 
@@ -76,15 +81,17 @@ def events_link(events: Iterable[AnnotationEvent | DocumentClassEvent], *, previ
 
 @dataclass(frozen=True)
 class BrokenLink:
-    """The first event at which a document's chain does not hold, and what did not match."""
+    """The first event at which a document's chain does not hold (or, with no event to name, the entity or
+    class whose history lost its newest events), and what did not match."""
 
     kind: str  # "annotation" or "class"
     document_id: int
-    event_id: int
+    event_id: int | None
     problem: str
+    subject: str = ""  # what is named instead of an event
 
     def __str__(self) -> str:
-        return f"document {self.document_id}: {self.kind} event {self.event_id}: {self.problem}"
+        return f"document {self.document_id}: {self.subject or f'{self.kind} event {self.event_id}'}: {self.problem}"
 
 
 @dataclass
@@ -139,11 +146,38 @@ def _walk(model, *, document_ids: Iterable[int] | None, result: VerifyResult) ->
         previous = event
 
 
+def _projections(*, document_ids: list[int] | None, result: VerifyResult) -> None:
+    """Entities and classes whose current revision is not the one their newest event produced: events were
+    removed from the end of their history (a chain that lost its tail still holds)."""
+    reported = {(link.kind, link.document_id) for link in result.broken}
+    annotations = Annotation.objects.annotate(newest=Max("events__base_revision")).filter(
+        Q(newest__isnull=True) | Q(revision__gt=F("newest") + 1) | Q(revision__lt=F("newest") + 1))
+    classes = DocumentClassification.objects.annotate(newest=Count("events")).filter(
+        Q(revision__gt=F("newest")) | Q(revision__lt=F("newest")))
+    if document_ids is not None:
+        annotations = annotations.filter(document_id__in=document_ids)
+        classes = classes.filter(document_id__in=document_ids)
+    found = [("annotation", document_id, f"annotation {pk}", revision, (newest + 1) if newest is not None else 0)
+             for pk, document_id, revision, newest in annotations.values_list("pk", "document_id", "revision", "newest")]
+    found += [("class", document_id, f"the document's class (#{pk})", revision, newest)
+              for pk, document_id, revision, newest in classes.values_list("pk", "document_id", "revision", "newest")]
+    for kind, document_id, subject, revision, produced in sorted(found, key=lambda item: (item[1], item[0], item[2])):
+        if (kind, document_id) in reported:
+            continue  # one report per chain
+        reported.add((kind, document_id))
+        result.broken.append(BrokenLink(kind, document_id, None, subject=subject, problem=(
+            f"its current revision is {revision} but its events end at revision {produced}: events at the end "
+            "of its history were removed")))
+
+
 def events_verify(*, document_ids: Iterable[int] | None = None) -> VerifyResult:
     """Walk every document's chains (or those of `document_ids`) in id order and report, for each broken
-    chain, its first broken link. Reads only; streams events, so memory stays flat."""
+    chain, its first broken link; then check that every entity and class is in the state its newest event
+    produced. Reads only; streams events, so memory stays flat."""
     result = VerifyResult()
     ids = list(document_ids) if document_ids is not None else None
     for model in (AnnotationEvent, DocumentClassEvent):
         _walk(model, document_ids=ids, result=result)
+    _projections(document_ids=ids, result=result)
+    result.broken.sort(key=lambda link: (link.document_id, link.kind))
     return result

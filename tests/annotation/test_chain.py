@@ -118,7 +118,7 @@ def test_verify_events_names_the_document_the_event_and_what_a_raw_update_change
          ['{"start": 7, "end": 9, "label": "LOCAL", "label_id": 3, "status": "accepted", "source": "model", '
           '"text": "x"}', target.pk])
     out = io.StringIO()
-    with pytest.raises(CommandError, match="1 of 4 chain"):
+    with pytest.raises(CommandError, match=r"1 broken chain\(s\) \(\d+ events in 4 chain\(s\) checked\)"):
         call_command("verify_events", stdout=out)
     lines = out.getvalue().splitlines()
     assert lines == [f"BROKEN\tdocument {document.pk}: annotation event {target.pk}: its content no longer "
@@ -156,6 +156,24 @@ def test_a_tampered_class_event_is_found_too(history):
     (link,) = chain.events_verify().broken
     assert (link.kind, link.document_id, link.event_id) == ("class", document.pk, event.pk)
     assert "content no longer matches" in link.problem
+
+
+def test_events_removed_from_the_end_of_a_history_are_found_by_the_state_they_left(history):
+    """A chain that lost its newest events still holds link by link; the entity (or class) is still in the
+    state those events produced, so the missing tail shows."""
+    document, other = history
+    annotation = Annotation.objects.filter(document=other).order_by("id").last()
+    newest = AnnotationEvent.objects.filter(annotation=annotation).order_by("id").last()
+    assert newest.pk == AnnotationEvent.objects.filter(document=other).order_by("id").last().pk
+    _raw(f"DELETE FROM {AnnotationEvent._meta.db_table} WHERE id = %s", [newest.pk])
+    _raw(f"DELETE FROM {DocumentClassEvent._meta.db_table} WHERE document_id = %s", [other.pk])
+    broken = chain.events_verify().broken
+    assert [(b.kind, b.document_id, b.event_id) for b in broken] == [("annotation", other.pk, None),
+                                                                      ("class", other.pk, None)]
+    assert str(broken[0]) == (f"document {other.pk}: annotation {annotation.pk}: its current revision is "
+                              f"{annotation.revision} but its events end at revision {annotation.revision - 1}: "
+                              "events at the end of its history were removed")
+    assert "the document's class" in str(broken[1])
 
 
 def test_an_event_without_a_hash_is_reported(history):
