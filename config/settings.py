@@ -293,6 +293,18 @@ DOCLOOP_GATE_FIRST_MIN_F1 = env_float("DOCLOOP_GATE_FIRST_MIN_F1", 0.0, low=0, h
 DOCLOOP_EVAL_MIN_DOCUMENTS = env_int("DOCLOOP_EVAL_MIN_DOCUMENTS", 10)
 DOCLOOP_EVAL_MIN_ENTITIES = env_int("DOCLOOP_EVAL_MIN_ENTITIES", 100)
 DOCLOOP_EVAL_FRACTION = env_float("DOCLOOP_EVAL_FRACTION", 0.2, low=0.01, high=0.5)
+# How the review page, the queue, the models page and `train --sync` judge the active version
+# (training.selectors.model_quality): below the weak F1 it is "too weak to trust", from the good F1 on
+# "good", "usable" in between; measured on fewer documents or entities than the evaluation set's floor
+# above, it is "not enough evidence". F1 on the evaluation set when the version has a score there, else
+# its validation F1.
+DOCLOOP_QUALITY_WEAK_F1 = env_float("DOCLOOP_QUALITY_WEAK_F1", 0.5, low=0, high=1)
+DOCLOOP_QUALITY_GOOD_F1 = env_float("DOCLOOP_QUALITY_GOOD_F1", 0.8, low=0, high=1)
+if DOCLOOP_QUALITY_GOOD_F1 < DOCLOOP_QUALITY_WEAK_F1:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"DOCLOOP_QUALITY_GOOD_F1 ({DOCLOOP_QUALITY_GOOD_F1}) must not be below "
+                               f"DOCLOOP_QUALITY_WEAK_F1 ({DOCLOOP_QUALITY_WEAK_F1})")
 # The guardrail's validation set: the held-out documents of the full run the active version descends from,
 # then one in DOCLOOP_FEEDBACK_VALIDATION_EVERY reviewed documents (chosen by SHA-256, never replayed; 0:
 # held-out documents only), at most this many words (both versions are scored on it: it bounds the latency).

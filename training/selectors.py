@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+
+from django.db import models
+from django.template.defaultfilters import floatformat
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from documents.models import Document
-from training.models import Dataset, EpochMetric, FeedbackRequest, ModelVersion, Task, TrainingRun
+from training.models import (
+    Dataset,
+    EpochMetric,
+    EvaluationSet,
+    FeedbackRequest,
+    ModelVersion,
+    Task,
+    TrainingRun,
+    VersionScore,
+)
 
 
 def model_version_active(*, task: str = Task.TOKEN_CLASSIFICATION) -> ModelVersion | None:
@@ -235,3 +250,196 @@ def feedback_request_latest(*, document: Document, user) -> FeedbackRequest | No
         return None
     return (FeedbackRequest.objects.filter(document=document, requested_by=user)
             .select_related("update", "update__model_version", "update__parent_version").first())
+
+
+# How good the active model is (issue 21, point 6) ---------------------------------------------------------
+
+class Verdict(models.TextChoices):
+    """What the pages and `train --sync` say about a version: whether its predictions can be trusted."""
+
+    NONE = "none", gettext_lazy("no model")
+    WEAK = "weak", gettext_lazy("too weak to trust")
+    UNPROVEN = "unproven", gettext_lazy("not enough evidence")
+    USABLE = "usable", gettext_lazy("usable")
+    GOOD = "good", gettext_lazy("good")
+
+
+def _documents(n: int) -> str:
+    return ngettext("%(n)d document", "%(n)d documents", n) % {"n": n}
+
+
+def _entity_count(n: int) -> str:
+    return ngettext("%(n)d entity", "%(n)d entities", n) % {"n": n}
+
+
+@dataclass(frozen=True)
+class ModelQuality:
+    """A version's F1 and what it was measured on: its scores on the task's current evaluation set when it
+    has some, else its own validation metrics (the chosen epoch's, on the run's held-out documents). Entities
+    are gold entities (token classification); a document class counts its documents only."""
+
+    task: str
+    verdict: str
+    weak_f1: float
+    good_f1: float
+    floor: dict
+    version: ModelVersion | None = None
+    f1: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    source: str = ""  # "evaluation_set" or "validation"
+    evaluation_set: int | None = None  # the set's number, with source "evaluation_set"
+    documents: int = 0
+    entities: int | None = None
+    # {"label", "f1", "precision", "recall", "support", "weak"} by label name.
+    per_label: tuple = field(default_factory=tuple)
+
+    @property
+    def trusted(self) -> bool:
+        return self.verdict in (Verdict.USABLE, Verdict.GOOD)
+
+    @property
+    def verdict_label(self) -> str:
+        return Verdict(self.verdict).label
+
+    @property
+    def model_name(self) -> str:
+        return _("Entity model") if self.task == Task.TOKEN_CLASSIFICATION else _("Class model")
+
+    @property
+    def figures(self) -> str:
+        """'2 documents, 77 entities' (a document class: '12 documents')."""
+        parts = [_documents(self.documents)]
+        if self.entities is not None:
+            parts.append(_entity_count(self.entities))
+        return ", ".join(parts)
+
+    @property
+    def floor_figures(self) -> str:
+        documents = _documents(self.floor["documents"])
+        if self.task != Task.TOKEN_CLASSIFICATION:
+            return documents
+        return _("%(documents)s and %(entities)s") % {"documents": documents,
+                                                     "entities": _entity_count(self.floor["entities"])}
+
+    @property
+    def where(self) -> str:
+        if self.source == "evaluation_set":
+            return _("Measured on evaluation set #%(n)d, which training never sees.") % {"n": self.evaluation_set}
+        if self.source == "validation":
+            return _("Measured on the documents run #%(run)d held out for validation (there is no score on an "
+                     "evaluation set yet).") % {"run": self.version.run_id}
+        return ""
+
+    @property
+    def message(self) -> str:
+        """The verdict in a plain sentence, with the F1 and what it was measured on."""
+        if self.verdict == Verdict.NONE:
+            return _("There is no active model for %(task)s: nothing is predicted.") % {
+                "task": Task(self.task).label}
+        if self.f1 is None:
+            return _("The model was never measured: check every prediction.")
+        values = {"f1": floatformat(self.f1, 2), "figures": self.figures, "floor": self.floor_figures}
+        if self.verdict == Verdict.WEAK:
+            return _("The model is too weak to trust: check every prediction (F1 %(f1)s on %(figures)s).") % values
+        if self.verdict == Verdict.UNPROVEN:
+            return _("Too little evidence to trust the model: its F1 of %(f1)s was measured on only %(figures)s "
+                     "(at least %(floor)s are needed). Check every prediction.") % values
+        if self.verdict == Verdict.USABLE:
+            return _("The model is usable but makes mistakes: check its predictions (F1 %(f1)s on "
+                     "%(figures)s).") % values
+        return _("The model is good (F1 %(f1)s on %(figures)s); it still makes mistakes, so review what it "
+                 "predicts.") % values
+
+
+def _label_rows(per_label: dict, *, weak_f1: float) -> tuple:
+    rows = []
+    for label in sorted(per_label):
+        scores = per_label[label] or {}
+        f1 = scores.get("f1")
+        rows.append({"label": label, "f1": f1, "precision": scores.get("precision"), "recall": scores.get("recall"),
+                     "support": scores.get("support"), "weak": f1 is not None and f1 < weak_f1})
+    return tuple(rows)
+
+
+def _entities(task: str, per_label: dict, per_document: list | None) -> int | None:
+    """Gold entities behind the scores: the per-label supports, else the per-document gold counts."""
+    if task != Task.TOKEN_CLASSIFICATION:
+        return None
+    supports = [scores.get("support") for scores in per_label.values() if isinstance(scores, dict)]
+    if supports and all(isinstance(s, int) for s in supports):
+        return sum(supports)
+    if per_document is not None:
+        return sum(counts[2] for document in per_document for counts in document.values())
+    return None
+
+
+def _quality_of(*, task: str, version: ModelVersion | None, score: VersionScore | None) -> ModelQuality:
+    from django.conf import settings
+
+    weak, good = settings.DOCLOOP_QUALITY_WEAK_F1, settings.DOCLOOP_QUALITY_GOOD_F1
+    floor = {"documents": settings.DOCLOOP_EVAL_MIN_DOCUMENTS, "entities": settings.DOCLOOP_EVAL_MIN_ENTITIES}
+    common = {"task": task, "weak_f1": weak, "good_f1": good, "floor": floor}
+    if version is None:
+        return ModelQuality(verdict=Verdict.NONE, **common)
+    if score is not None:
+        scores = score.scores or {}
+        per_label, per_document = scores.get("per_label") or {}, scores.get("per_document")
+        measured = {"f1": score.f1, "precision": scores.get("precision"), "recall": scores.get("recall"),
+                    "source": "evaluation_set", "evaluation_set": score.evaluation_set.number,
+                    "documents": scores.get("documents") or len(per_document or [])}
+    else:
+        metrics = version.metrics or {}
+        per_label, per_document = metrics.get("per_label") or {}, None
+        measured = {"f1": metrics.get("f1"), "precision": metrics.get("precision"), "recall": metrics.get("recall"),
+                    "source": "validation",
+                    "documents": len((version.run.dataset_stats or {}).get("eval_documents") or [])}
+    entities = _entities(task, per_label, per_document)
+    f1 = measured["f1"]
+    short = measured["documents"] < floor["documents"] or (
+        task == Task.TOKEN_CLASSIFICATION and (entities or 0) < floor["entities"])
+    if f1 is None:
+        verdict = Verdict.UNPROVEN
+    elif f1 < weak:
+        verdict = Verdict.WEAK  # weak whatever the evidence: a small sample does not make a bad model good
+    elif short:
+        verdict = Verdict.UNPROVEN
+    else:
+        verdict = Verdict.GOOD if f1 >= good else Verdict.USABLE
+    return ModelQuality(verdict=verdict, version=version, entities=entities,
+                        per_label=_label_rows(per_label, weak_f1=weak), **measured, **common)
+
+
+def model_qualities(*, tasks: list[str] | None = None) -> dict[str, ModelQuality]:
+    """model_quality of each task's active version, in three queries whatever the number of tasks."""
+    tasks = list(tasks or Task.values)
+    active = {v.task: v for v in ModelVersion.objects.filter(task__in=tasks, is_active=True).select_related("run")}
+    scores: dict[str, VersionScore] = {}
+    if active:
+        current: dict[str, int] = {}
+        for set_task, set_id in (EvaluationSet.objects.filter(task__in=list(active)).order_by("task", "-number")
+                                 .values_list("task", "id")):
+            current.setdefault(set_task, set_id)
+        if current:
+            rows = (VersionScore.objects.filter(version__in=[v.pk for v in active.values()],
+                                                evaluation_set__in=list(current.values()))
+                    .select_related("evaluation_set").defer("evaluation_set__documents",
+                                                            "evaluation_set__statistics"))
+            for row in rows:
+                if current.get(row.evaluation_set.task) == row.evaluation_set_id:
+                    scores[row.evaluation_set.task] = row
+    return {task: _quality_of(task=task, version=active.get(task), score=scores.get(task)) for task in tasks}
+
+
+def model_quality(*, task: str = Task.TOKEN_CLASSIFICATION, version: ModelVersion | None = None) -> ModelQuality:
+    """How good a task's active version (or `version`) is, and a verdict: no model, too weak to trust (F1
+    below DOCLOOP_QUALITY_WEAK_F1), not enough evidence (measured on fewer documents or entities than the
+    evaluation set's floor, DOCLOOP_EVAL_MIN_DOCUMENTS / _ENTITIES), usable, or good (F1 from
+    DOCLOOP_QUALITY_GOOD_F1 on)."""
+    if version is None:
+        return model_qualities(tasks=[task])[task]
+    current = EvaluationSet.objects.filter(task=version.task).order_by("-number").values_list("id", flat=True).first()
+    score = (None if current is None else
+             VersionScore.objects.filter(version=version, evaluation_set_id=current).select_related("evaluation_set")
+             .first())
+    return _quality_of(task=version.task, version=version, score=score)

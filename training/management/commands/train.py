@@ -65,6 +65,7 @@ class Command(BaseCommand):
         self.stdout.write(f"final\tprecision={version.metrics['precision']:.4f}\trecall="
                           f"{version.metrics['recall']:.4f}\tf1={version.metrics['f1']:.4f}\tseconds={seconds:.1f}")
         self._gate(version)
+        self._quality(version)
 
     def _gate(self, version) -> None:
         """The gate's outcome (issue 17): on which documents, both F1s, and why a version stayed inactive."""
@@ -82,3 +83,21 @@ class Command(BaseCommand):
             self.stdout.write(f"reason\t{version.gate_reason}")
         active = ModelVersion.objects.filter(task=version.task, is_active=True).first()
         self.stdout.write(f"active\t{active.number if active else '-'}")
+
+    def _quality(self, version) -> None:
+        """How good the new version is, and the active one when another is (issue 21): the verdict the pages
+        show, with the F1 and what it was measured on."""
+        from training.selectors import model_quality
+
+        versions = [version]
+        active = ModelVersion.objects.filter(task=version.task, is_active=True).first()
+        if active is not None and active.pk != version.pk:
+            versions.append(active)
+        for shown in versions:
+            q = model_quality(task=shown.task, version=shown)
+            figures = [f"v{shown.number}", q.verdict, "f1=-" if q.f1 is None else f"f1={q.f1:.4f}",
+                       f"documents={q.documents}"]
+            if q.entities is not None:
+                figures.append(f"entities={q.entities}")
+            figures.append(f"on={'evaluation_set_' + str(q.evaluation_set) if q.evaluation_set else q.source}")
+            self.stdout.write("\t".join(["quality", *figures, q.message]))
