@@ -217,6 +217,12 @@ DOCLOOP_MAX_DATASET_ROWS = env_int("DOCLOOP_MAX_DATASET_ROWS", 50_000)
 # JSON request bodies (the API, Label Studio's calls): nested deeper than this is refused with a 400 before
 # parsing. Their size is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (413 beyond it).
 DOCLOOP_MAX_JSON_DEPTH = env_int("DOCLOOP_MAX_JSON_DEPTH", 64)
+# ...and the most rows below the header a sheet may have: every row is read (never trusting the sheet's
+# declared <dimension>), so this bounds the time a validation or upload takes; longer sheets are refused.
+DOCLOOP_MAX_DATASET_ROWS = env_int("DOCLOOP_MAX_DATASET_ROWS", 50_000)
+# JSON request bodies (the API, Label Studio's calls): nested deeper than this is refused with a 400 before
+# parsing. Their size is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (413 beyond it).
+DOCLOOP_MAX_JSON_DEPTH = env_int("DOCLOOP_MAX_JSON_DEPTH", 64)
 
 # Review: a page's words are shown (and its entities listed) in pieces of at most this many words, and
 # one response lists at most DOCLOOP_REVIEW_MAX_ENTITIES entities, so a review response stays bounded in

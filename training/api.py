@@ -23,28 +23,33 @@ from training.services.tokens import api_token_user
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def _token_from_header(request) -> tuple[str | None, str]:
-    """(token, scheme) from `Authorization: Token <t>` or `Basic base64(username:token)`."""
+def _token_from_header(request) -> tuple[str | None, str, str | None]:
+    """(token, scheme, username) from `Authorization: Token <t>` or `Basic base64(username:token)`; the
+    username is None for the schemes that carry none."""
     header = request.headers.get("Authorization", "")
     scheme, _sep, value = header.partition(" ")
     scheme = scheme.lower()
     if scheme in {"token", "bearer"}:
-        return value.strip(), scheme
+        return value.strip(), scheme, None
     if scheme == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            return "", scheme
+            return "", scheme, None
         username, _sep, token = decoded.partition(":")
-        return token, scheme
-    return None, ""
+        return token, scheme, username
+    return None, "", None
 
 
 def request_api_user(request):
-    """(user, how): the token's user when an Authorization header is sent, else the session's user."""
-    token, scheme = _token_from_header(request)
+    """(user, how): the token's user when an Authorization header is sent, else the session's user. Basic
+    auth must name the token's own user: `anyone:<token>` is refused as `rita:<rita's token>` is not."""
+    token, scheme, username = _token_from_header(request)
     if token is not None:
-        return api_token_user(token=token), scheme
+        user = api_token_user(token=token) if token else None
+        if user is not None and username is not None and username != user.get_username():
+            return None, scheme
+        return user, scheme
     if request.user.is_authenticated:
         return request.user, "session"
     return None, ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePosixPath
 
 from django.contrib import messages
@@ -16,9 +15,18 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from lib.decorators import admin_required, reviewer_required
+from lib.inputs import (
+    InputError,
+    choice_field,
+    id_list_field,
+    moment_field,
+    request_data,
+    text_field,
+    text_list_field,
+)
 from lib.roles import is_admin, is_reviewer
 from training.api import api_error, api_view
-from training.dataset_builder import DatasetFilters, parse_moment
+from training.dataset_builder import DatasetFilters
 from training.forms import DatasetUploadForm
 from training.models import Dataset, Task
 from training.selectors import dataset_list, dataset_preview
@@ -167,20 +175,27 @@ def api_datasets(request):
         return JsonResponse({"datasets": [dataset_json(d, request) for d in dataset_list()[:500]]})
     if not is_admin(request.user):
         return api_error(_("Only admins can add datasets."), status=403)
-    upload = request.FILES.get("file")
+    try:
+        upload = request.FILES.get("file")
+        fields = _upload_fields(request)
+    except InputError as exc:
+        return api_error(str(exc), status=exc.status)
     if upload is None:
         return api_error(_("Send the workbook as the multipart field “file”."), status=400)
     try:
-        dataset, created = dataset_upload(file=upload, task=_task(request), sheet=request.POST.get("sheet"),
-                                          name=request.POST.get("name", ""), user=request.user)
+        dataset, created = dataset_upload(file=upload, user=request.user, **fields)
     except DatasetRefused as exc:
         return _problems_json(exc.content)
     return JsonResponse({"created": created, "dataset": dataset_json(dataset, request, full=True)},
                         status=201 if created else 200)
 
 
-def _task(request) -> str | None:
-    return request.POST.get("task") or None
+def _upload_fields(request) -> dict:
+    """The workbook's optional form fields: `task`, `sheet`, `name` (InputError for a bad one)."""
+    data = request_data(request)
+    return {"task": choice_field(data, "task", choices=Task.values),
+            "sheet": text_field(data, "sheet", max_length=255) or None,
+            "name": text_field(data, "name", max_length=NAME_LENGTH)}
 
 
 @require_POST
@@ -188,13 +203,14 @@ def _task(request) -> str | None:
 def api_dataset_validate(request):
     """Check a workbook and store nothing: 200 with the task, statistics, hash and preview, or 422 with
     every problem (row, column, cell, message)."""
-    upload = request.FILES.get("file")
+    try:
+        upload = request.FILES.get("file")
+        fields = _upload_fields(request)
+    except InputError as exc:
+        return api_error(str(exc), status=exc.status)
     if upload is None:
         return api_error(_("Send the workbook as the multipart field “file”."), status=400)
-    task = _task(request)
-    if task is not None and task not in Task.values:
-        return api_error(_("Unknown task %(task)s.") % {"task": task}, status=400)
-    check = dataset_excel_validate(file=upload, task=task, sheet=request.POST.get("sheet"))
+    check = dataset_excel_validate(file=upload, task=fields["task"], sheet=fields["sheet"])
     if not check.ok:
         return _problems_json(check.content)
     return JsonResponse({
@@ -204,50 +220,29 @@ def api_dataset_validate(request):
     })
 
 
-def _body(request) -> dict:
-    if request.content_type == "application/json":
-        try:
-            body = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise ValidationError(_("The body is not valid JSON.")) from None
-        if not isinstance(body, dict):
-            raise ValidationError(_("The body must be a JSON object."))
-        return body
-    return {key: request.POST.get(key) for key in request.POST}
+NAME_LENGTH = Dataset._meta.get_field("name").max_length
 
 
 def _build_filters(body: dict) -> DatasetFilters:
-    labels = body.get("labels") or []
-    if isinstance(labels, str):
-        labels = labels.split(",")
-    ids = body.get("document_ids") or []
-    if isinstance(ids, str):
-        ids = ids.split(",")
-    try:
-        ids = tuple(int(i) for i in ids if str(i).strip())
-    except (TypeError, ValueError):
-        raise ValidationError(_("document_ids must be whole numbers.")) from None
-    moment = None
-    raw = body.get("reviewed_before")
-    if raw:
-        moment = parse_moment(str(raw))
-        if moment is None:
-            raise ValidationError(_("reviewed_before must be a date (YYYY-MM-DD) or a date-time."))
-    return DatasetFilters(labels=tuple(sorted({str(label).strip() for label in labels if str(label).strip()})),
-                          reviewed_before=moment, document_ids=ids)
+    """The filters of a build request, each field of its type (lib.inputs refuses anything else)."""
+    labels = text_list_field(body, "labels", max_length=100)
+    return DatasetFilters(labels=tuple(sorted(set(labels))), reviewed_before=moment_field(body, "reviewed_before"),
+                          document_ids=tuple(id_list_field(body, "document_ids")))
 
 
 @require_POST
 @api_view(allowed=is_admin)
 def api_dataset_build(request):
-    """Snapshot the reviewed documents (admins): `task`, optional `labels`, `reviewed_before`, `document_ids`."""
+    """Snapshot the reviewed documents (admins): `task`, optional `labels`, `reviewed_before`, `document_ids`,
+    `name`, as JSON or form fields. 422 with the reason for a field of the wrong type or value."""
     try:
-        body = _body(request)
-        task = body.get("task")
-        if task not in Task.values:
-            raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
-        dataset, created = dataset_build(task=task, filters=_build_filters(body), user=request.user,
-                                         name=str(body.get("name") or ""))
+        body = request_data(request)
+        task = choice_field(body, "task", choices=Task.values, required=True)
+        filters = _build_filters(body)
+        name = text_field(body, "name", max_length=NAME_LENGTH)
+        dataset, created = dataset_build(task=task, filters=filters, user=request.user, name=name)
+    except InputError as exc:
+        return api_error(str(exc), status=413 if exc.status == 413 else 422)
     except ValidationError as exc:
         return api_error(" ".join(exc.messages), status=422)
     return JsonResponse({"created": created, "dataset": dataset_json(dataset, request, full=True)},

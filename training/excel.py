@@ -7,9 +7,12 @@ Columns (first row, any order, case-insensitive):
 - optionally `document`: rows with the same value belong to one document and are never split apart.
 
 The workbook is checked as a file first (size, a real xlsx, how far it expands when unzipped, so a zip
-bomb is refused before any XML is parsed), then cell by cell: formulas instead of values, wrong types,
-empty rows, missing values, token/tag count mismatches and tags that are not BIO. Nothing is stored
-here: `training.services.datasets` stores the rows only when there is no problem.
+bomb is refused before any XML is parsed, and no part declaring a DTD: entity expansion, external
+entities), then cell by cell: formulas instead of values, wrong types, control characters, empty rows,
+missing values, token/tag count mismatches and tags that are not BIO. Every row in the sheet is read,
+whatever its `<dimension>` declares (openpyxl's read-only mode would stop there and silently drop the
+rest), up to DOCLOOP_MAX_DATASET_ROWS rows: a longer sheet is refused with the limit, not cut. Nothing is
+stored here: `training.services.datasets` stores the rows only when there is no problem.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from datetime import date, datetime, time
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from lib.inputs import text_problem
+from lib.safe_xml import XmlRefused, xml_dtd_check
 from training.ml.snapshot import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, canonical_line
 
 TASK_COLUMNS = {TEXT_CLASSIFICATION: ("text", "label"), TOKEN_CLASSIFICATION: ("tokens", "tags")}
@@ -31,6 +36,10 @@ OPTIONAL_COLUMNS = ("document",)
 MAX_PROBLEMS = 200  # listed; the rest are counted
 PREVIEW_ROWS = 20
 TAG = re.compile(r"^(O|[BI]-\S+)$")
+# The longest entity type and document class names docloop stores (EntityType.name, DocumentClass.name).
+MAX_ENTITY_TYPE = 64
+MAX_CLASS = 100
+XML_PARTS = (".xml", ".rels", ".vml")
 
 
 @dataclass
@@ -88,6 +97,10 @@ class ExcelContent:
 
 def max_bytes() -> int:
     return settings.DOCLOOP_MAX_DATASET_MB * 1024 * 1024
+
+
+def max_rows() -> int:
+    return settings.DOCLOOP_MAX_DATASET_ROWS
 
 
 def max_expanded_bytes() -> int:
@@ -148,6 +161,30 @@ def _check_archive(content: ExcelContent, data: bytes) -> bool:
                                                        "ratio": member.file_size // max(member.compress_size, 1),
                                                        "size": _mb(member.file_size)})
             return False
+    return _check_xml_parts(content, data, members)
+
+
+def _check_xml_parts(content: ExcelContent, data: bytes, members: list[zipfile.ZipInfo]) -> bool:
+    """No XML part declares a DTD (billion laughs, external SYSTEM entities): refused before openpyxl parses."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for member in members:
+            if member.is_dir():
+                continue
+            try:
+                with archive.open(member) as stream:
+                    head = stream.read(4)
+                if not (member.filename.lower().endswith(XML_PARTS) or head.lstrip().startswith(b"<")
+                        or head[:2] in (b"\xff\xfe", b"\xfe\xff", b"<\x00") or head[:3] == b"\xef\xbb\xbf"):
+                    continue  # a picture or another binary part: no XML parser reads it
+                with archive.open(member) as stream:
+                    xml_dtd_check(stream)
+            except XmlRefused as exc:
+                content.problem(_("The workbook part %(part)s is refused: %(reason)s.")
+                                % {"part": member.filename, "reason": exc})
+                return False
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+                content.problem(_("The file is not a readable .xlsx workbook: %(reason)s") % {"reason": exc})
+                return False
     return True
 
 
@@ -187,11 +224,17 @@ def _header(content: ExcelContent, header: tuple, task: str | None) -> dict[str,
     return columns
 
 
-def _text(content: ExcelContent, value, *, row: int, column: str, cell: str, allow_int: bool = False) -> str | None:
+def _text(content: ExcelContent, value, *, row: int, column: str, cell: str, allow_int: bool = False,
+          max_length: int | None = None) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         content.problem(_("Missing value."), row=row, column=column, cell=cell)
         return None
     if isinstance(value, str):
+        problem = text_problem(value.strip(), max_length=max_length)
+        if problem:  # a NUL byte (written as _x0000_ in the XML) or a label too long to be stored
+            content.problem(_("The value is refused: %(reason)s.") % {"reason": problem}, row=row, column=column,
+                            cell=cell)
+            return None
         return value.strip()
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -206,8 +249,11 @@ def _check_tags(content: ExcelContent, tags: list[str], *, row: int, cell: str) 
     previous = "O"
     for position, tag in enumerate(tags, start=1):
         if not TAG.match(tag):
-            bad.append(_("“%(tag)s” (tag %(position)d) is not O, B-TYPE or I-TYPE") % {"tag": tag,
+            bad.append(_("“%(tag)s” (tag %(position)d) is not O, B-TYPE or I-TYPE") % {"tag": tag[:80],
                                                                                        "position": position})
+        elif len(tag) - 2 > MAX_ENTITY_TYPE:
+            bad.append(_("the type of tag %(position)d is %(length)d characters long, over the limit of %(limit)d")
+                       % {"position": position, "length": len(tag) - 2, "limit": MAX_ENTITY_TYPE})
         elif tag.startswith("I-") and previous[2:] != tag[2:]:
             bad.append(_("“%(tag)s” (tag %(position)d) does not continue a %(type)s entity")
                        % {"tag": tag, "position": position, "type": tag[2:]})
@@ -248,7 +294,14 @@ def excel_read(*, data: bytes, name: str, task: str | None = None, sheet: str | 
         else:
             worksheet = workbook.worksheets[0]
         content.sheet = worksheet.title
-        _read_rows(content, worksheet, task)
+        if hasattr(worksheet, "reset_dimensions"):
+            worksheet.reset_dimensions()  # read every row, not just those the sheet's <dimension> declares
+        try:
+            _read_rows(content, worksheet, task)
+        except Exception as exc:  # a part openpyxl cannot parse as it streams the rows (XML, values)
+            content.rows.clear()
+            content.problem(_("The sheet “%(sheet)s” cannot be read: %(reason)s")
+                            % {"sheet": content.sheet, "reason": exc})
     finally:
         workbook.close()
     return content
@@ -274,7 +327,13 @@ def _read_rows(content: ExcelContent, worksheet, task: str | None) -> None:
     first_name, second_name = TASK_COLUMNS[task]
     wanted = {name: columns[name] for name in (*TASK_COLUMNS[task], *OPTIONAL_COLUMNS) if name in columns}
     empty_rows: list[int] = []  # empty rows are a problem only when data follows them
+    limit = max_rows()
     for number, cells in enumerate(rows, start=2):
+        if number - 1 > limit:
+            content.rows.clear()
+            content.problem(_("The sheet has more than %(limit)d rows below its header, the limit "
+                              "(DOCLOOP_MAX_DATASET_ROWS): split it into several workbooks.") % {"limit": limit})
+            return
         values = {}
         for name, index in wanted.items():
             cell = cells[index] if index < len(cells) else None
@@ -298,7 +357,8 @@ def _read_rows(content: ExcelContent, worksheet, task: str | None) -> None:
 
         first = _text(content, values[first_name][1], row=number, column=first_name, cell=ref(first_name))
         second = _text(content, values[second_name][1], row=number, column=second_name, cell=ref(second_name),
-                       allow_int=task == TEXT_CLASSIFICATION)
+                       allow_int=task == TEXT_CLASSIFICATION,
+                       max_length=MAX_CLASS if task == TEXT_CLASSIFICATION else None)
         document = None
         if "document" in values and values["document"][1] is not None:
             document = _text(content, values["document"][1], row=number, column="document", cell=ref("document"),

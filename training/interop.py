@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -33,6 +34,7 @@ from documents.models import Document
 from documents.pdf import pdf_render_lines, pdf_renderable_tokens
 from documents.selectors import document_words
 from documents.services import document_create, document_extract, document_mark_reviewed
+from lib.inputs import InputError, json_depth_check, text_problem, whole_number
 from training.ml.bio import bio_to_spans, spans_to_bio
 from training.ml.conll import ConllError, conll_parse_documents, conll_write, sentence_bounds
 
@@ -201,15 +203,25 @@ def _field(obj: dict, key: str, kind, *, file: str, line: int, where: str = ""):
     return value
 
 
+def _json(text: str, *, file: str, line: int | None = None):
+    """json.loads for a file's text, refusing nesting deeper than DOCLOOP_MAX_JSON_DEPTH before parsing."""
+    try:
+        json_depth_check(text.encode("utf-8", "surrogatepass"), max_depth=settings.DOCLOOP_MAX_JSON_DEPTH)
+        return json.loads(text)
+    except InputError as exc:
+        raise InteropError(str(exc), file=file, line=line) from None
+    except json.JSONDecodeError as exc:
+        raise InteropError(f"not JSON ({exc.msg})", file=file, line=line or exc.lineno) from None
+    except RecursionError:
+        raise InteropError("not JSON (nested too deeply)", file=file, line=line) from None
+
+
 def parse_jsonl(text: str, *, file: str) -> list[DocumentRecord]:
     records = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InteropError(f"not JSON ({exc.msg})", file=file, line=number) from None
+        obj = _json(raw, file=file, line=number)
         if not isinstance(obj, dict):
             raise InteropError("expected an object", file=file, line=number)
         tokens = _field(obj, "tokens", list, file=file, line=number)
@@ -282,10 +294,7 @@ def _ls_results(results, *, text, offsets, file, task, where, status, source) ->
 
 
 def parse_labelstudio(text: str, *, file: str) -> list[DocumentRecord]:
-    try:
-        tasks = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InteropError(f"not JSON ({exc.msg})", file=file, line=exc.lineno) from None
+    tasks = _json(text, file=file)
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list) or not tasks:
@@ -329,10 +338,15 @@ class ImportResult:
 
 def _check_records(records: list[DocumentRecord], *, file: str, create_labels: bool) -> None:
     known = set(EntityType.objects.values_list("name", flat=True))
+    label_limit = EntityType._meta.get_field("name").max_length
+    name_limit = Document._meta.get_field("original_name").max_length
     seen: dict[tuple[str, ...], int] = {}
     for record in records:
         if not record.tokens:
             raise InteropError("the document has no tokens", file=file, line=record.line, field="tokens")
+        problem = text_problem(record.name, max_length=name_limit)
+        if problem:
+            raise InteropError(f"the name is refused: {problem}", file=file, line=record.line, field="name")
         drawable = pdf_renderable_tokens(record.tokens)
         for i, (token, drawn) in enumerate(zip(record.tokens, drawable, strict=True)):
             if token != drawn:
@@ -345,6 +359,10 @@ def _check_records(records: list[DocumentRecord], *, file: str, create_labels: b
         seen[key] = record.line
         active: list[SpanRecord] = []
         for k, span in enumerate(record.spans):
+            problem = text_problem(span.label, max_length=label_limit)
+            if problem:
+                raise InteropError(f"the label is refused: {problem}", file=file, line=record.line,
+                                   field=f"spans[{k}].label")
             if span.label.strip().upper() != span.label or not span.label:
                 raise InteropError(f"label {span.label!r} must be upper case", file=file, line=record.line,
                                    field=f"spans[{k}].label")
@@ -422,7 +440,14 @@ class ReviewRow:
 
 def _review_rows(text: str, *, file: str, user) -> list[ReviewRow]:
     reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        return _review_rows_read(reader, header, file=file, user=user)
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
+        raise InteropError(f"not a readable CSV ({exc})", file=file, line=reader.line_num) from None
+
+
+def _review_rows_read(reader: csv.DictReader, header: list[str], *, file: str, user) -> list[ReviewRow]:
     missing = [c for c in REVIEW_CSV_COLUMNS if c not in header]
     unknown = [c for c in header if c not in REVIEW_CSV_COLUMNS + REVIEW_CSV_OPTIONAL]
     if missing or unknown:
@@ -435,10 +460,17 @@ def _review_rows(text: str, *, file: str, user) -> list[ReviewRow]:
     rows = []
     for raw in reader:
         line = reader.line_num
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        row = {(k or "").strip(): (v if isinstance(v, str) else "").strip() for k, v in raw.items()}
+        for column, value in row.items():
+            problem = text_problem(value, max_length=255)
+            if problem:
+                raise InteropError(f"the value is refused: {problem}", file=file, line=line, field=column or "?")
         key = row["document"]
         if key not in documents:
-            found = Document.objects.filter(pk=int(key)).first() if key.isdigit() else None
+            try:
+                found = Document.objects.filter(pk=whole_number(key, name="document", minimum=1)).first()
+            except InputError:  # not an id: a document's name
+                found = None
             documents[key] = found or Document.objects.filter(original_name=key).order_by("id").first()
         document = documents[key]
         if document is None:
@@ -446,9 +478,10 @@ def _review_rows(text: str, *, file: str, user) -> list[ReviewRow]:
         if document.status != Document.Status.READY:
             raise InteropError("the document is not ready", file=file, line=line, field="document")
         try:
-            start, end = int(row["start"]), int(row["end"])
-        except ValueError:
-            raise InteropError("start and end must be word numbers", file=file, line=line, field="start") from None
+            start, end = whole_number(row["start"], name="start"), whole_number(row["end"], name="end")
+        except InputError:
+            raise InteropError("start and end must be word numbers (digits 0-9)", file=file, line=line,
+                               field="start") from None
         if not 0 <= start < end <= (document.word_count or 0):
             raise InteropError(f"the span {start}–{end} is outside the document's {document.word_count} words",
                                file=file, line=line, field="end")

@@ -27,19 +27,22 @@ tight (docs/operations.md).
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
 from annotation import services as annotation_services
-from annotation.models import Annotation
+from annotation.models import Annotation, EntityType
 from documents.models import Document
 from documents.pdf import pdf_render_lines, pdf_renderable_tokens
 from documents.selectors import document_words
 from documents.services import document_create, document_extract, document_mark_reviewed
+from lib.inputs import text_problem
+from lib.safe_xml import XmlRefused, xml_fromstring
+from lib.storage import files_removed_on_failure
 from training.ml.conll import sentence_bounds
 from training.models import ModelVersion, Task
 from training.selectors import model_version_active
@@ -68,9 +71,11 @@ class LabelingConfig:
 
 def labeling_config_parse(config: str) -> LabelingConfig:
     """The first <Labels> control of a labeling config and the <Text> object it points at."""
+    if not isinstance(config, str):
+        raise LabelStudioError(_("The labeling config must be text (XML)."))
     try:
-        root = ET.fromstring(config or "")
-    except ET.ParseError as exc:
+        root = xml_fromstring(config)
+    except XmlRefused as exc:
         raise LabelStudioError(_("The labeling config is not valid XML: %(reason)s") % {"reason": exc}) from None
     control = next(root.iter("Labels"), None)
     if control is None or not control.get("name") or not control.get("toName"):
@@ -162,8 +167,22 @@ class WebhookResult:
     entities: int
 
 
+def _label(labels, *, index: int) -> str:
+    """The region's one label, as docloop names entity types (upper case), checked before anything is stored."""
+    if not (isinstance(labels, list) and len(labels) == 1 and isinstance(labels[0], str) and labels[0].strip()):
+        raise LabelStudioError(_("Region %(index)d must have exactly one label.") % {"index": index})
+    label = labels[0].strip().upper()
+    problem = text_problem(label, max_length=EntityType._meta.get_field("name").max_length)
+    if problem:
+        raise LabelStudioError(_("Region %(index)d: the label is refused: %(reason)s.")
+                               % {"index": index, "reason": problem})
+    return label
+
+
 def _regions_to_spans(result: list, *, text: str, offsets: list[tuple[int, int]]) -> list[annotation_services.Span]:
-    spans = []
+    """The annotation's regions as word spans. Label Studio lets regions overlap; docloop's entities may
+    not, so overlapping regions (after each is widened to whole words) are refused, naming both."""
+    spans, regions = [], []
     for k, region in enumerate(result):
         if not isinstance(region, dict) or region.get("type") not in (None, "labels"):
             continue  # other controls (choices, ratings, relations) carry no entity
@@ -171,17 +190,24 @@ def _regions_to_spans(result: list, *, text: str, offsets: list[tuple[int, int]]
         if not isinstance(value, dict):
             raise LabelStudioError(_("Region %(index)d has no value.") % {"index": k})
         start, end, labels = value.get("start"), value.get("end"), value.get("labels")
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+        whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end))
+        if not (whole and 0 <= start < end <= len(text)):
             raise LabelStudioError(_("Region %(index)d: the offsets %(start)s–%(end)s are outside the text "
                                      "(%(length)d characters).")
                                    % {"index": k, "start": start, "end": end, "length": len(text)})
-        if not (isinstance(labels, list) and len(labels) == 1 and isinstance(labels[0], str) and labels[0].strip()):
-            raise LabelStudioError(_("Region %(index)d must have exactly one label.") % {"index": k})
+        label = _label(labels, index=k)
         covered = [i for i, (s, e) in enumerate(offsets) if s < end and start < e]
         if not covered:
             raise LabelStudioError(_("Region %(index)d covers no word.") % {"index": k})
-        spans.append(annotation_services.Span(covered[0], covered[-1] + 1, labels[0].strip().upper()))
-    return sorted(spans, key=lambda s: (s.start, s.end))
+        spans.append(annotation_services.Span(covered[0], covered[-1] + 1, label))
+        regions.append(k)
+    ordered = sorted(zip(spans, regions, strict=True), key=lambda pair: (pair[0].start, pair[0].end))
+    for (before, first), (after, second) in zip(ordered, ordered[1:], strict=False):
+        if after.start < before.end:
+            raise LabelStudioError(_("Regions %(first)d and %(second)d overlap (on the words they cover): docloop "
+                                     "keeps one entity per word; remove one of them.")
+                                   % {"first": min(first, second), "second": max(first, second)})
+    return [span for span, _k in ordered]
 
 
 @transaction.atomic
@@ -204,6 +230,9 @@ def webhook_receive(*, payload: dict, user: AbstractBaseUser) -> WebhookResult:
     text = data.get(config.value)
     if not isinstance(text, str) or not text.strip():
         raise LabelStudioError(_("The task has no text in data.%(key)s.") % {"key": config.value})
+    problem = text_problem(text)
+    if problem:
+        raise LabelStudioError(_("The task's text is refused: %(reason)s.") % {"reason": problem})
     result = annotation.get("result")
     if not isinstance(result, list):
         raise LabelStudioError(_("The annotation has no result list."))
@@ -211,15 +240,24 @@ def webhook_receive(*, payload: dict, user: AbstractBaseUser) -> WebhookResult:
     spans = _regions_to_spans(result, text=text, offsets=offsets)
     rendered = pdf_renderable_tokens(words)
     pdf = pdf_render_lines([rendered[s:e] for s, e in sentence_bounds(rendered)])
-    name = data.get("name") or f"labelstudio-task-{task.get('id', 'x')}.pdf"
-    document, created = document_create(data=pdf, name=str(name), user=user)
-    if document.status != Document.Status.READY:
-        document = document_extract(document=document)
-    if document.status != Document.Status.READY or len(document_words(document=document)) != len(words):
-        raise LabelStudioError(_("The task's text could not be stored as a document: %(reason)s")
-                               % {"reason": document.error or _("its words did not read back")})
-    for current in document.annotations.exclude(status__in=Annotation.INACTIVE):
-        annotation_services.annotation_delete(annotation=current, user=user)
-    entities = annotation_services.annotations_import(document=document, spans=spans, user=user)
-    document = document_mark_reviewed(document=document, user=user)
+    name = str(data.get("name") or f"labelstudio-task-{task.get('id', 'x')}.pdf")
+    problem = text_problem(name, max_length=Document._meta.get_field("original_name").max_length)
+    if problem:
+        raise LabelStudioError(_("The task's data.name is refused: %(reason)s.") % {"reason": problem})
+    with files_removed_on_failure() as written:  # the rows roll back with this transaction; the PDF goes too
+        document, created = document_create(data=pdf, name=name, user=user)
+        if created:
+            written.add_field(document.file)
+        if document.status != Document.Status.READY:
+            document = document_extract(document=document)
+        if document.status != Document.Status.READY or len(document_words(document=document)) != len(words):
+            raise LabelStudioError(_("The task's text could not be stored as a document: %(reason)s")
+                                   % {"reason": document.error or _("its words did not read back")})
+        try:
+            for current in document.annotations.exclude(status__in=Annotation.INACTIVE):
+                annotation_services.annotation_delete(annotation=current, user=user)
+            entities = annotation_services.annotations_import(document=document, spans=spans, user=user)
+        except ValidationError as exc:
+            raise LabelStudioError(" ".join(exc.messages)) from None
+        document = document_mark_reviewed(document=document, user=user)
     return WebhookResult(document, created, entities)

@@ -3,25 +3,13 @@ the API token as `Authorization: Token <token>` or as Basic auth's password (wha
 
 from __future__ import annotations
 
-import json
-
 from django.http import JsonResponse
-from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from lib.inputs import InputError, json_body
 from lib.roles import is_reviewer
 from training import labelstudio
 from training.api import api_error, api_view
-
-
-def _body(request) -> dict:
-    try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise labelstudio.LabelStudioError(_("The request body is not JSON.")) from None
-    if not isinstance(body, dict):
-        raise labelstudio.LabelStudioError(_("Send a JSON object."))
-    return body
 
 
 @require_GET
@@ -34,7 +22,9 @@ def health(request):
 @api_view(allowed=is_reviewer)
 def setup(request):
     try:
-        return JsonResponse(labelstudio.backend_setup(schema=_body(request).get("schema")))
+        return JsonResponse(labelstudio.backend_setup(schema=json_body(request).get("schema")))
+    except InputError as exc:
+        return api_error(str(exc), status=exc.status)
     except labelstudio.LabelStudioError as exc:
         return api_error(str(exc), status=400)
 
@@ -43,8 +33,10 @@ def setup(request):
 @api_view(allowed=is_reviewer)
 def predict(request):
     try:
-        body = _body(request)
+        body = json_body(request)
         return JsonResponse(labelstudio.tasks_predict(tasks=body.get("tasks"), label_config=body.get("label_config")))
+    except InputError as exc:
+        return api_error(str(exc), status=exc.status)
     except labelstudio.NoActiveModel as exc:
         return api_error(str(exc), status=503)
     except labelstudio.LabelStudioError as exc:
@@ -55,7 +47,9 @@ def predict(request):
 @api_view(allowed=is_reviewer)
 def webhook(request):
     try:
-        result = labelstudio.webhook_receive(payload=_body(request), user=request.user)
+        result = labelstudio.webhook_receive(payload=json_body(request), user=request.user)
+    except InputError as exc:
+        return api_error(str(exc), status=exc.status)
     except labelstudio.LabelStudioError as exc:
         return api_error(str(exc), status=400)
     if result.document is None:

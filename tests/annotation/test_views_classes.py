@@ -40,7 +40,8 @@ def test_accepting_the_class_with_htmx_answers_with_the_panel(client, reviewer, 
 def test_choosing_a_class_without_javascript_redirects_back_to_the_review(client, reviewer, ready_document):
     label = classes.document_class_get_or_create(name="Sentença")
     client.force_login(reviewer)
-    response = client.post(reverse("annotation:class-set", args=[ready_document.pk]), {"label": label.pk})
+    response = client.post(reverse("annotation:class-set", args=[ready_document.pk]),
+                           {"label": label.pk, "revision": 0})
     assert response.status_code == 302 and response.url == reverse("annotation:review", args=[ready_document.pk])
     row = DocumentClassification.objects.get()
     assert (row.label, row.status, row.source, row.reviewer) == (label, "accepted", "human", reviewer)
@@ -51,8 +52,30 @@ def test_a_stale_change_is_refused_with_a_visible_message(client, reviewer, read
     client.force_login(reviewer)
     response = client.post(reverse("annotation:class-action", args=[ready_document.pk, "reject"]),
                            {"revision": 5}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 422 and "changed meanwhile" in response.content.decode()
+    assert response.status_code == 409 and "changed meanwhile" in response.content.decode()
     assert DocumentClassification.objects.get().status == "predicted"
+
+
+def test_choosing_a_class_on_a_stale_revision_is_a_conflict_as_for_entities(client, reviewer, ready_document):
+    _predict(ready_document)  # revision 1: the page that chose was drawn before the prediction (revision 0)
+    label = classes.document_class_get_or_create(name="Sentença")
+    client.force_login(reviewer)
+    response = client.post(reverse("annotation:class-set", args=[ready_document.pk]),
+                           {"label": label.pk, "revision": 0}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 409 and "changed meanwhile" in response.content.decode()
+    assert DocumentClassification.objects.get().label.name == "Acórdão"
+
+
+def test_a_class_change_without_its_revision_is_refused(client, reviewer, ready_document):
+    _predict(ready_document)
+    label = classes.document_class_get_or_create(name="Sentença")
+    client.force_login(reviewer)
+    for url, data in ((reverse("annotation:class-set", args=[ready_document.pk]), {"label": label.pk}),
+                      (reverse("annotation:class-action", args=[ready_document.pk, "accept"]), {})):
+        response = client.post(url, data, HTTP_HX_REQUEST="true")
+        assert response.status_code == 422 and "which version" in response.content.decode()
+    row = DocumentClassification.objects.get()
+    assert (row.label.name, row.status, row.revision) == ("Acórdão", "predicted", 1)
 
 
 def test_an_invalid_class_is_refused(client, reviewer, ready_document):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from lib.inputs import text_problem
 from training.ml.snapshot import SPLIT_SEED, TEST_FRACTION, VALIDATION_FRACTION
 from training.models import Task
 from training.services.datasets import DatasetRefused, dataset_upload
@@ -25,6 +26,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         path: Path = o["file"]
+        for option in ("name", "sheet"):
+            problem = text_problem(o[option] or "", max_length=255)
+            if problem:
+                raise CommandError(f"--{option} is refused: {problem}")
         try:
             data = path.read_bytes()
         except OSError as exc:
