@@ -39,20 +39,27 @@ def _hash(event, kind: str, fields, previous: str) -> str:
 
 
 def chain_events(apps, schema_editor):
+    connection = schema_editor.connection
     for name, (kind, fields) in FIELDS.items():
         model = apps.get_model("annotation", name)
+        # One UPDATE per event through executemany (pipelined by psycopg): bulk_update's CASE over thousands
+        # of ids is several times slower on PostgreSQL.
+        sql = (f"UPDATE {connection.ops.quote_name(model._meta.db_table)} SET previous_hash = %s, hash = %s "
+               "WHERE id = %s")
         pending, document, previous = [], None, ""
         for event in model.objects.order_by("document_id", "id").iterator(chunk_size=BATCH):
             if event.document_id != document:
                 document, previous = event.document_id, ""
-            event.previous_hash = previous
-            event.hash = previous = _hash(event, kind, fields, previous)
-            pending.append(event)
+            link = previous
+            previous = _hash(event, kind, fields, link)
+            pending.append((link, previous, event.pk))
             if len(pending) >= BATCH:
-                model.objects.bulk_update(pending, ["previous_hash", "hash"])
+                with connection.cursor() as cursor:
+                    cursor.executemany(sql, pending)
                 pending = []
         if pending:
-            model.objects.bulk_update(pending, ["previous_hash", "hash"])
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, pending)
 
 
 def unchain_events(apps, schema_editor):

@@ -7,6 +7,7 @@ import importlib
 import io
 import json
 import threading
+from types import SimpleNamespace
 
 import pytest
 from django.apps import apps
@@ -189,7 +190,7 @@ def test_the_data_migration_gives_existing_events_the_same_hashes_and_goes_back(
     migration.unchain_events(apps, None)
     assert set(AnnotationEvent.objects.values_list("hash", flat=True)) == {""}
     assert len(chain.events_verify().broken) == 4
-    migration.chain_events(apps, None)
+    migration.chain_events(apps, SimpleNamespace(connection=connection))
     assert {m: dict(m.objects.values_list("id", "hash")) for m in recorded} == recorded
     assert chain.events_verify().ok
 
