@@ -625,7 +625,7 @@ def test_files_written_before_a_failure_are_removed(media_root, db):
 # Every route: nothing answers hostile input with a 5xx ----------------------------------------------------------
 
 # Routes that accept POST but read nothing from the body (the hostile sweep below still posts to them).
-NO_INPUT = {"annotation:presence", "annotation:finish", "training:run-cancel", "training:run-reproduce",
+NO_INPUT = {"annotation:presence", "annotation:finish", "annotation:undo", "training:run-cancel", "training:run-reproduce",
             "training:version-activate", "training:api-run-cancel", "training:api-run-reproduce",
             "training:api-version-activate", "training:adapted-start", "training:adapted-cancel", "logout", "login",
             "set_language"}
