@@ -31,15 +31,16 @@ from documents.selectors import document_words
 
 Action = AnnotationEvent.Action
 Status = Annotation.Status
+UNDOES = "undoes"  # the key of an undo event's snapshot that names the event it undid
 
 
 class AnnotationConflict(Exception):
     """The change was based on a revision that is no longer the current one; nothing was written."""
 
-    def __init__(self, annotation: Annotation, *, based_on: int | None):
+    def __init__(self, annotation: Annotation, *, based_on: int | None, message: str | None = None):
         self.annotation = annotation
         self.based_on = based_on
-        super().__init__(conflict_message(annotation))
+        super().__init__(message or conflict_message(annotation))
 
 
 def conflict_message(annotation: Annotation) -> str:
@@ -71,14 +72,18 @@ def annotation_snapshot(annotation: Annotation, *, label: EntityType | None = No
 
 
 def _event(annotation: Annotation, *, action: str, before: dict | None, user, base_revision: int,
-           model_version=None, label: EntityType | None = None, previous: str | None = None) -> AnnotationEvent:
+           model_version=None, label: EntityType | None = None, previous: str | None = None,
+           undoes: AnnotationEvent | None = None) -> AnnotationEvent:
     """Write one event, linked into the document's hash chain (annotation.chain). The caller holds the
     document's review lock; `previous` is the chain's head when the caller already knows it (a loop over
-    many entities of one document), else it is read."""
+    many entities of one document), else it is read. An undo (annotation_undo_last) names the event it
+    undid in its snapshot (`undoes`), inside what the hash covers."""
+    after = annotation_snapshot(annotation, label=label)
+    if undoes is not None:
+        after[UNDOES] = undoes.pk
     event = AnnotationEvent(
         annotation=annotation, document_id=annotation.document_id, action=action, before=before,
-        after=annotation_snapshot(annotation, label=label), user=user, model_version=model_version,
-        base_revision=base_revision,
+        after=after, user=user, model_version=model_version, base_revision=base_revision,
     )
     if previous is None:
         previous = chain.chain_head(AnnotationEvent, document_id=annotation.document_id)
@@ -222,7 +227,8 @@ def annotation_create(*, document: Document, start: int, end: int, label: Entity
 
 
 def _apply(locked: Annotation, *, action: str, user, target: dict, review: DocumentReview,
-           document: Document | None = None, summarise: bool = True, check_overlap: bool = True) -> Annotation:
+           document: Document | None = None, summarise: bool = True, check_overlap: bool = True,
+           undoes: AnnotationEvent | None = None) -> Annotation:
     """Move a locked annotation to `target` (fields of a snapshot), with its event. Caller holds the locks."""
     label = locked.label
     if "label_id" in target and target["label_id"] != locked.label_id:
@@ -243,7 +249,7 @@ def _apply(locked: Annotation, *, action: str, user, target: dict, review: Docum
     locked.reviewer = user
     locked.revision = base + 1
     locked.save()
-    _event(locked, action=action, before=before, user=user, base_revision=base, label=label)
+    _event(locked, action=action, before=before, user=user, base_revision=base, label=label, undoes=undoes)
     if summarise:
         document_review_summarise(document_id=locked.document_id, review=review)
     return locked
@@ -477,6 +483,54 @@ def annotation_revert(*, annotation: Annotation, event: AnnotationEvent, user: A
         if not _differs(locked, target):
             raise ValidationError(_("The entity is already in that state."))
         return _apply(locked, action=Action.REVERT, user=user, target=target, review=review)
+
+
+# Changes a reviewer may undo with one key: their own decisions on entities (not a merge of types, an import or
+# the accepting that finishing a review does for every prediction left standing).
+UNDOABLE = (Action.CREATE, Action.ACCEPT, Action.REJECT, Action.RELABEL, Action.RESIZE, Action.DELETE,
+            Action.REVERT)
+
+
+def _last_undoable(*, document: Document, user: AbstractBaseUser) -> AnnotationEvent | None:
+    """`user`'s newest change to the document's entities that no undo of theirs names yet. Walking back
+    from the newest, an undo marks the (older) event it undid; undos themselves are never candidates, so
+    undoing again goes one more change back."""
+    undone: set[int] = set()
+    events = (AnnotationEvent.objects.filter(document=document, user=user, action__in=UNDOABLE).order_by("-id")
+              .only("id", "annotation_id", "action", "before", "after", "base_revision"))
+    for event in events.iterator(chunk_size=200):
+        undid = (event.after or {}).get(UNDOES)
+        if undid is not None:
+            undone.add(undid)
+        elif event.pk not in undone:
+            return event
+    return None
+
+
+def annotation_undo_last(*, document: Document, user: AbstractBaseUser) -> tuple[Annotation, AnnotationEvent]:
+    """Undo `user`'s own last change to one of the document's entities: the entity goes back to its state
+    before that change through the revert path (a REVERT event, which names the event it undid). When anyone
+    else (a person, a job, an import) has changed that entity since, AnnotationConflict with who it was, and
+    nothing is written; nothing left to undo, or words another entity has taken since, ValidationError.
+    Returns the entity as it is now and the event undone."""
+    _check_ready(document)
+    with transaction.atomic():
+        review = _review_lock(document.pk)
+        event = _last_undoable(document=document, user=user)
+        if event is None:
+            raise ValidationError(_("You have no change to this document left to undo."), code="nothing")
+        locked = Annotation.objects.select_for_update().get(pk=event.annotation_id)
+        since = (AnnotationEvent.objects.filter(annotation_id=locked.pk, pk__gt=event.pk).exclude(user=user)
+                 .select_related("user").order_by("id").first())
+        if since is not None:
+            who = since.user.get_username() if since.user is not None else _("Someone else")
+            raise AnnotationConflict(locked, based_on=event.base_revision + 1, message=_(
+                "%(who)s changed the entity “%(text)s” after your change (%(action)s), so it was not undone. "
+                "This is its current state: check it and change it by hand if needed.")
+                % {"who": who, "text": locked.text[:60], "action": event.get_action_display()})
+        annotation = _apply(locked, action=Action.REVERT, user=user, target=_target_of(event.before),
+                            review=review, document=document, undoes=event)
+    return annotation, event
 
 
 def document_revert(*, document: Document, event_id: int, user: AbstractBaseUser, head: int | None = None) -> int:

@@ -9,6 +9,7 @@ urlpatterns = [
     re_path(r"^(?P<pk>\d+)/annotations/(?P<annotation_id>\d+)/(?P<action>accept|reject|relabel|resize|delete|revert)/$",
             views.annotation_action, name="action"),
     path("<int:pk>/accept-above/", views.accept_above, name="accept-above"),
+    path("<int:pk>/undo/", views.annotation_undo, name="undo"),
     path("<int:pk>/finish/", views.review_finish, name="finish"),
     path("<int:pk>/next/", views.review_next, name="next"),
     path("<int:pk>/presence/", views.presence, name="presence"),

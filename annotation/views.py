@@ -117,7 +117,7 @@ def queue(request):
 # The review page -------------------------------------------------------------------------------------------
 
 def _render_review(request, document: Document, *, error: str = "", conflict: str = "", status: int = 200,
-                   form=None, selected: int | None = None, present=None):
+                   form=None, selected: int | None = None, present=None, notice: str = ""):
     page_number, piece = _position(request)
     view = selectors.review_page(document=document, page_number=page_number, piece=piece)
     if view.page is not None:  # what finishing the review later checks was opened
@@ -137,6 +137,7 @@ def _render_review(request, document: Document, *, error: str = "", conflict: st
         "add_form": form or AddEntityForm(),
         "error": error,
         "conflict": conflict,
+        "notice": notice,
         "selected": selected,
         "image_widths": _image_widths(),
         "present": present,
@@ -154,7 +155,8 @@ def _image_widths():
 
 
 def _respond(request, document: Document, *, annotation: Annotation | None = None, error: str = "",
-             conflict: Annotation | None = None, conflict_message: str = "", form=None, status: int = 200):
+             conflict: Annotation | None = None, conflict_message: str = "", form=None, status: int = 200,
+             notice: str = ""):
     """The answer to an action, as the client asked for it (see the module docstring)."""
     page_number, piece = _position(request)
     if conflict is not None or conflict_message:
@@ -180,7 +182,9 @@ def _respond(request, document: Document, *, annotation: Annotation | None = Non
         return JsonResponse({"annotation": annotation_json(annotation)} if annotation else {"ok": True},
                             status=status)
     if request.htmx:
-        return _render_review(request, document, selected=annotation.pk if annotation else None)
+        return _render_review(request, document, selected=annotation.pk if annotation else None, notice=notice)
+    if notice:
+        messages.success(request, notice)
     return redirect(_review_url(document, page_number, piece, annotation.pk if annotation else None))
 
 
@@ -268,6 +272,24 @@ def annotation_action(request, pk: int, annotation_id: int, action: str):
         messages.success(request, _("The entity was restored to that point."))
         return redirect("annotation:history", pk=document.pk)
     return _respond(request, document, annotation=annotation)
+
+
+@require_POST
+@reviewer_required
+@vary_on_headers("HX-Request")
+def annotation_undo(request, pk: int):
+    """Undo the reviewer's own last change to this document's entities (the `z` key, or Ctrl+Z): answered as
+    any action, 409 with who changed the entity since, 422 when nothing is left to undo."""
+    document = get_object_or_404(Document, pk=pk)
+    try:
+        annotation, event = services.annotation_undo_last(document=document, user=request.user)
+    except services.AnnotationConflict as exc:
+        return _respond(request, document, conflict=exc.annotation, conflict_message=str(exc))
+    except ValidationError as exc:
+        return _respond(request, document, error=" ".join(exc.messages))
+    notice = _("Undone: %(action)s “%(text)s” (%(label)s).") % {
+        "action": event.get_action_display(), "text": annotation.text[:60], "label": annotation.label.name}
+    return _respond(request, document, annotation=annotation, notice=notice)
 
 
 @require_POST

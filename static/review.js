@@ -34,10 +34,23 @@
     $all(`[data-annotation="${id}"]`).forEach(function (e) { e.classList.add("chosen"); });
     fillInspector(r);
     if (scroll) {
-      r.scrollIntoView({ block: "nearest" });
-      const mark = document.getElementById("entity-" + id);
-      if (mark) { mark.scrollIntoView({ block: "nearest" }); }
+      const inspector = $("#inspector");
+      const pinned = inspector && getComputedStyle(inspector).position === "sticky" ? inspector.offsetHeight : 0;
+      reveal(r, r.closest(".side"), pinned);
+      reveal(document.getElementById("entity-" + id), $("#page-text"), 0);
     }
+  }
+
+  // Bring `element` into view by scrolling its own pane only, never the window: the side panel and its
+  // pinned inspector stay where they are. `inset` is what a sticky header covers at the pane's top. A pane
+  // that does not scroll (the one-column layout of a narrow window) lets the browser scroll the window.
+  function reveal(element, pane, inset) {
+    if (!element) { return; }
+    if (!pane || pane.scrollHeight <= pane.clientHeight + 1) { element.scrollIntoView({ block: "nearest" }); return; }
+    const box = element.getBoundingClientRect(), view = pane.getBoundingClientRect(), margin = 8;
+    const top = Math.max(view.top, 0) + inset + margin, bottom = Math.min(view.bottom, window.innerHeight) - margin;
+    if (box.top < top) { pane.scrollTop -= top - box.top; }
+    else if (box.bottom > bottom) { pane.scrollTop += Math.min(box.bottom - bottom, box.top - top); }
   }
 
   function fillInspector(r) {
@@ -239,9 +252,21 @@
     applyZoom();
   }
 
+  // Undo: the reviewer's own last change (the server finds it; a later change by someone else is a conflict)
+  function undo() {
+    const form = $("#undo-form");
+    if (form) { form.requestSubmit(); }
+  }
+
   // Keyboard ----------------------------------------------------------------------------------------------
   document.addEventListener("keydown", function (event) {
-    if (typing(event) || event.ctrlKey || event.metaKey || event.altKey || !$("#review-panel")) { return; }
+    if (typing(event) || !$("#review-panel")) { return; }
+    if ((event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey && event.key.toLowerCase() === "z") {
+      event.preventDefault();
+      undo();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey) { return; }
     const key = event.key;
     let handled = true;
     if (key === "j" || key === "ArrowDown") { move(1); }
@@ -249,6 +274,7 @@
     else if (key === "a") { act("accept"); }
     else if (key === "r") { act("reject"); }
     else if (key === "Delete") { act("delete"); }
+    else if (key === "z") { undo(); }
     else if (key === "[") { resize(-1, 0); }
     else if (key === "]") { resize(0, 1); }
     else if (key === "{") { resize(1, 0); }
@@ -283,8 +309,39 @@
     else { selectedId = null; }
   }
 
+  // An action answers with the whole panel: its panes keep their scroll when it shows the same part of the same
+  // page (moving to another page or part starts at the top).
+  const PANES = ["#page-text", "#page-view", "#review-panel .side"];
+  let kept = null;
+
+  function panelSwap(event) {
+    return event.detail.target && event.detail.target.id === "review-panel";
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const panel = $("#review-panel");
+    if (!panelSwap(event) || !panel) { return; }
+    kept = {
+      where: panel.dataset.page + "/" + panel.dataset.piece,
+      scrolls: PANES.map(function (selector) { const pane = $(selector); return pane && [pane.scrollTop, pane.scrollLeft]; }),
+    };
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const panel = $("#review-panel");
+    if (!panelSwap(event) || !panel || !kept) { return; }
+    if (kept.where === panel.dataset.page + "/" + panel.dataset.piece) {
+      applyZoom(); // the image pane's width first, so its scroll lands where it was
+      PANES.forEach(function (selector, i) {
+        const pane = $(selector);
+        if (pane && kept.scrolls[i]) { pane.scrollTop = kept.scrolls[i][0]; pane.scrollLeft = kept.scrolls[i][1]; }
+      });
+    }
+    kept = null;
+  });
+
   document.addEventListener("htmx:afterSettle", function (event) {
-    if (event.detail.target && event.detail.target.id === "review-panel") { restore(); }
+    if (panelSwap(event)) { restore(); }
   });
   document.addEventListener("DOMContentLoaded", restore);
 })();
