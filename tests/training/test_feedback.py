@@ -152,6 +152,10 @@ def test_feedback_teaches_the_active_version_an_entity_it_missed(client, admin_u
     update = FeedbackUpdate.objects.get()
     assert update.learnt_from["documents"] == [court_document.pk]
     assert update.learnt_from["events"][str(court_document.pk)] > 0
+    # The version names the events it learnt from (provenance), as its update recorded them.
+    assert version.learnt_from["heads"] == update.learnt_from["events"]
+    assert version.learnt_from["feedback_update"] == update.pk
+    assert version.events_through == update.learnt_from["events"][str(court_document.pk)]
     assert update.metrics["after"]["f1"] >= update.metrics["before"]["f1"] - fast_feedback.DOCLOOP_GATE_TOLERANCE
     assert version.run.kind == "feedback" and version.run.dataset_stats["train_documents"] == [court_document.pk]
 
