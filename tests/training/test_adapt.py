@@ -19,7 +19,7 @@ from rq.job import Job
 from transformers import AutoModel
 
 from training.artefacts import artefact_local_dir
-from training.models import AdaptedBase, ModelVersion, TrainingRun
+from training.models import AdaptedBase, FeedbackUpdate, ModelVersion, TrainingRun
 from training.selectors import adaptation_due, adapted_base_newest
 from training.services import training_run_create, training_run_enqueue
 from training.services.adaptation import (
@@ -29,7 +29,9 @@ from training.services.adaptation import (
     adapted_base_create,
     adapted_base_enqueue,
 )
+from training.services.feedback import feedback_request_create
 from training.services.runs import training_run_reproduce
+from training.services.versions import model_version_activate
 from training.services.workers import worker_register
 
 from .workers import start_worker, stop_worker, wait_for
@@ -85,7 +87,7 @@ def test_an_adaptation_through_a_worker_publishes_an_adapted_base_with_its_figur
 
 @pytest.mark.slow
 def test_a_full_run_starts_from_the_newest_adapted_base_and_records_it(
-        corpus, run_worker, client, reviewer, django_capture_on_commit_callbacks):
+        corpus, run_worker, client, reviewer, settings, django_capture_on_commit_callbacks):
     adapted = _adapt(run_worker, django_capture_on_commit_callbacks)
     hp = {"epochs": 1, "batch_size": 4, "max_length": 32, "learning_rate": 3e-4, "patience": 0, "refit": False,
           "seed": 9}
@@ -114,6 +116,18 @@ def test_a_full_run_starts_from_the_newest_adapted_base_and_records_it(
     twin = training_run_reproduce(run=adapted_run, user=None)
     assert twin.adapted_base == adapted
     assert training_run_reproduce(run=raw_run, user=None).adapted_base is None
+    TrainingRun.objects.filter(status="queued").delete()
+
+    # Feedback starts from the active version, which descends from the adapted base; its run says so.
+    settings.DOCLOOP_FEEDBACK_STEPS, settings.DOCLOOP_FEEDBACK_BATCH_SIZE = 4, 4
+    settings.DOCLOOP_GATE_TOLERANCE = 1.0  # this test is about lineage, not about what 4 steps learn
+    model_version_activate(version=version, confirm=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        request = feedback_request_create(document=corpus[-1], user=None)
+    run_worker()
+    update = FeedbackUpdate.objects.get(pk=request.update_id)
+    assert update.status == "published", update.error
+    assert update.model_version.parent == version and update.model_version.run.adapted_base == adapted
 
     client.force_login(reviewer)
     assert 'id="run-adapted-base"' in client.get(reverse("training:run", args=[adapted_run.pk])).content.decode()
