@@ -330,3 +330,17 @@ def test_a_killed_adaptation_resumes_from_its_checkpoint_on_another_worker(trans
     assert not checkpoints.exists() or not any(checkpoints.iterdir())
     assert len(list((media_root / "adapted").iterdir())) == 1  # one artefact: the second attempt's
     assert TrainingRun.objects.count() == 0
+
+
+def test_the_admin_lists_adaptations_read_only_and_cancels_them(corpus, client, django_user_model):
+    adapted = adapted_base_create(user=None, **TINY)
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "secret-pass-123"))
+    listing = client.get(reverse("admin:training_adaptedbase_changelist"))
+    assert listing.status_code == 200 and f"#{adapted.pk}" in listing.content.decode()
+    assert client.get(reverse("admin:training_adaptedbase_change", args=[adapted.pk])).status_code == 200
+    assert client.get(reverse("admin:training_adaptedbase_add")).status_code == 403
+    response = client.post(reverse("admin:training_adaptedbase_changelist"),
+                           {"action": "cancel_adaptations", "_selected_action": [adapted.pk]}, follow=True)
+    adapted.refresh_from_db()
+    assert response.status_code == 200 and adapted.status == "cancelled"
+    assert "1 adaptation was cancelled." in response.content.decode()
