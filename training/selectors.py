@@ -92,22 +92,62 @@ def model_history(*, task: str = Task.TOKEN_CLASSIFICATION) -> dict:
     for row in rows:
         row["documents"] = [(pk, names.get(pk, f"#{pk}")) for pk in row["learnt"]]
         row["label_f1"] = [(row["per_label"].get(label) or {}).get("f1") for label in labels]
-    # The curves follow the versions that went live (or could have): a gated version is a table row, marked,
-    # not a point of the learning curve.
-    return {"rows": rows, "labels": labels, "curves": _curves([r for r in rows if not r["gated"]], labels),
+    # The curves follow the versions that went live (or could have): a gated version is marked on its own, off
+    # the line, as in the table.
+    return {"rows": rows, "labels": labels, "curves": _curves(rows, labels),
             "gated_count": sum(r["gated"] for r in rows), "evaluation_set": current}
 
 
-def _curves(rows: list[dict], labels: list[str], *, width: int = 240, height: int = 60) -> list[dict]:
-    """An SVG polyline per label: F1 (0 to 1, bottom to top) across versions, left to right."""
+# One label's chart, in SVG user units: the page scales it to its column (templates/training/models.html).
+CHART = {"width": 320, "height": 150, "left": 30, "right": 12, "top": 10, "bottom": 24}
+
+
+def _rejected(row: dict) -> str:
+    """Why a version is not a point of the learning curve ('' when it is): the gate kept it inactive, or the
+    guardrail rejected its feedback update."""
+    if row["gated"]:
+        return str(row["version"].get_gate_status_display())
+    update = row["update"]
+    if update is not None and update.status == update.Status.REJECTED:
+        return str(update.get_status_display())
+    return ""
+
+
+def _curves(rows: list[dict], labels: list[str]) -> dict:
+    """Per label, a small chart of validation F1 (0 to 1, bottom to top) across the task's versions, oldest at
+    the left (CHART's units): the line joins the versions that went live or could have; a version the gate kept
+    inactive (or the guardrail rejected) is a mark of its own at its F1, off the line, saying why."""
+    c = CHART
+    plot_width, plot_height = c["width"] - c["left"] - c["right"], c["height"] - c["top"] - c["bottom"]
+    count = len(rows)
+
+    def x(i: int) -> float:
+        return c["left"] + (plot_width / 2 if count == 1 else i * plot_width / (count - 1))
+
+    def y(f1: float) -> float:
+        return c["top"] + (1 - f1) * plot_height
+
+    step = max(1, -(-count // 8))  # at most 8 version names under the axis, evenly spaced, the newest named
+    axis = {"x_ticks": [{"x": round(x(i), 1), "text": f"v{rows[i]['version'].number}"}
+                        for i in reversed(range(count - 1, -1, -step))],
+            "y_ticks": [{"y": round(y(f1), 1), "text": text} for f1, text in ((0.0, "0"), (0.5, "0.5"), (1.0, "1"))],
+            "left": c["left"], "right": c["width"] - c["right"], "tick_x": c["left"] - 4, "label_y": c["height"] - 6}
     curves = []
-    count = max(len(rows) - 1, 1)
     for index, label in enumerate(labels):
-        points = [(i * width / count, height - (row["label_f1"][index] or 0.0) * height)
-                  for i, row in enumerate(rows) if row["label_f1"][index] is not None]
-        curves.append({"label": label, "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
-                       "last": rows[-1]["label_f1"][index] if rows else None})
-    return curves
+        marks, line, last = [], [], None
+        for i, row in enumerate(rows):
+            f1 = row["label_f1"][index]
+            if f1 is None:
+                continue
+            why = _rejected(row)
+            marks.append({"x": round(x(i), 1), "y": round(y(f1), 1), "f1": f1, "number": row["version"].number,
+                          "rejected": why, "cross": f"M{x(i) - 4:.1f} {y(f1) - 4:.1f} l8 8 m0 -8 l-8 8"})
+            if not why:
+                line.append(f"{x(i):.1f},{y(f1):.1f}")
+                last = f1
+        curves.append({"label": label, "points": " ".join(line), "marks": marks, "last": last,
+                       "rejected": sum(bool(m["rejected"]) for m in marks)})
+    return {"chart": c, "axis": axis, "labels": curves} if curves else {}
 
 
 def run_progress(*, run: TrainingRun, now: float | None = None) -> dict:
