@@ -52,3 +52,17 @@ def test_lener_br_documents_round_trip_through_pdf(lener, db):
     files = sorted((lener / "dev").glob("*.conll"))[:2]
     call_command("import_conll", *map(str, files), "--reviewed")
     assert Document.objects.filter(status="ready", reviewed_at__isnull=False).count() == 2
+
+
+def test_a_token_with_a_character_the_pdf_font_lacks_is_imported_as_drawn(tmp_path, db):
+    """Real corpora hold mis-decoded characters (LeNER-Br's '\\x91acesso'): the document is imported with the
+    word as its PDF carries it, not refused; a NUL still is."""
+    from django.core.management import call_command
+
+    from documents.models import Document
+
+    good = tmp_path / "good.conll"
+    good.write_text("O O\n\x91acesso O\nao O\nSTF B-ORGANIZACAO\n", encoding="utf-8")
+    call_command("import_conll", str(good), "--reviewed")
+    document = Document.objects.get(original_name="good.pdf")
+    assert document.status == Document.Status.READY and document.annotations.count() == 1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -75,6 +76,11 @@ class Command(BaseCommand):
         return f"{document.pk}\t{document.status}\t{count} entities\t{path.name}"
 
 
+# What no stored word may hold: NUL (PostgreSQL refuses it), the other C0 controls, lone surrogates. C1
+# controls are kept: they are mis-decoded quotes in real corpora and are drawn as a stand-in.
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def _check(conll: ConllDocument) -> None:
     """Everything a file needs to be stored, checked before anything is: entity types docloop can name and
     tokens a PDF can carry. Raises ValueError naming the token."""
@@ -84,6 +90,8 @@ def _check(conll: ConllDocument) -> None:
         problem = text_problem(tag[2:], max_length=limit) if tag != "O" else None
         if problem:
             raise ValueError(f"token {index + 1} ({token[:40]!r}): the tag's type is refused: {problem}")
-        if token != drawn:
-            raise ValueError(f"token {index + 1} ({token[:40]!r}) cannot be written to a PDF word (characters the "
-                             "PDF font lacks)")
+        # A character the PDF font lacks is drawn as a stand-in (LeNER-Br has '\x91acesso'), as the PDF of a
+        # real document would carry it; only a token with nothing left to draw would lose its word.
+        if not drawn.strip() or _UNSTORABLE.search(token):
+            raise ValueError(f"token {index + 1} ({token[:40]!r}) cannot be written to a PDF word (a NUL byte, a "
+                             "control character or nothing the PDF font can draw)")
