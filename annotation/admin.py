@@ -19,6 +19,7 @@ from annotation.models import (
     DocumentClassification,
     DocumentReview,
     EntityType,
+    ReviewOpening,
 )
 from documents.admin import DocumentAdmin
 from documents.models import Document
@@ -122,6 +123,30 @@ class DocumentReviewAdmin(FieldLabels, admin.ModelAdmin):
     @admin.display(description=_("least entity confidence"), ordering="document__least_confidence")
     def least_confidence(self, review):
         return review.document.least_confidence
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ReviewOpening)
+class ReviewOpeningAdmin(FieldLabels, admin.ModelAdmin):
+    """The page parts the review page showed to each reviewer, which finishing a review checks (recorded by
+    the review page; read-only here)."""
+
+    field_labels = {"document": _("document")}
+
+    list_display = ["document", "user", "page_number", "word_start", "word_end", "opened_at"]
+    list_select_related = ["document", "user"]
+    list_filter = ["user"]
+    search_fields = ["document__original_name", "user__username"]
+    date_hierarchy = "opened_at"
+    ordering = ["-opened_at"]
 
     def has_add_permission(self, request):
         return False

@@ -8,7 +8,7 @@ from pathlib import Path
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.utils.translation import gettext_lazy as _
 
-from lib.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+from lib.env import database_from_url, env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("DOCLOOP_VAR_DIR", str(BASE_DIR / "var")))
@@ -233,6 +233,14 @@ DOCLOOP_REVIEW_MAX_ENTITIES = env_int("DOCLOOP_REVIEW_MAX_ENTITIES", 600)
 # "Mark as reviewed" is refused until the reviewer has opened every part of every page (otherwise it only
 # says which parts they never opened, and asks to confirm accepting the predictions left standing).
 DOCLOOP_FINISH_REQUIRES_ALL_PAGES = env_bool("DOCLOOP_FINISH_REQUIRES_ALL_PAGES", False)
+# What training makes of the predictions accepted by finishing a review (never decided one by one; their
+# events say finish_accept): "keep" them as reviewed entities/classes, "exclude" them from the loss (their
+# words are masked, not taught as "O"), or "weight" their loss by DOCLOOP_DATASET_FINISH_WEIGHT. The default
+# of dataset builds that do not name one (a run's own snapshot, the API, manage.py build_dataset) and of
+# feedback updates (training.dataset_builder.DatasetFilters.finish_accepted).
+DOCLOOP_DATASET_FINISH_ACCEPTED = env_choice("DOCLOOP_DATASET_FINISH_ACCEPTED", "keep",
+                                             choices=("keep", "exclude", "weight"))
+DOCLOOP_DATASET_FINISH_WEIGHT = env_float("DOCLOOP_DATASET_FINISH_WEIGHT", 0.5, low=0.01, high=0.99)
 DOCLOOP_PRESENCE_SECONDS = env_int("DOCLOOP_PRESENCE_SECONDS", 90)
 # Page images for the review page are rendered at these widths (pixels) and cached in storage.
 DOCLOOP_PAGE_IMAGE_WIDTHS = [800, 1200, 1600, 2400]

@@ -7,6 +7,14 @@ their number. `training.ml.snapshot` turns the rows into the snapshot's files, h
 "As of a date": with `reviewed_before` set, a document counts when it was reviewed before that moment, and
 its entities (and its class) are those its events say were accepted then, not today's state.
 
+Accepted on finishing: an entity (or class) whose latest event is `finish_accept` was a prediction left
+standing when the reviewer confirmed "Mark as reviewed", never decided on by itself. `finish_accepted` says
+what the rows make of it: "keep" (the rows are those of any accepted entity, exactly as before), "exclude"
+(a token row lists its spans in `finish_accepted` with `finish_weight` 0: training leaves their words out of
+the loss, it does not teach them as "O"; a text row carries `finish_weight` 0) or "weight" (the same with
+`finish_weight` = the filters' weight). Rows without such entities never carry the keys, so their canonical
+content and hash are what they were.
+
 Provenance: the builder notes each document's newest event behind the row it wrote (`heads`: annotation
 events for token classification, class events for text classification), read together with the state so
 that the two agree: the snapshot's Dataset and the versions trained on it name them.
@@ -45,18 +53,41 @@ def parse_moment(value: str) -> datetime | None:
     return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
 
 
+FINISH_KEEP, FINISH_EXCLUDE, FINISH_WEIGHT = "keep", "exclude", "weight"
+FINISH_TREATMENTS = (FINISH_KEEP, FINISH_EXCLUDE, FINISH_WEIGHT)
+
+
 @dataclass(frozen=True)
 class DatasetFilters:
     labels: tuple[str, ...] = ()  # keep only these entity types / classes (empty: all)
     reviewed_before: datetime | None = None  # documents reviewed before, in their state at that moment
     document_ids: tuple[int, ...] = ()  # only these documents (empty: every reviewed document)
     evaluation_set: int | None = None  # leave out this evaluation set's documents (training.services.gates)
+    # Entities and classes accepted by finishing a review (see the module's docstring): keep, exclude or weight
+    # (by finish_weight, above 0 and below 1).
+    finish_accepted: str = FINISH_KEEP
+    finish_weight: float = 0.5
+
+    def __post_init__(self):
+        if self.finish_accepted not in FINISH_TREATMENTS:
+            raise ValueError(f"finish_accepted must be one of {', '.join(FINISH_TREATMENTS)}")
+        if not 0 < self.finish_weight < 1:
+            raise ValueError("finish_weight must be above 0 and below 1")
+
+    @property
+    def finish_loss_weight(self) -> float | None:
+        """The loss weight rows give finish-accepted entities and classes (None: kept as any other)."""
+        return {FINISH_EXCLUDE: 0.0, FINISH_WEIGHT: float(self.finish_weight)}.get(self.finish_accepted)
 
     def as_dict(self) -> dict:
         values = asdict(self)
         values["labels"] = list(self.labels)
         values["document_ids"] = list(self.document_ids)
         values["reviewed_before"] = self.reviewed_before.isoformat() if self.reviewed_before else None
+        if self.finish_accepted == FINISH_KEEP:  # the default: named nowhere, as before the option existed
+            del values["finish_accepted"]
+        if self.finish_accepted != FINISH_WEIGHT:
+            del values["finish_weight"]
         return {k: v for k, v in values.items() if v}
 
 
@@ -70,6 +101,9 @@ class DatasetBuilder:
     batch_words: int = BATCH_WORDS
     # Filled while rows() is read: {document id: the id of its newest event behind its row}.
     heads: dict[int, int] = field(default_factory=dict, init=False)
+    # Counted while rows() is read: the entities (or classes) in the rows that were accepted by finishing a
+    # review, whatever the rows make of them.
+    finish_accepted: int = field(default=0, init=False)
 
     @property
     def events_through(self) -> int | None:
@@ -182,35 +216,87 @@ def _accepted_spans_now(ids: list[int]) -> dict[int, list[tuple[int, int, str]]]
 
 def _accepted_spans_at(ids: list[int], moment: datetime) -> dict[int, list[tuple[int, int, str]]]:
     """Replay the events up to `moment`: each annotation's last state then, if it was accepted."""
-    last: dict[int, tuple[int, dict]] = {}
+    return _accepted_entities_at(ids, moment)[0]
+
+
+FINISH_ACCEPT = AnnotationEvent.Action.FINISH_ACCEPT  # DocumentClassEvent's action has the same value
+
+Finished = dict[int, set[tuple[int, int, str]]]  # document id -> (start, end, label) accepted by finishing
+
+
+def _finish_accepted_now(ids: list[int]) -> Finished:
+    """The accepted entities whose latest event is finish_accept. Few annotations ever had such an event:
+    only theirs are read further."""
+    candidates = set(AnnotationEvent.objects.filter(document_id__in=ids, action=FINISH_ACCEPT)
+                     .values_list("annotation_id", flat=True))
+    if not candidates:
+        return {}
+    last: dict[int, str] = {}
+    for annotation_id, action in (AnnotationEvent.objects.filter(annotation_id__in=candidates)
+                                  .order_by("annotation_id", "created_at", "id").values_list("annotation_id", "action")):
+        last[annotation_id] = action
+    finished: Finished = defaultdict(set)
+    rows = (Annotation.objects.filter(pk__in=[pk for pk, action in last.items() if action == FINISH_ACCEPT],
+                                      status=Annotation.Status.ACCEPTED)
+            .values_list("document_id", "start", "end", "label__name"))
+    for document_id, start, end, label in rows:
+        finished[document_id].add((start, end, label))
+    return finished
+
+
+def _accepted_entities_now(ids: list[int]) -> tuple[dict[int, list[tuple[int, int, str]]], Finished]:
+    return _accepted_spans_now(ids), _finish_accepted_now(ids)
+
+
+def _accepted_entities_at(ids: list[int], moment: datetime) -> tuple[dict[int, list[tuple[int, int, str]]], Finished]:
+    """Replay the events up to `moment`: each annotation's last state then, if it was accepted, and those
+    whose last event then was finish_accept."""
+    last: dict[int, tuple[int, str, dict]] = {}
     events = (AnnotationEvent.objects.filter(document_id__in=ids, created_at__lt=moment)
-              .order_by("annotation_id", "created_at", "id").values_list("annotation_id", "document_id", "after"))
-    for annotation_id, document_id, after in events.iterator(chunk_size=5000):
-        last[annotation_id] = (document_id, after)
+              .order_by("annotation_id", "created_at", "id")
+              .values_list("annotation_id", "document_id", "action", "after"))
+    for annotation_id, document_id, action, after in events.iterator(chunk_size=5000):
+        last[annotation_id] = (document_id, action, after)
     spans: dict[int, list] = defaultdict(list)
-    for document_id, after in last.values():
+    finished: Finished = defaultdict(set)
+    for document_id, action, after in last.values():
         if after and after.get("status") == Annotation.Status.ACCEPTED:
-            spans[document_id].append((after["start"], after["end"], after["label"]))
-    return spans
+            span = (after["start"], after["end"], after["label"])
+            spans[document_id].append(span)
+            if action == FINISH_ACCEPT:
+                finished[document_id].add(span)
+    return spans, finished
+
+
+def finish_mark(row: dict, chosen: list[tuple[int, int, str]], finished: set[tuple[int, int, str]],
+                weight: float | None) -> int:
+    """Mark a token row's entities accepted by finishing a review (of its `chosen` spans, those in
+    `finished`) with their loss `weight`, unless it is None (kept as any other); how many there are."""
+    held = [[start, end] for start, end, label in chosen if (start, end, label) in finished]
+    if held and weight is not None:
+        row["finish_accepted"], row["finish_weight"] = held, weight
+    return len(held)
 
 
 def token_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
     """One row per reviewed document: its words, line ends and the BIO tags of its accepted entities."""
     keep = set(builder.filters.labels)
     moment = builder.filters.reviewed_before
+    weight = builder.filters.finish_loss_weight
     for batch in builder.batches():
         ids = [pk for pk, _sha in batch]
         words = _words_by_document(ids)
         if moment:
-            spans, heads = _accepted_spans_at(ids, moment), _event_heads(AnnotationEvent, ids, moment)
+            (spans, finished), heads = _accepted_entities_at(ids, moment), _event_heads(AnnotationEvent, ids, moment)
         else:
-            spans, heads = _read_with_heads(AnnotationEvent, ids, _accepted_spans_now)
+            (spans, finished), heads = _read_with_heads(AnnotationEvent, ids, _accepted_entities_now)
         builder.heads.update(heads)
         for pk, sha256 in batch:
             texts, ends = words[pk]
-            chosen = [s for s in spans.get(pk, []) if not keep or s[2] in keep]
-            yield {"document": sha256, "tokens": texts, "line_ends": ends,
-                   "tags": spans_to_bio(_non_overlapping(chosen), len(texts))}
+            chosen = _non_overlapping([s for s in spans.get(pk, []) if not keep or s[2] in keep])
+            row = {"document": sha256, "tokens": texts, "line_ends": ends, "tags": spans_to_bio(chosen, len(texts))}
+            builder.finish_accepted += finish_mark(row, chosen, finished.get(pk, set()), weight)
+            yield row
 
 
 # Text classification ------------------------------------------------------------------------------------
@@ -222,13 +308,35 @@ def _classes_now(ids: list[int]) -> dict[int, str]:
 
 def _classes_at(ids: list[int], moment: datetime) -> dict[int, str]:
     """Replay the class events up to `moment`: each document's class then, if it was accepted."""
-    last: dict[int, dict] = {}
+    return _class_states_at(ids, moment)[0]
+
+
+def _finish_classes_now(ids: list[int]) -> set[int]:
+    """The documents whose accepted class's latest event is finish_accept."""
+    candidates = set(DocumentClassEvent.objects.filter(document_id__in=ids, action=FINISH_ACCEPT)
+                     .values_list("document_id", flat=True))
+    last: dict[int, str] = {}
+    for document_id, action in (DocumentClassEvent.objects.filter(document_id__in=candidates)
+                                .order_by("document_id", "created_at", "id").values_list("document_id", "action")):
+        last[document_id] = action
+    return {pk for pk, action in last.items() if action == FINISH_ACCEPT}
+
+
+def _class_states_now(ids: list[int]) -> tuple[dict[int, str], set[int]]:
+    return _classes_now(ids), _finish_classes_now(ids)
+
+
+def _class_states_at(ids: list[int], moment: datetime) -> tuple[dict[int, str], set[int]]:
+    """Each document's accepted class as of `moment`, and the documents whose last class event then was
+    finish_accept."""
+    last: dict[int, tuple[str, dict]] = {}
     events = (DocumentClassEvent.objects.filter(document_id__in=ids, created_at__lt=moment)
-              .order_by("created_at", "id").values_list("document_id", "after"))
-    for document_id, after in events.iterator(chunk_size=5000):
-        last[document_id] = after
-    return {pk: after["label"] for pk, after in last.items()
-            if after and after.get("status") == Annotation.Status.ACCEPTED}
+              .order_by("created_at", "id").values_list("document_id", "action", "after"))
+    for document_id, action, after in events.iterator(chunk_size=5000):
+        last[document_id] = (action, after)
+    classes = {pk: after["label"] for pk, (_action, after) in last.items()
+               if after and after.get("status") == Annotation.Status.ACCEPTED}
+    return classes, {pk for pk in classes if last[pk][0] == FINISH_ACCEPT}
 
 
 def document_text(words: list[str], line_ends: list[bool]) -> str:
@@ -244,12 +352,13 @@ def text_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
     """One row per reviewed document with an accepted class: its text and its class."""
     keep = set(builder.filters.labels)
     moment = builder.filters.reviewed_before
+    weight = builder.filters.finish_loss_weight
     for batch in builder.batches():
         ids = [pk for pk, _sha in batch]
         if moment:
-            classes, heads = _classes_at(ids, moment), _event_heads(DocumentClassEvent, ids, moment)
+            (classes, finished), heads = _class_states_at(ids, moment), _event_heads(DocumentClassEvent, ids, moment)
         else:
-            classes, heads = _read_with_heads(DocumentClassEvent, ids, _classes_now)
+            (classes, finished), heads = _read_with_heads(DocumentClassEvent, ids, _class_states_now)
         ids = [pk for pk in ids if pk in classes and (not keep or classes[pk] in keep)]
         builder.heads.update({pk: heads[pk] for pk in ids if pk in heads})
         if not ids:
@@ -257,7 +366,12 @@ def text_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
         words = _words_by_document(ids)
         for pk, sha256 in batch:
             if pk in words:
-                yield {"document": sha256, "text": document_text(*words[pk]), "label": classes[pk]}
+                row = {"document": sha256, "text": document_text(*words[pk]), "label": classes[pk]}
+                if pk in finished:
+                    builder.finish_accepted += 1
+                    if weight is not None:
+                        row["finish_weight"] = weight
+                yield row
 
 
 def document_ids_for_keys(keys: list[str]) -> list[int]:

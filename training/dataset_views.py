@@ -26,7 +26,7 @@ from lib.inputs import (
 )
 from lib.roles import is_admin, is_reviewer
 from training.api import api_error, api_view
-from training.dataset_builder import DatasetFilters
+from training.dataset_builder import FINISH_TREATMENTS, DatasetFilters
 from training.forms import DatasetUploadForm
 from training.models import Dataset, Task
 from training.selectors import dataset_list, dataset_preview
@@ -36,6 +36,7 @@ from training.services.datasets import (
     dataset_excel_validate,
     dataset_parquet,
     dataset_upload,
+    finish_treatment_default,
 )
 
 FORMATS = {
@@ -227,14 +228,34 @@ def _build_filters(body: dict) -> DatasetFilters:
     """The filters of a build request, each field of its type (lib.inputs refuses anything else)."""
     labels = text_list_field(body, "labels", max_length=100)
     return DatasetFilters(labels=tuple(sorted(set(labels))), reviewed_before=moment_field(body, "reviewed_before"),
-                          document_ids=tuple(id_list_field(body, "document_ids")))
+                          document_ids=tuple(id_list_field(body, "document_ids")), **_finish_fields(body))
+
+
+def _finish_fields(body: dict) -> dict:
+    """`finish_accepted` (keep, exclude or weight) and `finish_weight` (above 0 and below 1), each the
+    configured default when absent."""
+    fields = finish_treatment_default()
+    treatment = choice_field(body, "finish_accepted", choices=FINISH_TREATMENTS)
+    if treatment is not None:
+        fields["finish_accepted"] = treatment
+    raw = body.get("finish_weight")
+    if raw not in (None, ""):
+        try:
+            weight = float(raw) if isinstance(raw, int | float | str) and not isinstance(raw, bool) else None
+        except ValueError:
+            weight = None
+        if weight is None or not 0 < weight < 1:
+            raise InputError(_("“%(field)s” must be a number above 0 and below 1.") % {"field": "finish_weight"})
+        fields["finish_weight"] = weight
+    return fields
 
 
 @require_POST
 @api_view(allowed=is_admin)
 def api_dataset_build(request):
     """Snapshot the reviewed documents (admins): `task`, optional `labels`, `reviewed_before`, `document_ids`,
-    `name`, as JSON or form fields. 422 with the reason for a field of the wrong type or value."""
+    `name`, `finish_accepted`, `finish_weight`, as JSON or form fields. 422 with the reason for a field of the
+    wrong type or value."""
     try:
         body = request_data(request)
         task = choice_field(body, "task", choices=Task.values, required=True)

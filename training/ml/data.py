@@ -6,6 +6,7 @@ rows are grouped by their `split` column into the task's documents (the task mod
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +15,35 @@ import datasets
 
 from training.ml.snapshot import SPLITS
 
+# The type of every column a snapshot row may have (training.ml.snapshot).
+COLUMN_TYPES = {
+    "document": datasets.Value("string"), "split": datasets.Value("string"), "text": datasets.Value("string"),
+    "label": datasets.Value("string"), "tokens": datasets.Sequence(datasets.Value("string")),
+    "tags": datasets.Sequence(datasets.Value("string")), "line_ends": datasets.Sequence(datasets.Value("bool")),
+    "finish_accepted": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))),
+    "finish_weight": datasets.Value("float64"),
+}
+OPTIONAL_COLUMNS = ("finish_accepted", "finish_weight")  # on the rows that need them only
+
+
+def snapshot_features(path: str | Path) -> datasets.Features | None:
+    """The columns of a snapshot whose rows do not all have the same keys (some carry the optional ones),
+    else None. `datasets` infers the columns from the file's first block and refuses a later row with more
+    keys ("column names don't match"): told the columns, it fills the missing ones with null."""
+    with open(path, "rb") as handle:
+        first = handle.readline()
+        optional = {name for name in OPTIONAL_COLUMNS if b'"%s":' % name.encode() in first}
+        for line in handle:
+            optional.update(name for name in OPTIONAL_COLUMNS if b'"%s":' % name.encode() in line)
+    if not optional or not first.strip():
+        return None
+    names = {*json.loads(first), *optional}
+    return datasets.Features({name: COLUMN_TYPES[name] for name in sorted(names) if name in COLUMN_TYPES})
+
 
 def snapshot_load(path: str | Path, *, cache_dir: str | Path | None = None) -> datasets.Dataset:
     """The snapshot's rows as a `datasets.Dataset` (one file; the `split` column says where each row goes)."""
-    return datasets.load_dataset("json", data_files=str(path), split="train",
+    return datasets.load_dataset("json", data_files=str(path), split="train", features=snapshot_features(path),
                                  cache_dir=str(cache_dir) if cache_dir else None)
 
 

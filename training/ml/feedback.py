@@ -9,7 +9,8 @@ on the same validation documents so the caller can apply its guardrail. One loop
 to each of its windows; macro F1 of the document-level predictions).
 
 Words under an entity the reviewer has not decided on yet are left out of the loss (tag None): they are
-neither taught as entities nor as "O".
+neither taught as entities nor as "O". Predictions accepted by finishing a review are masked or weighted as
+full runs treat them (the documents' `weights`, the class's `weight`; training.ml.fit.batch_loss).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding, set_seed
+from transformers import set_seed
 
 from training.ml import text_classification
 from training.ml.device import adamw, autocast_dtype, describe_device, pick_device
+from training.ml.fit import batch_loss
 from training.ml.text_classification import TextDocument
 from training.ml.token_classification import (
     META_FILE,
@@ -96,8 +98,8 @@ def _items(tokenizer, docs: Sequence[TokenDocument], *, max_length: int, label2i
     items = []
     for doc in docs:
         tags = [tag if tag is not None else "O" for tag in doc.tags]
-        encoded = encode_document(tokenizer, TokenDocument(doc.words, doc.line_ends, tags), max_length=max_length,
-                                  label2id=label2id)
+        encoded = encode_document(tokenizer, TokenDocument(doc.words, doc.line_ends, tags, doc.weights),
+                                  max_length=max_length, label2id=label2id)
         for item in encoded:
             item["labels"] = [IGNORE if w >= 0 and doc.tags[w] is None else label
                               for w, label in zip(item["word_index"], item["labels"], strict=True)]
@@ -134,7 +136,7 @@ def _train(child, pool: list[dict], collate, *, config: FeedbackConfig, device: 
             batch.pop("word_index", None)
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-                loss = child(**batch).loss
+                loss = batch_loss(child, batch)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -245,11 +247,11 @@ def update_text_classifier(*, model, tokenizer, output_dir: str | Path, feedback
     child = copy.deepcopy(parent)
     _grow_head(child, classes)
     label2id = child.config.label2id
-    encode = lambda docs: [item for doc in docs for item in text_classification.encode_document(  # noqa: E731
+    encode = lambda docs: [item for doc in docs for item in text_classification.training_windows(  # noqa: E731
         tokenizer, doc, max_length=config.max_length, label_id=label2id[doc.label])]
     pool, replay = _mix(encode(feedback_docs), encode(replay_docs), config)
     fresh = pool[: len(pool) - len(replay)]
-    losses = _train(child, pool, DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8), config=config,
+    losses = _train(child, pool, text_classification.collate_windows(tokenizer), config=config,
                     device=device, on_step=on_step)
     timings["train"] = time.monotonic() - mark
     mark = time.monotonic()

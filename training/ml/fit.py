@@ -54,12 +54,33 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, generator: t
     return batches
 
 
+IGNORE_INDEX = -100  # the label of positions that carry no loss (training.ml.windows.IGNORE)
+
+
+def batch_loss(model, batch: dict) -> torch.Tensor:
+    """The model's loss on a batch. A batch with `loss_weights` (one per label: per token, or per example;
+    the task's collate adds them only when some window holds predictions accepted by finishing a review,
+    training.dataset_builder) gets a weighted cross-entropy instead: each label's loss times its weight,
+    over the number of labelled positions, so that a weight of 0.5 counts half and a batch whose labels are
+    all ignored adds nothing. With every weight 1 it is the model's own loss."""
+    weights = batch.pop("loss_weights", None)
+    if weights is None:
+        return model(**batch).loss
+    labels = batch.pop("labels")
+    logits = model(**batch).logits.float()
+    labels, weights = labels.reshape(-1), weights.reshape(-1).to(logits.dtype)
+    losses = torch.nn.functional.cross_entropy(logits.reshape(labels.numel(), -1), labels,
+                                               ignore_index=IGNORE_INDEX, reduction="none")
+    counted = (labels != IGNORE_INDEX).sum().clamp(min=1)
+    return (losses * weights).sum() / counted
+
+
 def _micro_step(model, batch: dict, *, device: torch.device, dtype, scaler, scale: float) -> float:
     """Forward and backward of one micro-batch; returns its loss. Raises torch.cuda.OutOfMemoryError when
     the batch does not fit (the caller halves the micro-batch and accumulates gradients)."""
     batch = {k: v.to(device) for k, v in batch.items()}
     with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-        loss = model(**batch).loss
+        loss = batch_loss(model, batch)
     scaler.scale(loss * scale).backward()
     return loss.item()
 

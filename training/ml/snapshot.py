@@ -10,6 +10,11 @@ document share it, and the split never separates them) and the task's columns:
 - token classification: `tokens` (list of words), `tags` (BIO, one per word), optionally `line_ends`;
 - text classification: `text` and `label`.
 
+Optionally, where a dataset treats the predictions accepted by finishing a review apart (training.
+dataset_builder): `finish_weight`, the loss weight (0: left out of the loss) of a text row's class or of the
+words of a token row's `finish_accepted` spans ([start, end) word indexes). Rows without them are trained
+on as they always were.
+
 **Canonical content.** Each row is serialised as JSON with sorted keys and no spaces; rows are ordered by
 (`document`, serialised row); a first line names the task. The SHA-256 of those bytes is the dataset's
 hash: equal content, equal hash, whatever the database ids, the row order of a spreadsheet or the split.
@@ -121,6 +126,8 @@ class Statistics:
     split_documents: Counter = field(default_factory=Counter)
     split_rows: Counter = field(default_factory=Counter)
     split_classes: dict[str, Counter] = field(default_factory=dict)
+    finish_accepted: int = 0  # entities (or classes) accepted by finishing a review, held apart
+    finish_weight: float | None = None
     _last_document: str | None = None
 
     def add(self, row: dict) -> None:
@@ -140,6 +147,9 @@ class Statistics:
         else:
             self.tokens += len(row["text"].split())
             self.classes[row["label"]] += 1
+        if row.get("finish_weight") is not None:
+            self.finish_accepted += len(row.get("finish_accepted") or ()) if self.task == TOKEN_CLASSIFICATION else 1
+            self.finish_weight = row["finish_weight"]
 
     def add_split(self, split: str, *, new_document: bool, label: str | None = None) -> None:
         self.split_rows[split] += 1
@@ -162,7 +172,16 @@ class Statistics:
             stats["classes"] = dict(sorted(self.classes.items()))
             for s in SPLITS:
                 stats["splits"][s]["classes"] = dict(sorted(self.split_classes.get(s, Counter()).items()))
+        if self.finish_accepted:
+            stats["finish_accepted"] = finish_statistics(self.finish_accepted, self.finish_weight)
         return stats
+
+
+def finish_statistics(count: int, weight: float | None) -> dict:
+    """How many entities (or classes) accepted by finishing a review a dataset holds, and what its rows make
+    of them: kept as any other (weight None), excluded from the loss (0) or weighted."""
+    treatment = "keep" if weight is None else "exclude" if weight == 0 else "weight"
+    return {"count": count, "treatment": treatment, **({"weight": weight} if treatment == "weight" else {})}
 
 
 # Writing ------------------------------------------------------------------------------------------------
@@ -269,10 +288,12 @@ class _ParquetWriter:
     streaming JSON reader held memory in proportion to the file)."""
 
     TYPES = {"document": "string", "split": "string", "text": "string", "label": "string",
-             "tokens": "list<string>", "tags": "list<string>", "line_ends": "list<bool>"}
+             "tokens": "list<string>", "tags": "list<string>", "line_ends": "list<bool>",
+             "finish_accepted": "list<list<int64>>", "finish_weight": "double"}
+    OPTIONAL = ("finish_accepted", "finish_weight")  # on some rows only: a column when any row has them
 
-    def __init__(self, path: Path, *, task: str):
-        self.path, self.task = path, task
+    def __init__(self, path: Path, *, task: str, optional: set[str] = frozenset()):
+        self.path, self.task, self.optional = path, task, optional
         self.schema = self.writer = self.pool = None
         self.columns: dict[str, list] = {}
         self.words = 0
@@ -281,8 +302,10 @@ class _ParquetWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        types = {"string": pa.string(), "list<string>": pa.list_(pa.string()), "list<bool>": pa.list_(pa.bool_())}
-        self.schema = pa.schema([(name, types[self.TYPES[name]]) for name in sorted(row) if name in self.TYPES])
+        types = {"string": pa.string(), "list<string>": pa.list_(pa.string()), "list<bool>": pa.list_(pa.bool_()),
+                 "list<list<int64>>": pa.list_(pa.list_(pa.int64())), "double": pa.float64()}
+        self.schema = pa.schema([(name, types[self.TYPES[name]]) for name in sorted({*row, *self.optional})
+                                 if name in self.TYPES])
         self.pool = pa.system_memory_pool()  # hands memory back, where the default pool keeps it
         self.writer = pq.ParquetWriter(self.path, self.schema, memory_pool=self.pool)
         self.columns = {name: [] for name in self.schema.names}
@@ -314,7 +337,11 @@ class _ParquetWriter:
 
 def jsonl_to_parquet(jsonl: Path, parquet: Path, *, task: str) -> None:
     """The Parquet copy of a snapshot's JSONL, streamed in row groups (memory flat in the file's size)."""
-    writer = _ParquetWriter(parquet, task=task)
+    optional = set()
+    with jsonl.open("rb") as source:  # the optional columns some row has (a key, never inside a string)
+        for line in source:
+            optional.update(name for name in _ParquetWriter.OPTIONAL if b'"%s":' % name.encode() in line)
+    writer = _ParquetWriter(parquet, task=task, optional=optional)
     with jsonl.open("rb") as source:
         for line in source:
             if line.strip():

@@ -43,6 +43,9 @@ META_FILE = "docloop.json"
 class TextDocument:
     text: str
     label: str | None = None
+    # The loss weight of its class (a row's `finish_weight`): 0 leaves the document out of training, a
+    # weight below 1 counts its windows' loss less.
+    weight: float = 1.0
 
     def words(self) -> tuple[list[str], list[bool]]:
         """The words, and whether each ends a line (windows prefer to end there)."""
@@ -61,7 +64,8 @@ COLUMNS = ["document", "text", "label"]
 
 
 def document_from_row(row: dict) -> TextDocument:
-    return TextDocument(text=row["text"], label=row["label"])
+    weight = row.get("finish_weight")
+    return TextDocument(text=row["text"], label=row["label"], weight=1.0 if weight is None else float(weight))
 
 
 def labels_from_rows(rows: list[dict]) -> list[str]:
@@ -93,6 +97,31 @@ def make_config(*, base_model: str, output_dir: str, labels: list[str], hyperpar
     names = {f.name for f in fields(TextTrainConfig)}
     return TextTrainConfig(base_model=base_model, output_dir=output_dir, classes=sorted(labels), seed=seed,
                            **{k: v for k, v in hyperparameters.items() if k in names})
+
+
+def training_windows(tokenizer, doc: TextDocument, *, max_length: int, label_id: int) -> list[dict]:
+    """The windows a document is trained on: none when its weight is 0, each with `loss_weights` when its
+    weight is below 1 (training.ml.fit.batch_loss)."""
+    if doc.weight <= 0:
+        return []
+    items = encode_document(tokenizer, doc, max_length=max_length, label_id=label_id)
+    if doc.weight < 1:
+        for item in items:
+            item["loss_weights"] = float(doc.weight)
+    return items
+
+
+def collate_windows(tokenizer):
+    """Pad a batch of windows; `loss_weights` (one per window, 1 for windows without) only when some has one."""
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+
+    def collate(items: list[dict]) -> dict:
+        batch = collator([{k: v for k, v in item.items() if k != "loss_weights"} for item in items])
+        if any("loss_weights" in item for item in items):
+            batch["loss_weights"] = torch.tensor([item.get("loss_weights", 1.0) for item in items])
+        return batch
+
+    return collate
 
 
 def encode_document(tokenizer, doc: TextDocument, *, max_length: int, label_id: int | None = None) -> list[dict]:
@@ -180,15 +209,15 @@ def train_text_classifier(config: TextTrainConfig, train_docs: Sequence[TextDocu
         ).to(device)
 
     def windows(docs):
-        return [item for doc in docs for item in encode_document(tokenizer, doc, max_length=config.max_length,
-                                                                 label_id=label2id[doc.label])]
+        return [item for doc in docs for item in training_windows(tokenizer, doc, max_length=config.max_length,
+                                                                  label_id=label2id[doc.label])]
 
     items = windows(train_docs)
     if config.max_train_windows is not None:
         items = items[: config.max_train_windows]
     if not items:
         raise ValueError("The training documents have no text.")
-    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    collator = collate_windows(tokenizer)
 
     def score(model) -> dict:
         return evaluate(model, tokenizer, eval_docs, max_length=config.max_length,

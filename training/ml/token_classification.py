@@ -51,6 +51,9 @@ class TokenDocument:
     words: list[str]
     line_ends: list[bool]
     tags: list[str] | None = None
+    # The loss weight of each word (None: every word 1): 0 leaves a word out of the loss (its label is
+    # IGNORE), a weight below 1 counts its loss less. From a row's `finish_accepted` spans.
+    weights: list[float] | None = None
 
 
 # The task's entry points, as the task registry (training.tasks) calls them -----------------------------
@@ -61,7 +64,20 @@ COLUMNS = ["document", "tokens", "tags", "line_ends"]  # line_ends is optional (
 def document_from_row(row: dict) -> TokenDocument:
     tokens = row["tokens"]
     line_ends = row.get("line_ends") or [i == len(tokens) - 1 for i in range(len(tokens))]
-    return TokenDocument(words=tokens, line_ends=line_ends, tags=row["tags"])
+    return TokenDocument(words=tokens, line_ends=line_ends, tags=row["tags"], weights=word_weights(row))
+
+
+def word_weights(row: dict) -> list[float] | None:
+    """Each word's loss weight from a row's `finish_accepted` spans and `finish_weight`; None when the row
+    has none (every word weighs 1)."""
+    spans, weight = row.get("finish_accepted"), row.get("finish_weight")
+    if not spans or weight is None:
+        return None
+    weights = [1.0] * len(row["tokens"])
+    for start, end in spans:
+        for i in range(max(0, start), min(end, len(weights))):
+            weights[i] = float(weight)
+    return weights
 
 
 def labels_from_rows(rows: list[dict]) -> list[str]:
@@ -107,8 +123,19 @@ class TokenTrainConfig:
 
 def encode_document(tokenizer, doc: TokenDocument, *, max_length: int,
                     label2id: dict[str, int] | None = None) -> list[dict]:
-    return encode_windows(tokenizer, doc.words, doc.line_ends, max_length=max_length, tags=doc.tags,
-                          label2id=label2id)
+    """The document's windows; with `doc.weights`, words of weight 0 get the IGNORE label, and a window
+    holding a word of weight below 1 carries `loss_weights` (one per position), so that its batch gets the
+    weighted loss (training.ml.fit.batch_loss), which a batch whose words are all masked adds nothing to."""
+    items = encode_windows(tokenizer, doc.words, doc.line_ends, max_length=max_length, tags=doc.tags,
+                           label2id=label2id)
+    if doc.weights is not None and label2id is not None and doc.tags is not None:
+        for item in items:
+            weights = [doc.weights[w] if w >= 0 else 1.0 for w in item["word_index"]]
+            item["labels"] = [IGNORE if weight == 0 else label for label, weight in zip(item["labels"], weights,
+                                                                                       strict=True)]
+            if any(weight < 1 for weight in weights):
+                item["loss_weights"] = weights
+    return items
 
 
 def bio_labels(entity_types: Sequence[str]) -> list[str]:
@@ -119,7 +146,7 @@ def _collate(tokenizer):
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8)
 
     def collate(items: list[dict]) -> dict:
-        features = [{k: v for k, v in item.items() if k != "word_index"} for item in items]
+        features = [{k: v for k, v in item.items() if k not in ("word_index", "loss_weights")} for item in items]
         if "labels" not in features[0]:
             for f in features:  # the collator pads labels; give it a dummy to keep one code path
                 f["labels"] = [IGNORE] * len(f["input_ids"])
@@ -127,6 +154,9 @@ def _collate(tokenizer):
         width = batch["input_ids"].shape[1]
         batch["word_index"] = torch.tensor([item["word_index"] + [-1] * (width - len(item["word_index"]))
                                             for item in items])
+        if any("loss_weights" in item for item in items):  # only then: training.ml.fit.batch_loss
+            rows = [item.get("loss_weights") or [1.0] * len(item["input_ids"]) for item in items]
+            batch["loss_weights"] = torch.tensor([row + [0.0] * (width - len(row)) for row in rows])
         return batch
 
     return collate
@@ -146,6 +176,7 @@ def _predict_items(model, tokenizer, items: list[dict], n_words: int, *, batch_s
     for batch in loader:
         word_index = batch.pop("word_index")
         labels = batch.pop("labels")
+        batch.pop("loss_weights", None)  # the evaluation loss is unweighted
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(**batch).logits.float()
@@ -212,9 +243,10 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
             ignore_mismatched_sizes=True,
         ).to(device)
 
-    def windows(docs):
+    def windows(docs):  # a window whose words are all left out of the loss teaches nothing
         return [item for doc in docs
-                for item in encode_document(tokenizer, doc, max_length=config.max_length, label2id=label2id)]
+                for item in encode_document(tokenizer, doc, max_length=config.max_length, label2id=label2id)
+                if any(label != IGNORE for label in item["labels"])]
 
     items = windows(train_docs)
     if config.max_train_windows is not None:

@@ -31,6 +31,7 @@ from training.ml.snapshot import (
     VALIDATION_FRACTION,
     Snapshot,
     SnapshotError,
+    finish_statistics,
     snapshot_write,
     temporary_folder,
 )
@@ -84,6 +85,13 @@ def dataset_store(*, snapshot: Snapshot, source: str, name: str, filters: dict, 
     return dataset, True
 
 
+def finish_treatment_default() -> dict:
+    """The DatasetFilters fields of the configured treatment of finish-accepted predictions
+    (DOCLOOP_DATASET_FINISH_ACCEPTED, DOCLOOP_DATASET_FINISH_WEIGHT): what builds that name none use."""
+    return {"finish_accepted": settings.DOCLOOP_DATASET_FINISH_ACCEPTED,
+            "finish_weight": settings.DOCLOOP_DATASET_FINISH_WEIGHT}
+
+
 def dataset_build(*, task: str, filters: DatasetFilters | None = None, user: AbstractBaseUser | None = None,
                   seed: int = SPLIT_SEED, validation_fraction: float = VALIDATION_FRACTION,
                   test_fraction: float = TEST_FRACTION, name: str = "") -> tuple[Dataset, bool]:
@@ -98,6 +106,8 @@ def dataset_build(*, task: str, filters: DatasetFilters | None = None, user: Abs
                                       validation_fraction=validation_fraction, test_fraction=test_fraction)
         except SnapshotError:
             raise ValidationError(_("No reviewed document matches: the dataset would be empty.")) from None
+        if builder.finish_accepted and "finish_accepted" not in snapshot.statistics:  # kept: no row says so
+            snapshot.statistics["finish_accepted"] = finish_statistics(builder.finish_accepted, None)
         return dataset_store(snapshot=snapshot, source=Dataset.Source.DATABASE,
                              name=name or _("Reviewed documents"), filters=filters.as_dict(), user=user,
                              seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,

@@ -202,34 +202,55 @@ def _queue_next(task: str, lifecycle: jobs.Lifecycle) -> None:
         jobs.job_enqueue(lifecycle, pk)
 
 
+def _finish_weight() -> float | None:
+    """The loss weight of predictions accepted by finishing a review, as dataset builds that name no
+    treatment give it (DOCLOOP_DATASET_FINISH_ACCEPTED; None: kept as any other)."""
+    from training.dataset_builder import DatasetFilters
+    from training.services.datasets import finish_treatment_default
+
+    return DatasetFilters(**finish_treatment_default()).finish_loss_weight
+
+
 def _document_rows(document_ids: list[int]) -> list[dict]:
     """Rows of the documents sent, reviewed or not: accepted entities tagged, the words under entities
-    nobody decided on yet left out of the loss (tag None), everything else "O"."""
-    from training.dataset_builder import _accepted_spans_now, _non_overlapping, _words_by_document
+    nobody decided on yet left out of the loss (tag None), everything else "O"; those accepted by finishing
+    a review marked as DOCLOOP_DATASET_FINISH_ACCEPTED says (training.dataset_builder.finish_mark)."""
+    from training.dataset_builder import (
+        _accepted_entities_now,
+        _non_overlapping,
+        _words_by_document,
+        finish_mark,
+    )
     from training.ml.bio import spans_to_bio
 
     words = _words_by_document(document_ids)
-    accepted = _accepted_spans_now(document_ids)
+    accepted, finished = _accepted_entities_now(document_ids)
+    weight = _finish_weight()
     undecided = Annotation.objects.filter(document_id__in=document_ids, status=Annotation.Status.PREDICTED)
     rows = []
     for pk in document_ids:
         texts, ends = words[pk]
-        tags: list[str | None] = spans_to_bio(_non_overlapping(accepted.get(pk, [])), len(texts))
+        chosen = _non_overlapping(accepted.get(pk, []))
+        tags: list[str | None] = spans_to_bio(chosen, len(texts))
         for document_id, start, end in undecided.values_list("document_id", "start", "end"):
             if document_id == pk:
                 for i in range(start, min(end, len(texts))):
                     if tags[i] == "O":
                         tags[i] = None
-        rows.append({"document": pk, "tokens": texts, "line_ends": ends, "tags": tags})
+        row = {"document": pk, "tokens": texts, "line_ends": ends, "tags": tags}
+        finish_mark(row, chosen, finished.get(pk, set()), weight)
+        rows.append(row)
     return rows
 
 
 def _reviewed_rows(document_ids: list[int], task: str) -> list[dict]:
     from training.dataset_builder import DatasetBuilder, DatasetFilters
+    from training.services.datasets import finish_treatment_default
 
     if not document_ids:
         return []
-    return list(DatasetBuilder(task=task, filters=DatasetFilters(document_ids=tuple(document_ids))).rows())
+    filters = DatasetFilters(document_ids=tuple(document_ids), **finish_treatment_default())
+    return list(DatasetBuilder(task=task, filters=filters).rows())
 
 
 def _held_for_validation(sha256: str) -> bool:
@@ -280,13 +301,17 @@ def _replay_documents(*, task: str, exclude: set[int], count: int, seed: int) ->
 
 
 def _class_rows(document_ids: list[int]) -> list[dict]:
-    """Rows of the documents sent, reviewed or not, that have an accepted class: their text and class."""
-    from training.dataset_builder import _classes_now, _words_by_document, document_text
+    """Rows of the documents sent, reviewed or not, that have an accepted class: their text and class (with
+    its loss weight when it was accepted by finishing a review and DOCLOOP_DATASET_FINISH_ACCEPTED says so)."""
+    from training.dataset_builder import _class_states_now, _words_by_document, document_text
 
-    classes = _classes_now(document_ids)
+    classes, finished = _class_states_now(document_ids)
+    weight = _finish_weight()
     ids = [pk for pk in document_ids if pk in classes]
     words = _words_by_document(ids) if ids else {}
-    return [{"document": pk, "text": document_text(*words[pk]), "label": classes[pk]} for pk in ids if pk in words]
+    return [{"document": pk, "text": document_text(*words[pk]), "label": classes[pk],
+             **({"finish_weight": weight} if pk in finished and weight is not None else {})}
+            for pk in ids if pk in words]
 
 
 def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) -> None:

@@ -177,13 +177,14 @@ def training_run_reproduce(*, run: TrainingRun, user: AbstractBaseUser | None) -
 
 def _run_dataset(run: TrainingRun, evaluation_set) -> Dataset:
     """The run's dataset; a run queued without one snapshots the reviewed documents now, less the task's
-    evaluation set (its eval_fraction as the validation share, no test share) and keeps it. Known content
-    returns the existing snapshot."""
+    evaluation set (its eval_fraction as the validation share, no test share), with the configured treatment
+    of finish-accepted predictions, and keeps it. Known content returns the existing snapshot."""
     from training.dataset_builder import DatasetFilters
-    from training.services.datasets import dataset_build
+    from training.services.datasets import dataset_build, finish_treatment_default
 
     if run.dataset_id is None:
-        filters = DatasetFilters(evaluation_set=evaluation_set.pk if evaluation_set is not None else None)
+        filters = DatasetFilters(evaluation_set=evaluation_set.pk if evaluation_set is not None else None,
+                                 **finish_treatment_default())
         try:
             dataset, _created = dataset_build(task=run.task, user=run.created_by, seed=run.seed, filters=filters,
                                               validation_fraction=run.hyperparameters["eval_fraction"],

@@ -5,10 +5,10 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from training.dataset_builder import DatasetFilters, parse_moment
+from training.dataset_builder import FINISH_TREATMENTS, DatasetFilters, parse_moment
 from training.ml.snapshot import SPLIT_SEED, TEST_FRACTION, VALIDATION_FRACTION
 from training.models import Task
-from training.services.datasets import dataset_build
+from training.services.datasets import dataset_build, finish_treatment_default
 
 
 def moment(value: str) -> datetime:
@@ -39,6 +39,12 @@ class Command(BaseCommand):
         parser.add_argument("--validation-fraction", type=float, default=VALIDATION_FRACTION)
         parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION)
         parser.add_argument("--name", default="")
+        parser.add_argument("--finish-accepted", choices=FINISH_TREATMENTS, default=None,
+                            help="predictions accepted by finishing a review: keep them, exclude them from the "
+                                 "loss or weight them (default: DOCLOOP_DATASET_FINISH_ACCEPTED)")
+        parser.add_argument("--finish-weight", type=float, default=None,
+                            help="their loss weight with --finish-accepted weight, above 0 and below 1 "
+                                 "(default: DOCLOOP_DATASET_FINISH_WEIGHT)")
 
     def handle(self, *args, **o):
         for name in ("validation_fraction", "test_fraction"):
@@ -46,10 +52,14 @@ class Command(BaseCommand):
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 0 and below 1")
         if o["validation_fraction"] + o["test_fraction"] >= 1:
             raise CommandError("the validation and test shares must leave some data to train on")
+        finish = finish_treatment_default()
+        finish.update({k: o[k] for k in ("finish_accepted", "finish_weight") if o[k] is not None})
+        if not 0 < finish["finish_weight"] < 1:
+            raise CommandError("--finish-weight must be above 0 and below 1")
         filters = DatasetFilters(
             labels=tuple(sorted({label.strip() for label in o["labels"].split(",") if label.strip()})),
             reviewed_before=moment(o["reviewed_before"]) if o["reviewed_before"] else None,
-            document_ids=id_list(o["documents"]),
+            document_ids=id_list(o["documents"]), **finish,
         )
         try:
             dataset, created = dataset_build(task=o["task"], filters=filters, seed=o["seed"], name=o["name"],
