@@ -8,14 +8,25 @@ from pathlib import Path
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.utils.translation import gettext_lazy as _
 
-from lib.env import database_from_url, env_bool, env_choice, env_float, env_int, env_list, env_str
+from lib.env import (
+    database_from_url,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+)
+from lib.security import secret_key_refusal_reason
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("DOCLOOP_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file, the Redis socket and media default here
 
-# The public development key: with DEBUG off the web server refuses to start on it (or without a key),
-# see config/wsgi.py and lib.security.secret_key_refusal.
+# The public development key. With DEBUG off the web server refuses to start on it, without a key, or on a
+# weak one (under 50 characters or 5 different ones, as `check --deploy` counts): config/wsgi.py and
+# lib.security.secret_key_refusal. With DOCLOOP_HTTPS on, every process refuses such a key (below).
 DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-change-me"
 SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
@@ -25,6 +36,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Production over HTTPS behind a TLS-terminating proxy: one switch turns on every HTTPS setting together
 # (secure cookies, HSTS, the redirect to HTTPS, and trusting the proxy's X-Forwarded-Proto header).
 DOCLOOP_HTTPS = env_bool("DOCLOOP_HTTPS", False)
+if DOCLOOP_HTTPS and (_key_refusal := secret_key_refusal_reason(
+        key=SECRET_KEY, development_key=DEVELOPMENT_SECRET_KEY, debug=DEBUG, https=True)):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(_key_refusal)
 SECURE_SSL_REDIRECT = DOCLOOP_HTTPS
 SESSION_COOKIE_SECURE = DOCLOOP_HTTPS
 CSRF_COOKIE_SECURE = DOCLOOP_HTTPS
@@ -70,18 +86,24 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# Login throttling: DOCLOOP_LOGIN_ATTEMPTS wrong passwords for a username from one address are answered;
+# Login throttling: DOCLOOP_LOGIN_ATTEMPTS wrong passwords for a username, from any addresses, are answered;
 # the next is refused, as is any login for it until DOCLOOP_LOGIN_LOCKOUT_MINUTES have passed, with a
-# message (templates/registration/locked_out.html).
+# message (templates/registration/locked_out.html). Counted per username alone: per (username, address)
+# a client rotating its source address would never be locked. axes applies one limit to the largest count
+# of its parameter sets, so a (username, address) set beside this one would change nothing. axes.W006 asks
+# for the address in some set because sets of user agent or cookies alone can be rotated: the username
+# cannot, so it is silenced.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("DOCLOOP_LOGIN_ATTEMPTS", 10) + 1  # axes refuses the attempt that reaches it
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("DOCLOOP_LOGIN_LOCKOUT_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = ["username"]
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False  # no banner on every manage.py command
 AXES_LOCKOUT_CALLABLE = "lib.security.lockout_response"
-# Behind DOCLOOP_TRUSTED_PROXIES reverse proxies the client's address is read from X-Forwarded-For.
-DOCLOOP_TRUSTED_PROXIES = env_int("DOCLOOP_TRUSTED_PROXIES", 1 if DOCLOOP_HTTPS else 0)
+# The client address axes records (lib.security.client_ip): the TCP peer, or X-Forwarded-For when the peer is
+# one of these reverse proxies (addresses or networks; default none: the header is never trusted).
+DOCLOOP_TRUSTED_PROXIES = env_networks("DOCLOOP_TRUSTED_PROXIES")
 AXES_CLIENT_IP_CALLABLE = "lib.security.client_ip"
 
 # Content-Security-Policy (django-csp): scripts, styles, images and requests from this site only; no
@@ -192,10 +214,19 @@ RQ_SHOW_ADMIN_LINK = True
 RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "training.worker_runtime.Worker"}
 DOCLOOP_WORKER_PRELOAD = env_bool("DOCLOOP_WORKER_PRELOAD", True)
 
-# Jobs (lib.jobs): every job row's worker refreshes its heartbeat this often while it works; a running
-# row whose heartbeat is older than the stale timeout is failed and requeued by `manage.py reap_stale_jobs`.
+# Jobs (lib.jobs): every job row's worker refreshes its heartbeat this often while it works (from a thread,
+# so a long single step still beats); a running row whose heartbeat is older than the stale timeout (by
+# default two missed heartbeats plus a margin: 30 s) is failed and requeued by the next reap, which every
+# worker runs each DOCLOOP_REAP_SECONDS (below; by default the heartbeat interval): a killed worker's job is
+# requeued within stale + reap seconds (40 s by default).
 DOCLOOP_JOB_HEARTBEAT_SECONDS = env_int("DOCLOOP_JOB_HEARTBEAT_SECONDS", 10)
-DOCLOOP_JOB_STALE_SECONDS = env_int("DOCLOOP_JOB_STALE_SECONDS", 300)
+DOCLOOP_JOB_STALE_SECONDS = env_int("DOCLOOP_JOB_STALE_SECONDS", 2 * DOCLOOP_JOB_HEARTBEAT_SECONDS + 10)
+if DOCLOOP_JOB_HEARTBEAT_SECONDS < 1 or DOCLOOP_JOB_STALE_SECONDS <= 2 * DOCLOOP_JOB_HEARTBEAT_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"DOCLOOP_JOB_STALE_SECONDS ({DOCLOOP_JOB_STALE_SECONDS}) must exceed two heartbeats "
+        f"(DOCLOOP_JOB_HEARTBEAT_SECONDS={DOCLOOP_JOB_HEARTBEAT_SECONDS}, at least 1), or live jobs get reaped.")
 # The RQ job that ingests an uploaded document (extract, then pre-annotate). `documents` enqueues it by
 # this dotted path, the way AUTH_USER_MODEL names a model, so it never imports the app that implements it.
 DOCLOOP_INGEST_JOB = "training.jobs.document_ingest"
@@ -211,12 +242,6 @@ DOCLOOP_MAX_PAGES = env_int("DOCLOOP_MAX_PAGES", 2000)
 # Excel datasets: the largest .xlsx accepted, and how far it may expand when unzipped (zip bombs).
 DOCLOOP_MAX_DATASET_MB = env_int("DOCLOOP_MAX_DATASET_MB", 20)
 DOCLOOP_MAX_DATASET_EXPANDED_MB = env_int("DOCLOOP_MAX_DATASET_EXPANDED_MB", 200)
-# ...and the most rows below the header a sheet may have: every row is read (never trusting the sheet's
-# declared <dimension>), so this bounds the time a validation or upload takes; longer sheets are refused.
-DOCLOOP_MAX_DATASET_ROWS = env_int("DOCLOOP_MAX_DATASET_ROWS", 50_000)
-# JSON request bodies (the API, Label Studio's calls): nested deeper than this is refused with a 400 before
-# parsing. Their size is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (413 beyond it).
-DOCLOOP_MAX_JSON_DEPTH = env_int("DOCLOOP_MAX_JSON_DEPTH", 64)
 # ...and the most rows below the header a sheet may have: every row is read (never trusting the sheet's
 # declared <dimension>), so this bounds the time a validation or upload takes; longer sheets are refused.
 DOCLOOP_MAX_DATASET_ROWS = env_int("DOCLOOP_MAX_DATASET_ROWS", 50_000)
@@ -334,9 +359,10 @@ DOCLOOP_FEEDBACK_RESCORE_LIMIT = env_int("DOCLOOP_FEEDBACK_RESCORE_LIMIT", 500)
 # A run's log lines are stored in batches of this many lines, or at least this often (seconds).
 DOCLOOP_RUN_LOG_BATCH = env_int("DOCLOOP_RUN_LOG_BATCH", 50)
 DOCLOOP_RUN_LOG_SECONDS = env_int("DOCLOOP_RUN_LOG_SECONDS", 2)
-# Every RQ worker (`manage.py rqworker`) reaps stale jobs of every kind this often (seconds; 0: never),
-# and a registered training worker refreshes its own heartbeat row as often.
-DOCLOOP_REAP_SECONDS = env_int("DOCLOOP_REAP_SECONDS", 60)
+# Every RQ worker (`manage.py rqworker`) reaps stale jobs of every kind this often (seconds; 0: never;
+# default: DOCLOOP_JOB_HEARTBEAT_SECONDS), and a registered training worker refreshes its own heartbeat row
+# (and checks its token was not revoked) as often.
+DOCLOOP_REAP_SECONDS = env_int("DOCLOOP_REAP_SECONDS", DOCLOOP_JOB_HEARTBEAT_SECONDS)
 # Workers that listen on any of these queues must present a registered token in DOCLOOP_WORKER_TOKEN
 # (`manage.py register_worker NAME`); the `default` queue's workers need none.
 DOCLOOP_TOKEN_QUEUES = env_list("DOCLOOP_TOKEN_QUEUES", ["training"])

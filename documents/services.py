@@ -294,15 +294,17 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
     worker = worker or jobs.worker_name()
     claimed = [d for d in documents if document_claim(document=d, worker=worker)]
     payloads, readable = [], []
-    for document in claimed:
-        try:
-            payloads.append(_read(document))
-            readable.append(document)
-        except OSError as exc:
-            _extraction_store(document, str(exc), worker=worker)
-    extract_with_budget(payloads, processes=processes,
-                        on_result=lambda index, result: _extraction_store(readable[index], result, worker=worker,
-                                                                          on_ready=on_ready))
+    # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread meanwhile.
+    with jobs.BackgroundHeartbeat(ingestion_lifecycle(), [d.pk for d in claimed], worker=worker):
+        for document in claimed:
+            try:
+                payloads.append(_read(document))
+                readable.append(document)
+            except OSError as exc:
+                _extraction_store(document, str(exc), worker=worker)
+        extract_with_budget(payloads, processes=processes,
+                            on_result=lambda index, result: _extraction_store(readable[index], result,
+                                                                              worker=worker, on_ready=on_ready))
     for document in documents:
         document.refresh_from_db()
     return documents

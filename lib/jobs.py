@@ -6,10 +6,12 @@ A job row (a model inheriting `JobRow`) moves queued → running → a final sta
   the row's primary key; an unreachable Redis fails the row with the reason instead of raising.
 - **claim**: a conditional UPDATE from queued (or from running whose heartbeat is stale) to running, by
   this worker; exactly one caller wins, so a job that runs twice does its work once.
-- **heartbeat**: the running worker refreshes `heartbeat_at` as it goes. When the claim is gone (reaped,
+- **heartbeat**: the running worker refreshes `heartbeat_at` as it goes, every DOCLOOP_JOB_HEARTBEAT_SECONDS
+  (a `BackgroundHeartbeat` thread around the whole job, and the job's own `Heartbeat` per step). When the claim is gone (reaped,
   reclaimed by another worker, cancelled) or the worker process that forked this job has died, the
   heartbeat raises `JobLost` and the job stops without writing its result.
-- **reap**: a running row whose heartbeat is older than `DOCLOOP_JOB_STALE_SECONDS` is failed with the
+- **reap**: a running row whose heartbeat is older than `DOCLOOP_JOB_STALE_SECONDS` (two missed heartbeats
+  and a margin; every worker reaps each DOCLOOP_REAP_SECONDS) is failed with the
   reason and requeued while it has attempts left (`max_attempts`), else left failed; a queued row whose
   RQ job has vanished is queued again.
 
@@ -186,14 +188,16 @@ class Heartbeat:
 
 
 class BackgroundHeartbeat:
-    """Refresh a claimed row's heartbeat from a thread while the job loads models or data between its
-    own heartbeats. Stops beating as soon as the worker process that forked the job is gone, or the claim
-    is lost, so a dead worker's row still goes stale and gets reaped."""
+    """Refresh a claimed row's heartbeat (or several rows': `pk` a list) from a thread for the whole job, so
+    a single step longer than the stale timeout (loading a model, scoring a validation set, extracting a
+    PDF) does not get live work reaped. Stops beating as soon as the worker process that forked the job is
+    gone, or every claim is lost, so a dead worker's row still goes stale and gets reaped."""
 
-    def __init__(self, lifecycle: Lifecycle, pk: int, *, worker: str, interval: float | None = None):
+    def __init__(self, lifecycle: Lifecycle, pk: int | list[int], *, worker: str, interval: float | None = None):
         import threading
 
         self.lifecycle, self.pk, self.worker = lifecycle, pk, worker
+        self.pks = list(pk) if isinstance(pk, list | tuple) else [pk]
         self.interval = settings.DOCLOOP_JOB_HEARTBEAT_SECONDS if interval is None else interval
         self.parent = os.getppid()
         self.stopping = threading.Event()
@@ -206,7 +210,9 @@ class BackgroundHeartbeat:
             while not self.stopping.wait(self.interval):
                 if os.getppid() != self.parent:
                     return
-                if not job_owned(self.lifecycle, self.pk, worker=self.worker).update(heartbeat_at=timezone.now()):
+                if not self.lifecycle.model.objects.filter(
+                        pk__in=self.pks, status=self.lifecycle.running, worker=self.worker).update(
+                        heartbeat_at=timezone.now()):
                     return
         except Exception:
             logger.exception("background heartbeat of %s %s stopped", self.lifecycle.name, self.pk)

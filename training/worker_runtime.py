@@ -45,8 +45,9 @@ class WorkerCompanion(threading.Thread):
             except Exception:  # Redis away: the heartbeat still says we live
                 pass
             worker_heartbeat(worker=self.registered, pid=self.pid, busy=bool(job_id), current_job=job_id)
-        for row in jobs_reap():
-            logger.warning("reaper: %s", row)
+        if settings.DOCLOOP_REAP_SECONDS > 0:
+            for row in jobs_reap():
+                logger.warning("reaper: %s", row)
 
     def run(self) -> None:
         while not self.stopping.is_set():

@@ -182,7 +182,9 @@ def feedback_update_execute(*, update: FeedbackUpdate, worker: str | None = None
         return update
     if claimed:
         try:
-            _learn(FeedbackUpdate.objects.get(pk=update.pk), worker=worker, lifecycle=lifecycle)
+            # Loading the parent and scoring it can take longer than the stale timeout: beat from a thread too.
+            with jobs.BackgroundHeartbeat(lifecycle, update.pk, worker=worker):
+                _learn(FeedbackUpdate.objects.get(pk=update.pk), worker=worker, lifecycle=lifecycle)
         except jobs.JobLost as exc:
             logger.warning("feedback update %s stopped: %s", update.pk, exc)
         except Exception as exc:

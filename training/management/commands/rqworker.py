@@ -61,7 +61,8 @@ class Command(RQWorkerCommand):
             worker = original(*queue_names, **kwargs)
             if settings.DOCLOOP_REAP_SECONDS > 0 or registered is not None:
                 companion.append(WorkerCompanion(rq_worker=worker, registered=registered,
-                                                 interval=settings.DOCLOOP_REAP_SECONDS or 60))
+                                                 interval=settings.DOCLOOP_REAP_SECONDS
+                                                 or settings.DOCLOOP_JOB_HEARTBEAT_SECONDS))
                 companion[0].start()
             return worker
 
