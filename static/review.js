@@ -6,6 +6,7 @@
 
   let selectedId = null; // the chosen entity's id, kept across swaps
   let anchor = null; // first word of a text selection
+  let requested; // the chosen entity when the review panel's last request left (undefined: none out)
   const ZOOM_KEY = "docloop-review-zoom";
 
   function $(selector, root) { return (root || document).querySelector(selector); }
@@ -303,7 +304,11 @@
     if (!panel) { return; }
     applyZoom();
     anchor = null;
-    const wanted = panel.dataset.selected || selectedId;
+    // The server names the entity to choose (the one acted on, added or in conflict), unless the reviewer
+    // moved on (j, k, a click) while the request was out: a fast `a` then `j` must not bounce back.
+    const moved = requested !== undefined && selectedId !== requested && selectedId && row(selectedId);
+    requested = undefined;
+    const wanted = moved ? selectedId : panel.dataset.selected || selectedId;
     if (wanted && row(wanted)) { select(wanted, false); }
     else if (rows().length) { select(rows()[0].dataset.annotation, false); }
     else { selectedId = null; }
@@ -317,6 +322,10 @@
   function panelSwap(event) {
     return event.detail.target && event.detail.target.id === "review-panel";
   }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (panelSwap(event)) { requested = selectedId; }
+  });
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     const panel = $("#review-panel");
