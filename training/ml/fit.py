@@ -18,6 +18,7 @@ function; `fit` owns everything else, once for both tasks:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -267,33 +268,72 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
                 "refit_epochs": 0, "accumulation": search.accumulation if search else 1,
                 "seconds": time.monotonic() - started}
 
-    # Phase 2: refit on training + validation windows for the chosen number of epochs.
+    # Phase 2: refit on training + validation windows.
     accumulation = search.accumulation if search is not None else state["accumulation"]
+    resuming_refit = state is not None and state.get("phase") == REFIT
+    continue_epochs = refit_continue_epochs(config, best_epoch=best_epoch)
+    kept = best_weights
     del search, best_weights
     best_weights = None
     if device.type == "cuda":
         torch.cuda.empty_cache()
     set_seed(config.seed)
-    # The refit follows the search's trajectory (the same learning-rate schedule, sized for config.epochs)
-    # and stops where the search found its best epoch, now with the validation windows in every epoch.
-    refit_phase = _Phase(REFIT, make_model(), [*items, *refit_items], best_epoch, config, device, collate,
-                         schedule_epochs=config.epochs)
+    if continue_epochs:
+        # The refit continues from the best epoch's weights: the learning rate picks up where the search's
+        # schedule stood at that epoch and decays to zero over a few epochs of training + validation
+        # windows, instead of training a fresh model for best_epoch epochs again.
+        model = make_model()
+        if kept is not None:
+            model.load_state_dict(kept)
+        refit_epochs = continue_epochs
+        refit_phase = _Phase(REFIT, model, [*items, *refit_items], refit_epochs,
+                             _continue_config(config, best_epoch=best_epoch), device, collate)
+        how = f"continuing from epoch {best_epoch}'s weights for {refit_epochs} epoch(s)"
+    else:
+        # The refit follows the search's trajectory (the same learning-rate schedule, sized for config.epochs)
+        # and stops where the search found its best epoch, now with the validation windows in every epoch.
+        refit_epochs = best_epoch
+        refit_phase = _Phase(REFIT, make_model(), [*items, *refit_items], best_epoch, config, device, collate,
+                             schedule_epochs=config.epochs)
+        how = f"training a fresh model for the {best_epoch} epoch(s) early stopping chose"
+    del kept
     refit_phase.accumulation = accumulation
     start_epoch = 1
-    if state is not None and state.get("phase") == REFIT:
+    if resuming_refit:
         refit_phase.restore(state)
         start_epoch = state["epoch"] + 1
         logger.info("resumed the refit from the checkpoint of its epoch %d", state["epoch"])
     else:
-        logger.info("refit: training a fresh model on the training and validation documents (%d windows) for "
-                    "the %d epoch(s) early stopping chose", len(refit_phase.items), best_epoch)
-    for epoch in range(start_epoch, best_epoch + 1):
+        logger.info("refit on the training and validation documents (%d windows): %s", len(refit_phase.items), how)
+    for epoch in range(start_epoch, refit_epochs + 1):
         train_loss = refit_phase.train_epoch(epoch, on_step)
-        logger.info("refit epoch %d of %d: loss %.4f", epoch, best_epoch, train_loss)
+        logger.info("refit epoch %d of %d: loss %.4f", epoch, refit_epochs, train_loss)
         save(refit_phase, epoch, improved=False)
     return {"model": refit_phase.model, "history": history, "best_epoch": best_epoch, "stopped_early": stopped_early,
-            "refit_epochs": best_epoch, "accumulation": refit_phase.accumulation,
+            "refit_epochs": refit_epochs, "accumulation": refit_phase.accumulation,
             "seconds": time.monotonic() - started}
+
+
+def refit_continue_epochs(config, *, best_epoch: int) -> int:
+    """How many epochs a continuing refit runs (0: the refit trains a fresh model instead): the config's
+    `refit_continue` epochs, never more than the best epoch count."""
+    wanted = int(getattr(config, "refit_continue", 0) or 0)
+    return min(wanted, best_epoch) if wanted > 0 else 0
+
+
+def _continue_config(config, *, best_epoch: int):
+    """The config of a continuing refit: no warmup, starting at the learning rate the search's linear
+    schedule (warmup, then decay to zero at config.epochs) had reached after `best_epoch` epochs."""
+    warmup = config.warmup_ratio * config.epochs
+    if best_epoch < warmup:
+        rate = best_epoch / warmup
+    else:
+        rate = max(0.0, (config.epochs - best_epoch) / max(config.epochs - warmup, 1e-9))
+    rate = max(rate, 0.1)  # a floor, so that the validation windows are still learnt after a late best epoch
+    continued = copy.copy(config)
+    continued.learning_rate = config.learning_rate * rate
+    continued.warmup_ratio = 0.0
+    return continued
 
 
 def checkpoint_load(directory: str | Path) -> dict | None:

@@ -172,3 +172,32 @@ def test_a_run_killed_during_its_refit_resumes_the_refit_and_ends_as_an_uninterr
     assert [e["f1"] for e in resumed["history"]] == pytest.approx([e["f1"] for e in whole["history"]], abs=1e-6)
     for a, b in zip(_weights(tmp_path / "whole").values(), _weights(tmp_path / "resumed").values(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_continuing_refit_starts_from_the_best_epoch_and_runs_only_its_few_epochs(tmp_path):
+    """refit_continue: the refit picks up the best epoch's weights (at the learning rate the search's schedule
+    had reached) for at most that many epochs over training + validation windows, instead of retraining a
+    fresh model for the best epoch count."""
+    from training.ml.fit import _continue_config, refit_continue_epochs
+
+    train, held_out = _tiny_data()
+    kept = train_token_classifier(_tiny(tmp_path, "kept", epochs=4), train, held_out)
+    steps = []
+    continued = train_token_classifier(_tiny(tmp_path, "continued", epochs=4, refit=True, refit_continue=1), train,
+                                       held_out, on_step=steps.append)
+    assert [e["f1"] for e in continued["history"]] == pytest.approx([e["f1"] for e in kept["history"]], abs=1e-6)
+    assert continued["refit_epochs"] == 1
+    tokenizer = AutoTokenizer.from_pretrained(settings.DOCLOOP_BASE_MODEL)
+    windows = sum(len(encode_document(tokenizer, doc, max_length=32)) for doc in [*train, *held_out])
+    assert len([s for s in steps if s["phase"] == "refit"]) == -(-windows // 4)  # one epoch of all windows
+    # It learnt the validation document on top of the kept weights.
+    assert evaluate_saved(tmp_path / "continued", held_out)["loss"] < evaluate_saved(tmp_path / "kept", held_out)["loss"]
+
+    config = _tiny(tmp_path, "c", epochs=20, warmup_ratio=0.1, refit_continue=3)
+    assert refit_continue_epochs(config, best_epoch=2) == 2 and refit_continue_epochs(config, best_epoch=15) == 3
+    assert refit_continue_epochs(_tiny(tmp_path, "d"), best_epoch=5) == 0
+    # The schedule: warmup over 2 epochs, then linear decay to 0 at epoch 20 (floored at a tenth).
+    assert _continue_config(config, best_epoch=1).learning_rate == pytest.approx(config.learning_rate * 0.5)
+    assert _continue_config(config, best_epoch=11).learning_rate == pytest.approx(config.learning_rate * 0.5)
+    assert _continue_config(config, best_epoch=20).learning_rate == pytest.approx(config.learning_rate * 0.1)
+    assert _continue_config(config, best_epoch=11).warmup_ratio == 0.0 and config.warmup_ratio == 0.1
