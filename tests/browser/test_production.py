@@ -1,5 +1,5 @@
 """The production settings in a real browser: pages and htmx under the Content-Security-Policy, login
-throttling's message, and what a user without a role sees after logging in."""
+throttling's message (per account, whatever the address), and what a user without a role sees after logging in."""
 
 from __future__ import annotations
 
@@ -62,6 +62,26 @@ def test_the_eleventh_wrong_password_shows_the_lockout_message(page, reviewer):
         page.wait_for_load_state()
     expect(page.locator("#locked-out")).to_contain_text("Too many wrong passwords for this account")
     expect(page.get_by_role("heading", name="Too many failed logins")).to_be_visible()
+
+
+def test_rotating_addresses_behind_a_trusted_proxy_still_locks_the_account(page, reviewer, settings):
+    """The browser's requests reach the server as if through a trusted proxy, each from another client address
+    (X-Forwarded-For): 14 wrong passwords, then the right one shows the lockout page, not the queue."""
+    import ipaddress
+
+    from axes.models import AccessAttempt
+
+    settings.DOCLOOP_TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1")]
+    for attempt in range(15):
+        page.set_extra_http_headers({"X-Forwarded-For": f"203.0.113.{attempt}"})
+        page.goto("/accounts/login/")
+        page.fill("#id_username", reviewer.get_username())
+        page.fill("#id_password", "secret-pass-123" if attempt == 14 else f"wrong-{attempt}")
+        page.click("main form button[type=submit]")
+        page.wait_for_load_state()
+    expect(page.locator("#locked-out")).to_contain_text("logging in to it is blocked for 15 minutes, from any address")
+    assert page.url.endswith("/accounts/login/")
+    assert AccessAttempt.objects.filter(username=reviewer.get_username()).count() == 15  # one row per address
 
 
 def test_a_user_without_a_role_is_told_so_on_the_page_they_land_on(page, log_in, stranger):
