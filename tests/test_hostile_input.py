@@ -421,6 +421,9 @@ def _form_routes(w) -> dict[str, tuple[str, str, list[str]]]:
         "training:start": (reverse("training:start"), "admin",
                            ["task", "dataset", "epochs", "batch_size", "learning_rate", "max_length", "seed"]),
         "training:dataset-upload": (reverse("training:dataset-upload"), "admin", ["file", "task", "sheet", "name"]),
+        "training:dataset-build": (reverse("training:dataset-build"), "admin",
+                                   ["task", "labels", "reviewed_before", "document_ids", "name", "seed",
+                                    "validation_fraction", "test_fraction", "finish_accepted", "finish_weight"]),
         "training:evaluation-set-create": (reverse("training:evaluation-set-create"), "admin",
                                            ["task", "documents", "size"]),
     }
@@ -435,7 +438,7 @@ def _form_routes(w) -> dict[str, tuple[str, str, list[str]]]:
 
 FORM_ROUTES = ["annotation:add", "annotation:accept-above", "annotation:revert", "annotation:labels",
                "annotation:labels-merge", "annotation:class-set", "documents:upload", "training:start",
-               "training:dataset-upload", "training:evaluation-set-create"] + [f"annotation:action-{a}" for a in
+               "training:dataset-upload", "training:dataset-build", "training:evaluation-set-create"] + [f"annotation:action-{a}" for a in
                                               ("accept", "reject", "relabel", "resize", "delete", "revert")] + \
               ["annotation:class-action-accept", "annotation:class-action-reject"]
 HOSTILE_VALUES = {
@@ -631,7 +634,7 @@ NO_INPUT = {"annotation:presence", "annotation:finish", "annotation:undo", "trai
             "set_language"}
 COVERED = {"annotation:add", "annotation:accept-above", "annotation:revert", "annotation:labels",
            "annotation:label-edit", "annotation:labels-merge", "annotation:class-set", "annotation:class-action",
-           "annotation:action", "documents:upload", "training:start", "training:dataset-upload",
+           "annotation:action", "documents:upload", "training:start", "training:dataset-upload", "training:dataset-build",
            "training:api-datasets", "training:api-dataset-validate", "training:api-dataset-build", "feedback",
            "training:evaluation-set-create",
            "labelstudio:setup", "labelstudio:predict", "labelstudio:webhook"}

@@ -11,6 +11,7 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -27,7 +28,7 @@ from lib.inputs import (
 from lib.roles import is_admin, is_reviewer
 from training.api import api_error, api_view
 from training.dataset_builder import FINISH_TREATMENTS, DatasetFilters
-from training.forms import DatasetUploadForm
+from training.forms import DatasetBuildForm, DatasetUploadForm
 from training.models import Dataset, Task
 from training.selectors import dataset_list, dataset_preview
 from training.services.datasets import (
@@ -49,7 +50,8 @@ FORMATS = {
 # Pages ------------------------------------------------------------------------------------------------------
 
 def _list_context(**extra) -> dict:
-    return {"datasets": dataset_list()[:100], "form": DatasetUploadForm(), **extra}
+    return {"datasets": dataset_list()[:100], "form": DatasetUploadForm(), "build_form": DatasetBuildForm(),
+            **extra}
 
 
 @require_GET
@@ -97,6 +99,42 @@ def dataset_upload_page(request):
 
         return HttpResponseClientRedirect(url)
     return redirect(url)
+
+
+@require_POST
+@admin_required
+@vary_on_headers("HX-Request")
+def dataset_build_page(request):
+    """Snapshot the reviewed documents with the filters of `manage.py build_dataset` (the datasets page's
+    form): on to the dataset's page, or the form again with each problem beside its field (422)."""
+    form = DatasetBuildForm(request.POST)
+    template = "training/datasets.html"
+    if request.htmx:
+        template += "#dataset-build"
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            dataset, created = dataset_build(
+                task=data["task"], filters=form.filters(), user=request.user, seed=data["seed"], name=data["name"],
+                validation_fraction=data["validation_fraction"], test_fraction=data["test_fraction"])
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            if created:
+                count = dataset.statistics.get("documents", 0)
+                messages.success(request, ngettext("Dataset #%(id)s was built from %(count)d reviewed document.",
+                                                   "Dataset #%(id)s was built from %(count)d reviewed documents.",
+                                                   count) % {"id": dataset.pk, "count": count})
+            else:
+                messages.info(request, _("This content is already dataset #%(id)s; nothing new was stored.")
+                              % {"id": dataset.pk})
+            url = reverse("training:dataset", args=[dataset.pk])
+            if request.htmx:
+                from django_htmx.http import HttpResponseClientRedirect
+
+                return HttpResponseClientRedirect(url)
+            return redirect(url)
+    return render(request, template, _list_context(build_form=form), status=422)
 
 
 @require_GET

@@ -1,8 +1,12 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from lib.inputs import InputError, id_list_field, moment_field, text_list_field
+from training.dataset_builder import FINISH_EXCLUDE, FINISH_KEEP, FINISH_WEIGHT, DatasetFilters
 from training.ml.hyperparameters import HYPERPARAMETERS
+from training.ml.snapshot import SPLIT_SEED, TEST_FRACTION, VALIDATION_FRACTION
 from training.models import Dataset, Task
+from training.services.datasets import finish_treatment_default
 
 LABELS = {
     "epochs": _("epochs"),
@@ -59,3 +63,84 @@ class DatasetUploadForm(forms.Form):
     sheet = forms.CharField(label=_("sheet"), required=False, max_length=100,
                             help_text=_("Default: the first sheet."))
     name = forms.CharField(label=_("name"), required=False, max_length=255)
+
+
+def _api_rule(read, value, name: str):
+    """Check a field as the JSON API checks the same field (lib.inputs): one rule for the page, the API and
+    its callers; the API's message, naming the field as the API does, becomes the form's error."""
+    try:
+        return read({name: value}, name)
+    except InputError as exc:
+        raise forms.ValidationError(str(exc)) from None
+
+
+def _share(value: float) -> float:
+    if not 0 <= value < 1:
+        raise forms.ValidationError(_("A share must be at least 0 and below 1."))
+    return value
+
+
+class DatasetBuildForm(forms.Form):
+    """Snapshot the reviewed documents as a dataset: the filters of `manage.py build_dataset` and of the API's
+    build (training.dataset_views.api_dataset_build), each checked by the same rules."""
+
+    task = forms.ChoiceField(label=_("task"), choices=Task.choices, initial=Task.TOKEN_CLASSIFICATION)
+    labels = forms.CharField(label=_("only these labels"), required=False, max_length=5000,
+                             help_text=_("Entity types (or document classes), separated by commas; empty: all."))
+    reviewed_before = forms.CharField(
+        label=_("reviewed before"), required=False, max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "2025-06-30"}),
+        help_text=_("YYYY-MM-DD or YYYY-MM-DDTHH:MM: only documents reviewed before then, as they were then."))
+    document_ids = forms.CharField(label=_("only these documents"), required=False, max_length=100_000,
+                                   help_text=_("Document ids, separated by commas; empty: every reviewed document."))
+    name = forms.CharField(label=_("name"), required=False, max_length=Dataset._meta.get_field("name").max_length)
+    seed = forms.IntegerField(label=_("split seed"), min_value=0, max_value=2**31 - 1)
+    validation_fraction = forms.FloatField(label=_("validation share"), validators=[_share])
+    test_fraction = forms.FloatField(label=_("test share"), validators=[_share])
+    finish_accepted = forms.ChoiceField(
+        label=_("predictions accepted by finishing a review"),
+        help_text=_("Entities and classes nobody decided on one by one, accepted when a reviewer confirmed "
+                    "“Mark as reviewed”."))
+    finish_weight = forms.FloatField(label=_("their weight in the loss (with “weight them”)"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        finish = finish_treatment_default()
+        self.fields["finish_accepted"].choices = [
+            (FINISH_KEEP, _("keep them as any other")), (FINISH_EXCLUDE, _("leave them out of the loss")),
+            (FINISH_WEIGHT, _("weight them"))]
+        defaults = {"seed": SPLIT_SEED, "validation_fraction": VALIDATION_FRACTION, "test_fraction": TEST_FRACTION,
+                    **finish}
+        for name, value in defaults.items():
+            self.fields[name].initial = value
+
+    def clean_labels(self) -> tuple[str, ...]:
+        return tuple(sorted(set(_api_rule(lambda d, n: text_list_field(d, n, max_length=100),
+                                          self.cleaned_data["labels"], "labels"))))
+
+    def clean_reviewed_before(self):
+        return _api_rule(moment_field, self.cleaned_data["reviewed_before"], "reviewed_before")
+
+    def clean_document_ids(self) -> tuple[int, ...]:
+        return tuple(_api_rule(id_list_field, self.cleaned_data["document_ids"], "document_ids"))
+
+    def clean_finish_weight(self) -> float:
+        weight = self.cleaned_data["finish_weight"]
+        if not 0 < weight < 1:
+            raise forms.ValidationError(_("The weight must be above 0 and below 1."))
+        return weight
+
+    def clean(self):
+        cleaned = super().clean()
+        shares = [cleaned.get("validation_fraction"), cleaned.get("test_fraction")]
+        if None not in shares and sum(shares) >= 1:
+            self.add_error("test_fraction", _("The validation and test shares must leave some documents to "
+                                              "train on."))
+        return cleaned
+
+    def filters(self) -> DatasetFilters:
+        """The DatasetFilters of a valid form."""
+        data = self.cleaned_data
+        return DatasetFilters(labels=data["labels"], reviewed_before=data["reviewed_before"],
+                              document_ids=data["document_ids"], finish_accepted=data["finish_accepted"],
+                              finish_weight=data["finish_weight"])

@@ -34,6 +34,7 @@ urlpatterns = [
     # Datasets: pages, downloads and the JSON API (training.dataset_views)
     path("datasets/", dataset_views.datasets_index, name="datasets"),
     path("datasets/upload/", dataset_views.dataset_upload_page, name="dataset-upload"),
+    path("datasets/build/", dataset_views.dataset_build_page, name="dataset-build"),
     path("datasets/<int:pk>/", dataset_views.dataset_detail, name="dataset"),
     path("datasets/<int:pk>/download/<str:fmt>/", dataset_views.dataset_download, name="dataset-download"),
     path("api/", dataset_views.api_index, name="api-index"),
