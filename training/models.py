@@ -421,6 +421,14 @@ class TrainingWorker(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def is_responding(self) -> bool:
+        """Whether its process still beats: idle or busy, with a heartbeat younger than the stale timeout."""
+        from lib.jobs import stale_cutoff
+
+        return (self.state in (self.State.IDLE, self.State.BUSY) and self.heartbeat_at is not None
+                and self.heartbeat_at >= stale_cutoff())
+
 
 class ModelVersionEvent(models.Model):
     """Who activated (or rolled back to) which version, and which one was active before."""

@@ -293,7 +293,8 @@ def api_workers(request):
     return JsonResponse({
         "registered": [{"name": w.name, "state": w.state, "hostname": w.hostname, "pid": w.pid,
                         "queues": w.queues, "device": w.device, "heartbeat_at": w.heartbeat_at,
-                        "current_job": w.current_job, "revoked": w.revoked_at is not None}
+                        "current_job": w.current_job, "revoked": w.revoked_at is not None,
+                        "responding": w.is_responding}
                        for w in TrainingWorker.objects.all()],
         "processes": rq_workers(),
     })

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,11 +20,12 @@ from glob import glob
 
 from django.conf import settings
 from django.db import close_old_connections, connections
+from rq.exceptions import StopRequested
 from rq.worker import Worker as RQWorker
 
 from lib.jobs import jobs_reap
 from training.models import TrainingWorker
-from training.services.workers import worker_heartbeat
+from training.services.workers import worker_heartbeat, worker_hostname, worker_lost_reason, worker_may_claim
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ class WorkerCompanion(threading.Thread):
         super().__init__(name="docloop-reaper", daemon=True)
         self.rq_worker, self.registered = rq_worker, registered
         self.interval = settings.DOCLOOP_REAP_SECONDS if interval is None else interval
-        self.pid = os.getpid()
+        self.pid, self.hostname = os.getpid(), worker_hostname()
         self.stopping = threading.Event()
 
     def tick(self) -> None:
@@ -44,10 +46,20 @@ class WorkerCompanion(threading.Thread):
                 job_id = self.rq_worker.get_current_job_id() or ""
             except Exception:  # Redis away: the heartbeat still says we live
                 pass
-            worker_heartbeat(worker=self.registered, pid=self.pid, busy=bool(job_id), current_job=job_id)
+            if not worker_heartbeat(worker=self.registered, hostname=self.hostname, pid=self.pid,
+                                    busy=bool(job_id), current_job=job_id):
+                self.token_lost()
+                return
         if settings.DOCLOOP_REAP_SECONDS > 0:
             for row in jobs_reap():
                 logger.warning("reaper: %s", row)
+
+    def token_lost(self) -> None:
+        """Stop the worker: RQ's warm shutdown (SIGTERM) ends it at once when idle, or after the job in hand."""
+        logger.warning("rqworker: %s; this process takes no further job and exits (after its current job, "
+                       "if any)", worker_lost_reason(worker=self.registered))
+        self.stopping.set()
+        os.kill(self.pid, signal.SIGTERM)
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -93,6 +105,34 @@ class Worker(RQWorker):
     """
 
     preload = None  # decided at the first job
+    registered: TrainingWorker | None = None  # set by `manage.py rqworker` for a token-holding worker
+
+    def _may_claim(self) -> bool:
+        try:
+            return worker_may_claim(worker=self.registered, hostname=worker_hostname(), pid=os.getpid())
+        finally:
+            connections.close_all()  # a forked child must not share this process's database sockets
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """A registered worker checks that it still holds its token before each job, and again once a job is
+        dequeued (the token may have been revoked while it waited); if not, the job goes back to the front of
+        its queue for another worker, and this one exits."""
+        if self.registered is not None and not self._may_claim():
+            self._token_lost()
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if result is not None and self.registered is not None and not self._may_claim():
+            job, queue = result
+            with queue.connection.pipeline() as pipe:  # back where it was (RQ moved it to its intermediate list)
+                queue.push_job_id(job.id, pipeline=pipe, at_front=True)
+                pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+                pipe.execute()
+            self._token_lost()
+        return result
+
+    def _token_lost(self):
+        logger.warning("rqworker: %s; no further job taken, exiting", worker_lost_reason(worker=self.registered))
+        connections.close_all()
+        raise StopRequested()
 
     def fork_work_horse(self, job, queue):
         if self.preload is None:

@@ -51,3 +51,11 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def note(path: str, name: str, seconds: float = 0) -> str:
+    """A job that takes `seconds`, then writes its name on a line of `path`: which jobs ran, in order."""
+    time.sleep(seconds)
+    with open(path, "a") as handle:
+        handle.write(name + "\n")
+    return name

@@ -5,13 +5,14 @@ command wins):
   with `manage.py register_worker NAME` in DOCLOOP_WORKER_TOKEN, else it exits with status 2 and a clear
   message before connecting to any queue, so it never takes a job; `default` queue workers need none;
 - a registered worker records its host, process, queues and device (GPU name and memory, or cpu), and
-  refreshes its heartbeat; every worker reaps stale jobs of every kind each DOCLOOP_REAP_SECONDS.
+  refreshes its heartbeat; every worker reaps stale jobs of every kind each DOCLOOP_REAP_SECONDS;
+- one token serves one process: while another live process holds the token, the worker exits with status 2;
+  once its token is revoked (or rotated) it takes no further job and exits (after the job in hand, if any).
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from django.conf import settings
@@ -30,7 +31,13 @@ class Command(RQWorkerCommand):
         sys.exit(2)
 
     def handle(self, *args, **options):
-        from training.services.workers import worker_for_token, worker_started, worker_stopped
+        from training.models import TrainingWorker
+        from training.services.workers import (
+            worker_for_token,
+            worker_hostname,
+            worker_started,
+            worker_stopped,
+        )
         from training.worker_runtime import WorkerCompanion, device_description
 
         queues = list(args) or ["default"]
@@ -48,8 +55,17 @@ class Command(RQWorkerCommand):
             if registered is None:
                 self.refuse(f"{TOKEN_VARIABLE} is not a registered worker token (unknown or revoked); register "
                             "one with `manage.py register_worker NAME`. No job was taken.")
-            worker_started(worker=registered, hostname=settings.DOCLOOP_WORKER_HOST or socket.gethostname(),
-                           pid=os.getpid(), queues=queues, device=device_description())
+            if not worker_started(worker=registered, hostname=worker_hostname(), pid=os.getpid(), queues=queues,
+                                  device=device_description()):
+                holder = TrainingWorker.objects.get(pk=registered.pk)
+                if holder.revoked_at is not None or holder.digest != registered.digest:
+                    self.refuse(f"the token of worker {registered.name} was revoked. No job was taken.")
+                seen = holder.heartbeat_at.isoformat(timespec="seconds") if holder.heartbeat_at else "-"
+                self.refuse(f"worker {registered.name} is already running as {holder.hostname}:{holder.pid} (last "
+                            f"heartbeat {seen}); one token serves one process. "
+                            "Register another worker for a second process (`manage.py register_worker NAME`), "
+                            "or stop that one (a process that died frees the token "
+                            f"{settings.DOCLOOP_JOB_STALE_SECONDS} s after its last heartbeat). No job was taken.")
             self.stdout.write(f"rqworker: registered worker {registered.name} on {', '.join(queues)}")
 
         from django_rq.workers import get_worker
@@ -59,6 +75,7 @@ class Command(RQWorkerCommand):
 
         def get_worker_with_companion(*queue_names, **kwargs):
             worker = original(*queue_names, **kwargs)
+            worker.registered = registered  # training.worker_runtime.Worker checks its token before each job
             if settings.DOCLOOP_REAP_SECONDS > 0 or registered is not None:
                 companion.append(WorkerCompanion(rq_worker=worker, registered=registered,
                                                  interval=settings.DOCLOOP_REAP_SECONDS
@@ -77,4 +94,4 @@ class Command(RQWorkerCommand):
             for thread in companion:
                 thread.stop()
             if registered is not None:
-                worker_stopped(worker=registered, pid=os.getpid())
+                worker_stopped(worker=registered, hostname=worker_hostname(), pid=os.getpid())
