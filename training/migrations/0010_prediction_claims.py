@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("documents", "0007_prediction_pending"),
+        ("documents", "0006_page_text_search_index"),
         ("training", "0009_version_provenance"),
     ]
     operations = [
