@@ -314,7 +314,10 @@ def test_a_killed_adaptation_resumes_from_its_checkpoint_on_another_worker(trans
     assert killed_at.status == "running" and killed_at.attempts == 1 and killed_at.checkpoint
     assert killed_at.progress["step"] < killed_at.progress["total_steps"]
 
-    second = start_worker("training", log=tmp_path / "second.log", DOCLOOP_WORKER_HOST="host-b", **_worker_env(token))
+    # Another host is another registered worker (one token serves one process).
+    _gpu_b, token_b = worker_register(name="gpu-b")
+    second = start_worker("training", log=tmp_path / "second.log", DOCLOOP_WORKER_HOST="host-b",
+                          **_worker_env(token_b))
     try:
         wait_for(lambda: AdaptedBase.objects.filter(pk=adapted.pk, status__in=["published", "failed"]).exists(),
                  timeout=300, what="the resumed adaptation to finish", interval=0.5)

@@ -38,7 +38,10 @@ def test_a_run_whose_worker_was_killed_resumes_from_its_checkpoint_on_another_wo
     killed_at = TrainingRun.objects.get(pk=run.pk)
     assert killed_at.status == "running" and killed_at.attempts == 1 and killed_at.checkpoint
 
-    second = start_worker("training", log=tmp_path / "second.log", DOCLOOP_WORKER_HOST="host-b", **env)
+    # Another host is another registered worker (one token serves one process).
+    _gpu_b, token_b = worker_register(name="gpu-b")
+    second = start_worker("training", log=tmp_path / "second.log", DOCLOOP_WORKER_HOST="host-b",
+                          **{**env, "DOCLOOP_WORKER_TOKEN": token_b})
     try:
         wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).exists(),
                  timeout=300, what="the resumed run to finish", interval=0.5)

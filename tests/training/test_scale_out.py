@@ -33,8 +33,9 @@ def test_four_workers_on_two_hosts_drain_forty_mixed_jobs_exactly_once(transacti
         training_run_enqueue(run=run)
     job_ids = [*queues["default"].job_ids, *queues["training"].job_ids]
     assert len(job_ids) == INGESTIONS + RUNS
-    _gpu, token = worker_register(name="pool")
-    workers = [start_worker("training", "default", log=tmp_path / f"w{k}.log", DOCLOOP_WORKER_TOKEN=token,
+    # One token serves one process (a second process with a live token is refused): a token per worker.
+    tokens = [worker_register(name=f"pool-{k}")[1] for k in range(4)]
+    workers = [start_worker("training", "default", log=tmp_path / f"w{k}.log", DOCLOOP_WORKER_TOKEN=tokens[k],
                             DOCLOOP_WORKER_HOST=host, DOCLOOP_REAP_SECONDS=2)
                for k, host in enumerate(["host-a", "host-a", "host-b", "host-b"])]
     new_docs = Document.objects.filter(original_name__startswith="scale")
@@ -45,7 +46,7 @@ def test_four_workers_on_two_hosts_drain_forty_mixed_jobs_exactly_once(transacti
     finally:
         for worker in workers:
             stop_worker(worker)
-    assert all(worker.returncode in (0, -15) for worker in workers)
+    assert all(worker.returncode in (0, -15) for worker in workers), [worker.returncode for worker in workers]
     documents = list(new_docs.values_list("status", "attempts", "worker"))
     runs = list(TrainingRun.objects.values_list("status", "attempts", "worker", "error"))
     assert [d[:2] for d in documents] == [("ready", 1)] * INGESTIONS
