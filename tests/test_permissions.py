@@ -7,7 +7,7 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-OPEN = {"login", "set_language", "javascript-catalog"}
+OPEN = {"login", "set_language", "javascript-catalog", "favicon"}  # the icon: a redirect to a static file
 
 
 def _urls(patterns, prefix=""):
