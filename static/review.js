@@ -256,7 +256,14 @@
   // Undo: the reviewer's own last change (the server finds it; a later change by someone else is a conflict)
   function undo() {
     const form = $("#undo-form");
-    if (form) { form.requestSubmit(); }
+    if (!form) { return; }
+    if (typeof htmx === "undefined") { form.requestSubmit(); return; }
+    // Through htmx.ajax, as the other keys act: a form swapped in a moment ago may not be processed by htmx
+    // yet, and requestSubmit would then post it the no-JavaScript way (a full page).
+    htmx.ajax("POST", form.getAttribute("action"), {
+      target: "#review-panel", swap: "outerHTML", values: Object.fromEntries(new FormData(form)),
+      headers: { "X-CSRFToken": csrf() },
+    });
   }
 
   // Keyboard ----------------------------------------------------------------------------------------------
