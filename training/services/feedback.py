@@ -296,8 +296,16 @@ def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[in
     return chosen
 
 
+def feedback_seed(*, task: str, parent: ModelVersion, document_ids: list[int]) -> int:
+    """The update's seed, from what it learns (the task, the parent version, the documents' content):
+    the same documents sent to the same version train the same update, whatever the database's ids."""
+    hashes = sorted(Document.objects.filter(pk__in=document_ids).values_list("sha256", flat=True))
+    return zlib.crc32(f"{task}:{parent.task}:{parent.number}:{','.join(hashes)}".encode()) & 0x7FFFFFFF
+
+
 def _replay_documents(*, task: str, exclude: set[int], count: int, seed: int) -> list[int]:
-    pool = list(_learnable(task).exclude(pk__in=exclude).values_list("pk", flat=True))
+    # In a content order (PDF SHA-256), not the database's: the seeded draw depends on the documents only.
+    pool = list(_learnable(task).exclude(pk__in=exclude).order_by("sha256").values_list("pk", flat=True))
     random.Random(seed).shuffle(pool)
     return sorted(pool[:count])
 
@@ -345,9 +353,10 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     # they cover many entity types or classes, not just those of one document.
     replay_count = REPLAY_DOCUMENTS * max(1, round(hp["replay_ratio"] * len(document_ids))) \
         if hp["replay_ratio"] > 0 else 0
+    seed = feedback_seed(task=update.task, parent=parent, document_ids=document_ids)
     replay = _replay_documents(task=update.task, exclude=set(document_ids) | set(validation), count=replay_count,
-                               seed=update.pk)
-    learnt_from = {"documents": document_ids, "events": events, "requests": [r.pk for r in requests],
+                               seed=seed)
+    learnt_from = {"documents": document_ids, "events": events, "requests": [r.pk for r in requests], "seed": seed,
                    "replay_documents": replay, "validation_documents": validation}
     FeedbackUpdate.objects.filter(pk=update.pk).update(learnt_from=learnt_from)
     if not validation:
@@ -368,7 +377,7 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     load_seconds = time.monotonic() - mark
     document_from_row = task_spec(update.task).ml().document_from_row
     to_docs = lambda rows: [document_from_row(row) for row in rows]  # noqa: E731
-    config = ml_feedback.FeedbackConfig(**hp, max_length=predictor.max_length, seed=update.pk)
+    config = ml_feedback.FeedbackConfig(**hp, max_length=predictor.max_length, seed=seed)
     if update.task == Task.TEXT_CLASSIFICATION:
         learn, sent_rows = ml_feedback.update_text_classifier, _class_rows(document_ids)
     else:
@@ -390,7 +399,7 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
         before, after = result["before"], result["after"]
         # The gate full runs pass too (training.services.gates): worse beyond noise, or not.
         gate = gate_judge(task=update.task, candidate=after, reference=before, reference_version=parent,
-                          evaluation_set=evaluation_set, seed=update.pk)
+                          evaluation_set=evaluation_set, seed=seed)
         metrics = {"before": _scores(before), "after": _scores(after), "hyperparameters": hp,
                    **{k: result[k] for k in ("feedback_windows", "replay_windows", "steps", "first_loss",
                                              "last_loss", "seconds")},
@@ -431,7 +440,7 @@ def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, 
             run = TrainingRun.objects.create(
                 task=update.task, kind=TrainingRun.Kind.FEEDBACK, base_model=parent.run.base_model,
                 adapted_base_id=parent.run.adapted_base_id, parent_version=parent,
-                hyperparameters=metrics["hyperparameters"], seed=update.pk,
+                hyperparameters=metrics["hyperparameters"], seed=update.learnt_from.get("seed", update.pk),
                 status=TrainingRun.Status.SUCCEEDED, device=device, created_by=user, started_at=update.started_at,
                 finished_at=now, dataset_stats={"train_documents": update.learnt_from.get("documents", []),
                                                 "eval_documents": update.learnt_from.get("validation_documents", []),

@@ -334,10 +334,18 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
     labels = sorted(set(candidate.get("per_label") or {}) | set(reference.get("per_label") or {}))
     result = gate_compare(reference["per_document"], counts, average=_average(task), labels=labels,
                           tolerance=settings.DOCLOOP_GATE_TOLERANCE, confidence=settings.DOCLOOP_GATE_CONFIDENCE,
-                          samples=settings.DOCLOOP_GATE_BOOTSTRAP_SAMPLES, seed=seed)
+                          samples=settings.DOCLOOP_GATE_BOOTSTRAP_SAMPLES, seed=seed,
+                          min_documents=settings.DOCLOOP_EVAL_MIN_DOCUMENTS)
     figures = {**base, **result, "reference_version": reference_version.number}
     if not result["worse"]:
         return Gate.PASSED, "", figures
+    if result["rule"] == "observed drop":
+        return Gate.REJECTED, _(
+            "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s. On fewer than "
+            "%(floor)d documents the bootstrap cannot tell a fall from noise, so a drop beyond the tolerance of "
+            "%(tolerance).3f is refused. Version %(ref)d stays active.") % {
+            "before": result["reference_f1"], "after": result["candidate_f1"], "ref": reference_version.number,
+            "where": where, "floor": result["min_documents"], "tolerance": result["tolerance"]}, figures
     return Gate.REJECTED, _(
         "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s, beyond noise: a "
         "paired bootstrap over the documents puts the change at %(low)+.3f to %(high)+.3f (%(confidence)d%% "

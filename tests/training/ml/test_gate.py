@@ -70,3 +70,21 @@ def test_the_first_version_floor():
     assert floor_check(span_counts_per_document(gold, predicted))["passed"]
     assert not floor_check(span_counts_per_document(gold, [[] for _ in gold]))["passed"]
     assert not floor_check(span_counts_per_document(gold, predicted), min_f1=0.99)["passed"]
+
+
+def test_on_too_few_documents_a_fall_beyond_the_tolerance_is_refused_by_the_observed_drop():
+    # Three documents, the candidate loses two of its three right answers: F1 0.67 -> 0.33. The bootstrap's
+    # interval reaches above zero (a draw of the one document both get right), so it alone would pass it.
+    reference = [{"A": (1, 1, 1)}, {"A": (1, 1, 1)}, {"A": (0, 1, 1)}]
+    candidate = [{"A": (1, 1, 1)}, {"A": (0, 1, 1)}, {"A": (0, 1, 1)}]
+    alone = gate_compare(reference, candidate, tolerance=0.05)
+    assert alone["high"] >= -0.05 and not alone["worse"]
+    thin = gate_compare(reference, candidate, tolerance=0.05, min_documents=10)
+    assert thin["worse"] and thin["thin"] and thin["rule"] == "observed drop"
+    assert thin["delta"] == pytest.approx(1 / 3 - 2 / 3)
+    # Nothing changed, or a fall within the tolerance: still never refused.
+    assert not gate_compare(reference, reference, tolerance=0.05, min_documents=10)["worse"]
+    assert not gate_compare(reference, candidate, tolerance=0.5, min_documents=10)["worse"]
+    # Enough documents: the bootstrap alone decides.
+    many = gate_compare(reference * 4, candidate * 4, tolerance=0.05, min_documents=10)
+    assert not many["thin"] and many["rule"] == "bootstrap"
