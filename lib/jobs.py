@@ -9,7 +9,9 @@ A job row (a model inheriting `JobRow`) moves queued → running → a final sta
 - **heartbeat**: the running worker refreshes `heartbeat_at` as it goes, every DOCLOOP_JOB_HEARTBEAT_SECONDS
   (a `BackgroundHeartbeat` thread around the whole job, and the job's own `Heartbeat` per step). When the claim is gone (reaped,
   reclaimed by another worker, cancelled) or the worker process that forked this job has died, the
-  heartbeat raises `JobLost` and the job stops without writing its result.
+  heartbeat raises `JobLost` and the job stops without writing its result. A dropped database connection
+  is not a lost claim: the heartbeat reconnects and tries again (lib.db_retry), and `job_release` gives a
+  job that a database blip stopped back to the queue without spending one of its attempts.
 - **reap**: a running row whose heartbeat is older than `DOCLOOP_JOB_STALE_SECONDS` (two missed heartbeats
   and a margin; every worker reaps each DOCLOOP_REAP_SECONDS) is failed with the
   reason and requeued while it has attempts left (`max_attempts`), else left failed; a queued row whose
@@ -35,6 +37,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+
+from lib.db_retry import db_error_is_transient, db_reset, db_retry
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +134,8 @@ def _job_is_gone(job_id: str) -> bool:
         job = Job.fetch(job_id, connection=django_rq.get_connection())
     except NoSuchJobError:
         return True
-    return job.get_status() in {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None}
+    # A job that finished (or failed) while its row is still queued never ran it (a released claim, say).
+    return job.get_status() in {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None}
 
 
 def job_retry(lifecycle: Lifecycle, pk: int, *, from_statuses: tuple[str, ...] = (), enqueue: bool = True,
@@ -182,8 +187,9 @@ class Heartbeat:
         if not force and now - self.last < self.interval:
             return
         self.last = now
-        if not job_owned(self.lifecycle, self.pk, worker=self.worker).update(heartbeat_at=timezone.now(),
-                                                                            **fields):
+        owned = job_owned(self.lifecycle, self.pk, worker=self.worker)
+        if not db_retry(lambda: owned.update(heartbeat_at=timezone.now(), **fields),
+                        what=f"heartbeat of {self.lifecycle.name} {self.pk}"):
             raise JobLost(f"{self.lifecycle.name} {self.pk} is no longer claimed by {self.worker}")
 
 
@@ -210,10 +216,19 @@ class BackgroundHeartbeat:
             while not self.stopping.wait(self.interval):
                 if os.getppid() != self.parent:
                     return
-                if not self.lifecycle.model.objects.filter(
-                        pk__in=self.pks, status=self.lifecycle.running, worker=self.worker).update(
-                        heartbeat_at=timezone.now()):
-                    return
+                try:
+                    if not self.lifecycle.model.objects.filter(
+                            pk__in=self.pks, status=self.lifecycle.running, worker=self.worker).update(
+                            heartbeat_at=timezone.now()):
+                        return
+                except Exception as exc:
+                    if not db_error_is_transient(exc):
+                        raise
+                    # The connection dropped: reconnect at the next beat (a miss or two is within the
+                    # stale threshold; a database away for longer gets the job reaped, as it should).
+                    logger.warning("heartbeat of %s %s: database connection lost (%s); reconnecting",
+                                   self.lifecycle.name, self.pk, exc)
+                    db_reset()
         except Exception:
             logger.exception("background heartbeat of %s %s stopped", self.lifecycle.name, self.pk)
         finally:
@@ -227,6 +242,30 @@ class BackgroundHeartbeat:
         self.stopping.set()
         self.thread.join(timeout=self.interval + 5)
         return False
+
+
+def job_release(lifecycle: Lifecycle, pk: int, *, worker: str, reason: str) -> bool:
+    """Give a row that `worker` holds back to the queue after a transient database error stopped its job,
+    with the attempt it spent given back: a database blip is not the job's failure. The next worker resumes
+    it as after a requeue (a run from its last checkpoint). Returns whether the row went back (False when
+    the claim is no longer this worker's, or the database stays away: then the reaper requeues it)."""
+
+    def release() -> bool:
+        with transaction.atomic():
+            released = job_owned(lifecycle, pk, worker=worker).filter(attempts__gt=0).update(
+                status=lifecycle.queued, worker="", heartbeat_at=None, error=reason, attempts=F("attempts") - 1)
+            if released:
+                job_enqueue(lifecycle, pk)
+        return bool(released)
+
+    try:
+        released = db_retry(release, what=f"release of {lifecycle.name} {pk}")
+    except Exception:
+        logger.exception("could not give %s %s back to the queue; the reaper requeues it", lifecycle.name, pk)
+        return False
+    if released:
+        logger.warning("%s %s: %s", lifecycle.name, pk, reason)
+    return released
 
 
 # Reaping --------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from documents import services as document_services
 from documents.models import Document
 from documents.selectors import document_words
 from lib import jobs
+from lib.db_retry import db_retry
 from training.models import ModelVersion, PredictionClaim
 from training.selectors import model_version_active
 from training.services import predictions
@@ -48,16 +49,52 @@ def documents_ingest(*, documents: list[Document], processes: int, worker: str |
     documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker,
                                                     on_ready=on_ready)
     for document in documents:
-        for claim in predictions.prediction_claims_execute(claim_ids=owed.get(document.pk, []), worker=worker):
+        claims = db_retry(predictions.prediction_claims_execute, claim_ids=owed.get(document.pk, []), worker=worker,
+                          what=f"predictions of document {document.pk}")
+        for claim in claims:
             if claim.status == PredictionClaim.Status.FAILED:  # the text is there: it can be annotated by hand
-                Document.objects.filter(pk=document.pk).update(error=_("Pre-annotation failed: %(reason)s")
-                                                               % {"reason": claim.error})
-                document.refresh_from_db()
+                db_retry(Document.objects.filter(pk=document.pk).update,
+                         error=_("Pre-annotation failed: %(reason)s") % {"reason": claim.error})
+                db_retry(document.refresh_from_db)
     if any(document.status == Document.Status.READY for document in documents):
         from training.services.adaptation import adaptation_after_ingest
 
         adaptation_after_ingest()  # the unlabelled corpus grew: maybe time to adapt the base model again
     return documents
+
+
+def ingestion_release(*, document_id: int, worker: str, error: Exception) -> str:
+    """After a database blip that outlasted the retries (lib.db_retry): the document, if this worker still
+    extracts it, goes back to the queue with its attempt given back; the prediction claims this job created
+    and did not run go onto their own jobs (training.jobs.prediction_claim_execute), so the pre-annotation
+    is not lost. Returns the job's outcome: "released"."""
+    from documents.services import ingestion_lifecycle
+
+    reason = (_("The database connection was lost (%(reason)s); queued again without spending an attempt.")
+              % {"reason": str(error).strip()[:500]})
+    jobs.job_release(ingestion_lifecycle(), document_id, worker=worker, reason=reason)
+    job_id = predictions.current_job_id()
+    if job_id:
+        lifecycle = predictions.prediction_lifecycle()
+
+        def hand_over() -> list[int]:
+            with transaction.atomic():
+                pending = list(PredictionClaim.objects.select_for_update().filter(
+                    document_id=document_id, job_id=job_id, status=PredictionClaim.Status.QUEUED)
+                    .values_list("pk", flat=True))
+                for pk in pending:
+                    jobs.job_enqueue(lifecycle, pk)
+            return pending
+
+        try:
+            pending = db_retry(hand_over, what=f"predictions of document {document_id}")
+        except Exception:
+            logger.exception("could not queue the predictions of document %s; the reaper queues them", document_id)
+        else:
+            if pending:
+                logger.warning("document %s: %d predictions queued on their own jobs after a database blip",
+                               document_id, len(pending))
+    return "released"
 
 
 # The model cache: one loaded predictor per task, kept while its version stays active ----------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 from documents.models import Document
 from documents.services import document_fail
 from lib import jobs
+from lib.db_retry import db_error_is_transient
 from training import ingestion, services
 from training.models import TrainingRun
 
@@ -23,6 +24,8 @@ def document_ingest(document_id: int) -> str:
     except jobs.JobLost:
         return "lost"
     except Exception as exc:
+        if db_error_is_transient(exc):  # a database blip outlasted the retries: not the document's failure
+            return ingestion.ingestion_release(document_id=document_id, worker=worker, error=exc)
         document_fail(document_id=document_id, error=f"{type(exc).__name__}: {exc}", worker=worker)
         raise
 

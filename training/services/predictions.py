@@ -16,7 +16,9 @@ delivery of the job, or a concurrent one, finds nothing left to claim and writes
 written under the document's review lock and only while nobody has marked it reviewed. A worker that dies
 mid-prediction leaves a stale claim that the reaper queues again on its own job
 (training.jobs.prediction_claim_execute) and fails after its attempts; a failed claim keeps the reason, and
-the document stops waiting either way.
+the document stops waiting either way. A dropped database connection is not a failure: the claim's writes
+are retried on a new connection (lib.db_retry), and a claim that a longer blip stopped goes back to the queue
+on its own job with its attempt given back (lib.jobs.job_release), so the pre-annotation is not lost.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from annotation import services as annotation_services
 from annotation.models import Annotation
 from documents.models import Document
 from lib import jobs
+from lib.db_retry import db_error_is_transient, db_retry
 from training.models import ModelVersion, PredictionClaim, Task
 from training.selectors import model_version_active
 from training.tasks import TASKS
@@ -134,37 +137,51 @@ def prediction_claim_execute(*, claim: PredictionClaim, worker: str | None = Non
 
     lifecycle = prediction_lifecycle()
     worker = worker or jobs.worker_name()
-    if not jobs.job_claim(lifecycle, claim.pk, worker=worker):
-        claim.refresh_from_db()
+    if not db_retry(jobs.job_claim, lifecycle, claim.pk, worker=worker, what=f"claim of prediction {claim.pk}"):
+        db_retry(claim.refresh_from_db, what=f"prediction {claim.pk}")
         return claim
-    claim = PredictionClaim.objects.select_related("document", "version").get(pk=claim.pk)
+    claim = db_retry(lambda: PredictionClaim.objects.select_related("document", "version").get(pk=claim.pk),
+                     what=f"prediction {claim.pk}")
     document, version = claim.document, claim.version
     owned = jobs.job_owned(lifecycle, claim.pk, worker=worker)
+
+    def write(prediction) -> None:  # one transaction, retried whole on a new connection after a blip
+        with transaction.atomic():
+            if not owned.select_for_update().exists():
+                raise jobs.JobLost(f"prediction {claim.pk} is no longer claimed by {worker}")
+            if not annotation_services.document_predictions_writable(document=document):
+                owned.update(status=Status.SKIPPED, finished_at=timezone.now(),
+                             error=_("The document was marked reviewed meanwhile; its review stands as it is."))
+            else:
+                if claim.purpose == Purpose.RESCORE and version.task == Task.TOKEN_CLASSIFICATION:
+                    # the old version's undecided entities make way (a predicted class is replaced in place)
+                    annotation_services.annotations_withdraw_predictions(document=document, user=None)
+                written = task_spec(version.task).write(document=document, version=version, prediction=prediction)
+                owned.update(status=Status.DONE, written=written, error="", finished_at=timezone.now())
+
     try:
-        reason = _skip_reason(claim)
+        reason = db_retry(_skip_reason, claim, what=f"prediction {claim.pk}")
         if reason:
-            owned.update(status=Status.SKIPPED, error=reason, finished_at=timezone.now())
+            db_retry(lambda: owned.update(status=Status.SKIPPED, error=reason, finished_at=timezone.now()),
+                     what=f"prediction {claim.pk}")
         else:
             with jobs.BackgroundHeartbeat(lifecycle, claim.pk, worker=worker):
-                prediction = document_predict(document=document, version=version)
-            with transaction.atomic():
-                if not owned.select_for_update().exists():
-                    raise jobs.JobLost(f"prediction {claim.pk} is no longer claimed by {worker}")
-                if not annotation_services.document_predictions_writable(document=document):
-                    owned.update(status=Status.SKIPPED, finished_at=timezone.now(),
-                                 error=_("The document was marked reviewed meanwhile; its review stands as it is."))
-                else:
-                    if claim.purpose == Purpose.RESCORE and version.task == Task.TOKEN_CLASSIFICATION:
-                        # the old version's undecided entities make way (a predicted class is replaced in place)
-                        annotation_services.annotations_withdraw_predictions(document=document, user=None)
-                    written = task_spec(version.task).write(document=document, version=version, prediction=prediction)
-                    owned.update(status=Status.DONE, written=written, error="", finished_at=timezone.now())
+                prediction = db_retry(document_predict, document=document, version=version,
+                                      what=f"words of document {document.pk}")
+            db_retry(write, prediction, what=f"predictions of document {document.pk}")
     except jobs.JobLost:
         logger.info("prediction %s was taken over by another worker", claim.pk)
-    except Exception as exc:  # the document stops waiting; the reason is kept for the review page
-        logger.exception("prediction %s (document %s, %s) failed", claim.pk, document.pk, version)
-        owned.update(status=Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now())
-    claim.refresh_from_db()
+    except Exception as exc:
+        if db_error_is_transient(exc):  # a blip that outlasted the retries: run again later, on its own job
+            jobs.job_release(lifecycle, claim.pk, worker=worker, reason=_(
+                "The database connection was lost (%(reason)s); queued again without spending an attempt.")
+                % {"reason": str(exc).strip()[:500]})
+        else:  # the document stops waiting; the reason is kept for the review page
+            logger.exception("prediction %s (document %s, %s) failed", claim.pk, document.pk, version)
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            db_retry(lambda: owned.update(status=Status.FAILED, error=error, finished_at=timezone.now()),
+                     what=f"prediction {claim.pk}")
+    db_retry(claim.refresh_from_db, what=f"prediction {claim.pk}")
     return claim
 
 
