@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -238,6 +240,13 @@ DOCLOOP_PREDICTIONS_STATE = "training.selectors.document_predictions_state"
 DOCLOOP_MAX_UPLOAD_MB = env_int("DOCLOOP_MAX_UPLOAD_MB", 50)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# docloop's temporary files (lib.tempfiles): job folders named after their process and the uploads too large
+# for memory, in a folder of its own (local to the host), so what a killed process left is removed at the
+# next start: job folders whose process is gone, upload files older than DOCLOOP_UPLOAD_TEMP_STALE_SECONDS.
+DOCLOOP_TEMP_DIR = Path(env_str("DOCLOOP_TEMP_DIR", str(Path(tempfile.gettempdir()) / f"docloop-{os.getuid()}")))
+FILE_UPLOAD_TEMP_DIR = str(DOCLOOP_TEMP_DIR / "uploads")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+DOCLOOP_UPLOAD_TEMP_STALE_SECONDS = env_int("DOCLOOP_UPLOAD_TEMP_STALE_SECONDS", 900)
 DOCLOOP_MAX_PAGES = env_int("DOCLOOP_MAX_PAGES", 2000)
 # Excel datasets: the largest .xlsx accepted, and how far it may expand when unzipped (zip bombs).
 DOCLOOP_MAX_DATASET_MB = env_int("DOCLOOP_MAX_DATASET_MB", 20)
@@ -316,6 +325,14 @@ DOCLOOP_FEEDBACK_BATCH_SIZE = env_int("DOCLOOP_FEEDBACK_BATCH_SIZE", 8)
 DOCLOOP_FEEDBACK_LEARNING_RATE = float(env_str("DOCLOOP_FEEDBACK_LEARNING_RATE", "1e-4"))
 # Replay windows from earlier reviewed documents per window of the documents sent (0 turns replay off).
 DOCLOOP_FEEDBACK_REPLAY_RATIO = float(env_str("DOCLOOP_FEEDBACK_REPLAY_RATIO", "1.0"))
+# A long document gets more steps than DOCLOOP_FEEDBACK_STEPS: DOCLOOP_FEEDBACK_PASSES passes over its windows
+# and their replay, at most DOCLOOP_FEEDBACK_MAX_STEPS (the update's latency). DOCLOOP_FEEDBACK_L2SP pulls the
+# encoder toward the parent's weights (L2-SP) so one document does not make the model forget the others;
+# DOCLOOP_FEEDBACK_WARMUP is the share of steps that warm the learning rate up (training.ml.feedback).
+DOCLOOP_FEEDBACK_PASSES = env_float("DOCLOOP_FEEDBACK_PASSES", 0.0, low=0.0, high=20.0)
+DOCLOOP_FEEDBACK_MAX_STEPS = env_int("DOCLOOP_FEEDBACK_MAX_STEPS", 0)
+DOCLOOP_FEEDBACK_L2SP = env_float("DOCLOOP_FEEDBACK_L2SP", 0.0, low=0.0, high=100.0)
+DOCLOOP_FEEDBACK_WARMUP = env_float("DOCLOOP_FEEDBACK_WARMUP", 0.0, low=0.0, high=0.5)
 # The gate (training.services.gates; issue 17), one rule for full runs and feedback updates: a new version
 # replaces the active one unless, on the task's evaluation set, a paired bootstrap over documents says its
 # F1 is lower by more than the tolerance with this confidence. DOCLOOP_FEEDBACK_TOLERANCE is the old name.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
@@ -9,8 +10,9 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import count
 from multiprocessing.connection import wait
 
 from django.conf import settings
@@ -24,6 +26,8 @@ from django.utils.translation import gettext as _
 from documents.models import Document, Page
 from documents.pdf import ExtractedPage, OcrOptions, PdfError, pdf_extract, pdf_open, pdf_render_page
 from lib import jobs
+from lib.db_retry import db_retry
+from lib.processes import die_with_parent, parent_is_gone
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +128,16 @@ def _read(document: Document) -> bytes:
         return handle.read()
 
 
+def _local_path(document: Document) -> str | None:
+    """The stored PDF's path on this machine's disk (FileSystemStorage), or None (remote storage)."""
+    try:
+        path = document.file.path
+    except NotImplementedError:
+        return None
+    os.stat(path)  # a missing file fails here, as reading it would
+    return path
+
+
 def ocr_options(*, deadline: float | None = None) -> OcrOptions:
     return OcrOptions(enabled=settings.DOCLOOP_OCR_ENABLED, tesseract=settings.DOCLOOP_TESSERACT,
                       tessdata=settings.DOCLOOP_TESSDATA, languages=settings.DOCLOOP_OCR_LANGUAGES,
@@ -131,45 +145,86 @@ def ocr_options(*, deadline: float | None = None) -> OcrOptions:
                       min_chars_per_square_inch=settings.DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH, deadline=deadline)
 
 
-def _extraction_process(conn, max_pages: int, max_words: int) -> None:
-    """A forked extraction process: extract each PDF it is sent, reporting each page as it starts, then
-    the pages (or the reason), until it is sent None. It leads a process group of its own, so stopping it
-    also stops the Tesseract it may be running."""
+def _extraction_task(task: tuple, progress, max_pages: int, max_words: int) -> tuple:
+    """Extract one PDF for the forked extraction process: ("done", seq, pages or the reason). `task` is
+    (seq, the PDF's bytes or a local path, OCR options, the document's budget in seconds); `progress` is
+    the slot's shared [seq, document started, page, page started] (time.monotonic(), the same clock in
+    every process), written as each page starts: no message per page."""
+    seq, data, ocr, budget = task
+
+    def page_started(number: int) -> None:
+        progress[3] = time.monotonic()
+        progress[2] = number
+
+    started = time.monotonic()
+    progress[1] = progress[3] = started
+    progress[2] = 0
+    progress[0] = seq  # last: the parent trusts the times once it sees this document's seq
+    try:
+        if isinstance(data, str):
+            with open(data, "rb") as handle:
+                data = handle.read()
+        ocr = dataclasses.replace(ocr, deadline=started + budget)  # Tesseract's share of the budget
+        result = pdf_extract(data, max_pages=max_pages, max_words=max_words, ocr=ocr, progress=page_started)
+    except PdfError as exc:
+        result = str(exc)
+    except Exception as exc:  # the message is kept for the user; the worker carries on
+        result = f"{type(exc).__name__}: {exc}"
+    return "done", seq, result
+
+
+def _extraction_process(conn, max_pages: int, max_words: int, parent: int, progress=None) -> None:
+    """A forked extraction process: extract each PDF it is sent, in order, reporting each page as it starts
+    in the shared `progress` array, then sending the pages (or the reason), until it is sent None. It leads a process group of its own, so stopping it
+    also stops the Tesseract it may be running. It dies with the process that forked it (`parent`, the
+    ingestion job): at once on Linux (lib.processes.die_with_parent), else within a second of waiting."""
+    die_with_parent(parent)
     os.setpgrp()
     while True:
+        if not conn.poll(1.0):
+            if parent_is_gone(parent):
+                break
+            continue
         task = conn.recv()
         if task is None:
             break
-        data, ocr = task
-        try:
-            result = pdf_extract(data, max_pages=max_pages, max_words=max_words, ocr=ocr,
-                                 progress=lambda number: conn.send(("page", number)))
-        except PdfError as exc:
-            result = str(exc)
-        except Exception as exc:  # the message is kept for the user; the worker carries on
-            result = f"{type(exc).__name__}: {exc}"
-        conn.send(("done", result))
+        conn.send(_extraction_task(task, progress, max_pages, max_words))
     conn.close()
+
+
+# How many PDFs an extraction process holds: the one it reads and the next, so it never waits for this
+# process to store a result before starting the next PDF. Only local paths are queued behind a busy
+# process (a short message); bytes (remote storage) go to an idle one, so sending never blocks on a busy one.
+_SLOT_DEPTH = 2
 
 
 @dataclass
 class _Slot:
-    """One extraction process and the PDF it is working on (index None: idle)."""
+    """One extraction process and the PDFs it holds, oldest (the one it reads) first."""
 
     process: multiprocessing.process.BaseProcess
     conn: object
-    index: int | None = None
-    page: int = 0
-    deadline: float = 0.0  # the document's time budget
-    page_deadline: float = 0.0
+    progress: object  # shared doubles: [seq, document started, page, page started] (see _extraction_task)
+    tasks: deque = field(default_factory=deque)  # (seq, index, is_path)
+    head_since: float = 0.0  # when the oldest PDF became the one it reads (until it reports starting it)
+
+    def timing(self, budget: float, page_budget: float) -> tuple[int, float, float]:
+        """(page, document deadline, page deadline) of the PDF it is reading."""
+        page, page_started = int(self.progress[2]), self.progress[3]
+        if int(self.progress[0]) != self.tasks[0][0]:  # not started yet: count from when it became the head
+            return 0, self.head_since + budget, self.head_since + page_budget
+        return page, self.progress[1] + budget, page_started + page_budget
 
 
 def _slot_start(context, max_pages: int, max_words: int) -> _Slot:
     conn, child = context.Pipe(duplex=True)
-    process = context.Process(target=_extraction_process, args=(child, max_pages, max_words), daemon=True)
+    progress = context.RawArray("d", 4)
+    progress[0] = -1
+    process = context.Process(target=_extraction_process,
+                              args=(child, max_pages, max_words, os.getpid(), progress), daemon=True)
     process.start()
     child.close()
-    return _Slot(process, conn)
+    return _Slot(process, conn, progress)
 
 
 def _slot_stop(slot: _Slot, *, kill: bool) -> None:
@@ -187,64 +242,105 @@ def _slot_stop(slot: _Slot, *, kill: bool) -> None:
     slot.conn.close()
 
 
-def _overrun_reason(slot: _Slot, now: float) -> str:
-    if now >= slot.deadline:
+def _overrun_reason(page: int, deadline: float, now: float) -> str:
+    if now >= deadline:
         return (_("Reading the PDF took longer than its time budget of %(seconds)d seconds (stopped at page "
-                  "%(number)d).") % {"seconds": settings.DOCLOOP_INGEST_SECONDS, "number": max(slot.page, 1)})
+                  "%(number)d).") % {"seconds": settings.DOCLOOP_INGEST_SECONDS, "number": max(page, 1)})
     return (_("Page %(number)d took longer than %(seconds)d seconds to read; the document was stopped.")
-            % {"number": max(slot.page, 1), "seconds": settings.DOCLOOP_INGEST_PAGE_SECONDS})
+            % {"number": max(page, 1), "seconds": settings.DOCLOOP_INGEST_PAGE_SECONDS})
 
 
-def extract_with_budget(payloads: list[bytes], *, processes: int,
+def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
                         on_result: Callable[[int, list[ExtractedPage] | str], None]) -> None:
-    """Extract the PDFs in up to `processes` forked extraction processes and call
-    `on_result(index, pages or reason)` as each finishes. A PDF whose page runs past
+    """Extract the PDFs (bytes, or a local file's path) in up to `processes` forked extraction processes
+    and call `on_result(index, pages or reason)` as each finishes. A PDF whose page runs past
     DOCLOOP_INGEST_PAGE_SECONDS, or whose pages together run past DOCLOOP_INGEST_SECONDS, is stopped: its
-    process (and any Tesseract it started) is killed, the PDF gets the reason, and a new process takes the
-    next PDF. PyMuPDF cannot be interrupted from within; a process can. Extraction needs no database; the
-    caller writes the results."""
+    process (and any Tesseract it started) is killed, the PDF gets the reason, a PDF queued behind it goes
+    to another process, and a new process takes the next PDF. PyMuPDF cannot be interrupted from within; a
+    process can. Extraction needs no database; the caller writes the results.
+
+    `payloads` is read as processes have room (at most two PDFs per process are held), so memory does not
+    grow with the number of PDFs; the processes report their pages through shared memory, and each PDF
+    costs one message each way."""
     context = multiprocessing.get_context("fork")
     max_pages, max_words = settings.DOCLOOP_MAX_PAGES, settings.DOCLOOP_MAX_PAGE_WORDS
     budget, page_budget = settings.DOCLOOP_INGEST_SECONDS, settings.DOCLOOP_INGEST_PAGE_SECONDS
-    pending = deque(enumerate(payloads))
+    source = iter(enumerate(payloads))
+    retry: deque = deque()  # (index, payload) taken back from a process that was stopped
+    held: dict[int, tuple[int, bytes | str]] = {}  # seq -> (index, payload) while a process holds it
+    seqs = count()
     slots: list[_Slot] = []
+
+    def next_payload():
+        return retry.popleft() if retry else next(source, None)
+
+    def assign(slot: _Slot, item) -> None:
+        index, payload = item
+        seq = next(seqs)
+        if not slot.tasks:
+            slot.head_since = time.monotonic()
+        slot.tasks.append((seq, index, isinstance(payload, str)))
+        held[seq] = item
+        slot.conn.send((seq, payload, ocr_options(), budget))
+
+    def stopped(slot: _Slot, reason: str) -> None:
+        """The slot's process is gone: the PDF it was reading gets `reason`, the PDFs queued behind it go
+        back to be read by another process."""
+        slots.remove(slot)
+        seq, index, _is_path = slot.tasks.popleft()
+        del held[seq]
+        for queued_seq, _index, _path in reversed(slot.tasks):
+            retry.appendleft(held.pop(queued_seq))
+        on_result(index, reason)
+
+    item = next_payload()
     try:
-        while pending or any(slot.index is not None for slot in slots):
-            while pending and (len(slots) < max(processes, 1) or any(s.index is None for s in slots)):
-                slot = next((s for s in slots if s.index is None), None)
-                if slot is None:
+        while item is not None or slots and any(slot.tasks for slot in slots):
+            # Hand out PDFs: idle processes first (starting new ones up to `processes`), then a second
+            # (local path) PDF to busy ones.
+            while item is not None:
+                slot = next((s for s in slots if not s.tasks), None)
+                if slot is None and len(slots) < max(processes, 1):
                     slot = _slot_start(context, max_pages, max_words)
                     slots.append(slot)
-                slot.index, data = pending.popleft()
-                now = time.monotonic()
-                slot.page, slot.deadline, slot.page_deadline = 0, now + budget, now + page_budget
-                slot.conn.send((data, ocr_options(deadline=slot.deadline)))
-            busy = {slot.conn: slot for slot in slots if slot.index is not None}
-            soonest = min(min(s.deadline, s.page_deadline) for s in busy.values())
+                if slot is None and isinstance(item[1], str):
+                    slot = next((s for s in slots if len(s.tasks) < _SLOT_DEPTH and s.tasks[-1][2]), None)
+                if slot is None:
+                    break
+                assign(slot, item)
+                item = next_payload()
+            busy = {slot.conn: slot for slot in slots if slot.tasks}
+            timings = {slot.conn: slot.timing(budget, page_budget) for slot in busy.values()}
+            soonest = min(min(deadline, page_deadline) for _page, deadline, page_deadline in timings.values())
             for conn in wait(list(busy), timeout=max(soonest - time.monotonic(), 0)):
                 slot = busy[conn]
                 try:
-                    kind, value = conn.recv()
+                    _kind, seq, value = conn.recv()
                 except (EOFError, OSError):
                     slot.process.join()
-                    kind, value = "done", (_("The extraction process ended unexpectedly (exit code %(code)s) at "
-                                             "page %(number)d.") % {"code": slot.process.exitcode, "number": slot.page})
-                    slots.remove(slot)
                     slot.conn.close()
-                if kind == "page":
-                    slot.page, slot.page_deadline = value, time.monotonic() + page_budget
+                    page = timings[conn][0]
+                    stopped(slot, _("The extraction process ended unexpectedly (exit code %(code)s) at page "
+                                    "%(number)d.") % {"code": slot.process.exitcode, "number": page})
                     continue
-                index, slot.index = slot.index, None
+                head_seq, index, _is_path = slot.tasks.popleft()
+                assert seq == head_seq, (seq, head_seq)
+                del held[seq]
+                slot.head_since = time.monotonic()
                 on_result(index, value)
             now = time.monotonic()
-            for slot in [s for s in slots if s.index is not None and now >= min(s.deadline, s.page_deadline)]:
-                slots.remove(slot)
+            for slot in [s for s in slots if s.tasks]:
+                page, deadline, page_deadline = slot.timing(budget, page_budget)
+                if now < min(deadline, page_deadline):
+                    continue
                 _slot_stop(slot, kill=True)
-                logger.warning("extraction %s stopped at page %s: over its time budget", slot.index, slot.page)
-                on_result(slot.index, _overrun_reason(slot, now))
+                logger.warning("extraction %s stopped at page %s: over its time budget", slot.tasks[0][1], page)
+                stopped(slot, _overrun_reason(page, deadline, now))
+            if item is None:
+                item = next_payload()  # a PDF taken back from a stopped process
     finally:
         for slot in slots:
-            _slot_stop(slot, kill=slot.index is not None)
+            _slot_stop(slot, kill=bool(slot.tasks))
 
 
 def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, worker: str,
@@ -293,18 +389,27 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
     """
     worker = worker or jobs.worker_name()
     claimed = [d for d in documents if document_claim(document=d, worker=worker)]
-    payloads, readable = [], []
-    # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread meanwhile.
-    with jobs.BackgroundHeartbeat(ingestion_lifecycle(), [d.pk for d in claimed], worker=worker):
+    readable: list[Document] = []
+
+    def payloads() -> Iterator[bytes | str]:
+        """Each claimed PDF as the extraction processes have room for it: a local file by its path (the
+        process reads it), a remote one's bytes; memory does not grow with the number of documents."""
         for document in claimed:
             try:
-                payloads.append(_read(document))
-                readable.append(document)
+                payload = _local_path(document) or _read(document)
             except OSError as exc:
                 _extraction_store(document, str(exc), worker=worker)
-        extract_with_budget(payloads, processes=processes,
-                            on_result=lambda index, result: _extraction_store(readable[index], result,
-                                                                              worker=worker, on_ready=on_ready))
+                continue
+            readable.append(document)
+            yield payload
+
+    # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread meanwhile.
+    with jobs.BackgroundHeartbeat(ingestion_lifecycle(), [d.pk for d in claimed], worker=worker):
+        # A dropped database connection while storing is retried on a new one (the store is one transaction).
+        extract_with_budget(payloads(), processes=processes,
+                            on_result=lambda index, result: db_retry(
+                                _extraction_store, readable[index], result, worker=worker, on_ready=on_ready,
+                                what=f"pages of document {readable[index].pk}"))
     for document in documents:
         document.refresh_from_db()
     return documents

@@ -24,6 +24,8 @@ from rq.exceptions import StopRequested
 from rq.worker import Worker as RQWorker
 
 from lib.jobs import jobs_reap
+from lib.processes import die_with_parent
+from lib.tempfiles import temp_clean
 from training.models import TrainingWorker
 from training.services.workers import worker_heartbeat, worker_hostname, worker_lost_reason, worker_may_claim
 
@@ -53,6 +55,7 @@ class WorkerCompanion(threading.Thread):
         if settings.DOCLOOP_REAP_SECONDS > 0:
             for row in jobs_reap():
                 logger.warning("reaper: %s", row)
+        temp_clean()  # what a killed job or request left in docloop's temporary folder
 
     def token_lost(self) -> None:
         """Stop the worker: RQ's warm shutdown (SIGTERM) ends it at once when idle, or after the job in hand."""
@@ -105,6 +108,7 @@ class Worker(RQWorker):
     """
 
     preload = None  # decided at the first job
+    forked_by: int | None = None  # this worker's pid, for the work horse to die with it
     registered: TrainingWorker | None = None  # set by `manage.py rqworker` for a token-holding worker
 
     def _may_claim(self) -> bool:
@@ -146,6 +150,12 @@ class Worker(RQWorker):
         connections.close_all()
         raise StopRequested()
 
+    def main_work_horse(self, job, queue):
+        """The forked work horse dies with this worker (lib.processes): a SIGKILLed worker leaves no job
+        running on unseen, and its extraction processes follow the work horse in turn."""
+        die_with_parent(self.forked_by)
+        super().main_work_horse(job, queue)
+
     def fork_work_horse(self, job, queue):
         if self.preload is None:
             self.preload = settings.DOCLOOP_WORKER_PRELOAD and preload_is_safe()
@@ -158,4 +168,5 @@ class Worker(RQWorker):
                 logger.exception("could not preload the active models; the job will load them")
             finally:
                 connections.close_all()  # a forked child must not share this process's database sockets
+        self.forked_by = os.getpid()
         super().fork_work_horse(job, queue)

@@ -1,6 +1,7 @@
 """Issue 18 (faults): a job whose worker was killed is requeued within two missed heartbeats (plus one reap
 round) and finished by another worker, while a live job in one long step, beating from its background
-thread, is never reaped. Real `manage.py rqworker` processes, the real ingestion job and lifecycle."""
+thread, is never reaped; the killed worker's work horse and extraction process die with it. Real
+`manage.py rqworker` processes, the real ingestion job and lifecycle."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from documents.models import Document
 from documents.services import document_upload
-from tests.training.slow_jobs import descendants, kill_all
+from tests.training.slow_jobs import alive, descendants, kill_all
 from tests.training.workers import BASE, start_worker, stop_worker, wait_for
 
 # Small settings keep the tests fast; the defaults are checked below.
@@ -75,6 +76,9 @@ def test_a_killed_workers_job_is_requeued_and_finished_by_another_worker_within_
         os.kill(first.pid, signal.SIGKILL)
         killed = time.monotonic()
         first.wait()
+        # Children die with their parent: nothing of the killed worker runs on (lib.processes).
+        wait_for(lambda: not any(alive(pid) for pid in orphans), timeout=10,
+                 what="the work horse and its extraction process to die with their worker")
         wait_for(lambda: Document.objects.filter(pk=document.pk, status__in=["ready", "failed"]).exists(),
                  timeout=60, what="the second worker to finish the document", interval=0.2)
         elapsed = time.monotonic() - killed

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from django.utils.translation import gettext as _
 
 from documents.models import Document, Page
 from lib import jobs
+from lib.tempfiles import job_tempdir
 from training.artefacts import artefact_delete, artefact_upload
 from training.models import AdaptedBase
 from training.selectors import adaptation_corpus_size, adaptation_due
@@ -275,7 +275,7 @@ def _adapt(adapted: AdaptedBase, *, worker: str, lifecycle: jobs.Lifecycle) -> N
         owned.update(checkpoint=location, checkpoint_step=info["step"])
         logger.info("adaptation %s: checkpoint of step %d stored", adapted.pk, info["step"])
 
-    with tempfile.TemporaryDirectory(prefix=f"docloop-adapt{adapted.pk}-") as tmp:
+    with job_tempdir(f"adapt{adapted.pk}-") as tmp:
         output, local_checkpoint = Path(tmp) / "model", Path(tmp) / "checkpoint"
         resumed = checkpoint_download(location=location, local_dir=local_checkpoint) if adapted.checkpoint else None
         if resumed:

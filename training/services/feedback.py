@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import random
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -38,6 +37,7 @@ from django.utils.translation import gettext as _
 from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, DocumentClassification
 from documents.models import Document
 from lib import jobs
+from lib.tempfiles import job_tempdir
 from training.artefacts import artefact_delete, artefact_upload
 from training.models import FeedbackRequest, FeedbackUpdate, Gate, ModelVersion, Task, TrainingRun
 from training.selectors import model_version_active, reviewed_documents
@@ -74,7 +74,9 @@ def feedback_config() -> dict:
     """The update's hyperparameters, from the DOCLOOP_FEEDBACK_* settings."""
     return {"steps": settings.DOCLOOP_FEEDBACK_STEPS, "batch_size": settings.DOCLOOP_FEEDBACK_BATCH_SIZE,
             "learning_rate": settings.DOCLOOP_FEEDBACK_LEARNING_RATE,
-            "replay_ratio": settings.DOCLOOP_FEEDBACK_REPLAY_RATIO}
+            "replay_ratio": settings.DOCLOOP_FEEDBACK_REPLAY_RATIO, "passes": settings.DOCLOOP_FEEDBACK_PASSES,
+            "max_steps": settings.DOCLOOP_FEEDBACK_MAX_STEPS, "l2sp": settings.DOCLOOP_FEEDBACK_L2SP,
+            "warmup_ratio": settings.DOCLOOP_FEEDBACK_WARMUP}
 
 
 def _lock_task(task: str) -> None:
@@ -387,7 +389,7 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     if not validation_rows:
         raise ValueError(_("There are no reviewed documents to validate on besides the ones sent; the "
                            "guardrail cannot compare versions."))
-    with tempfile.TemporaryDirectory(prefix=f"docloop-feedback{update.pk}-") as tmp:
+    with job_tempdir(f"feedback{update.pk}-") as tmp:
         output = Path(tmp) / "model"
         result = learn(
             model=predictor.model, tokenizer=predictor.tokenizer, output_dir=output,

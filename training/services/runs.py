@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from lib import jobs
+from lib.db_retry import db_error_is_transient, db_retry
+from lib.tempfiles import job_tempdir
 from training.ml.hyperparameters import DEFAULTS, HYPERPARAMETERS, hyperparameters_invalid
 from training.models import AdaptedBase, Dataset, EpochMetric, Task, TrainingRun
 from training.selectors import adapted_base_newest, reviewed_documents
@@ -123,19 +124,27 @@ def training_run_execute(*, run: TrainingRun, worker: str | None = None) -> Trai
             with jobs.BackgroundHeartbeat(lifecycle, run.pk, worker=worker):
                 _train(run, worker=worker, lifecycle=lifecycle)
         except jobs.JobLost as exc:
-            status = TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+            status = db_retry(lambda: TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first(),
+                              what=f"status of run {run.pk}")
             if status == TrainingRun.Status.CANCELLED:
                 logger.info("run %s cancelled; stopped", run.pk)
                 checkpoint_delete(location=checkpoint_location(run_id=run.pk))
             else:
                 logger.warning("run %s stopped: %s", run.pk, exc)
         except Exception as exc:
-            logger.exception("training run %s failed", run.pk)
-            # Our own ValueErrors are messages for the user; anything else keeps its type for diagnosis.
-            error = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
-            jobs.job_owned(lifecycle, run.pk, worker=worker).update(
-                status=TrainingRun.Status.FAILED, error=error[:4000], finished_at=timezone.now())
-    run.refresh_from_db()
+            if db_error_is_transient(exc):  # a database blip outlasted the retries: not the run's failure
+                logger.warning("run %s stopped: the database connection was lost (%s)", run.pk, exc)
+                jobs.job_release(lifecycle, run.pk, worker=worker, reason=_(
+                    "The database connection was lost (%(reason)s); queued again without spending an attempt.")
+                    % {"reason": str(exc).strip()[:500]})
+            else:
+                logger.exception("training run %s failed", run.pk)
+                # Our own ValueErrors are messages for the user; anything else keeps its type for diagnosis.
+                error = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
+                db_retry(lambda: jobs.job_owned(lifecycle, run.pk, worker=worker).update(
+                    status=TrainingRun.Status.FAILED, error=error[:4000], finished_at=timezone.now()),
+                    what=f"failure of run {run.pk}")
+    db_retry(run.refresh_from_db, what=f"run {run.pk}")
     return run
 
 
@@ -265,7 +274,8 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
 
     def on_epoch(record: dict) -> None:
         heartbeat(force=True)
-        EpochMetric.objects.update_or_create(run=run, epoch=record["epoch"], defaults={
+        db_retry(EpochMetric.objects.update_or_create, what=f"metrics of run {run.pk}", run=run,
+                 epoch=record["epoch"], defaults={
             "train_loss": record["train_loss"], "eval_loss": record["eval_loss"],
             "precision": record["precision"], "recall": record["recall"], "f1": record["f1"],
             "macro_f1": record.get("macro_f1"), "coverage": record.get("coverage"),
@@ -275,12 +285,12 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     def on_checkpoint(info: dict) -> None:
         heartbeat(force=True)  # a worker that lost the run writes no checkpoint over the new owner's
         checkpoint_upload(local_dir=Path(info["directory"]), files=info["files"], location=location)
-        jobs.job_owned(lifecycle, run.pk, worker=worker).update(checkpoint=location,
-                                                                checkpoint_epoch=info["epoch"])
+        db_retry(lambda: jobs.job_owned(lifecycle, run.pk, worker=worker).update(
+            checkpoint=location, checkpoint_epoch=info["epoch"]), what=f"checkpoint of run {run.pk}")
         logger.info("checkpoint of %sepoch %d stored", "refit " if info.get("phase") == "refit" else "",
                     info["epoch"])
 
-    with tempfile.TemporaryDirectory(prefix=f"docloop-run{run.pk}-") as tmp:
+    with job_tempdir(f"run{run.pk}-") as tmp:
         documents = _documents_without(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
                                        held=held, cache_dir=Path(tmp) / "cache")
         output = Path(tmp) / "model"
@@ -300,6 +310,8 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         metrics.update(epoch=final["epoch"], epochs_run=len(result["history"]),
                        stopped_early=bool(result.get("stopped_early")), device=result.get("device"),
                        refit_epochs=result.get("refit_epochs", 0))
+        metrics.update({k: result[k] for k in ("refit_continued", "epochs_planned", "validation_entities",
+                                               "validation_trusted") if k in result})
         heartbeat(force=True)
         gate = gate_scores_for_run(run=run, model_dir=output, evaluation_set=evaluation_set,
                                    fallback_documents=documents["validation"])

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from lib import jobs
+from lib.tempfiles import job_tempdir
 from training.artefacts import artefact_delete, artefact_upload
 from training.models import GATED, Gate, ModelVersion, ModelVersionEvent, TrainingRun
 
@@ -132,8 +133,6 @@ def model_version_zip(*, version: ModelVersion, handle) -> None:
 def model_version_evaluate(*, version: ModelVersion, dataset, split: str | None = None) -> dict:
     """Score a version on a dataset snapshot's test split (its validation split when it has no test
     split, or `split`): the same metrics as the runs' epochs, from the reloaded artefact's predictions."""
-    import tempfile
-
     from training.artefacts import artefact_local_dir
     from training.ml.data import snapshot_documents
     from training.services.datasets import dataset_local_file
@@ -142,7 +141,7 @@ def model_version_evaluate(*, version: ModelVersion, dataset, split: str | None 
     if dataset.task != version.task:
         raise ValueError(f"dataset {dataset.pk} is for {dataset.task}, version {version.number} for {version.task}")
     ml = task_spec(version.task).ml()
-    with tempfile.TemporaryDirectory(prefix="docloop-evaluate-") as tmp:
+    with job_tempdir("evaluate-") as tmp:
         documents = snapshot_documents(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
                                        cache_dir=tmp)
     split = split or ("test" if documents.get("test") else "validation")

@@ -68,6 +68,10 @@ class Command(RQWorkerCommand):
                             f"{settings.DOCLOOP_JOB_STALE_SECONDS} s after its last heartbeat). No job was taken.")
             self.stdout.write(f"rqworker: registered worker {registered.name} on {', '.join(queues)}")
 
+        from lib.tempfiles import temp_clean
+
+        temp_clean()  # what a killed worker's jobs (or a killed upload request) left behind
+
         from django_rq.workers import get_worker
 
         original = get_worker
