@@ -103,7 +103,7 @@ def document_upload(*, data: bytes, name: str, user: AbstractBaseUser | None = N
         pending = True
     else:
         pending = jobs.job_retry(ingestion_lifecycle(), document.pk, enqueue=enqueue)
-    if pending:
+    if pending and (enqueue or not created):  # a new row not queued is as it was saved
         document.refresh_from_db()
     return Upload(document=document, created=created, pending=pending)
 
@@ -344,14 +344,14 @@ def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
 
 
 def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, worker: str,
-                      on_ready: Callable[[Document], None] | None = None) -> Document:
+                      on_ready: Callable[[Document], None] | None = None) -> None:
     """Write the pages (or the reason extraction failed) in one transaction, if the claim is still ours;
-    `on_ready` runs inside that transaction once the document is marked ready."""
+    `on_ready` runs inside that transaction once the document is marked ready. `document` is not
+    refreshed (documents_extract refreshes them all at the end, in one query)."""
     owned = jobs.job_owned(ingestion_lifecycle(), document.pk, worker=worker)
     if isinstance(result, str):
         owned.update(status=Document.Status.FAILED, error=result)
-        document.refresh_from_db()
-        return document
+        return
     with transaction.atomic():
         if not owned.select_for_update().exists():
             raise jobs.JobLost(f"document {document.pk} was claimed by another worker")
@@ -367,8 +367,6 @@ def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, 
         owned.update(status=Document.Status.READY, error="", page_count=len(result), word_count=start)
         if on_ready is not None:
             on_ready(document)
-    document.refresh_from_db()
-    return document
 
 
 def document_extract(*, document: Document, worker: str | None = None) -> Document:
@@ -388,7 +386,8 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
     pre-annotation it owes, training.services.predictions), so nothing sees the document ready without it.
     """
     worker = worker or jobs.worker_name()
-    claimed = [d for d in documents if document_claim(document=d, worker=worker)]
+    with transaction.atomic():  # one commit for the claims (each is its own conditional UPDATE)
+        claimed = [d for d in documents if document_claim(document=d, worker=worker)]
     readable: list[Document] = []
 
     def payloads() -> Iterator[bytes | str]:
@@ -410,9 +409,20 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
                             on_result=lambda index, result: db_retry(
                                 _extraction_store, readable[index], result, worker=worker, on_ready=on_ready,
                                 what=f"pages of document {readable[index].pk}"))
-    for document in documents:
-        document.refresh_from_db()
+    documents_refresh(documents)
     return documents
+
+
+def documents_refresh(documents: list[Document]) -> None:
+    """refresh_from_db() for many documents in one query."""
+    fresh = Document.objects.in_bulk([document.pk for document in documents])
+    fields = [f.attname for f in Document._meta.concrete_fields]
+    for document in documents:
+        row = fresh.get(document.pk)
+        if row is None:
+            document.refresh_from_db()  # gone: raises DoesNotExist, as refreshing it alone would
+        for name in fields:
+            setattr(document, name, getattr(row, name))
 
 
 def document_fail(*, document_id: int, error: str, worker: str) -> None:

@@ -13,6 +13,9 @@ from training.ingestion import documents_ingest
 
 class Command(BaseCommand):
     help = "Upload PDFs: extract words and boxes and pre-annotate with the active model. Prints id<TAB>status."
+    # A bulk import runs no system checks (`manage.py check` and the servers do): they import every URL
+    # and view, a quarter of a second of start-up on every run (docs/performance.md, ingestion).
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="+", type=Path)
@@ -38,9 +41,11 @@ class Command(BaseCommand):
         if pending:
             documents_ingest(documents=pending, processes=max(1, processes))
         failures = 0
+        ingested = {id(document) for document in pending}  # refreshed by documents_ingest already
         for line in lines:
             if isinstance(line, Document):
-                line.refresh_from_db()
+                if id(line) not in ingested:
+                    line.refresh_from_db()
                 text = f"{line.pk}\t{line.status}"
                 if line.status == Document.Status.FAILED:
                     text += f"\t{line.error}"
