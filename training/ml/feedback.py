@@ -46,16 +46,30 @@ from training.ml.windows import IGNORE
 
 @dataclass
 class FeedbackConfig:
+    # The fewest optimizer steps of an update; a long document gets more (`passes`, up to `max_steps`).
     steps: int = 30
     batch_size: int = 8
     learning_rate: float = 1e-4
+    # Passes over the windows sent (plus their replay) that an update aims at, so that a full-length
+    # document is learnt whole rather than sampled by a fixed number of steps; bounded by `max_steps`
+    # (the update's latency). 0: exactly `steps`.
+    passes: float = 0.0
+    max_steps: int = 0
+    # L2-SP (Li et al., 2018): a penalty of l2sp/2 × the squared distance of the encoder's weights from the
+    # parent's, added to the loss, so that a few steps on one document move the model toward it without
+    # forgetting what it knew (0: off). New head rows are free; the known rows are held like the encoder.
+    l2sp: float = 0.0
+    # Share of the steps spent warming the learning rate up from zero (then a linear decay to zero).
+    warmup_ratio: float = 0.0
     # Replay windows per window of the documents sent (drawn from earlier reviewed documents).
     replay_ratio: float = 1.0
     max_length: int = 64
     seed: int = 42
     # The classifier head learns this many times faster than the encoder: a few steps must be enough
-    # for a new entity type, while the encoder (most of the earlier knowledge) moves little.
+    # for a new entity type, while the encoder (most of the earlier knowledge) moves little. With
+    # `head_lr_only_new`, only when the update adds labels (a trained head otherwise moves like the rest).
     head_lr_multiplier: float = 10.0
+    head_lr_only_new: bool = False
     # Leave the embedding matrix as it is: a third of the parameters, slow to update, little to gain.
     freeze_embeddings: bool = True
     cpu_bf16: bool = True  # bf16 mixed precision on CPUs that compute it natively (training.ml.device)
@@ -108,35 +122,64 @@ def _items(tokenizer, docs: Sequence[TokenDocument], *, max_length: int, label2i
     return items
 
 
+def update_steps(config: FeedbackConfig, pool_size: int) -> int:
+    """How many optimizer steps an update of `pool_size` windows (sent + replay) trains: `passes` over
+    them, at least `steps` and at most `max_steps` (when set)."""
+    steps = config.steps
+    if config.passes > 0:
+        steps = max(steps, math.ceil(config.passes * pool_size / max(config.batch_size, 1)))
+    if config.max_steps > 0:
+        steps = min(steps, max(config.max_steps, config.steps))
+    return max(steps, 1)
+
+
+def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
+    warmup = int(warmup_ratio * total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, 1.0 - (step - warmup) / max(total - warmup, 1))
+    return factor
+
+
 def _train(child, pool: list[dict], collate, *, config: FeedbackConfig, device: torch.device,
-           on_step: Callable[[dict], None] | None) -> list[float]:
-    """`config.steps` AdamW steps on batches drawn from `pool` (the head at head_lr_multiplier × the
-    learning rate, the embeddings frozen when asked, linear decay); the losses."""
+           on_step: Callable[[dict], None] | None, new_labels: bool = True) -> list[float]:
+    """`update_steps` AdamW steps on batches drawn from `pool` (the head at head_lr_multiplier × the
+    learning rate, the embeddings frozen when asked, warm-up then linear decay, the L2-SP pull toward
+    the starting weights when asked); the losses."""
     if config.freeze_embeddings:
         for name, parameter in child.named_parameters():
             if ".embeddings." in f".{name}":
                 parameter.requires_grad = False
+    total_steps = update_steps(config, len(pool))
     trainable = [p for p in child.parameters() if p.requires_grad]
     head = [p for name, p in child.named_parameters() if p.requires_grad and name.startswith("classifier.")]
     body = [p for name, p in child.named_parameters() if p.requires_grad and not name.startswith("classifier.")]
+    head_multiplier = config.head_lr_multiplier if new_labels or not config.head_lr_only_new else 1.0
     optimizer = adamw([{"params": body, "lr": config.learning_rate},
-                       {"params": head, "lr": config.learning_rate * config.head_lr_multiplier}],
+                       {"params": head, "lr": config.learning_rate * head_multiplier}],
                       device=device, weight_decay=0.0)
+    # The starting point of the L2-SP penalty: the encoder as the parent left it (the head's shape may
+    # have grown, so it is left free).
+    anchors = [(p, p.detach().clone()) for p in body] if config.l2sp > 0 else []
     dtype = autocast_dtype(device, cpu_bf16=config.cpu_bf16)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / max(config.steps, 1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, config.warmup_ratio))
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(pool, batch_size=min(config.batch_size, len(pool)), shuffle=True, generator=generator,
                         collate_fn=collate)
     losses: list[float] = []
     child.train()
     step = 0
-    while step < config.steps:
+    while step < total_steps:
         for batch in loader:
             batch.pop("word_index", None)
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
                 loss = batch_loss(child, batch)
+            if anchors:
+                loss = loss + config.l2sp / 2 * sum(((p - p0) ** 2).sum() for p, p0 in anchors)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -147,8 +190,8 @@ def _train(child, pool: list[dict], collate, *, config: FeedbackConfig, device: 
             losses.append(loss.item())
             step += 1
             if on_step is not None:
-                on_step({"step": step, "total_steps": config.steps, "loss": losses[-1]})
-            if step >= config.steps:
+                on_step({"step": step, "total_steps": total_steps, "loss": losses[-1]})
+            if step >= total_steps:
                 break
     child.eval()
     for parameter in child.parameters():
@@ -208,7 +251,8 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
     pool, replay = _mix(_items(tokenizer, feedback_docs, max_length=config.max_length, label2id=label2id),
                         _items(tokenizer, replay_docs, max_length=config.max_length, label2id=label2id), config)
     fresh = pool[: len(pool) - len(replay)]
-    losses = _train(child, pool, _collate(tokenizer), config=config, device=device, on_step=on_step)
+    losses = _train(child, pool, _collate(tokenizer), config=config, device=device, on_step=on_step,
+                    new_labels=set(entity_types) != set(known))
     timings["train"] = time.monotonic() - mark
     mark = time.monotonic()
     after = evaluate(child, tokenizer, validation_docs, max_length=config.max_length,
@@ -252,7 +296,7 @@ def update_text_classifier(*, model, tokenizer, output_dir: str | Path, feedback
     pool, replay = _mix(encode(feedback_docs), encode(replay_docs), config)
     fresh = pool[: len(pool) - len(replay)]
     losses = _train(child, pool, text_classification.collate_windows(tokenizer), config=config,
-                    device=device, on_step=on_step)
+                    device=device, on_step=on_step, new_labels=set(classes) != set(known))
     timings["train"] = time.monotonic() - mark
     mark = time.monotonic()
     after = scores(child) if validation_docs else None

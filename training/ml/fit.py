@@ -180,6 +180,18 @@ class _Phase:
         return running / max(steps, 1)
 
 
+def planned_epochs(config, steps_per_epoch: int) -> int:
+    """The search's epoch count: `config.epochs`, capped by a budget of optimizer steps (`max_steps`, 0: none)
+    where the data is large: on many documents a few epochs hold as many steps as twenty on few, and time
+    follows steps. The learning-rate schedule spans the planned epochs, so it decays within the budget
+    instead of being cut while still high. At least one epoch."""
+    epochs = int(config.epochs)
+    max_steps = int(getattr(config, "max_steps", 0) or 0)
+    if max_steps > 0:
+        epochs = min(epochs, max(1, max_steps // max(steps_per_epoch, 1)))
+    return epochs
+
+
 def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict], refit_items: list[dict],
         collate: Callable[[list[dict]], dict], evaluate: Callable[[torch.nn.Module], dict], device: torch.device,
         on_epoch: Callable[[dict], None] | None = None, on_step: Callable[[dict], None] | None = None,
@@ -202,6 +214,15 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
     started = time.monotonic()
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
     state = checkpoint_load(checkpoint_dir) if checkpoint_dir else None
+    epochs = planned_epochs(config, math.ceil(len(items) / config.batch_size))
+    if epochs != config.epochs:
+        logger.info("%d epoch(s) planned for %d windows: the budget of %d optimizer steps (epochs at most %d)",
+                    epochs, len(items), config.max_steps, config.epochs)
+        config = copy.copy(config)
+        config.epochs = epochs
+    # A validation set too small to tell epochs apart (training.ml.token_classification: fewer entities than
+    # the floor) does not choose the epoch: every planned epoch runs and the last one is kept.
+    trusted = bool(getattr(config, "validation_trusted", True))
 
     history: list[dict] = []
     best_f1, best_epoch, best_weights, bad_epochs = -1.0, 0, None, 0
@@ -231,7 +252,7 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
             start_epoch = state["epoch"] + 1
             logger.info("resumed from the checkpoint of epoch %d (best F1 %.4f at epoch %d)",
                         state["epoch"], best_f1, best_epoch)
-        stopped_early = bool(config.patience) and bad_epochs >= config.patience
+        stopped_early = trusted and bool(config.patience) and bad_epochs >= config.patience
         for epoch in range(start_epoch, config.epochs + 1):
             if stopped_early:
                 break
@@ -240,13 +261,13 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
             record = {"epoch": epoch, "train_loss": train_loss, "eval_loss": scores.get("loss"),
                       **{k: v for k, v in scores.items() if k != "loss"},
                       "seconds": time.monotonic() - started, "accumulation": search.accumulation}
-            improved = record["f1"] > best_f1
+            improved = record["f1"] > best_f1 or not trusted
             if improved:
                 best_f1, best_epoch, bad_epochs = record["f1"], epoch, 0
                 best_weights = {k: v.detach().to("cpu", copy=True) for k, v in search.model.state_dict().items()}
             else:
                 bad_epochs += 1
-            stopped_early = bool(config.patience) and bad_epochs >= config.patience
+            stopped_early = trusted and bool(config.patience) and bad_epochs >= config.patience
             record["best_epoch"] = best_epoch
             logger.info("epoch %d: loss %.4f, eval loss %s, eval F1 %.4f%s", epoch, train_loss,
                         "-" if record["eval_loss"] is None else f"{record['eval_loss']:.4f}", record["f1"],
@@ -258,15 +279,15 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
             if stopped_early:
                 logger.info("early stopping: no F1 gain for %d epochs; keeping epoch %d (F1 %.4f)",
                             bad_epochs, best_epoch, best_f1)
-    stopped_early = bool(config.patience) and bad_epochs >= config.patience
+    stopped_early = trusted and bool(config.patience) and bad_epochs >= config.patience
 
     if not refit or best_epoch == 0:
         model = search.model if search is not None else make_model()
         if best_weights is not None:
             model.load_state_dict(best_weights)
         return {"model": model, "history": history, "best_epoch": best_epoch, "stopped_early": stopped_early,
-                "refit_epochs": 0, "accumulation": search.accumulation if search else 1,
-                "seconds": time.monotonic() - started}
+                "refit_epochs": 0, "refit_continued": False, "accumulation": search.accumulation if search else 1,
+                "epochs_planned": config.epochs, "validation_trusted": trusted, "seconds": time.monotonic() - started}
 
     # Phase 2: refit on training + validation windows.
     accumulation = search.accumulation if search is not None else state["accumulation"]
@@ -310,7 +331,8 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
         logger.info("refit epoch %d of %d: loss %.4f", epoch, refit_epochs, train_loss)
         save(refit_phase, epoch, improved=False)
     return {"model": refit_phase.model, "history": history, "best_epoch": best_epoch, "stopped_early": stopped_early,
-            "refit_epochs": refit_epochs, "accumulation": refit_phase.accumulation,
+            "refit_epochs": refit_epochs, "refit_continued": bool(continue_epochs),
+            "accumulation": refit_phase.accumulation, "epochs_planned": config.epochs, "validation_trusted": trusted,
             "seconds": time.monotonic() - started}
 
 

@@ -37,9 +37,20 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (
     Hyperparameter("warmup_ratio", 0.1, 0.0, 0.5, float),
     # Stop when the validation F1 has not improved for this many epochs (0: run every epoch).
     Hyperparameter("patience", 3, 0, 100, int),
-    # Then train a fresh model on the training and validation documents for the epoch count early stopping
-    # chose, so the documents held out to choose it are not lost to the final model (training.ml.fit).
+    # Then train on the training and validation documents too, so the documents held out to choose the
+    # epoch count are not lost to the final model (training.ml.fit).
     Hyperparameter("refit", True, False, True, bool),
+    # >0: the refit continues from the best epoch's weights for at most this many epochs, at the learning
+    # rate the schedule had reached there; 0: it trains a fresh model for the best epoch count again (twice
+    # the time). Runs recorded before this existed keep 0 (migration training 0013).
+    Hyperparameter("refit_continue", 2, 0, 100, int),
+    # A budget in optimizer steps (0: off): where there are many windows the epochs shrink to fit it, the
+    # learning-rate schedule with them, so time stops growing with the documents (training.ml.fit).
+    Hyperparameter("max_steps", 1000, 0, 1_000_000, int),
+    # Early stopping (patience > 0) trusts the validation documents only when they hold at least this many
+    # entities (token classification): below, every planned epoch runs and the last is kept, since the F1 of
+    # a few entities moves more from noise than from one epoch to the next.
+    Hyperparameter("min_validation_entities", 50, 0, 1_000_000, int),
     # Share of the words held out (whole documents) for the per-epoch evaluation.
     Hyperparameter("eval_fraction", 0.1, 0.01, 0.9, float),
     Hyperparameter("seed", 42, 0, 2**31 - 1, int),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -111,7 +111,11 @@ class TokenTrainConfig:
     refit: bool = bool(DEFAULTS["refit"])
     # >0: the refit continues from the best epoch's weights for at most this many epochs (training.ml.fit)
     # rather than training a fresh model for the best epoch count.
-    refit_continue: int = 0
+    refit_continue: int = DEFAULTS["refit_continue"]
+    # The budget of optimizer steps (training.ml.fit.planned_epochs) and the validation set's entity floor.
+    max_steps: int = DEFAULTS["max_steps"]
+    min_validation_entities: int = DEFAULTS["min_validation_entities"]
+    validation_trusted: bool = True  # set by train_token_classifier from the floor
     group_by_length: bool = True
     # Freeze the word-embedding table: on CPU its AdamW update is about half of a MiniLM step.
     freeze_embeddings: bool = False
@@ -122,6 +126,19 @@ class TokenTrainConfig:
 
 
 def encode_document(tokenizer, doc: TokenDocument, *, max_length: int,
+def validation_entities(docs: Sequence[TokenDocument]) -> int:
+    """How many entities the documents hold (spans opened by a B- tag, or an I- tag after another type)."""
+    count = 0
+    for doc in docs:
+        previous = "O"
+        for tag in doc.tags:
+            tag = tag or "O"
+            if tag.startswith("B-") or (tag.startswith("I-") and previous[2:] != tag[2:]):
+                count += 1
+            previous = tag
+    return count
+
+
                     label2id: dict[str, int] | None = None) -> list[dict]:
     """The document's windows; with `doc.weights`, words of weight 0 get the IGNORE label, and a window
     holding a word of weight below 1 carries `loss_weights` (one per position), so that its batch gets the
@@ -267,6 +284,12 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
                                        "confusion_matrix")}
 
     result = fit(config, make_model=make_model, items=items, refit_items=windows(eval_docs) if config.refit else [],
+    entities = validation_entities(eval_docs)
+    if config.patience and entities < config.min_validation_entities:
+        logger.warning("the validation documents hold %d entities (fewer than %d): early stopping will not trust "
+                       "them; every planned epoch runs and the last is kept", entities,
+                       config.min_validation_entities)
+        config = replace(config, validation_trusted=False)
                  collate=collate, evaluate=score, device=device, on_epoch=on_epoch, on_step=on_step,
                  checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
     model, history, best_epoch = result["model"], result["history"], result["best_epoch"]
@@ -276,11 +299,15 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
     tokenizer.save_pretrained(output)
     meta = {"task": TASK, "max_length": config.max_length, "labels": labels,
             "config": asdict(config), "train_windows": len(items), "device": describe_device(device),
-            "best_epoch": best_epoch, "epochs_run": len(history), "refit_epochs": result["refit_epochs"]}
+            "best_epoch": best_epoch, "epochs_run": len(history), "refit_epochs": result["refit_epochs"],
+            "refit_continued": result["refit_continued"], "epochs_planned": result["epochs_planned"],
+            "validation_entities": entities, "validation_trusted": result["validation_trusted"]}
     (output / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     final = history[best_epoch - 1] if best_epoch else history[-1]
     return {"history": history, "final": final, "best_epoch": best_epoch, "stopped_early": result["stopped_early"],
-            "refit_epochs": result["refit_epochs"], "device": describe_device(device), "train_windows": len(items),
+            "refit_epochs": result["refit_epochs"], "refit_continued": result["refit_continued"],
+            "epochs_planned": result["epochs_planned"], "validation_entities": entities,
+            "validation_trusted": result["validation_trusted"], "device": describe_device(device), "train_windows": len(items),
             "accumulation": result["accumulation"], "seconds": result["seconds"]}
 
 

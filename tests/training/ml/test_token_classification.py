@@ -126,7 +126,7 @@ def test_refit_trains_a_fresh_model_on_training_and_validation_documents_for_the
     train, held_out = _tiny_data()
     kept = train_token_classifier(_tiny(tmp_path, "kept", epochs=6), train, held_out)
     steps = []
-    refit = train_token_classifier(_tiny(tmp_path, "refit", epochs=6, refit=True), train, held_out,
+    refit = train_token_classifier(_tiny(tmp_path, "refit", epochs=6, refit=True, refit_continue=0), train, held_out,
                                    on_step=steps.append)
 
     # The search is the same run; the refit then trains for exactly the epoch count it chose.
@@ -195,9 +195,51 @@ def test_a_continuing_refit_starts_from_the_best_epoch_and_runs_only_its_few_epo
 
     config = _tiny(tmp_path, "c", epochs=20, warmup_ratio=0.1, refit_continue=3)
     assert refit_continue_epochs(config, best_epoch=2) == 2 and refit_continue_epochs(config, best_epoch=15) == 3
-    assert refit_continue_epochs(_tiny(tmp_path, "d"), best_epoch=5) == 0
+    assert refit_continue_epochs(_tiny(tmp_path, "d", refit_continue=0), best_epoch=5) == 0
     # The schedule: warmup over 2 epochs, then linear decay to 0 at epoch 20 (floored at a tenth).
     assert _continue_config(config, best_epoch=1).learning_rate == pytest.approx(config.learning_rate * 0.5)
     assert _continue_config(config, best_epoch=11).learning_rate == pytest.approx(config.learning_rate * 0.5)
     assert _continue_config(config, best_epoch=20).learning_rate == pytest.approx(config.learning_rate * 0.1)
     assert _continue_config(config, best_epoch=11).warmup_ratio == 0.0 and config.warmup_ratio == 0.1
+
+
+def test_a_budget_of_optimizer_steps_shrinks_the_epochs_and_the_schedule_with_them(tmp_path):
+    """max_steps: on many windows the planned epochs shrink to fit the budget (time follows steps), and the
+    learning-rate schedule spans the planned epochs, so it still decays to zero within them."""
+    from types import SimpleNamespace
+
+    from training.ml.fit import planned_epochs
+
+    assert planned_epochs(SimpleNamespace(epochs=20, max_steps=1000), 119) == 8  # ten LeNER-Br documents
+    assert planned_epochs(SimpleNamespace(epochs=20, max_steps=1000), 7) == 20  # one short document
+    assert planned_epochs(SimpleNamespace(epochs=20, max_steps=1000), 5000) == 1  # never fewer than one
+    assert planned_epochs(SimpleNamespace(epochs=20, max_steps=0), 5000) == 20  # 0: no budget
+
+    train, held_out = _tiny_data()
+    tokenizer = AutoTokenizer.from_pretrained(settings.DOCLOOP_BASE_MODEL)
+    per_epoch = -(-sum(len(encode_document(tokenizer, doc, max_length=32)) for doc in train) // 4)
+    steps = []
+    result = train_token_classifier(_tiny(tmp_path, "budget", epochs=6, max_steps=2 * per_epoch + 1), train,
+                                    held_out, on_step=steps.append)
+    assert result["epochs_planned"] == 2 and len(result["history"]) == 2
+    assert len(steps) == steps[-1]["total_steps"] == 2 * per_epoch
+    assert {s["epochs"] for s in steps} == {2}
+
+
+def test_early_stopping_does_not_trust_a_validation_set_with_few_entities(tmp_path):
+    """Below min_validation_entities the held-out F1 is mostly noise: patience stops nothing, every planned
+    epoch runs and the last one is kept (its metrics are the ones reported)."""
+    from training.ml.token_classification import validation_entities
+
+    train, held_out = _tiny_data()
+    assert validation_entities(held_out) == 6  # three sentences, a person and a place each
+    assert validation_entities([TokenDocument(["a", "b", "c"], [False, False, True], ["I-X", "I-X", "B-X"])]) == 2
+    result = train_token_classifier(_tiny(tmp_path, "few", epochs=4, patience=1, min_validation_entities=7),
+                                    train, held_out)
+    assert result["validation_trusted"] is False and result["validation_entities"] == 6
+    assert len(result["history"]) == 4 and result["best_epoch"] == 4 and not result["stopped_early"]
+    assert result["final"] == result["history"][-1]
+    trusted = train_token_classifier(_tiny(tmp_path, "enough", epochs=2, patience=1, min_validation_entities=6),
+                                     train, held_out)
+    assert trusted["validation_trusted"] is True
+    assert trusted["best_epoch"] == max(trusted["history"], key=lambda e: e["f1"])["epoch"]
