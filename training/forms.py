@@ -18,6 +18,9 @@ LABELS = {
     "eval_fraction": _("share held out for evaluation"),
     "patience": _("early-stopping patience (epochs without F1 gain; 0: off)"),
     "refit": _("then retrain on training and validation documents for the best epoch count"),
+    "refit_continue": _("retraining continues from the best epoch for at most this many epochs (0: from scratch)"),
+    "max_steps": _("at most this many optimizer steps (0: no limit)"),
+    "min_validation_entities": _("entities the validation documents need before early stopping trusts them"),
     "seed": _("seed"),
 }
 
@@ -44,6 +47,9 @@ class TrainingForm(forms.Form):
     warmup_ratio = _field("warmup_ratio", required=False)
     patience = _field("patience", required=False)
     refit = _field("refit")
+    refit_continue = _field("refit_continue", required=False)
+    max_steps = _field("max_steps", required=False)
+    min_validation_entities = _field("min_validation_entities", required=False)
     eval_fraction = _field("eval_fraction", required=False)
     seed = _field("seed")
 
