@@ -63,6 +63,19 @@ def queues():
     return {name: django_rq.get_queue(name) for name in QUEUES}
 
 
+class _BurstWorker(SimpleWorker):
+    """RQ's in-process worker, leaving at once when its burst is done: the pubsub thread's stop flag is
+    cleared before unsubscribing (as training.worker_runtime.Worker does), or the worker's teardown may wait
+    out the thread's 60 s read."""
+
+    def unsubscribe(self):
+        if self.pubsub_thread:
+            self.pubsub_thread.stop(timeout=0)
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=5)
+            self.pubsub.close()
+
+
 @pytest.fixture
 def run_worker(queues):
     """Run every queued job through a real RQ worker, in burst mode, in this process."""
@@ -73,7 +86,7 @@ def run_worker(queues):
         Counts the jobs queued now rather than registry sizes: a shared Redis (CI's) also holds
         other runs' registries, which the worker cleans as it starts."""
         queued = [job_id for q in queues.values() for job_id in q.job_ids]
-        worker = django_rq.get_worker(*QUEUES, worker_class=SimpleWorker)
+        worker = django_rq.get_worker(*QUEUES, worker_class=_BurstWorker)
         worker.work(burst=True, with_scheduler=False)
         connection = queues["default"].connection
         statuses = {job.id: job.get_status() for job in Job.fetch_many(queued, connection=connection) if job}

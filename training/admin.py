@@ -11,6 +11,7 @@ from training.models import (
     EpochMetric,
     EvaluationSet,
     FeedbackUpdate,
+    LabelStudioImport,
     ModelVersion,
     ModelVersionEvent,
     TrainingRun,
@@ -248,3 +249,33 @@ class AdaptedBaseAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # runs point at it: what a model started from must stay there
+
+
+@admin.action(description=_("Import the selected failed annotations again"))
+def retry_labelstudio_imports(modeladmin, request, queryset):
+    from django.utils.translation import ngettext
+
+    from lib.jobs import job_retry
+    from training.labelstudio import labelstudio_import_lifecycle
+
+    queued = sum(job_retry(labelstudio_import_lifecycle(), job.pk, finished_at=None) for job in queryset)
+    messages.success(request, ngettext("%(count)d import was queued again.", "%(count)d imports were queued again.",
+                                       queued) % {"count": queued})
+
+
+@admin.register(LabelStudioImport)
+class LabelStudioImportAdmin(admin.ModelAdmin):
+    """What became of each annotation Label Studio sent (the webhook only queues them): failures say why."""
+
+    list_display = ["id", "task", "action", "status", "words", "entities", "document", "error", "created_by",
+                    "created_at", "finished_at"]
+    list_filter = ["status", "action"]
+    search_fields = ["task", "name", "error"]
+    exclude = ["text"]
+    actions = [retry_labelstudio_imports]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields if field.name != "text"]
+
+    def has_add_permission(self, request):
+        return False  # Label Studio's webhook creates them

@@ -24,6 +24,10 @@ class TrainingConfig(AppConfig):
 
         lifecycle_register("base-model adaptation", adaptation_lifecycle)
 
+        from training.labelstudio import labelstudio_import_lifecycle
+
+        lifecycle_register("Label Studio import", labelstudio_import_lifecycle)
+
         # The role groups come back after a flush (tests, `manage.py flush`): after this app's
         # permissions exist, which Django's own post_migrate handler creates first.
         from django.db.models.signals import post_migrate

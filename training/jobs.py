@@ -78,3 +78,20 @@ def adapted_base_execute(adapted_id: int) -> str:
 
     adapted = AdaptedBase.objects.filter(pk=adapted_id).first()
     return "missing" if adapted is None else execute(adapted=adapted).status
+
+
+def labelstudio_import_execute(import_id: int) -> str:
+    from training.labelstudio import labelstudio_import_execute as execute
+    from training.labelstudio import labelstudio_import_fail
+    from training.models import LabelStudioImport
+
+    job = LabelStudioImport.objects.filter(pk=import_id).first()
+    if job is None:
+        return "missing"
+    try:
+        return execute(job=job).status
+    except jobs.JobLost:
+        return "lost"
+    except Exception as exc:
+        labelstudio_import_fail(job_id=import_id, error=f"{type(exc).__name__}: {exc}", worker=jobs.worker_name())
+        raise

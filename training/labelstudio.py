@@ -12,7 +12,9 @@ Label Studio then calls:
 - `POST /webhook` {action, annotation, task, project}: ANNOTATION_CREATED and ANNOTATION_UPDATED turn the
   task's text and the annotation's regions into a reviewed docloop document (created the first time,
   its entities replaced afterwards), so annotations made in Label Studio become training data. Other
-  actions are acknowledged and ignored.
+  actions are acknowledged and ignored. The request only checks the annotation (a 400 with the reason) and
+  queues a LabelStudioImport (202); a worker renders, extracts and stores it (a long text takes it a
+  while: 300,000 words are 40 s), and the row (admin) says how that went.
 
 Words: a task's text is cut into words as a PDF of it would give them, with punctuation as words of its
 own (`text_words`); a region that starts or ends inside a word covers the whole word. The document stored
@@ -26,12 +28,16 @@ tight (docs/operations.md).
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from annotation import services as annotation_services
@@ -40,11 +46,12 @@ from documents.models import Document
 from documents.pdf import pdf_render_lines, pdf_renderable_tokens
 from documents.selectors import document_words
 from documents.services import document_create, document_extract, document_mark_reviewed
+from lib import jobs
 from lib.inputs import text_problem
 from lib.safe_xml import XmlRefused, xml_fromstring
 from lib.storage import files_removed_on_failure
 from training.ml.conll import sentence_bounds
-from training.models import ModelVersion, Task
+from training.models import LabelStudioImport, ModelVersion, Task
 from training.selectors import model_version_active
 
 # A word: letters and digits, joined by inner . , / - º ª (8.666, 12/03/2018, Aplica-se, nº); or one
@@ -162,9 +169,11 @@ def tasks_predict(*, tasks: list, label_config: str) -> dict:
 
 @dataclass(frozen=True)
 class WebhookResult:
-    document: Document | None
-    created: bool
-    entities: int
+    """What the webhook did: nothing (an action it ignores), or queued an import (or found this very
+    annotation already queued or imported: Label Studio delivers a webhook again when an answer is late)."""
+
+    job: LabelStudioImport | None
+    queued: bool  # False: a redelivery of the import `job` already holds
 
 
 def _label(labels, *, index: int) -> str:
@@ -183,6 +192,7 @@ def _regions_to_spans(result: list, *, text: str, offsets: list[tuple[int, int]]
     """The annotation's regions as word spans. Label Studio lets regions overlap; docloop's entities may
     not, so overlapping regions (after each is widened to whole words) are refused, naming both."""
     spans, regions = [], []
+    starts, ends = [s for s, _e in offsets], [e for _s, e in offsets]
     for k, region in enumerate(result):
         if not isinstance(region, dict) or region.get("type") not in (None, "labels"):
             continue  # other controls (choices, ratings, relations) carry no entity
@@ -196,10 +206,12 @@ def _regions_to_spans(result: list, *, text: str, offsets: list[tuple[int, int]]
                                      "(%(length)d characters).")
                                    % {"index": k, "start": start, "end": end, "length": len(text)})
         label = _label(labels, index=k)
-        covered = [i for i, (s, e) in enumerate(offsets) if s < end and start < e]
-        if not covered:
+        # The words it touches: from the first that ends after its start to the last that starts before its
+        # end (a search, not a scan: a task may hold 300,000 words and as many regions).
+        first, stop = bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)
+        if first >= stop:
             raise LabelStudioError(_("Region %(index)d covers no word.") % {"index": k})
-        spans.append(annotation_services.Span(covered[0], covered[-1] + 1, label))
+        spans.append(annotation_services.Span(first, stop, label))
         regions.append(k)
     ordered = sorted(zip(spans, regions, strict=True), key=lambda pair: (pair[0].start, pair[0].end))
     for (before, first), (after, second) in zip(ordered, ordered[1:], strict=False):
@@ -210,19 +222,36 @@ def _regions_to_spans(result: list, *, text: str, offsets: list[tuple[int, int]]
     return [span for span, _k in ordered]
 
 
-@transaction.atomic
+def labelstudio_import_lifecycle() -> jobs.Lifecycle:
+    return jobs.Lifecycle(name="Label Studio import", model=LabelStudioImport, queue="default",
+                          job=lambda: "training.jobs.labelstudio_import_execute",
+                          queued=LabelStudioImport.Status.QUEUED, running=LabelStudioImport.Status.RUNNING,
+                          failed=LabelStudioImport.Status.FAILED,
+                          on_fail=lambda now: {"finished_at": now})
+
+
+def _sha256(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
 def webhook_receive(*, payload: dict, user: AbstractBaseUser) -> WebhookResult:
-    """Answer /webhook: an annotation created or updated in Label Studio becomes the reviewed entities of
-    the task's document (created on first sight; its entities replaced by the annotation's afterwards)."""
+    """Answer /webhook: an annotation created or updated in Label Studio is checked here (shape, offsets,
+    labels, overlaps, names: cheap, and refused with the reason) and queued as a LabelStudioImport, which a
+    worker turns into the reviewed entities of the task's document (labelstudio_import_execute). The same
+    annotation delivered again, while its import is queued, running or done, queues nothing."""
     if not isinstance(payload, dict):
         raise LabelStudioError(_("Send a JSON object."))
     if payload.get("action") not in ANNOTATION_ACTIONS:
-        return WebhookResult(None, False, 0)
+        return WebhookResult(None, False)
     annotation, task = payload.get("annotation"), payload.get("task")
     if not isinstance(annotation, dict) or not isinstance(task, dict):
         raise LabelStudioError(_("An annotation webhook needs its annotation and task objects."))
     if annotation.get("was_cancelled"):
-        return WebhookResult(None, False, 0)
+        return WebhookResult(None, False)
     project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
     data = task.get("data") if isinstance(task.get("data"), dict) else {}
     config = (labeling_config_parse(project["label_config"]) if project.get("label_config")
@@ -238,26 +267,87 @@ def webhook_receive(*, payload: dict, user: AbstractBaseUser) -> WebhookResult:
         raise LabelStudioError(_("The annotation has no result list."))
     words, offsets = text_words(text)
     spans = _regions_to_spans(result, text=text, offsets=offsets)
-    rendered = pdf_renderable_tokens(words)
-    pdf = pdf_render_lines([rendered[s:e] for s, e in sentence_bounds(rendered)])
     name = str(data.get("name") or f"labelstudio-task-{task.get('id', 'x')}.pdf")
     problem = text_problem(name, max_length=Document._meta.get_field("original_name").max_length)
     if problem:
         raise LabelStudioError(_("The task's data.name is refused: %(reason)s.") % {"reason": problem})
-    with files_removed_on_failure() as written:  # the rows roll back with this transaction; the PDF goes too
-        document, created = document_create(data=pdf, name=name, user=user)
-        if created:
-            written.add_field(document.file)
-        if document.status != Document.Status.READY:
-            document = document_extract(document=document)
-        if document.status != Document.Status.READY or len(document_words(document=document)) != len(words):
-            raise LabelStudioError(_("The task's text could not be stored as a document: %(reason)s")
-                                   % {"reason": document.error or _("its words did not read back")})
-        try:
-            for current in document.annotations.exclude(status__in=Annotation.INACTIVE):
-                annotation_services.annotation_delete(annotation=current, user=user)
-            entities = annotation_services.annotations_import(document=document, spans=spans, user=user)
-        except ValidationError as exc:
-            raise LabelStudioError(" ".join(exc.messages)) from None
-        document = document_mark_reviewed(document=document, user=user)
-    return WebhookResult(document, created, entities)
+    task_id = str(task.get("id", ""))
+    problem = text_problem(task_id, max_length=64)
+    if problem:
+        raise LabelStudioError(_("The task's id is refused: %(reason)s.") % {"reason": problem})
+    stored_spans = [[span.start, span.end, span.label] for span in spans]
+    text_sha256 = _sha256(text)
+    content_sha256 = _sha256(text, name, json.dumps(stored_spans, ensure_ascii=False))
+    with transaction.atomic():
+        # The newest import of this text decides: the same content again is a redelivery (unless it failed);
+        # anything else (an update, or going back to an earlier version) is a new import.
+        latest = (LabelStudioImport.objects.select_for_update().filter(text_sha256=text_sha256)
+                  .order_by("-id").first())
+        if latest is not None and latest.content_sha256 == content_sha256 \
+                and latest.status != LabelStudioImport.Status.FAILED:
+            return WebhookResult(latest, False)
+        job = LabelStudioImport.objects.create(
+            action=payload["action"], task=task_id, name=name, text=text, spans=stored_spans, words=len(words),
+            text_sha256=text_sha256, content_sha256=content_sha256, created_by=user)
+        jobs.job_enqueue(labelstudio_import_lifecycle(), job.pk)
+    return WebhookResult(job, True)
+
+
+def labelstudio_import_execute(*, job: LabelStudioImport) -> LabelStudioImport:
+    """Import a queued annotation: render its text to a PDF, store and extract it (or find the document
+    that text already is), replace the document's entities by the annotation's and mark it reviewed, in
+    one transaction: a failure leaves the row failed with the reason and nothing else behind (not even
+    the PDF). Running it twice is harmless: only the worker that claims the row imports it."""
+    lifecycle = labelstudio_import_lifecycle()
+    worker = jobs.worker_name()
+    if not jobs.job_claim(lifecycle, job.pk, worker=worker):
+        job.refresh_from_db()
+        return job
+    owned = jobs.job_owned(lifecycle, job.pk, worker=worker)
+    job.refresh_from_db()
+    user = job.created_by
+    try:
+        with jobs.BackgroundHeartbeat(lifecycle, job.pk, worker=worker):
+            words, _offsets = text_words(job.text)
+            rendered = pdf_renderable_tokens(words)
+            pdf = pdf_render_lines([rendered[s:e] for s, e in sentence_bounds(rendered)])
+            with transaction.atomic(), files_removed_on_failure() as written:
+                document, created = document_create(data=pdf, name=job.name, user=user)
+                if created:
+                    written.add_field(document.file)
+                if document.status != Document.Status.READY:
+                    document = document_extract(document=document)
+                if document.status != Document.Status.READY or len(document_words(document=document)) != len(words):
+                    raise LabelStudioError(_("The task's text could not be stored as a document: %(reason)s")
+                                           % {"reason": document.error or _("its words did not read back")})
+                # One import of a document at a time; a newer import of the same text already done wins.
+                Document.objects.select_for_update().filter(pk=document.pk).first()
+                newer = LabelStudioImport.objects.filter(text_sha256=job.text_sha256, pk__gt=job.pk,
+                                                         status=LabelStudioImport.Status.IMPORTED)
+                if newer.exists():
+                    owned.update(status=LabelStudioImport.Status.SUPERSEDED, document=document,
+                                 finished_at=timezone.now(),
+                                 error=_("A newer annotation of this task was imported first."))
+                    job.refresh_from_db()
+                    return job
+                spans = [annotation_services.Span(start, end, label) for start, end, label in job.spans]
+                try:
+                    for current in document.annotations.exclude(status__in=Annotation.INACTIVE):
+                        annotation_services.annotation_delete(annotation=current, user=user)
+                    entities = annotation_services.annotations_import(document=document, spans=spans, user=user)
+                except ValidationError as exc:
+                    raise LabelStudioError(" ".join(exc.messages)) from None
+                document_mark_reviewed(document=document, user=user)
+                if not owned.update(status=LabelStudioImport.Status.IMPORTED, error="", document=document,
+                                    document_created=created, entities=entities, finished_at=timezone.now()):
+                    raise jobs.JobLost(f"Label Studio import {job.pk} is no longer claimed by {worker}")
+    except LabelStudioError as exc:
+        owned.update(status=LabelStudioImport.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def labelstudio_import_fail(*, job_id: int, error: str, worker: str) -> None:
+    """Mark an import failed after an unexpected error in its job, if `worker` still holds it."""
+    jobs.job_owned(labelstudio_import_lifecycle(), job_id, worker=worker).update(
+        status=LabelStudioImport.Status.FAILED, error=error[:2000], finished_at=timezone.now())

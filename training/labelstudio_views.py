@@ -46,13 +46,16 @@ def predict(request):
 @require_POST
 @api_view(allowed=is_reviewer)
 def webhook(request):
+    """Checks the annotation and queues its import (202); a redelivery of one already queued or done: 200."""
     try:
         result = labelstudio.webhook_receive(payload=json_body(request), user=request.user)
     except InputError as exc:
         return api_error(str(exc), status=exc.status)
     except labelstudio.LabelStudioError as exc:
         return api_error(str(exc), status=400)
-    if result.document is None:
+    job = result.job
+    if job is None:
         return JsonResponse({"status": "ignored"})
-    return JsonResponse({"status": "ok", "document": result.document.pk, "created": result.created,
-                         "entities": result.entities}, status=201 if result.created else 200)
+    return JsonResponse({"status": job.status, "import": job.pk, "task": job.task, "words": job.words,
+                         "entities": len(job.spans), "document": job.document_id, "queued": result.queued},
+                        status=202 if result.queued else 200)

@@ -567,3 +567,50 @@ class AdaptedBase(JobRow):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class LabelStudioImport(JobRow):
+    """An annotation Label Studio sent to /labelstudio/webhook, imported by a job (training.labelstudio): its
+    text rendered to a PDF, extracted, and the regions stored as the reviewed entities of that document.
+
+    The webhook checks what is cheap (JSON shape, labels, offsets, overlaps) and answers at once; rendering
+    and extracting a long text takes a worker seconds to minutes. A job row (lib.jobs): queued → running →
+    imported, superseded (a newer annotation of the same text was imported first) or failed with the reason.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("importing")
+        IMPORTED = "imported", _("imported")
+        SUPERSEDED = "superseded", _("superseded")
+        FAILED = "failed", _("failed")
+
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(_("reason"), blank=True)
+    action = models.CharField(_("Label Studio action"), max_length=32)
+    task = models.CharField(_("Label Studio task"), max_length=64, blank=True)
+    name = models.CharField(_("document name"), max_length=255)
+    text = models.TextField(_("text"))
+    # The regions as word spans, checked by the webhook: [[start word, end word, label], ...].
+    spans = models.JSONField(_("entities"), default=list)
+    words = models.PositiveIntegerField(_("words"))
+    # The same text is the same document; the same text, name and spans are the same import (a redelivery).
+    text_sha256 = models.CharField(_("SHA-256 of the text"), max_length=64)
+    content_sha256 = models.CharField(_("SHA-256 of the text, name and entities"), max_length=64)
+    document = models.ForeignKey("documents.Document", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+", verbose_name=_("document"))
+    document_created = models.BooleanField(_("document created"), default=False)
+    entities = models.PositiveIntegerField(_("entities stored"), null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", verbose_name=_("sent by"))
+    created_at = models.DateTimeField(_("received at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("Label Studio import")
+        verbose_name_plural = _("Label Studio imports")
+        indexes = [models.Index(fields=["text_sha256", "-id"], name="labelstudio_import_text")]
+
+    def __str__(self) -> str:
+        return f"Label Studio task {self.task or '?'} #{self.pk}: {self.get_status_display()}"

@@ -14,8 +14,10 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ from django.urls import reverse
 from annotation.models import Annotation
 from documents.models import Document
 from training import labelstudio
-from training.models import ModelVersion
+from training.models import LabelStudioImport, ModelVersion
 from training.services.tokens import api_token_create
 
 CONFIG = ('<View><Labels name="label" toName="text"><Label value="PESSOA"/><Label value="LOCAL"/></Labels>'
@@ -108,13 +110,25 @@ def test_a_bad_predict_request_gets_400_with_the_reason(client, reviewer, body, 
 
 # /webhook ------------------------------------------------------------------------------------------------------
 
-def test_an_annotation_creates_a_reviewed_document_and_its_update_replaces_the_entities(client, reviewer, media_root):
+def _deliver(client, body, capture, **auth):
+    """Post a webhook as Label Studio does; its import is queued once the request's transaction commits."""
+    with capture(execute=True):
+        return _post(client, "webhook", body, **auth)
+
+
+def test_an_annotation_creates_a_reviewed_document_and_its_update_replaces_the_entities(
+        client, reviewer, media_root, run_worker, django_capture_on_commit_callbacks):
     auth = _auth(_token(reviewer), reviewer, "Basic")
     maria, recife = _span(TEXT, "Maria Souza"), _span(TEXT, "Recife")
-    response = _post(client, "webhook", _annotation_payload(
-        "ANNOTATION_CREATED", [(*maria, "PESSOA"), (*recife, "LOCAL")]), **auth)
-    assert response.status_code == 201, response.content
-    document = Document.objects.get(pk=response.json()["document"])
+    response = _deliver(client, _annotation_payload("ANNOTATION_CREATED", [(*maria, "PESSOA"), (*recife, "LOCAL")]),
+                        django_capture_on_commit_callbacks, **auth)
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "queued" and response.json()["entities"] == 2
+    assert not Document.objects.exists()  # the worker renders and extracts it, not the request
+    assert run_worker() == 1
+    job = LabelStudioImport.objects.get(pk=response.json()["import"])
+    assert job.status == "imported" and job.document_created and job.entities == 2, job.error
+    document = job.document
     assert document.status == "ready" and document.is_reviewed and document.reviewed_by == reviewer
     accepted = {(a.text, a.label.name) for a in document.annotations.filter(status=Annotation.Status.ACCEPTED)}
     assert accepted == {("Maria Souza", "PESSOA"), ("Recife", "LOCAL")}
@@ -122,13 +136,65 @@ def test_an_annotation_creates_a_reviewed_document_and_its_update_replaces_the_e
 
     # The reviewer relabels in Label Studio: an update of the same task, and a region that ends mid-word.
     ana = _span(TEXT, "Ana Lim")
-    response = _post(client, "webhook", _annotation_payload(
-        "ANNOTATION_UPDATED", [(*maria, "PESSOA"), (*ana, "PESSOA"), (*_span(TEXT, "Manaus"), "LOCAL")]), **auth)
-    assert response.status_code == 200 and response.json()["document"] == document.pk
+    response = _deliver(client, _annotation_payload(
+        "ANNOTATION_UPDATED", [(*maria, "PESSOA"), (*ana, "PESSOA"), (*_span(TEXT, "Manaus"), "LOCAL")]),
+        django_capture_on_commit_callbacks, **auth)
+    assert response.status_code == 202
+    assert run_worker() == 1
+    job = LabelStudioImport.objects.get(pk=response.json()["import"])
+    assert job.status == "imported" and job.document == document and not job.document_created
     assert Document.objects.count() == 1
     accepted = {(a.text, a.label.name) for a in document.annotations.filter(status=Annotation.Status.ACCEPTED)}
     assert accepted == {("Maria Souza", "PESSOA"), ("Ana Lima", "PESSOA"), ("Manaus", "LOCAL")}
     assert document.annotations.filter(text="Recife").get().status == Annotation.Status.DELETED
+
+
+def test_a_redelivered_annotation_queues_nothing_more(client, reviewer, media_root, run_worker,
+                                                       django_capture_on_commit_callbacks):
+    auth = _auth(_token(reviewer))
+    payload = _annotation_payload("ANNOTATION_CREATED", [(*_span(TEXT, "Maria Souza"), "PESSOA")])
+    first = _deliver(client, payload, django_capture_on_commit_callbacks, **auth)
+    again = _deliver(client, payload, django_capture_on_commit_callbacks, **auth)
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.json()["import"] == first.json()["import"] and again.json()["queued"] is False
+    assert run_worker() == 1
+    after = _deliver(client, payload, django_capture_on_commit_callbacks, **auth)
+    assert after.status_code == 200 and after.json()["status"] == "imported" and after.json()["document"]
+    assert LabelStudioImport.objects.count() == 1 and Document.objects.count() == 1
+
+
+def test_an_import_the_worker_cannot_store_fails_with_the_reason_and_leaves_nothing(
+        client, reviewer, media_root, run_worker, django_capture_on_commit_callbacks, settings):
+    settings.DOCLOOP_MAX_PAGE_WORDS = 3  # the rendered PDF's pages are refused by extraction
+    response = _deliver(client, _annotation_payload("ANNOTATION_CREATED", [(*_span(TEXT, "Recife"), "LOCAL")]),
+                        django_capture_on_commit_callbacks, **_auth(_token(reviewer)))
+    assert response.status_code == 202
+    run_worker()
+    job = LabelStudioImport.objects.get()
+    assert job.status == "failed" and "could not be stored as a document" in job.error and job.finished_at
+    assert not Document.objects.exists()
+    assert not [p for p in media_root.rglob("*.pdf")]
+
+
+def test_a_long_task_is_answered_at_once_and_imported_by_the_worker(
+        client, reviewer, media_root, run_worker, django_capture_on_commit_callbacks):
+    sentence = "O réu Maria Souza mora em Recife desde 2011 e recorreu ao tribunal de justiça."
+    text = "\n".join(f"{sentence} ({i})" for i in range(3000))  # 54,000 words, 250 pages
+    regions = [(*_span(text, "Maria Souza"), "PESSOA")]
+    regions += [(m.start(), m.end(), "LOCAL") for m in re.finditer("Recife", text)][1:500]
+    started = time.monotonic()
+    response = _deliver(client, _annotation_payload("ANNOTATION_CREATED", regions, text=text),
+                        django_capture_on_commit_callbacks, **_auth(_token(reviewer)))
+    answered = time.monotonic() - started
+    assert response.status_code == 202, response.content
+    assert response.json()["words"] == len(labelstudio.text_words(text)[0]) and response.json()["entities"] == 500
+    # The request rendered and extracted nothing: no document, no page, no file yet.
+    assert not Document.objects.exists() and not list(media_root.rglob("*.pdf"))
+    assert answered < 5, f"the webhook took {answered:.1f} s"
+    assert run_worker() == 1
+    job = LabelStudioImport.objects.get()
+    assert job.status == "imported", job.error
+    assert job.document.word_count == job.words and job.entities == 500
 
 
 def test_other_actions_are_acknowledged_and_bad_annotations_refused(client, reviewer, media_root):
@@ -141,7 +207,7 @@ def test_other_actions_are_acknowledged_and_bad_annotations_refused(client, revi
     no_label = _annotation_payload("ANNOTATION_CREATED", [(0, 5, "PESSOA")])
     no_label["annotation"]["result"][0]["value"]["labels"] = []
     assert _post(client, "webhook", no_label, **auth).status_code == 400
-    assert not Document.objects.exists()
+    assert not Document.objects.exists() and not LabelStudioImport.objects.exists()
 
 
 def test_text_words_split_punctuation_and_keep_numbers_whole():
@@ -207,7 +273,7 @@ print("RESULT " + json.dumps(out))
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_label_studio_gets_pre_annotations_from_the_active_model_and_sends_annotations_back(
-        live_server, label_studio_python, reviewer, import_corpus, media_root):
+        live_server, label_studio_python, reviewer, import_corpus, media_root, run_worker):
     import_corpus(8, sentences=4)
     call_command("train", "--task", "token_classification", "--sync", "--epochs", "4", "--batch-size", "8",
                  "--learning-rate", "3e-4", "--max-length", "32", "--seed", "5", stdout=io.StringIO())
@@ -250,7 +316,8 @@ def test_label_studio_gets_pre_annotations_from_the_active_model_and_sends_annot
         assert [(r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in prediction["result"]] == [
             (offsets[s][0], offsets[e - 1][1], label) for s, e, label, _score in own]
 
-    assert out["webhook"]["status"] == "ok" and out["webhook"]["created"] is True
+    assert out["webhook"]["status"] == "queued" and out["webhook"]["queued"] is True
+    assert run_worker() == 1  # the worker imports what the webhook queued
     document = Document.objects.exclude(pk__in=before).get()
     assert document.is_reviewed
     assert list(document.annotations.values_list("text", "label__name", "status")) == [
