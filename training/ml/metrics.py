@@ -108,6 +108,32 @@ def span_counts_per_document(gold: list[list[SpanTuple]], predicted: list[list[S
     return documents
 
 
+BLOCK_WORDS = 250  # the passage a document is cut into for the gate's bootstrap when documents are few
+
+
+def span_counts_per_block(gold: list[list[SpanTuple]], predicted: list[list[SpanTuple]],
+                          line_ends: list[list[bool]], *, block_words: int = BLOCK_WORDS) -> list[dict]:
+    """span_counts_per_document over passages instead of documents: each document cut at the first line end
+    after every `block_words` words, a span counted in the passage where it starts. On a validation set of
+    one or two long documents, these are the units a paired bootstrap can resample (training.ml.gate)."""
+    blocks = []
+    for gold_doc, pred_doc, ends in zip(gold, predicted, line_ends, strict=True):
+        block_of, block, size = [], 0, 0
+        for end in ends:
+            block_of.append(block)
+            size += 1
+            if end and size >= block_words:
+                block, size = block + 1, 0
+        count = (block + 1 if size else block) or 1
+        per_block_gold = [[] for _ in range(count)]
+        per_block_pred = [[] for _ in range(count)]
+        for spans, target in ((gold_doc, per_block_gold), (pred_doc, per_block_pred)):
+            for span in spans:
+                target[min(block_of[span[0]], count - 1) if block_of else 0].append(span)
+        blocks += span_counts_per_document(per_block_gold, per_block_pred)
+    return blocks
+
+
 def class_counts_per_document(gold: list[str], predicted: list[str]) -> list[dict]:
     """Per document: {class: [true positives, predicted, gold]} of its one gold and one predicted class."""
     documents = []

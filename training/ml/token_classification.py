@@ -35,6 +35,7 @@ from training.ml.metrics import (
     entity_type_confusion,
     macro_f1,
     span_counts_per_document,
+    span_counts_per_block,
     span_coverage,
     span_scores,
 )
@@ -235,6 +236,7 @@ def evaluate(model, tokenizer, docs: Sequence[TokenDocument], *, max_length: int
     scores["confusion_matrix"] = entity_type_confusion(gold_tags, predicted_tags, types)
     scores["per_document"] = span_counts_per_document(gold, predicted)  # for the gate's bootstrap
     return scores
+    scores["per_block"] = span_counts_per_block(gold, predicted, [list(doc.line_ends) for doc in docs])
 
 
 def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenDocument],

@@ -372,8 +372,9 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
              and made_parent.learnt_from.get("validation_documents") == validation else None)
     if evaluation_set is not None:
         known = version_score_cached(version=parent, evaluation_set=evaluation_set)
-    if known is not None and known.get("per_document") is None:
-        known = None  # measured before the gate kept per-document counts: measure again
+    if known is not None and (known.get("per_document") is None
+                              or (update.task == Task.TOKEN_CLASSIFICATION and known.get("per_block") is None)):
+        known = None  # measured before the gate kept per-document (per-passage) counts: measure again
     mark = time.monotonic()
     predictor = predictor_for(parent)
     load_seconds = time.monotonic() - mark
@@ -416,7 +417,8 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
 def _scores(scores: dict) -> dict:
     """What an update keeps of a version's validation scores; the per-document counts let the next
     update reuse them and the gate resample them."""
-    return {k: scores[k] for k in ("precision", "recall", "f1", "per_label", "per_document") if k in scores}
+    return {k: scores[k] for k in ("precision", "recall", "f1", "per_label", "per_document", "per_block")
+            if k in scores}
 
 
 def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, local_dir: Path,
@@ -472,7 +474,7 @@ def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, 
 
 
 def _without_counts(scores: dict) -> dict:
-    return {k: v for k, v in scores.items() if k != "per_document"}
+    return {k: v for k, v in scores.items() if k not in ("per_document", "per_block")}
 
 
 # Re-scoring -----------------------------------------------------------------------------------------------

@@ -219,7 +219,7 @@ def evaluation_keys(*, task: str) -> set[str]:
 
 # Scores --------------------------------------------------------------------------------------------------
 
-SCORE_KEYS = ("precision", "recall", "f1", "macro_f1", "accuracy", "per_label", "per_document")
+SCORE_KEYS = ("precision", "recall", "f1", "macro_f1", "accuracy", "per_label", "per_document", "per_block")
 
 
 def scores_summary(scores: dict) -> dict:
@@ -332,13 +332,33 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
                                   "with; this version was published inactive.") % {
             "ref": reference_version.number, "where": where}, {**base, "reference_version": reference_version.number}
     labels = sorted(set(candidate.get("per_label") or {}) | set(reference.get("per_label") or {}))
-    result = gate_compare(reference["per_document"], counts, average=_average(task), labels=labels,
+    units, reference_units, candidate_units = "documents", reference["per_document"], counts
+    blocks = (candidate.get("per_block") or [], reference.get("per_block") or [])
+    if (len(counts) < settings.DOCLOOP_EVAL_MIN_DOCUMENTS and len(blocks[0]) > len(counts)
+            and len(blocks[0]) == len(blocks[1])):
+        # Too few documents for a bootstrap over documents (entities only): resample the passages of about
+        # BLOCK_WORDS words they are cut into, so that one or two long documents still tell noise from a fall.
+        units, candidate_units, reference_units = "passages", blocks[0], blocks[1]
+    result = gate_compare(reference_units, candidate_units, average=_average(task), labels=labels,
                           tolerance=settings.DOCLOOP_GATE_TOLERANCE, confidence=settings.DOCLOOP_GATE_CONFIDENCE,
                           samples=settings.DOCLOOP_GATE_BOOTSTRAP_SAMPLES, seed=seed,
                           min_documents=settings.DOCLOOP_EVAL_MIN_DOCUMENTS)
-    figures = {**base, **result, "reference_version": reference_version.number}
+    figures = {**base, **result, "documents": len(counts), "units": units, "samples_of": len(candidate_units),
+               "reference_version": reference_version.number}
     if not result["worse"]:
         return Gate.PASSED, "", figures
+    if units == "passages":
+        from training.ml.metrics import BLOCK_WORDS
+
+        return Gate.REJECTED, _(
+            "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s, beyond noise: "
+            "a paired bootstrap over their %(passages)d passages of about %(words)d words puts the change at "
+            "%(low)+.3f to %(high)+.3f (%(confidence)d%% confidence), below the tolerance of -%(tolerance).3f. "
+            "Version %(ref)d stays active.") % {
+            "before": result["reference_f1"], "after": result["candidate_f1"], "ref": reference_version.number,
+            "where": where, "passages": len(candidate_units), "words": BLOCK_WORDS, "low": result["low"],
+            "high": result["high"], "confidence": round(100 * result["confidence"]),
+            "tolerance": result["tolerance"]}, figures
     if result["rule"] == "observed drop":
         return Gate.REJECTED, _(
             "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s. On fewer than "

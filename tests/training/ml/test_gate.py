@@ -88,3 +88,55 @@ def test_on_too_few_documents_a_fall_beyond_the_tolerance_is_refused_by_the_obse
     # Enough documents: the bootstrap alone decides.
     many = gate_compare(reference * 4, candidate * 4, tolerance=0.05, min_documents=10)
     assert not many["thin"] and many["rule"] == "bootstrap"
+
+
+def test_passages_cut_a_document_at_line_ends_and_count_each_span_once():
+    from training.ml.metrics import span_counts_per_block
+
+    # One document of 12 sentences of 50 words: passages of at least 250 words end at the 5th and 10th line end.
+    ends = [i % 50 == 49 for i in range(600)]
+    gold = [[(i * 20, i * 20 + 2, "PESSOA") for i in range(30)]]
+    predicted = [[s for k, s in enumerate(gold[0]) if k % 3]]
+    blocks = span_counts_per_block(gold, predicted, [ends])
+    assert len(blocks) == 3
+    assert [b["PESSOA"][2] for b in blocks] == [13, 12, 5]  # spans starting in words 0-249, 250-499, 500-599
+    assert f1_from_counts(blocks) == pytest.approx(f1_from_counts(span_counts_per_document(gold, predicted)))
+    assert span_counts_per_block([[]], [[]], [[False] * 10]) == [{}]  # a short document is one passage
+
+
+def _one_long_document(rng: random.Random, keep: float):
+    """A validation document of 16 passages (4,000 words); the tagger finds each entity with probability `keep`."""
+    gold = [(i * 10, i * 10 + 2, "PESSOA") for i in range(400)]
+    return gold, [s for s in gold if rng.random() < keep]
+
+
+def test_on_one_long_document_the_gate_resamples_passages(settings):
+    from training.ml.metrics import span_counts_per_block, span_counts_per_document
+    from training.models import ModelVersion
+    from training.services.gates import gate_judge
+
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_GATE_TOLERANCE = 10, 0.01
+    ends = [i % 25 == 24 for i in range(4000)]
+
+    def scores(keep: float, seed: int) -> dict:
+        gold, predicted = _one_long_document(random.Random(seed), keep)
+        return {"per_label": {"PESSOA": {}}, "per_document": span_counts_per_document([gold], [predicted]),
+                "per_block": span_counts_per_block([gold], [predicted], [ends])}
+
+    parent = ModelVersion(number=3)
+    reference = scores(0.80, 1)
+    # Another draw of the same tagger: its F1 moves by noise alone, more than the tolerance on one document.
+    noisy = scores(0.80, 4)
+    status, reason, figures = gate_judge(task="token_classification", candidate=noisy, reference=reference,
+                                         reference_version=parent, evaluation_set=None)
+    assert figures["units"] == "passages" and figures["samples_of"] == 16 and figures["documents"] == 1
+    assert figures["delta"] < -0.01 and status == "passed", (figures, reason)
+    # A real fall: it finds half as many entities.
+    status, reason, figures = gate_judge(task="token_classification", candidate=scores(0.4, 3), reference=reference,
+                                         reference_version=parent, evaluation_set=None)
+    assert status == "rejected" and "16 passages of about 250 words" in reason
+    # Scores kept before passages existed: the one document decides, as before, and refuses the same noise.
+    old = {k: v for k, v in noisy.items() if k != "per_block"}
+    status, _reason, figures = gate_judge(task="token_classification", candidate=old, reference=reference,
+                                          reference_version=parent, evaluation_set=None)
+    assert figures["units"] == "documents" and status == "rejected"
