@@ -276,8 +276,11 @@ DOCLOOP_DATASET_FINISH_ACCEPTED = env_choice("DOCLOOP_DATASET_FINISH_ACCEPTED", 
                                              choices=("keep", "exclude", "weight"))
 DOCLOOP_DATASET_FINISH_WEIGHT = env_float("DOCLOOP_DATASET_FINISH_WEIGHT", 0.5, low=0.01, high=0.99)
 DOCLOOP_PRESENCE_SECONDS = env_int("DOCLOOP_PRESENCE_SECONDS", 90)
-# Page images for the review page are rendered at these widths (pixels) and cached in storage.
+# Page images for the review page are rendered at these widths (pixels) and cached in storage. A render gets
+# DOCLOOP_PAGE_IMAGE_SECONDS (in a child process killed at the deadline); past it the image is refused (422,
+# with the reason; the page's words stay reviewable) and the refusal is remembered for that page and width.
 DOCLOOP_PAGE_IMAGE_WIDTHS = [800, 1200, 1600, 2400]
+DOCLOOP_PAGE_IMAGE_SECONDS = env_float("DOCLOOP_PAGE_IMAGE_SECONDS", 5.0, low=0.1, high=600)
 
 # Models
 def _default_base_model() -> str:

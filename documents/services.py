@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -250,10 +251,19 @@ def _overrun_reason(page: int, deadline: float, now: float) -> str:
             % {"number": max(page, 1), "seconds": settings.DOCLOOP_INGEST_PAGE_SECONDS})
 
 
+# Extraction results are stored together (one transaction, one bulk insert of their pages): up to this many
+# pages, or what has finished within this many seconds, or when nothing else is being read.
+_STORE_BATCH_PAGES = 256
+_STORE_BATCH_SECONDS = 0.5
+
+Result = list[ExtractedPage] | str
+
+
 def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
-                        on_result: Callable[[int, list[ExtractedPage] | str], None]) -> None:
+                        on_results: Callable[[list[tuple[int, Result]]], None]) -> None:
     """Extract the PDFs (bytes, or a local file's path) in up to `processes` forked extraction processes
-    and call `on_result(index, pages or reason)` as each finishes. A PDF whose page runs past
+    and call `on_results([(index, pages or reason), ...])` as they finish, a few PDFs at a time (up to
+    _STORE_BATCH_PAGES pages, none kept waiting more than _STORE_BATCH_SECONDS). A PDF whose page runs past
     DOCLOOP_INGEST_PAGE_SECONDS, or whose pages together run past DOCLOOP_INGEST_SECONDS, is stopped: its
     process (and any Tesseract it started) is killed, the PDF gets the reason, a PDF queued behind it goes
     to another process, and a new process takes the next PDF. PyMuPDF cannot be interrupted from within; a
@@ -270,6 +280,24 @@ def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
     held: dict[int, tuple[int, bytes | str]] = {}  # seq -> (index, payload) while a process holds it
     seqs = count()
     slots: list[_Slot] = []
+    finished: list[tuple[int, Result]] = []
+    finished_pages, finished_since = 0, 0.0
+
+    def on_result(index: int, result: Result) -> None:
+        nonlocal finished_pages, finished_since
+        if not finished:
+            finished_since = time.monotonic()
+        finished.append((index, result))
+        finished_pages += len(result) if isinstance(result, list) else 1
+
+    def store(force: bool = False) -> None:
+        nonlocal finished_pages
+        if finished and (force or finished_pages >= _STORE_BATCH_PAGES
+                         or time.monotonic() >= finished_since + _STORE_BATCH_SECONDS):
+            batch = finished[:]
+            finished.clear()
+            finished_pages = 0
+            on_results(batch)
 
     def next_payload():
         return retry.popleft() if retry else next(source, None)
@@ -310,8 +338,14 @@ def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
                 assign(slot, item)
                 item = next_payload()
             busy = {slot.conn: slot for slot in slots if slot.tasks}
+            if not busy:  # only PDFs taken back from a stopped process are left
+                store(force=True)
+                item = item or next_payload()
+                continue
             timings = {slot.conn: slot.timing(budget, page_budget) for slot in busy.values()}
             soonest = min(min(deadline, page_deadline) for _page, deadline, page_deadline in timings.values())
+            if finished:
+                soonest = min(soonest, finished_since + _STORE_BATCH_SECONDS)
             for conn in wait(list(busy), timeout=max(soonest - time.monotonic(), 0)):
                 slot = busy[conn]
                 try:
@@ -336,37 +370,60 @@ def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
                 _slot_stop(slot, kill=True)
                 logger.warning("extraction %s stopped at page %s: over its time budget", slot.tasks[0][1], page)
                 stopped(slot, _overrun_reason(page, deadline, now))
+            store()
             if item is None:
                 item = next_payload()  # a PDF taken back from a stopped process
+        store(force=True)
     finally:
         for slot in slots:
             _slot_stop(slot, kill=bool(slot.tasks))
 
 
-def _extraction_store(document: Document, result: list[ExtractedPage] | str, *, worker: str,
+def _extraction_store(document: Document, result: Result, *, worker: str,
                       on_ready: Callable[[Document], None] | None = None) -> None:
-    """Write the pages (or the reason extraction failed) in one transaction, if the claim is still ours;
-    `on_ready` runs inside that transaction once the document is marked ready. `document` is not
-    refreshed (documents_extract refreshes them all at the end, in one query)."""
-    owned = jobs.job_owned(ingestion_lifecycle(), document.pk, worker=worker)
-    if isinstance(result, str):
-        owned.update(status=Document.Status.FAILED, error=result)
+    """Write one document's pages (or the reason extraction failed); see _extraction_store_many."""
+    _extraction_store_many([(document, result)], worker=worker, on_ready=on_ready)
+
+
+def _extraction_store_many(results: list[tuple[Document, Result]], *, worker: str,
+                           on_ready: Callable[[Document], None] | None = None) -> None:
+    """Write the documents' pages (or the reason extraction failed), those this worker still holds: the
+    extracted ones in one transaction (one bulk insert of their pages), `on_ready(document)` running inside
+    it once each is marked ready. A document another worker holds now is left to it, and JobLost is raised
+    once the others are stored. The documents are not refreshed (documents_extract refreshes them all at
+    the end, in one query)."""
+    lifecycle = ingestion_lifecycle()
+    for document, result in results:
+        if isinstance(result, str):
+            jobs.job_owned(lifecycle, document.pk, worker=worker).update(status=Document.Status.FAILED,
+                                                                         error=result)
+    extracted = [(document, pages) for document, pages in results if not isinstance(pages, str)]
+    if not extracted:
         return
     with transaction.atomic():
-        if not owned.select_for_update().exists():
-            raise jobs.JobLost(f"document {document.pk} was claimed by another worker")
-        Page.objects.filter(document=document).delete()
-        start = 0
-        rows = []
-        for page in result:
-            rows.append(Page(document=document, number=page.number, width=page.width, height=page.height,
-                             text=page.text, words=page.words, boxes=page.boxes, lines=page.lines,
-                             word_start=start, ocr=page.ocr, ocr_confidence=page.ocr_confidence))
-            start += len(page.words)
+        owned = set(Document.objects.select_for_update().filter(
+            pk__in=[document.pk for document, _pages in extracted], status=lifecycle.running, worker=worker,
+        ).values_list("pk", flat=True))
+        stored = [(document, pages) for document, pages in extracted if document.pk in owned]
+        Page.objects.filter(document_id__in=owned).delete()
+        rows, counts = [], []
+        for document, pages in stored:
+            start = 0
+            for page in pages:
+                rows.append(Page(document=document, number=page.number, width=page.width, height=page.height,
+                                 text=page.text, words=page.words, boxes=page.boxes, lines=page.lines,
+                                 word_start=start, ocr=page.ocr, ocr_confidence=page.ocr_confidence))
+                start += len(page.words)
+            counts.append(start)
         Page.objects.bulk_create(rows, batch_size=200)
-        owned.update(status=Document.Status.READY, error="", page_count=len(result), word_count=start)
-        if on_ready is not None:
-            on_ready(document)
+        for (document, pages), words in zip(stored, counts, strict=True):
+            Document.objects.filter(pk=document.pk).update(status=Document.Status.READY, error="",
+                                                           page_count=len(pages), word_count=words)
+            if on_ready is not None:
+                on_ready(document)
+    lost = [document.pk for document, _pages in extracted if document.pk not in owned]
+    if lost:
+        raise jobs.JobLost(f"document {', '.join(map(str, lost))} was claimed by another worker")
 
 
 def document_extract(*, document: Document, worker: str | None = None) -> Document:
@@ -406,9 +463,10 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
     with jobs.BackgroundHeartbeat(ingestion_lifecycle(), [d.pk for d in claimed], worker=worker):
         # A dropped database connection while storing is retried on a new one (the store is one transaction).
         extract_with_budget(payloads(), processes=processes,
-                            on_result=lambda index, result: db_retry(
-                                _extraction_store, readable[index], result, worker=worker, on_ready=on_ready,
-                                what=f"pages of document {readable[index].pk}"))
+                            on_results=lambda batch: db_retry(
+                                _extraction_store_many, [(readable[index], result) for index, result in batch],
+                                worker=worker, on_ready=on_ready,
+                                what="pages of document " + ", ".join(str(readable[i].pk) for i, _r in batch)))
     documents_refresh(documents)
     return documents
 
@@ -440,13 +498,82 @@ def page_image_width(requested: int | None) -> int:
     return next((w for w in widths if requested and w >= requested), widths[-1] if requested else widths[1])
 
 
+class PageImageRefused(Exception):
+    """The page's image took longer to render than DOCLOOP_PAGE_IMAGE_SECONDS; the message says so."""
+
+
+def _render_process(conn, data: bytes, number: int, width: int) -> None:
+    """A forked child: render one page and send back ("image", bytes) or ("error", reason)."""
+    try:
+        conn.send(("image", pdf_render_page(data, number=number, width=width)))
+    except PdfError as exc:
+        conn.send(("error", str(exc)))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    conn.close()
+
+
+def page_render_with_budget(data: bytes, *, number: int, width: int, seconds: float) -> bytes:
+    """pdf_render_page in a forked child that is killed at the deadline (PyMuPDF cannot be interrupted from
+    within; a process can), so a page of millions of vector operations never holds a web worker for longer
+    than `seconds`. The child needs no database: it only rasterises the bytes it was given."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_render_process, args=(sender, data, number, width), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(seconds):
+            child.kill()
+            raise PageImageRefused(
+                _("Page %(number)d is too complex to show as an image within %(seconds)s seconds (the "
+                  "DOCLOOP_PAGE_IMAGE_SECONDS budget); its words can still be reviewed.")
+                % {"number": number, "seconds": f"{seconds:g}"})
+        try:
+            kind, value = receiver.recv()
+        except (EOFError, OSError):
+            child.join()
+            raise PdfError(_("Rendering page %(number)d ended unexpectedly (exit code %(code)s).")
+                           % {"number": number, "code": child.exitcode}) from None
+    finally:
+        receiver.close()
+        child.join()
+    if kind == "error":
+        raise PdfError(value)
+    return value
+
+
+def _refusal_name(name: str) -> str:
+    return name.removesuffix(".jpg") + ".refused.json"
+
+
 def page_image(*, document: Document, number: int, width: int) -> str:
-    """The storage name of page `number` rendered `width` pixels wide; rendered once, then read from storage."""
+    """The storage name of page `number` rendered `width` pixels wide; rendered once, then read from storage.
+
+    The render runs under DOCLOOP_PAGE_IMAGE_SECONDS; past it PageImageRefused is raised, and remembered
+    beside where the image would be, so later requests for that page and width are refused at once instead
+    of rendering again (until the budget is raised above the one it was refused under)."""
     storage = document.file.storage
     name = f"renders/{document.sha256[:2]}/{document.sha256}/{number}-{width}.jpg"
     if storage.exists(name):
         return name
-    data = pdf_render_page(_read(document), number=number, width=width)
+    budget = float(settings.DOCLOOP_PAGE_IMAGE_SECONDS)
+    refusal = _refusal_name(name)
+    if storage.exists(refusal):
+        try:
+            with storage.open(refusal, "rb") as handle:
+                recorded = json.loads(handle.read())
+            if budget <= float(recorded["seconds"]):
+                raise PageImageRefused(recorded["reason"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an unreadable note: render again
+        storage.delete(refusal)
+    try:
+        data = page_render_with_budget(_read(document), number=number, width=width, seconds=budget)
+    except PageImageRefused as exc:
+        logger.warning("page image %s refused: over its %s s budget", name, budget)
+        storage.save(refusal, ContentFile(json.dumps({"seconds": budget, "reason": str(exc)}).encode()))
+        raise
     saved = storage.save(name, ContentFile(data))
     if saved != name:  # a concurrent request rendered it first; keep theirs
         storage.delete(saved)

@@ -1,7 +1,10 @@
+import textwrap
+
 from django.contrib import messages
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import escape
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
@@ -76,6 +79,21 @@ def document_detail(request, pk: int):
                                       "ocr": selectors.document_ocr_summary(document=document)})
 
 
+def _image_refused(reason: str, *, width: int) -> HttpResponse:
+    """A 422 whose body is an image saying why, so the review page shows the reason where the page would be
+    (the words beside it stay reviewable); the reason is in the X-Docloop-Refused header as well."""
+    lines = textwrap.wrap(reason, 60)
+    text = "".join(f'<tspan x="20" dy="1.4em">{escape(line)}</tspan>' for line in lines)
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{width * 4 // 3}" '
+           f'viewBox="0 0 600 800"><rect width="600" height="800" fill="#f4f4f4"/>'
+           f'<text x="20" y="40" font-family="sans-serif" font-size="16" fill="#333">{text}</text></svg>')
+    response = HttpResponse(svg, content_type="image/svg+xml; charset=utf-8", status=422)
+    response["X-Docloop-Refused"] = reason.encode("ascii", "replace").decode()
+    response["Cache-Control"] = "private, no-cache"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response
+
+
 @require_GET
 @reviewer_required
 def page_image(request, pk: int, number: int):
@@ -90,6 +108,8 @@ def page_image(request, pk: int, number: int):
     width = services.page_image_width(requested)
     try:
         name = services.page_image(document=document, number=number, width=width)
+    except services.PageImageRefused as exc:
+        return _image_refused(str(exc), width=width)
     except (PdfError, OSError) as exc:
         raise Http404(str(exc)) from None
     response = FileResponse(document.file.storage.open(name, "rb"), content_type="image/jpeg")
