@@ -19,6 +19,10 @@ from lib.roles import ADMINS, REVIEWERS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Models made per test predict with torch: the ONNX export (seconds per model) would run in every test that
+# makes a version. tests/training/ml/test_predict_backends.py and tests/training/commands/test_predict.py run
+# the default backend (ONNX Runtime); DOCLOOP_PREDICT_BACKEND=auto runs the whole suite on it.
+os.environ.setdefault("DOCLOOP_PREDICT_BACKEND", "torch")
 
 LENER = Path(settings.BASE_DIR).parent / "shared" / "datasets" / "lener-br"
 QUEUES = ("default", "training")

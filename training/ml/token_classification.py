@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import (
@@ -34,12 +35,12 @@ from training.ml.hyperparameters import DEFAULTS
 from training.ml.metrics import (
     entity_type_confusion,
     macro_f1,
-    span_counts_per_document,
     span_counts_per_block,
+    span_counts_per_document,
     span_coverage,
     span_scores,
 )
-from training.ml.windows import IGNORE, encode_windows
+from training.ml.windows import IGNORE, encode_windows, split_windows
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,6 @@ class TokenTrainConfig:
     device: str | None = None
 
 
-def encode_document(tokenizer, doc: TokenDocument, *, max_length: int,
 def validation_entities(docs: Sequence[TokenDocument]) -> int:
     """How many entities the documents hold (spans opened by a B- tag, or an I- tag after another type)."""
     count = 0
@@ -140,6 +140,7 @@ def validation_entities(docs: Sequence[TokenDocument]) -> int:
     return count
 
 
+def encode_document(tokenizer, doc: TokenDocument, *, max_length: int,
                     label2id: dict[str, int] | None = None) -> list[dict]:
     """The document's windows; with `doc.weights`, words of weight 0 get the IGNORE label, and a window
     holding a word of weight below 1 carries `loss_weights` (one per position), so that its batch gets the
@@ -235,8 +236,8 @@ def evaluate(model, tokenizer, docs: Sequence[TokenDocument], *, max_length: int
     types = sorted({label.partition("-")[2] for label in id2label.values() if label != "O"})
     scores["confusion_matrix"] = entity_type_confusion(gold_tags, predicted_tags, types)
     scores["per_document"] = span_counts_per_document(gold, predicted)  # for the gate's bootstrap
-    return scores
     scores["per_block"] = span_counts_per_block(gold, predicted, [list(doc.line_ends) for doc in docs])
+    return scores
 
 
 def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenDocument],
@@ -285,13 +286,13 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
         return {k: scores[k] for k in ("loss", "precision", "recall", "f1", "macro_f1", "coverage", "per_label",
                                        "confusion_matrix")}
 
-    result = fit(config, make_model=make_model, items=items, refit_items=windows(eval_docs) if config.refit else [],
     entities = validation_entities(eval_docs)
     if config.patience and entities < config.min_validation_entities:
         logger.warning("the validation documents hold %d entities (fewer than %d): early stopping will not trust "
                        "them; every planned epoch runs and the last is kept", entities,
                        config.min_validation_entities)
         config = replace(config, validation_trusted=False)
+    result = fit(config, make_model=make_model, items=items, refit_items=windows(eval_docs) if config.refit else [],
                  collate=collate, evaluate=score, device=device, on_epoch=on_epoch, on_step=on_step,
                  checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
     model, history, best_epoch = result["model"], result["history"], result["best_epoch"]
@@ -314,9 +315,20 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
 
 
 class TokenPredictor:
-    """A saved token-classification model, ready to tag documents word by word."""
+    """A saved token-classification model, ready to tag documents word by word.
 
-    def __init__(self, model_dir: str | Path, device: str | None = None):
+    The windows are those training cuts (training.ml.windows.split_windows), from one tokenizer call per
+    document; they run longest first in batches padded to their own longest window, through ONNX Runtime on
+    CPU where it is installed (training.ml.inference), else the torch model; each word takes the label of
+    its first sub-token, gathered with numpy. `backend`: training.ml.inference.BACKENDS (None: the
+    DOCLOOP_PREDICT_BACKEND setting, else auto). `self.model` stays the fp32 torch model (feedback updates
+    fine-tune a copy of it)."""
+
+    batch_size = 64
+
+    def __init__(self, model_dir: str | Path, device: str | None = None, backend: str | None = None):
+        from training.ml.inference import OnnxRunner, TorchRunner, backend_for
+
         self.model_dir = Path(model_dir)
         self.device = pick_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
@@ -326,13 +338,74 @@ class TokenPredictor:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         self.max_length = int(meta.get("max_length", min(self.tokenizer.model_max_length, 512)))
         self.id2label = self.model.config.id2label
+        self._labels = np.array([self.id2label[i] for i in range(len(self.id2label))], dtype=object)
+        names = list(self.tokenizer.model_input_names)
+        self.backend = backend_for(backend, self.device)
+        self._runner = (TorchRunner(self.model, self.device, input_names=names) if self.backend == "torch"
+                        else OnnxRunner(self.model_dir, input_names=names, variant=self.backend))
+        self._feeds_token_types = "token_type_ids" in names
+        # The special tokens around one sequence ([CLS] ... [SEP], <s> ... </s>), read off the tokenizer.
+        probe = self.tokenizer(["a"], is_split_into_words=True)
+        ids, word_ids = probe["input_ids"], probe.word_ids()
+        first = word_ids.index(0)
+        last = len(word_ids) - 1 - word_ids[::-1].index(0)
+        self._prefix, self._suffix = list(ids[:first]), list(ids[last + 1:])
+        self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def windows(self, words: Sequence[str], line_ends: Sequence[bool]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each window's input ids (special tokens included) and the document word index at each position
+        (-1 where no word starts), as encode_windows cuts them, from one tokenizer call for the document."""
+        n = len(words)
+        encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False, verbose=False)
+        ids = np.asarray(encoded["input_ids"], dtype=np.int64)
+        word_of = np.asarray(encoded.word_ids(), dtype=np.int64)  # no special tokens: never None
+        starts = np.searchsorted(word_of, np.arange(n + 1))  # each word's first sub-token
+        counts = np.diff(starts)
+        budget = self.max_length - len(self._prefix) - len(self._suffix)
+        cuts = split_windows(words, line_ends, np.maximum(counts, 1).tolist(), budget)
+        first = np.full(len(ids), -1, dtype=np.int64)
+        has_tokens = counts > 0  # a word of no sub-tokens (a stray control character) is left 'O'
+        first[starts[:-1][has_tokens]] = np.arange(n)[has_tokens]
+        prefix, suffix = np.asarray(self._prefix, dtype=np.int64), np.asarray(self._suffix, dtype=np.int64)
+        no_words_p, no_words_s = np.full(len(prefix), -1), np.full(len(suffix), -1)
+        out = []
+        for s, e in cuts:
+            lo, hi = starts[s], min(starts[e], starts[s] + budget)  # truncated as the tokenizer would
+            out.append((np.concatenate([prefix, ids[lo:hi], suffix]),
+                        np.concatenate([no_words_p, first[lo:hi], no_words_s])))
+        return out
 
     def tags(self, words: Sequence[str], line_ends: Sequence[bool]) -> tuple[list[str], list[float]]:
-        doc = TokenDocument(words=list(words), line_ends=list(line_ends))
-        items = encode_document(self.tokenizer, doc, max_length=self.max_length)
-        ids, scores, _loss = _predict_items(self.model, self.tokenizer, items, len(words), batch_size=32,
-                                            device=self.device)
-        return [self.id2label[i] for i in ids], scores
+        n = len(words)
+        if n == 0:
+            return [], []
+        windows = self.windows(words, line_ends)
+        label_ids = np.zeros(n, dtype=np.int64)
+        scores = np.zeros(n, dtype=np.float32)
+        order = sorted(range(len(windows)), key=lambda k: -len(windows[k][0]))  # longest first, padded per batch
+        multiple = 8 if self.device.type == "cuda" else 1
+        for b in range(0, len(order), self.batch_size):
+            batch = [windows[k] for k in order[b:b + self.batch_size]]
+            width = -(-len(batch[0][0]) // multiple) * multiple
+            input_ids = np.full((len(batch), width), self._pad, dtype=np.int64)
+            attention = np.zeros((len(batch), width), dtype=np.int64)
+            word_index = np.full((len(batch), width), -1, dtype=np.int64)
+            for row, (window_ids, window_words) in enumerate(batch):
+                input_ids[row, :len(window_ids)] = window_ids
+                attention[row, :len(window_ids)] = 1
+                word_index[row, :len(window_words)] = window_words
+            feeds = {"input_ids": input_ids, "attention_mask": attention}
+            if self._feeds_token_types:
+                feeds["token_type_ids"] = np.zeros_like(input_ids)
+            logits = self._runner(feeds)
+            rows, positions = np.nonzero(word_index >= 0)
+            picked = logits[rows, positions].astype(np.float32)  # (first sub-tokens, labels)
+            best = picked.argmax(-1)
+            top = picked.max(-1, keepdims=True)
+            target = word_index[rows, positions]
+            label_ids[target] = best
+            scores[target] = 1.0 / np.exp(picked - top).sum(-1)  # the softmax probability of the best label
+        return self._labels[label_ids].tolist(), scores.tolist()
 
     def spans(self, words: Sequence[str], line_ends: Sequence[bool]) -> list[tuple[int, int, str, float]]:
         return spans_with_scores(*self.tags(words, line_ends))
