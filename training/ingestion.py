@@ -44,7 +44,9 @@ def documents_ingest(*, documents: list[Document], processes: int, worker: str |
     owed: dict[int, list[int]] = {}
 
     def on_ready(document: Document) -> None:  # in the transaction that marks the document ready
-        owed[document.pk] = predictions.prediction_claims_ingest(document=document, job_id=job_id)
+        # One cheap query when no model is active (a first bulk import), instead of one per task.
+        if ModelVersion.objects.filter(is_active=True, task__in=list(TASKS)).exists():
+            owed[document.pk] = predictions.prediction_claims_ingest(document=document, job_id=job_id)
 
     documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker,
                                                     on_ready=on_ready)
