@@ -63,3 +63,23 @@ def test_refit_is_on_by_default_and_off_with_no_refit(tmp_path, db, capsys, queu
     assert first.hyperparameters["refit"] is True and second.hyperparameters["refit"] is False
     with pytest.raises(ValidationError, match="refit must be true or false"):
         training_run_create(task="token_classification", user=None, refit=1)
+
+
+def test_runs_recorded_before_the_step_budget_keep_training_as_they_were(db):
+    """Migration 0013: a run stored without the newer hyperparameters gets them switched off (0), so that
+    Reproduce and a resumed run train it as it was trained; runs that have them are left alone."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("training.migrations.0013_runs_step_budget")
+    old = TrainingRun.objects.create(task="token_classification", hyperparameters={"epochs": 20, "refit": True})
+    from training.ml.hyperparameters import DEFAULTS
+
+    new = TrainingRun.objects.create(task="token_classification", hyperparameters=dict(DEFAULTS))
+    migration.runs_as_they_were(apps, None)
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert old.hyperparameters == {"epochs": 20, "refit": True, "refit_continue": 0, "max_steps": 0,
+                                   "min_validation_entities": 0}
+    assert new.hyperparameters["refit_continue"] == 2 and new.hyperparameters["max_steps"] == 1000
