@@ -1,5 +1,9 @@
-"""Files written to storage inside a transaction that may yet fail: a database rollback does not remove
-them, so whatever a failed operation wrote is deleted on the way out (no file without its row)."""
+"""Storage sequences written once.
+
+- Files written inside a transaction that may yet fail: a database rollback does not remove them, so
+  whatever a failed operation wrote is deleted on the way out (no file without its row).
+- A file saved under exactly the key asked for (`storage_overwrite`): datasets, artefacts, checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -38,3 +42,15 @@ def files_removed_on_failure() -> Iterator[WrittenFiles]:
             except Exception:  # the original error matters more; the file is logged for an operator
                 logger.exception("could not delete %s after a failed operation", name)
         raise
+
+
+def storage_overwrite(*, storage, key: str, content) -> None:
+    """Save `content` (a django File) under exactly `key`, replacing what is there: a retried job rewrites
+    its own file, and a content-addressed key holds the same bytes. Django's storages rename a file rather
+    than overwrite one, so the old file is deleted first, and a renamed save (someone wrote the name in
+    between) is an error rather than a file stored where nothing will look for it."""
+    if storage.exists(key):
+        storage.delete(key)
+    saved = storage.save(key, content)
+    if saved != key:
+        raise RuntimeError(f"storage renamed {key} to {saved}")

@@ -10,18 +10,16 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage, default_storage
 
+from lib.storage import storage_overwrite
+
 
 def artefact_upload(*, local_dir: Path, location: str, storage: Storage = default_storage) -> str:
     """Copy every file of a save_pretrained folder to storage under `location`."""
     location = location.strip("/")
     for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-        key = f"{location}/{path.relative_to(local_dir).as_posix()}"
-        if storage.exists(key):
-            storage.delete(key)  # a retried job rewrites its own artefact
-        with path.open("rb") as handle:
-            saved = storage.save(key, File(handle))
-        if saved != key:
-            raise RuntimeError(f"storage renamed {key} to {saved}")
+        with path.open("rb") as handle:  # a retried job rewrites its own artefact
+            storage_overwrite(storage=storage, key=f"{location}/{path.relative_to(local_dir).as_posix()}",
+                              content=File(handle))
     return location
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from django.core.files import File
 from django.core.files.storage import Storage, default_storage
 
+from lib.storage import storage_overwrite
+
 LATEST = "latest.json"
 
 
@@ -32,13 +34,8 @@ def checkpoint_upload(*, local_dir: Path, files: list[str], location: str,
                       storage: Storage = default_storage) -> None:
     """Copy `files` (in order, latest.json last) from local_dir to storage, then drop older files."""
     for name in files:
-        key = f"{location}/{name}"
-        if storage.exists(key):
-            storage.delete(key)
         with (local_dir / name).open("rb") as handle:
-            saved = storage.save(key, File(handle))
-        if saved != key:
-            raise RuntimeError(f"storage renamed {key} to {saved}")
+            storage_overwrite(storage=storage, key=f"{location}/{name}", content=File(handle))
     pointer = json.loads((local_dir / LATEST).read_text())
     keep = {LATEST, pointer["state"], pointer.get("best")}
     for name in _listing(storage, location):

@@ -22,6 +22,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from lib.storage import storage_overwrite
 from training.dataset_builder import DatasetBuilder, DatasetFilters
 from training.excel import ExcelContent, excel_read
 from training.excel import max_bytes as excel_max_bytes
@@ -41,11 +42,8 @@ logger = logging.getLogger(__name__)
 
 
 def _save(key: str, handle) -> None:
-    if default_storage.exists(key):
-        default_storage.delete(key)  # same content-addressed key: a concurrent twin wrote the same bytes
-    saved = default_storage.save(key, handle)
-    if saved != key:
-        raise RuntimeError(f"storage renamed {key} to {saved}")
+    # The same content-addressed key: a concurrent twin wrote the same bytes.
+    storage_overwrite(storage=default_storage, key=key, content=handle)
 
 
 def dataset_store(*, snapshot: Snapshot, source: str, name: str, filters: dict, user: AbstractBaseUser | None,
