@@ -154,11 +154,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 def _export_action(format: str, description: str):
     def export(modeladmin, request, queryset):
-        from training import interop
+        from training.interchange import annotations as interchange
 
-        text = interop.annotations_export(format=format, document_ids=list(queryset.values_list("pk", flat=True)))
-        response = HttpResponse(text, content_type=f"{interop.CONTENT_TYPES[format]}; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="docloop-annotations.{interop.EXTENSIONS[format]}"'
+        text = interchange.annotations_export(format=format,
+                                              document_ids=list(queryset.values_list("pk", flat=True)))
+        response = HttpResponse(text, content_type=f"{interchange.CONTENT_TYPES[format]}; charset=utf-8")
+        extension = interchange.EXTENSIONS[format]
+        response["Content-Disposition"] = f'attachment; filename="docloop-annotations.{extension}"'
         return response
 
     export.__name__ = f"export_{format}"

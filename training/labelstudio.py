@@ -42,10 +42,10 @@ from django.utils.translation import gettext as _
 
 from annotation import services as annotation_services
 from annotation.models import Annotation, EntityType
+from documents.from_tokens import TokensNotReadBack, document_from_tokens
 from documents.models import Document
-from documents.pdf import pdf_render_lines, pdf_renderable_tokens
-from documents.selectors import document_words
-from documents.services import document_create, document_extract, document_mark_reviewed
+from documents.pdf import pdf_renderable_tokens
+from documents.services import document_mark_reviewed
 from lib import jobs
 from lib.inputs import text_problem
 from lib.safe_xml import XmlRefused, xml_fromstring
@@ -310,16 +310,14 @@ def labelstudio_import_execute(*, job: LabelStudioImport) -> LabelStudioImport:
         with jobs.BackgroundHeartbeat(lifecycle, job.pk, worker=worker):
             words, _offsets = text_words(job.text)
             rendered = pdf_renderable_tokens(words)
-            pdf = pdf_render_lines([rendered[s:e] for s, e in sentence_bounds(rendered)])
             with transaction.atomic(), files_removed_on_failure() as written:
-                document, created = document_create(data=pdf, name=job.name, user=user)
-                if created:
-                    written.add_field(document.file)
-                if document.status != Document.Status.READY:
-                    document = document_extract(document=document)
-                if document.status != Document.Status.READY or len(document_words(document=document)) != len(words):
+                try:
+                    made = document_from_tokens(lines=[rendered[s:e] for s, e in sentence_bounds(rendered)],
+                                                name=job.name, user=user, written=written)
+                except TokensNotReadBack as exc:
                     raise LabelStudioError(_("The task's text could not be stored as a document: %(reason)s")
-                                           % {"reason": document.error or _("its words did not read back")})
+                                           % {"reason": exc.error or _("its words did not read back")}) from None
+                document, created = made.document, made.created
                 # One import of a document at a time; a newer import of the same text already done wins.
                 Document.objects.select_for_update().filter(pk=document.pk).first()
                 newer = LabelStudioImport.objects.filter(text_sha256=job.text_sha256, pk__gt=job.pk,

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.training.excel_files import A_DATE, bomb, text_rows, token_rows, xlsx
-from training.excel import excel_read
+from training.interchange.excel import excel_read
 
 
 def _problems(data: bytes, name: str = "dados.xlsx", **kwargs) -> list[dict]:

@@ -16,7 +16,8 @@ from django.core.management import CommandError, call_command
 from annotation import services
 from annotation.models import Annotation, AnnotationEvent
 from documents.models import Document
-from training import interop
+from training.interchange import annotations as interchange
+from training.interchange.labelstudio import labelstudio_config
 
 SECOND = [["Outro", "acórdão", "do", "Tribunal", "de", "Justiça", "de", "Minas", "Gerais", "."],
           ["Relator", ":", "Maria", "Souza", "."]]
@@ -46,17 +47,18 @@ def _empty_database():
     assert not Annotation.objects.exists() and not AnnotationEvent.objects.exists()
 
 
-@pytest.mark.parametrize("format", interop.FORMATS)
+@pytest.mark.parametrize("format", interchange.FORMATS)
 def test_export_import_into_an_empty_database_and_export_again_gives_the_same_file(corpus, format, reviewer):
-    first = interop.annotations_export(format=format)
+    first = interchange.annotations_export(format=format)
     _empty_database()
-    result = interop.annotations_import_file(format=format, text=first, file=f"corpus.{format}", user=reviewer)
+    result = interchange.annotations_import_file(format=format, text=first, file=f"corpus.{format}",
+                                                 user=reviewer)
     assert result.documents == 2 and result.skipped == []
-    assert interop.annotations_export(format=format) == first
+    assert interchange.annotations_export(format=format) == first
 
 
 def test_the_jsonl_export_carries_text_tokens_spans_status_and_doc_class(corpus):
-    lines = interop.annotations_export(format="jsonl").splitlines()
+    lines = interchange.annotations_export(format="jsonl").splitlines()
     first = json.loads(lines[0])
     assert set(first) == {"name", "text", "tokens", "spans", "doc_class", "reviewed"}
     assert first["text"].startswith("O Ministério Público") and first["reviewed"] is True
@@ -69,7 +71,7 @@ def test_seqeval_reads_the_conll_export(corpus):
     from seqeval.metrics import classification_report, f1_score
     from seqeval.scheme import IOB2
 
-    text = interop.annotations_export(format="conll")
+    text = interchange.annotations_export(format="conll")
     assert text.startswith("-DOCSTART- O\n\n")
     sentences, current = [], []
     for line in text.splitlines():
@@ -116,7 +118,7 @@ def _labelstudio_schema_errors(tasks) -> list[str]:
 
 
 def test_the_label_studio_export_follows_its_documented_task_format(corpus):
-    tasks = json.loads(interop.annotations_export(format="labelstudio"))
+    tasks = json.loads(interchange.annotations_export(format="labelstudio"))
     assert _labelstudio_schema_errors(tasks) == []
     assert [len(t["annotations"][0]["result"]) for t in tasks] == [2, 1]
     assert tasks[1]["predictions"][0]["result"][0]["value"]["text"] == "Tribunal de Justiça de Minas Gerais"
@@ -154,8 +156,8 @@ print(json.dumps(sorted(os.listdir(out))))
 @pytest.mark.slow
 def test_label_studio_sdk_converts_the_label_studio_export(corpus, label_studio_python, tmp_path):
     export = tmp_path / "tasks.json"
-    export.write_text(interop.annotations_export(format="labelstudio"), encoding="utf-8")
-    config = interop.labelstudio_config(["ORGANIZACAO", "PESSOA", "LOCAL"])
+    export.write_text(interchange.annotations_export(format="labelstudio"), encoding="utf-8")
+    config = labelstudio_config(["ORGANIZACAO", "PESSOA", "LOCAL"])
     out = tmp_path / "converted"
     result = subprocess.run([str(label_studio_python), "-c", CONVERT, config, str(export), str(out)],
                             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -181,8 +183,8 @@ GOOD = "-DOCSTART- O\n\nO O\nTribunal B-ORGANIZACAO\nde I-ORGANIZACAO\nJustiça 
     (GOOD + "-DOCSTART- O\n\nJoão B-PARTIDO\n", 9, "spans[0].label", "unknown label 'PARTIDO'"),
 ])
 def test_malformed_conll_is_refused_with_file_line_and_field(db, entity_types, media_root, text, line, field, message):
-    with pytest.raises(interop.InteropError) as caught:
-        interop.annotations_import_file(format="conll", text=text, file="bad.conll")
+    with pytest.raises(interchange.InteropError) as caught:
+        interchange.annotations_import_file(format="conll", text=text, file="bad.conll")
     assert (caught.value.file, caught.value.line, caught.value.field) == ("bad.conll", line, field)
     assert message in str(caught.value)
     _nothing_imported(media_root)
@@ -193,8 +195,8 @@ def test_label_studio_offsets_outside_the_text_are_refused(db, entity_types, med
              {"data": {"text": "Maria Souza"}, "annotations": [{"result": [
                  {"from_name": "label", "to_name": "text", "type": "labels",
                   "value": {"start": 6, "end": 40, "labels": ["PESSOA"]}}]}]}]
-    with pytest.raises(interop.InteropError) as caught:
-        interop.annotations_import_file(format="labelstudio", text=json.dumps(tasks), file="tasks.json")
+    with pytest.raises(interchange.InteropError) as caught:
+        interchange.annotations_import_file(format="labelstudio", text=json.dumps(tasks), file="tasks.json")
     assert (caught.value.line, caught.value.field) == (2, "annotations[0].result[0].value.start")
     assert "outside the text (11 characters)" in str(caught.value)
     _nothing_imported(media_root)
@@ -204,8 +206,8 @@ def test_a_bad_jsonl_line_is_refused_and_nothing_of_the_file_is_imported(db, ent
     good = json.dumps({"name": "a.pdf", "tokens": ["Maria", "Souza", "."],
                        "spans": [{"start": 0, "end": 2, "label": "PESSOA"}]})
     bad = json.dumps({"name": "b.pdf", "tokens": ["Outro", "."], "spans": [{"start": 0, "end": "2", "label": "X"}]})
-    with pytest.raises(interop.InteropError) as caught:
-        interop.annotations_import_file(format="jsonl", text=good + "\n" + bad + "\n", file="docs.jsonl")
+    with pytest.raises(interchange.InteropError) as caught:
+        interchange.annotations_import_file(format="jsonl", text=good + "\n" + bad + "\n", file="docs.jsonl")
     assert (caught.value.line, caught.value.field) == (2, "spans[0].end")
     _nothing_imported(media_root)
 
@@ -213,12 +215,13 @@ def test_a_bad_jsonl_line_is_refused_and_nothing_of_the_file_is_imported(db, ent
 def test_a_failure_after_some_documents_were_written_rolls_all_of_them_back(db, entity_types, media_root):
     good = json.dumps({"name": "a.pdf", "tokens": ["Maria", "Souza", "."], "spans": []})
     same = json.dumps({"name": "b.pdf", "tokens": ["Maria", "Souza", "."], "spans": []})
-    with pytest.raises(interop.InteropError, match="same tokens as the document at line 1"):
-        interop.annotations_import_file(format="jsonl", text=f"{good}\n{same}\n", file="docs.jsonl")
+    with pytest.raises(interchange.InteropError, match="same tokens as the document at line 1"):
+        interchange.annotations_import_file(format="jsonl", text=f"{good}\n{same}\n", file="docs.jsonl")
     overlapping = json.dumps({"name": "c.pdf", "tokens": ["Maria", "da", "Souza"], "spans": [
         {"start": 0, "end": 2, "label": "PESSOA"}, {"start": 1, "end": 3, "label": "PESSOA"}]})
-    with pytest.raises(interop.InteropError, match="overlaps"):
-        interop.annotations_import_file(format="jsonl", text=f"{good}\n{overlapping}\n", file="docs.jsonl")
+    with pytest.raises(interchange.InteropError, match="overlaps"):
+        interchange.annotations_import_file(format="jsonl", text=f"{good}\n{overlapping}\n",
+                                            file="docs.jsonl")
     _nothing_imported(media_root)
 
 
@@ -285,10 +288,11 @@ def test_the_export_page_and_the_admin_action_call_the_same_service(client, corp
     client.force_login(reviewer)
     response = client.get(reverse("training:export"), {"format": "conll", "reviewed": "1"})
     assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
-    assert response.content.decode() == interop.annotations_export(format="conll", reviewed_only=True)
+    assert response.content.decode() == interchange.annotations_export(format="conll", reviewed_only=True)
     assert client.get(reverse("training:export"), {"format": "xml"}).status_code == 400
     boss = get_user_model().objects.create_superuser("boss", "boss@example.org", "secret-pass-123")
     client.force_login(boss)
     response = client.post(reverse("admin:documents_document_changelist"),
                            {"action": "export_labelstudio", "_selected_action": [reviewed.pk]})
-    assert response.content.decode() == interop.annotations_export(format="labelstudio", document_ids=[reviewed.pk])
+    assert response.content.decode() == interchange.annotations_export(format="labelstudio",
+                                                                        document_ids=[reviewed.pk])

@@ -24,8 +24,8 @@ from django.utils.translation import gettext as _
 
 from lib.storage import storage_overwrite
 from training.dataset_builder import DatasetBuilder, DatasetFilters
-from training.excel import ExcelContent, excel_read
-from training.excel import max_bytes as excel_max_bytes
+from training.interchange.excel import ExcelContent, excel_read
+from training.interchange.excel import max_bytes as excel_max_bytes
 from training.ml.snapshot import (
     SPLIT_SEED,
     TEST_FRACTION,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training.interop import FORMATS, annotations_export, export_documents
+from training.interchange.annotations import FORMATS, annotations_export, export_documents
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from training.interop import FORMATS, InteropError, annotations_import_file
+from training.interchange.annotations import FORMATS, InteropError, annotations_import_file
 
 
 class Command(BaseCommand):

@@ -5,7 +5,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from training.interop import REVIEW_CSV_COLUMNS, InteropError, review_csv_import
+from training.interchange.records import InteropError
+from training.interchange.review_csv import REVIEW_CSV_COLUMNS, review_csv_import
 
 
 class Command(BaseCommand):
