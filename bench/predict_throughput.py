@@ -1,16 +1,25 @@
 """Words per second of docloop's prediction path beside Hugging Face's token-classification pipeline, on the
 same model and documents, in one run, with the span F1 of each.
 
-- ours: training.ml.token_classification.TokenPredictor.predict, what ingestion and re-scoring call per
-  document (windows cut at line ends, batched, labels on each word's first sub-token).
-- ours-int8: the same with the model's Linear layers quantized to int8 (torch dynamic quantization).
+- ours: training.ml.token_classification.TokenPredictor.predict with its default backend, what ingestion,
+  re-scoring and `manage.py predict` call per document (windows cut at line ends, one tokenizer call, longest
+  windows first padded per batch, labels on each word's first sub-token gathered with numpy; ONNX Runtime
+  with fused transformer operators where installed: training.ml.inference).
+- onnx, onnx-int8ffn, torch: the same path on each backend (int8ffn: the feed-forward matrix products
+  quantized to int8; torch: the fp32 torch model under inference_mode, the fallback and the F1 reference).
+- before: the path as it was before issue 22 (windows in document order through the training collator,
+  torch under no_grad, a Python loop per word), kept by training's evaluation (_predict_items).
+- torch-int8: the torch model's Linear layers all quantized to int8 (torch dynamic quantization).
 - pipeline: transformers.pipeline("token-classification", aggregation_strategy="first") over the
   document's sentences (a list, batch size 32); its entity groups mapped back to words by character offsets.
 
 The model: --model (a saved docloop artefact folder), else one trained here on the first --train-docs LeNER-Br
 train documents (--epochs, through training.ml.token_classification.train). Documents: the first --docs
 LeNER-Br dev documents, each clipped to --max-words words (whole sentences). Every variant runs --runs
-times over all documents; the best run counts (the least disturbed by other load).
+times over all documents; the best run counts (the least disturbed by other load). Each variant makes its
+first prediction (the ONNX export, cached beside the model, and the session) before the timed runs.
+"within 0.005" compares each variant's span F1 with the fp32 torch model's; the default backend must be the
+fastest variant that is.
 
     nice -n 10 .venv/bin/python bench/predict_throughput.py [--model DIR] [--docs 4] [--max-words 2000]
 """
@@ -101,16 +110,41 @@ def main() -> None:
     docs = _docs("dev", args.docs, args.max_words)
     gold = [doc.tags for doc, _ in docs]
     words = sum(len(doc.words) for doc, _ in docs)
-    predictor = tc.TokenPredictor(model_dir)
-    quantized = tc.TokenPredictor(model_dir)
-    quantized.model = torch.ao.quantization.quantize_dynamic(quantized.model, {torch.nn.Linear}, dtype=torch.qint8)
-    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="first", device=-1)
+    from training.ml.inference import onnxruntime_available
 
-    variants = {
-        "ours": lambda: [predictor.predict(doc.words, doc.line_ends).tags for doc, _ in docs],
-        "ours-int8": lambda: [quantized.predict(doc.words, doc.line_ends).tags for doc, _ in docs],
-        "pipeline": lambda: [_pipeline_tags(pipe, sentences) for _, sentences in docs],
-    }
+    def run_predictor(predictor):
+        return lambda: [predictor.predict(doc.words, doc.line_ends).tags for doc, _ in docs]
+
+    def run_before(predictor):
+        def run():
+            tags = []
+            for doc, _ in docs:
+                items = tc.encode_document(predictor.tokenizer, doc, max_length=predictor.max_length)
+                ids, _scores, _loss = tc._predict_items(predictor.model, predictor.tokenizer, items, len(doc.words),
+                                                        batch_size=32, device=predictor.device)
+                tags.append([predictor.id2label[i] for i in ids])
+            return tags
+        return run
+
+    default = tc.TokenPredictor(model_dir)
+    reference = tc.TokenPredictor(model_dir, backend="torch")
+    variants = {"ours": run_predictor(default)}
+    if onnxruntime_available():
+        for backend in ("onnx", "onnx-int8ffn"):
+            variants[backend] = run_predictor(tc.TokenPredictor(model_dir, backend=backend))
+    variants["torch"] = run_predictor(reference)
+    variants["before"] = run_before(reference)
+    quantized = tc.TokenPredictor(model_dir, backend="torch")
+    quantized.model = torch.ao.quantization.quantize_dynamic(quantized.model, {torch.nn.Linear}, dtype=torch.qint8)
+    quantized._runner.model = quantized.model
+    variants["torch-int8"] = run_predictor(quantized)
+    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="first", device=-1)
+    variants["pipeline"] = lambda: [_pipeline_tags(pipe, sentences) for _, sentences in docs]
+    for predictor in (default, reference, quantized):
+        predictor.tags(["warm", "up"], [False, True])  # the ONNX export and session, once, untimed
+    for name in ("onnx", "onnx-int8ffn"):
+        if name in variants:
+            variants[name]()
     results = {}
     for _round in range(args.runs):
         for name, run in variants.items():  # interleaved, so load changes hit every variant alike
@@ -121,11 +155,13 @@ def main() -> None:
             if best is None or seconds < best[0]:
                 results[name] = (seconds, _f1(gold, predicted))
     print(f"{len(docs)} LeNER-Br dev documents, {words} words; torch threads {torch.get_num_threads()}; "
-          f"load average {load_average()}")
-    print(f"{'variant':>10} {'words/s':>9} {'x pipeline':>11} {'span F1':>8}")
+          f"load average {load_average()}; default backend: {default.backend}")
+    print(f"{'variant':>12} {'words/s':>9} {'x pipeline':>11} {'span F1':>8} {'within 0.005':>13}")
     baseline = words / results["pipeline"][0]
+    fp32 = results["torch"][1]
     for name, (seconds, f1) in results.items():
-        print(f"{name:>10} {words / seconds:>9.0f} {words / seconds / baseline:>11.2f} {f1:>8.3f}")
+        print(f"{name:>12} {words / seconds:>9.0f} {words / seconds / baseline:>11.2f} {f1:>8.3f} "
+              f"{'yes' if abs(f1 - fp32) <= 0.005 else 'no':>13}")
 
 
 if __name__ == "__main__":

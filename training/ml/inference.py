@@ -11,7 +11,8 @@ Backends (`DOCLOOP_PREDICT_BACKEND`, or the predictor's `backend` argument):
 - auto (default): onnx on CPU when onnxruntime is importable, else torch.
 - onnx: ONNX Runtime, fp32 weights (the same F1 as torch: bench/predict_throughput.py).
 - onnx-int8ffn: ONNX Runtime with the feed-forward matrix products quantized to int8 (dynamic
-  quantization); faster but may lose F1: measured in bench/predict_throughput.py, off by default.
+  quantization, per channel); onnx-int8: every matrix product of the encoder. Faster, but they may lose F1:
+  bench/predict_throughput.py measures them beside fp32.
 - torch: the torch model.
 
 Plain Python, no Django.
@@ -20,6 +21,7 @@ Plain Python, no Django.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -31,7 +33,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnx", "onnx-int8ffn", "torch")
+BACKENDS = ("auto", "onnx", "onnx-int8ffn", "onnx-int8", "torch")
 ONNX_DIR = "onnx"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
 # Architectures whose graph onnxruntime.transformers' optimizer fuses (its "bert" pattern covers these).
@@ -120,25 +122,23 @@ def _export(model_dir: Path, input_names: list[str], target: Path) -> None:
     _write_atomically(target, write)
 
 
-def _quantize_ffn(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the feed-forward matrix products only (the attention projections and
-    the classifier stay fp32)."""
+def _quantize(source: Path, target: Path, *, hidden: int, intermediate: int, ffn_only: bool) -> None:
+    """Dynamic int8 quantization (weights per output channel, 7-bit for CPUs without VNNI) of the encoder's
+    matrix products: the feed-forward ones only (hidden x intermediate), or every one (also the attention's
+    projections); the classifier stays fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False).graph
-    initializers = {init.name: init for init in graph.initializer}
-    ffn = []
-    for node in graph.node:  # intermediate (hidden -> 4 hidden) and output (4 hidden -> hidden) dense layers
-        if node.op_type != "MatMul":
-            continue
-        weight = next((initializers[name] for name in node.input if name in initializers), None)
-        if weight is not None and len(weight.dims) == 2 and max(weight.dims) >= 2 * min(weight.dims):
-            ffn.append(node.name)
+    shapes = {init.name: set(init.dims) for init in graph.initializer if len(init.dims) == 2}
+    wanted = [{hidden, intermediate}] + ([] if ffn_only else [{hidden}, {hidden, 3 * hidden}])
+    nodes = [node.name for node in graph.node if node.op_type in ("MatMul", "Attention")
+             and any(shapes.get(name) in wanted for name in node.input)]
 
     def write(path: Path) -> None:
-        quantize_dynamic(str(source), str(path), op_types_to_quantize=["MatMul"], nodes_to_quantize=ffn,
-                         weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+        quantize_dynamic(str(source), str(path), op_types_to_quantize=["MatMul", "Attention"], nodes_to_quantize=nodes,
+                         weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
     _write_atomically(target, write)
 
@@ -160,10 +160,12 @@ class OnnxRunner:
         plain = self.model_dir / ONNX_DIR / f"model-{digest}.onnx"
         if not plain.exists():
             _export(self.model_dir, self.input_names, plain)
-        if self.variant == "onnx-int8ffn":
-            quantized = plain.with_name(f"model-{digest}-int8ffn.onnx")
+        if self.variant in ("onnx-int8ffn", "onnx-int8"):
+            quantized = plain.with_name(f"model-{digest}-{self.variant[5:]}.onnx")
             if not quantized.exists():
-                _quantize_ffn(plain, quantized)
+                config = json.loads((self.model_dir / "config.json").read_text())
+                _quantize(plain, quantized, hidden=config["hidden_size"], intermediate=config["intermediate_size"],
+                          ffn_only=self.variant == "onnx-int8ffn")
             return quantized
         return plain
 
