@@ -18,10 +18,6 @@ class AddEntityForm(forms.Form):
         return data
 
 
-class RelabelForm(forms.Form):
-    label = forms.ModelChoiceField(label=_("type"), queryset=EntityType.objects.all())
-
-
 class ActionForm(forms.Form):
     """One change to one entity: always the revision it was based on, plus what the action needs."""
 

@@ -27,13 +27,6 @@ from documents.models import Document, Page
 from documents.selectors import document_search_filter
 
 
-def document_annotations(*, document: Document, include_rejected: bool = True):
-    qs = Annotation.objects.filter(document=document).select_related("label", "model_version")
-    if not include_rejected:
-        qs = qs.exclude(status=Annotation.Status.REJECTED)
-    return qs.order_by("start", "id")
-
-
 def accepted_spans(*, document: Document) -> list[tuple[int, int, str]]:
     """The latest accepted entities of a document as (start, end, label), non-overlapping, in order."""
     spans: list[tuple[int, int, str]] = []
@@ -252,14 +245,6 @@ def document_history(*, document: Document, annotation_id: int | None = None):
 
 def document_history_head(*, document: Document) -> int:
     return AnnotationEvent.objects.filter(document=document).order_by("-id").values_list("id", flat=True).first() or 0
-
-
-def annotation_projection(events: list[AnnotationEvent]) -> dict | None:
-    """An entity's state as its events say: each event's `after` replaces the state before it."""
-    state = None
-    for event in sorted(events, key=lambda e: e.pk):
-        state = event.after
-    return state
 
 
 # The review queue ------------------------------------------------------------------------------------------

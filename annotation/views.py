@@ -230,9 +230,6 @@ def annotation_add(request, pk: int):
     return _respond(request, document, annotation=annotation, status=201)
 
 
-ACTIONS = ("accept", "reject", "relabel", "resize", "delete", "revert")
-
-
 @require_POST
 @reviewer_required
 @vary_on_headers("HX-Request")

@@ -3,8 +3,8 @@
 Protocol: the first --docs LeNER-Br dev documents (sorted by name; the duplicate AC20150110436469APC left
 out) are rendered to PDF from their tokens (documents.pdf.pdf_render_lines, 10 pt Helvetica, as
 `import_conll` does), cut to their first --pages pages, and "scanned": every page rasterised to a
-grayscale image at --scan-dpi with no text layer (documents.pdf.pdf_rasterize). docloop's own extraction
-(documents.pdf.pdf_extract with the settings' OCR options: Tesseract, DOCLOOP_OCR_LANGUAGES,
+grayscale image at --scan-dpi with no text layer (pdf_rasterize, tests/documents/scans.py). docloop's own
+extraction (documents.pdf.pdf_extract with the settings' OCR options: Tesseract, DOCLOOP_OCR_LANGUAGES,
 DOCLOOP_OCR_DPI) reads the scans back in this process, one page at a time, no database.
 
 - pages/s: scanned pages / wall-clock seconds of pdf_extract, best of --runs.
@@ -45,8 +45,9 @@ def main() -> None:
     import pymupdf
     from django.conf import settings
 
-    from documents.pdf import pdf_extract, pdf_rasterize, pdf_render_lines
+    from documents.pdf import pdf_extract, pdf_render_lines
     from documents.services import ocr_options
+    from tests.documents.scans import pdf_rasterize
     from training.ml.conll import conll_parse
 
     files = sorted(p for p in (DATA / "dev").glob("*.conll") if p.name not in DUPLICATES)[: args.docs]

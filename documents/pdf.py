@@ -341,18 +341,3 @@ def pdf_render_lines(lines: list[list[str]], *, title: str = "", font_size: floa
     data = doc.tobytes(garbage=3, deflate=True, no_new_id=True)
     doc.close()
     return data
-
-
-def pdf_rasterize(data: bytes, *, dpi: int = 200) -> bytes:
-    """The PDF as a scan would give it: every page an image, no text layer (tests and bench/ocr.py)."""
-    source = pdf_open(data)
-    scanned = pymupdf.open()
-    try:
-        for page in source:
-            pixmap = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
-            target = scanned.new_page(width=page.rect.width, height=page.rect.height)
-            target.insert_image(target.rect, stream=pixmap.tobytes("png"))
-        return scanned.tobytes(garbage=3, deflate=True, no_new_id=True)
-    finally:
-        source.close()
-        scanned.close()

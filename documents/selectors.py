@@ -50,13 +50,6 @@ def document_ocr_summary(*, document: Document) -> OcrSummary | None:
                       round(sum(confidences) / len(confidences), 1) if confidences else None)
 
 
-def document_list(*, status: str | None = None):
-    qs = Document.objects.select_related("uploaded_by", "reviewed_by")
-    if status:
-        qs = qs.filter(status=status)
-    return qs
-
-
 # The pages' stored search vector: a column PostgreSQL generates from each page's first
 # PAGE_TEXT_SEARCH_CHARS characters (training migration 0012: a tsvector holds at most 1 MB), with a GIN
 # index. The Page model does not declare it (SQLite has no such column); queries name it through this field.

@@ -1,5 +1,5 @@
-"""Template tags that show a document's class (text classification) on pages other apps own: the queue
-(documents/list.html) and the review page. Kept small and separate; the review workspace builds on them."""
+"""Template tags that show a document's class (text classification): the queue's class column
+(annotation/queue.html, through queue_table's rows) and the review page's class panel."""
 
 from __future__ import annotations
 
@@ -19,11 +19,6 @@ def document_classes(documents) -> dict[int, DocumentClassification]:
     ids = [document.pk for document in documents]
     rows = DocumentClassification.objects.filter(document_id__in=ids).select_related("label")
     return {row.document_id: row for row in rows}
-
-
-@register.filter
-def class_of(classes: dict, document_id: int):
-    return classes.get(document_id)
 
 
 @register.simple_tag

@@ -10,8 +10,9 @@ import pymupdf
 import pytest
 
 from documents.models import Document
-from documents.pdf import pdf_rasterize, pdf_render_lines
+from documents.pdf import pdf_render_lines
 from documents.services import document_upload
+from tests.documents.scans import pdf_rasterize
 
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None,
                                 reason="Tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-por)")
