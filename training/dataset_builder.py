@@ -1,6 +1,6 @@
 """DatasetBuilder: the rows of a snapshot, streamed out of the database from reviewed documents.
 
-Each task's rows come from a generator here (named by the task registry, `training.tasks`), one row per
+Each task's rows come from a generator here (named by the task registry, `training.registry`), one row per
 document in canonical order (by the PDF's SHA-256), read in batches of documents so memory stays flat in
 their number. `training.ml.snapshot` turns the rows into the snapshot's files, hash and statistics.
 
@@ -139,7 +139,7 @@ class DatasetBuilder:
             yield batch
 
     def rows(self) -> Iterator[dict]:
-        from training.tasks import task_spec
+        from training.registry import task_spec
 
         return task_spec(self.task).rows(builder=self)
 

@@ -24,9 +24,9 @@ from documents.selectors import document_words
 from lib import jobs
 from lib.db_retry import db_retry
 from training.models import ModelVersion, PredictionClaim
+from training.registry import TASKS, task_spec
 from training.selectors import model_version_active
 from training.services import predictions
-from training.tasks import TASKS, task_spec
 
 logger = logging.getLogger(__name__)
 

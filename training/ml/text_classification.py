@@ -1,6 +1,6 @@
 """Fine-tuning and prediction for text classification: one class per document.
 
-Plain Python, no Django, with the entry points of the task registry (training.tasks): COLUMNS,
+Plain Python, no Django, with the entry points of the task registry (training.registry): COLUMNS,
 document_from_row, labels_from_rows, make_config, train, Predictor.
 
 Documents are longer than the model's window, so each is cut into windows exactly as token classification
@@ -58,7 +58,7 @@ class TextDocument:
         return words, ends
 
 
-# The task's entry points, as the task registry (training.tasks) calls them -----------------------------
+# The task's entry points, as the task registry (training.registry) calls them -----------------------------
 
 COLUMNS = ["document", "text", "label"]
 

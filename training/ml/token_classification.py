@@ -58,7 +58,7 @@ class TokenDocument:
     weights: list[float] | None = None
 
 
-# The task's entry points, as the task registry (training.tasks) calls them -----------------------------
+# The task's entry points, as the task registry (training.registry) calls them -----------------------------
 
 COLUMNS = ["document", "tokens", "tags", "line_ends"]  # line_ends is optional (spreadsheet rows lack it)
 

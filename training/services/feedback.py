@@ -329,7 +329,7 @@ def _class_rows(document_ids: list[int]) -> list[dict]:
 def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     from training.ingestion import predictor_for
     from training.ml import feedback as ml_feedback
-    from training.tasks import task_spec
+    from training.registry import task_spec
 
     heartbeat = jobs.Heartbeat(lifecycle, update.pk, worker=worker)
     parent = update.parent_version

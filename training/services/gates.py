@@ -244,7 +244,7 @@ def version_score_store(*, version: ModelVersion, evaluation_set: EvaluationSet,
 def version_evaluate(*, version: ModelVersion, documents: list) -> dict:
     """Score a stored version on the task's documents (the worker's side: loads the artefact)."""
     from training.artefacts import artefact_local_dir
-    from training.tasks import task_spec
+    from training.registry import task_spec
 
     return task_spec(version.task).ml().evaluate_saved(artefact_local_dir(location=version.artefact), documents)
 
@@ -255,7 +255,7 @@ def version_score_on(*, version: ModelVersion, evaluation_set: EvaluationSet, do
     if cached is not None:
         return cached
     if documents is None:
-        from training.tasks import task_spec
+        from training.registry import task_spec
 
         ml = task_spec(version.task).ml()
         documents = [ml.document_from_row(row) for row in evaluation_rows(evaluation_set=evaluation_set)]
@@ -267,7 +267,7 @@ def version_score_on(*, version: ModelVersion, evaluation_set: EvaluationSet, do
 def evaluation_set_score_versions(*, evaluation_set: EvaluationSet, limit: int = 50) -> int:
     """Score the task's versions (newest first, at most `limit`) that have no score on the set yet; a
     version whose artefact is gone is skipped. Returns how many were scored."""
-    from training.tasks import task_spec
+    from training.registry import task_spec
 
     ml = task_spec(evaluation_set.task).ml()
     documents = [ml.document_from_row(row) for row in evaluation_rows(evaluation_set=evaluation_set)]
@@ -379,7 +379,7 @@ def gate_scores_for_run(*, run: TrainingRun, model_dir, evaluation_set: Evaluati
                         fallback_documents: list) -> dict:
     """A finished run's gate inputs, computed on the worker: the new artefact's scores on the evaluation set
     (else on the run's validation documents) and the active version's on the same documents."""
-    from training.tasks import task_spec
+    from training.registry import task_spec
 
     ml = task_spec(run.task).ml()
     if evaluation_set is not None:

@@ -36,8 +36,8 @@ from documents.models import Document
 from lib import jobs
 from lib.db_retry import db_error_is_transient, db_retry
 from training.models import ModelVersion, PredictionClaim, Task
+from training.registry import TASKS
 from training.selectors import model_version_active
-from training.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def prediction_claim_execute(*, claim: PredictionClaim, worker: str | None = Non
     with the claim's end. A claim that is not this worker's to run (written, running elsewhere) is returned
     as it is; one whose prediction raises ends failed with the reason."""
     from training.ingestion import document_predict
-    from training.tasks import task_spec
+    from training.registry import task_spec
 
     lifecycle = prediction_lifecycle()
     worker = worker or jobs.worker_name()

@@ -220,9 +220,9 @@ def _documents_without(path: Path, *, to_document, held: set[str], cache_dir: Pa
 
 def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     from training.dataset_builder import document_ids_for_keys
+    from training.registry import task_spec
     from training.services.datasets import dataset_local_file
     from training.services.gates import evaluation_set_for_training, gate_scores_for_run
-    from training.tasks import task_spec
 
     heartbeat = jobs.Heartbeat(lifecycle, run.pk, worker=worker)
     ml = task_spec(run.task).ml()

@@ -135,8 +135,8 @@ def model_version_evaluate(*, version: ModelVersion, dataset, split: str | None 
     split, or `split`): the same metrics as the runs' epochs, from the reloaded artefact's predictions."""
     from training.artefacts import artefact_local_dir
     from training.ml.data import snapshot_documents
+    from training.registry import task_spec
     from training.services.datasets import dataset_local_file
-    from training.tasks import task_spec
 
     if dataset.task != version.task:
         raise ValueError(f"dataset {dataset.pk} is for {dataset.task}, version {version.number} for {version.task}")

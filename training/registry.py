@@ -1,8 +1,11 @@
-"""The task registry: what each task needs from the database and from the ML package.
+"""The ML task registry (not RQ jobs: those are training.jobs): what each task needs from the database and
+from the ML package.
 
-A new task (text classification, say) is a new entry here plus a module in `training.ml` with the same
-entry points as `training.ml.token_classification` (COLUMNS, document_from_row, labels_from_rows,
-make_config, train, Predictor): the services, the job and the commands stay as they are.
+An entry names the task's Django-free module in `training.ml` (entry points COLUMNS, document_from_row,
+labels_from_rows, make_config, train, Predictor, as in `training.ml.token_classification`), the generator
+of its dataset rows and the writer of its predictions. Training, prediction and evaluation go through it;
+some code still branches on the task by name (feedback, snapshot columns, Excel columns, the review
+widgets), so a new task touches those too until issue 20's registry step moves them here.
 
 Every entry is a dotted path, imported when used, so reading the registry (as web requests do) loads
 neither torch nor transformers.
