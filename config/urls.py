@@ -10,7 +10,7 @@ from django_rq.models import Dashboard
 from annotation import views as review_views
 from lib.axes_admin import AccessAttemptAdmin
 from lib.rq_admin import SafeQueueAdmin, rq_urlpatterns
-from training import views_feedback
+from training.views import feedback as feedback_views
 
 # django-rq's dashboard, with its missing-object errors turned into 404s (lib/rq_admin.py).
 if admin.site.is_registered(Dashboard):
@@ -33,11 +33,12 @@ urlpatterns = [
     path("admin/rq/", include((rq_urlpatterns(), "django_rq"))),
     path("admin/", admin.site.urls),
     path("documents/", review_views.queue, name="queue"),
-    # Immediate feedback (training.views_feedback)
-    path("documents/<int:pk>/feedback", views_feedback.feedback_send_view, name="feedback"),
-    path("documents/<int:pk>/feedback/", views_feedback.feedback_send_view),
-    path("documents/<int:pk>/feedback/panel/", views_feedback.feedback_panel, name="feedback-panel"),
-    path("documents/<int:pk>/feedback/<int:request_id>/", views_feedback.feedback_status, name="feedback-status"),
+    # Immediate feedback (training.views.feedback)
+    path("documents/<int:pk>/feedback", feedback_views.feedback_send_view, name="feedback"),
+    path("documents/<int:pk>/feedback/", feedback_views.feedback_send_view),
+    path("documents/<int:pk>/feedback/panel/", feedback_views.feedback_panel, name="feedback-panel"),
+    path("documents/<int:pk>/feedback/<int:request_id>/", feedback_views.feedback_status,
+         name="feedback-status"),
     path("documents/", include("documents.urls")),
     path("review/", include("annotation.urls")),
     path("training/", include("training.urls")),

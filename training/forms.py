@@ -88,7 +88,7 @@ def _share(value: float) -> float:
 
 class DatasetBuildForm(forms.Form):
     """Snapshot the reviewed documents as a dataset: the filters of `manage.py build_dataset` and of the API's
-    build (training.dataset_views.api_dataset_build), each checked by the same rules."""
+    build (training.views.datasets.api_dataset_build), each checked by the same rules."""
 
     task = forms.ChoiceField(label=_("task"), choices=Task.choices, initial=Task.TOKEN_CLASSIFICATION)
     labels = forms.CharField(label=_("only these labels"), required=False, max_length=5000,
