@@ -5,7 +5,7 @@ same model and documents, in one run, with the span F1 of each.
   re-scoring and `manage.py predict` call per document (windows cut at line ends, one tokenizer call, longest
   windows first padded per batch, labels on each word's first sub-token gathered with numpy; ONNX Runtime
   with fused transformer operators where installed: training.ml.inference).
-- onnx, onnx-int8ffn, torch: the same path on each backend (int8ffn: the feed-forward matrix products
+- onnx, onnx-int8ffn, onnx-int8, torch: the same path on each backend (int8ffn: the feed-forward matrix products
   quantized to int8; torch: the fp32 torch model under inference_mode, the fallback and the F1 reference).
 - before: the path as it was before issue 22 (windows in document order through the training collator,
   torch under no_grad, a Python loop per word), kept by training's evaluation (_predict_items).
@@ -83,6 +83,9 @@ def main() -> None:
     parser.add_argument("--train-words", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--variants", default="",
+                        help="comma-separated subset to run (torch, the F1 reference, always runs; without the "
+                             "pipeline no ratio is printed), e.g. onnx,onnx-int8 with --docs 9 --max-words 0")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -102,7 +105,8 @@ def main() -> None:
         labels = sorted({t[2:] for doc in train for t in doc.tags if t != "O"})
         started = time.monotonic()
         result = tc.train(tc.TokenTrainConfig(base_model=base, output_dir=model_dir, entity_types=labels,
-                                              epochs=args.epochs, batch_size=8, learning_rate=3e-4, max_length=64),
+                                              epochs=args.epochs, batch_size=8, learning_rate=3e-4, max_length=64,
+                                              patience=0, refit=False),
                           train[1:], train[:1])
         print(f"model: trained here on {len(train) - 1} LeNER-Br train documents, {args.epochs} epochs, "
               f"{time.monotonic() - started:.0f} s (held-out F1 {result['final']['f1']:.3f})")
@@ -129,9 +133,11 @@ def main() -> None:
     default = tc.TokenPredictor(model_dir)
     reference = tc.TokenPredictor(model_dir, backend="torch")
     variants = {"ours": run_predictor(default)}
+    predictors = [default, reference]
     if onnxruntime_available():
-        for backend in ("onnx", "onnx-int8ffn"):
-            variants[backend] = run_predictor(tc.TokenPredictor(model_dir, backend=backend))
+        for backend in ("onnx", "onnx-int8ffn", "onnx-int8"):
+            predictors.append(tc.TokenPredictor(model_dir, backend=backend))
+            variants[backend] = run_predictor(predictors[-1])
     variants["torch"] = run_predictor(reference)
     variants["before"] = run_before(reference)
     quantized = tc.TokenPredictor(model_dir, backend="torch")
@@ -140,11 +146,11 @@ def main() -> None:
     variants["torch-int8"] = run_predictor(quantized)
     pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="first", device=-1)
     variants["pipeline"] = lambda: [_pipeline_tags(pipe, sentences) for _, sentences in docs]
-    for predictor in (default, reference, quantized):
-        predictor.tags(["warm", "up"], [False, True])  # the ONNX export and session, once, untimed
-    for name in ("onnx", "onnx-int8ffn"):
-        if name in variants:
-            variants[name]()
+    if args.variants:
+        keep = {name.strip() for name in args.variants.split(",")} | {"torch"}
+        variants = {name: run for name, run in variants.items() if name in keep}
+    for predictor in predictors:
+        predictor.tags(["warm", "up"], [False, True])  # the ONNX export (quantization) and session, untimed
     results = {}
     for _round in range(args.runs):
         for name, run in variants.items():  # interleaved, so load changes hit every variant alike
@@ -157,10 +163,11 @@ def main() -> None:
     print(f"{len(docs)} LeNER-Br dev documents, {words} words; torch threads {torch.get_num_threads()}; "
           f"load average {load_average()}; default backend: {default.backend}")
     print(f"{'variant':>12} {'words/s':>9} {'x pipeline':>11} {'span F1':>8} {'within 0.005':>13}")
-    baseline = words / results["pipeline"][0]
+    baseline = words / results["pipeline"][0] if "pipeline" in results else None
     fp32 = results["torch"][1]
     for name, (seconds, f1) in results.items():
-        print(f"{name:>12} {words / seconds:>9.0f} {words / seconds / baseline:>11.2f} {f1:>8.3f} "
+        ratio = words / seconds / baseline if baseline else float("nan")
+        print(f"{name:>12} {words / seconds:>9.0f} {ratio:>11.2f} {f1:>8.3f} "
               f"{'yes' if abs(f1 - fp32) <= 0.005 else 'no':>13}")
 
 

@@ -178,6 +178,9 @@ class OnnxRunner:
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 options.intra_op_num_threads = torch.get_num_threads()  # the process's setting (OMP_NUM_THREADS)
                 options.inter_op_num_threads = 1
+                # Threads sleep between operators rather than spin: workers share their cores with other processes,
+                # where spinning threads slowed ONNX Runtime below torch (docs/performance.md).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 options.log_severity_level = 3
                 self._session = ort.InferenceSession(str(self.graph_path()), options,
                                                      providers=["CPUExecutionProvider"])
