@@ -87,3 +87,19 @@ def api_view(*, allowed: Callable | None = None):
         return wrapper
 
     return decorate
+
+
+def api_object(queryset, missing: str):
+    """Decorate a JSON view taking `pk`: call it with the object instead, or answer 404 with `missing`."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, pk: int):
+            found = queryset.filter(pk=pk).first()
+            if found is None:
+                return api_error(str(missing), status=404)
+            return view(request, found)
+
+        return wrapper
+
+    return decorate

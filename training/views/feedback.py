@@ -1,5 +1,5 @@
-"""Immediate feedback: send a document to the model (JSON API and the review page's panel), follow the
-update, and the model history page (validation F1 per label across versions, what each learnt from)."""
+"""Immediate feedback: send a document to the model (JSON API and the review page's panel) and follow the
+update. The model history page, where the updates show, is training.views.versions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from documents.models import Document
-from lib.decorators import admin_required, reviewer_required
+from lib.decorators import reviewer_required
 from lib.inputs import InputError, request_data
 from lib.roles import is_reviewer
 from training import selectors
@@ -124,47 +124,3 @@ def feedback_panel(request, pk: int):
     """The review page's feedback panel (loaded by HTMX): the button and the progress of the last request this
     reviewer sent (others' requests are theirs to follow)."""
     return _panel(request, get_object_or_404(Document, pk=pk))
-
-
-def _history_context(request, *, error: str = "") -> dict:
-    from lib.roles import is_admin
-    from training.services.gates import evaluation_set_status
-
-    return {**selectors.model_history(), "evaluation_sets": [evaluation_set_status(task=task) for task in Task.values],
-            "can_freeze": is_admin(request.user), "freeze_error": error}
-
-
-@require_GET
-@reviewer_required
-def model_history(request):
-    """Every version of each task: validation F1 per label, its parent, what it learnt from and whether the
-    gate let it go live; each task's evaluation set, its documents and floor."""
-    return render(request, "training/models.html", _history_context(request))
-
-
-@require_POST
-@admin_required
-def evaluation_set_create(request):
-    """Freeze a task's next evaluation set: the document ids given, else a sample (`size`, or the default)."""
-    from django.core.exceptions import ValidationError
-
-    from training.services.gates import evaluation_set_freeze, evaluation_set_sample
-
-    task = request.POST.get("task", "")
-    try:
-        if task not in Task.values:
-            raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
-        try:
-            ids = [int(part) for part in request.POST.get("documents", "").replace(" ", "").split(",") if part]
-            size = int(request.POST["size"]) if request.POST.get("size", "").strip() else None
-        except ValueError:
-            raise ValidationError(_("Document ids and the size must be whole numbers (ids separated by "
-                                    "commas).")) from None
-        chosen = (evaluation_set_freeze(task=task, document_ids=ids, user=request.user) if ids else
-                  evaluation_set_sample(task=task, size=size, user=request.user))
-    except ValidationError as exc:
-        return render(request, "training/models.html", _history_context(request, error=" ".join(exc.messages)),
-                      status=400)
-    messages.success(request, _("Evaluation set #%(n)d is frozen: %(d)d documents. Versions are being scored "
-                                "on it.") % {"n": chosen.number, "d": chosen.statistics["documents"]})
-    return redirect(reverse("training:models") + "#evaluation-sets")
