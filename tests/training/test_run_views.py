@@ -93,11 +93,22 @@ def test_a_run_its_reproduction_and_their_versions(client, admin_user, reviewer,
     assert "activated\tprevious\t1" in capsys.readouterr().out
     assert ModelVersion.objects.get(is_active=True) == v2
 
-    # The zip loads with transformers.pipeline as it is.
+    # The zip loads with transformers.pipeline as it is; the ONNX export prediction caches beside the
+    # artefact (training.ml.inference) is not part of it.
+    from training.artefacts import artefact_local_dir
+    from training.ml.inference import ONNX_DIR
+    from training.services.versions import PREDICTION_CACHE_DIR
+
+    assert PREDICTION_CACHE_DIR == ONNX_DIR
+    cache = artefact_local_dir(location=v1.artefact) / ONNX_DIR
+    cache.mkdir(exist_ok=True)
+    (cache / "model-0.onnx").write_bytes(b"an export")
     download = client.get(reverse("training:version-download", args=[v1.pk]))
     assert download.status_code == 200 and download["Content-Type"] == "application/zip"
     folder = tmp_path / "unzipped"
-    zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))).extractall(folder)
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    assert "config.json" in archive.namelist() and not any(n.startswith(f"{ONNX_DIR}/") for n in archive.namelist())
+    archive.extractall(folder)
     from transformers import pipeline
 
     tagger = pipeline("token-classification", model=str(folder), aggregation_strategy="simple")

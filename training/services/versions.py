@@ -117,6 +117,11 @@ def model_version_activate(*, version: ModelVersion, user=None, confirm: bool = 
     return version
 
 
+# Where training.ml.inference caches its ONNX export beside an artefact (its ONNX_DIR; named here so that a
+# download does not import the ML stack into the web process).
+PREDICTION_CACHE_DIR = "onnx"
+
+
 def model_version_zip(*, version: ModelVersion, handle) -> None:
     """Write the version's artefact as a zip into `handle`: the save_pretrained files at the top level,
     so `transformers.pipeline(task, model=<unzipped folder>)` loads it as it is."""
@@ -127,7 +132,10 @@ def model_version_zip(*, version: ModelVersion, handle) -> None:
     folder = artefact_local_dir(location=version.artefact)
     with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".complete"):
-            archive.write(path, path.relative_to(folder).as_posix())
+            relative = path.relative_to(folder)
+            if relative.parts[0] == PREDICTION_CACHE_DIR:  # the ONNX export prediction caches, not the artefact
+                continue
+            archive.write(path, relative.as_posix())
 
 
 def model_version_evaluate(*, version: ModelVersion, dataset, split: str | None = None) -> dict:
