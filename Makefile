@@ -37,8 +37,9 @@ run: install
 	$(PY) manage.py demo_users
 	$(PY) -m lib.serve
 
+# The 10 slowest tests are printed at the end, so a test that starts taking a minute shows in every run.
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
