@@ -14,7 +14,6 @@ from django.urls import reverse
 
 from annotation.models import Annotation
 from documents.models import Document
-from tests.training.conftest import conll_text
 from training.artefacts import artefact_local_dir, artefact_upload
 from training.ml import token_classification
 from training.models import FeedbackRequest, FeedbackUpdate, ModelVersion, TrainingRun
@@ -34,33 +33,6 @@ COURT = ("O Tribunal Regional Federal julgou o recurso de João Silva em Recife 
 COURT_TAGS = ["O", "B-ORGANIZACAO", "I-ORGANIZACAO", "I-ORGANIZACAO", "O", "O", "O", "O", "B-PESSOA",
               "I-PESSOA", "O", "B-LOCAL", "O",
               "O", "B-ORGANIZACAO", "I-ORGANIZACAO", "I-ORGANIZACAO", "O", "O", "O", "O"]
-
-
-@pytest.fixture(scope="session")
-def base_model_dir(tmp_path_factory):
-    """A real PESSOA/LOCAL tagger, trained once for the session on the tiny corpus (a few seconds)."""
-    from django.conf import settings
-
-    docs = []
-    for i in range(10):
-        words, tags = [], []
-        for line in conll_text(i).splitlines():
-            if line:
-                word, tag = line.split()
-                words.append(word)
-                tags.append(tag)
-        docs.append(token_classification.TokenDocument(words, [w == "." for w in words], tags))
-    folder = tmp_path_factory.mktemp("base-model")
-    config = token_classification.TokenTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(folder),
-                                                   entity_types=["LOCAL", "PESSOA"], epochs=10, batch_size=4,
-                                                   learning_rate=5e-4, max_length=32, seed=3,
-                                                   # the recipe these tests were tuned with: every epoch, no
-                                                   # warmup or weight decay (not the full runs' defaults)
-                                                   warmup_ratio=0.0, weight_decay=0.0, patience=0, refit=False,
-                                                   group_by_length=False)
-    result = token_classification.train(config, docs[:8], docs[8:])
-    assert result["final"]["f1"] > 0.5, result["final"]
-    return folder
 
 
 @pytest.fixture

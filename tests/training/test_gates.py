@@ -25,7 +25,8 @@ from training.services.feedback import feedback_request_create
 from training.services.gates import evaluation_set_freeze, evaluation_set_sample
 
 # The feedback tests' fixtures: a trained PESSOA/LOCAL tagger as the active version, ten reviewed documents.
-base_model_dir, base_version = test_feedback.base_model_dir, test_feedback.base_version
+# (base_model_dir, the trained tagger, is tests/training/conftest.py's: one training for both modules.)
+base_version = test_feedback.base_version
 corpus, fast_feedback = test_feedback.corpus, test_feedback.fast_feedback
 
 FAST = ["--batch-size", "8", "--max-length", "32", "--seed", "5"]
