@@ -90,7 +90,12 @@ def dataset_upload_page(request):
         return render(request, template, _list_context(form=form), status=422)
     if created:
         messages.success(request, _("Dataset #%(id)s was stored.") % {"id": dataset.pk})
-    else:
+    return _to_dataset(request, dataset, created=created)
+
+
+def _to_dataset(request, dataset: Dataset, *, created: bool):
+    """On to the dataset's page (a full redirect from an HTMX form too), saying when nothing new was stored."""
+    if not created:
         messages.info(request, _("This content is already dataset #%(id)s; nothing new was stored.")
                       % {"id": dataset.pk})
     url = reverse("training:dataset", args=[dataset.pk])
@@ -125,15 +130,7 @@ def dataset_build_page(request):
                 messages.success(request, ngettext("Dataset #%(id)s was built from %(count)d reviewed document.",
                                                    "Dataset #%(id)s was built from %(count)d reviewed documents.",
                                                    count) % {"id": dataset.pk, "count": count})
-            else:
-                messages.info(request, _("This content is already dataset #%(id)s; nothing new was stored.")
-                              % {"id": dataset.pk})
-            url = reverse("training:dataset", args=[dataset.pk])
-            if request.htmx:
-                from django_htmx.http import HttpResponseClientRedirect
-
-                return HttpResponseClientRedirect(url)
-            return redirect(url)
+            return _to_dataset(request, dataset, created=created)
     return render(request, template, _list_context(build_form=form), status=422)
 
 
