@@ -13,7 +13,6 @@ exits.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import socket
 
@@ -25,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from lib import jobs
+from lib.tempfiles import process_alive
 from training.models import TrainingWorker
 
 
@@ -68,16 +68,6 @@ def worker_hostname() -> str:
     return settings.DOCLOOP_WORKER_HOST or socket.gethostname()
 
 
-def _process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's process: alive
-        return False
-    return False
-
-
 def _held_by(*, worker: TrainingWorker, hostname: str, pid: int):
     """The worker's row while this process holds its token: not revoked, not rotated, not taken over."""
     return TrainingWorker.objects.filter(pk=worker.pk, revoked_at__isnull=True, digest=worker.digest,
@@ -94,7 +84,7 @@ def worker_started(*, worker: TrainingWorker, hostname: str, pid: int, queues: l
             | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=jobs.stale_cutoff(now))
             | Q(hostname=hostname[:255], pid=pid))
     holder = TrainingWorker.objects.filter(pk=worker.pk).values("hostname", "pid").first()
-    if holder and holder["hostname"] == hostname[:255] and holder["pid"] and _process_gone(holder["pid"]):
+    if holder and holder["hostname"] == hostname[:255] and holder["pid"] and not process_alive(holder["pid"], 0):
         free |= Q(hostname=holder["hostname"], pid=holder["pid"])  # a crashed process of this host
     return bool(TrainingWorker.objects.filter(free, pk=worker.pk, revoked_at__isnull=True, digest=worker.digest)
                 .update(state=TrainingWorker.State.IDLE, hostname=hostname[:255], pid=pid,
