@@ -19,6 +19,11 @@ A job row (a model inheriting `JobRow`) moves queued → running → a final sta
 
 Each app describes its rows with a `Lifecycle` and registers it in its AppConfig.ready(), so
 `manage.py reap_stale_jobs` (and the workers) reap every kind of job without importing the apps.
+
+Every call the apps make to RQ goes through this module too (`rq_enqueue`, `rq_job_status`,
+`rq_job_cancel_queued`, `rq_current_job_id`, `rq_workers`); what extends RQ itself stays beside it: the
+worker class (training.worker_runtime.Worker), the `rqworker` command that wraps django-rq's, and the
+dashboard's views (lib.rq_admin).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from redis.exceptions import RedisError
 
 from lib.db_retry import db_error_is_transient, db_reset, db_retry
 
@@ -106,36 +112,110 @@ def job_enqueue(lifecycle: Lifecycle, pk: int) -> None:
     lifecycle.model.objects.filter(pk=pk).update(queued_at=timezone.now(), job_id="")
 
     def enqueue() -> None:
-        import django_rq
-        from redis.exceptions import RedisError
-
         try:
-            job = django_rq.get_queue(lifecycle.queue).enqueue(lifecycle.job(), pk)
-        except (RedisError, OSError) as exc:
+            job_id = rq_enqueue(lifecycle.queue, lifecycle.job(), pk)
+        except QUEUE_ERRORS as exc:
             logger.exception("could not enqueue %s %s", lifecycle.name, pk)
             lifecycle.model.objects.filter(pk=pk, status=lifecycle.queued).update(
                 status=lifecycle.failed, **lifecycle.on_fail(timezone.now()),
                 error=_("The job queue is unreachable (%(reason)s); try again later.") % {"reason": exc})
             return
-        lifecycle.model.objects.filter(pk=pk, status=lifecycle.queued).update(job_id=job.id)
+        lifecycle.model.objects.filter(pk=pk, status=lifecycle.queued).update(job_id=job_id)
 
     transaction.on_commit(enqueue)
 
 
+def job_enqueue_for(lifecycle: Lifecycle, rows, job: str, *args) -> str:
+    """Queue one job (`job`, a dotted path, with `args`) that runs several queued rows of `lifecycle`, and
+    name it on those rows (`rows`, a queryset of them), so the reaper leaves them to it. Call it after the
+    rows' transaction has committed. Should Redis be unreachable the rows stay queued without a job, and the
+    reaper queues each on its own job once they have waited DOCLOOP_JOB_STALE_SECONDS. Returns the job's id
+    ("" when it could not be queued)."""
+    try:
+        job_id = rq_enqueue(lifecycle.queue, job, *args)
+    except QUEUE_ERRORS:
+        logger.exception("could not queue %s for %s rows", job, lifecycle.name)
+        return ""
+    rows.filter(status=lifecycle.queued, job_id="").update(job_id=job_id)
+    return job_id
+
+
 def _job_is_gone(job_id: str) -> bool:
     """True when RQ no longer has a live job for this id (deleted, failed, stopped or cancelled)."""
-    import django_rq
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
+    from rq.job import JobStatus
 
     if not job_id:
         return True
-    try:
-        job = Job.fetch(job_id, connection=django_rq.get_connection())
-    except NoSuchJobError:
-        return True
     # A job that finished (or failed) while its row is still queued never ran it (a released claim, say).
-    return job.get_status() in {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None}
+    return rq_job_status(job_id) in {None, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED,
+                                     JobStatus.CANCELED}
+
+
+# RQ itself: every call the apps make to RQ goes through these (lib.jobs is the one module that talks to
+# the queues; the worker class, its command and the dashboard extend RQ and django-rq instead) ------------
+
+QUEUE_ERRORS = (RedisError, OSError)  # what an unreachable Redis raises
+
+
+def rq_enqueue(queue: str, job: str, *args) -> str:
+    """Put `job` (a dotted path) with `args` on the RQ queue `queue` now; returns the RQ job's id. Raises
+    what an unreachable Redis raises (QUEUE_ERRORS). Job rows go through job_enqueue instead."""
+    import django_rq
+
+    return django_rq.get_queue(queue).enqueue(job, *args).id
+
+
+def rq_job_status(job_id: str, *, queue: str = "default") -> str | None:
+    """The RQ status of a job ("queued", "started", "finished", ...), or None when Redis has no such job."""
+    import django_rq
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        return Job.fetch(job_id, connection=django_rq.get_connection(queue)).get_status()
+    except NoSuchJobError:
+        return None
+
+
+def rq_job_cancel_queued(job_id: str, *, queue: str = "default") -> bool:
+    """Drop a job that is still waiting on its queue (one already started is left to notice its row's status
+    itself); returns whether it was cancelled. Raises what an unreachable Redis raises."""
+    import django_rq
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        job = Job.fetch(job_id, connection=django_rq.get_connection(queue))
+    except NoSuchJobError:
+        return False
+    if job.get_status() != "queued":
+        return False
+    job.cancel()
+    return True
+
+
+def rq_current_job_id() -> str:
+    """The id of the RQ job this code runs in ("" outside a worker)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.id if job is not None else ""
+
+
+def rq_workers(*, queue: str = "default") -> list[dict]:
+    """The RQ worker processes alive in Redis, with their queues, state and current job ([] when Redis is
+    unreachable)."""
+    import django_rq
+    from rq import Worker
+
+    try:
+        workers = Worker.all(connection=django_rq.get_connection(queue))
+    except Exception:
+        return []
+    return [{"name": w.name, "hostname": w.hostname, "pid": w.pid, "queues": ",".join(w.queue_names()),
+             "state": w.get_state(), "current_job": w.get_current_job_id() or "",
+             "heartbeat_at": w.last_heartbeat}
+            for w in workers]
 
 
 def job_retry(lifecycle: Lifecycle, pk: int, *, from_statuses: tuple[str, ...] = (), enqueue: bool = True,

@@ -40,7 +40,7 @@ def documents_ingest(*, documents: list[Document], processes: int, worker: str |
     made ready: the prediction claims created with its readiness (training.services.predictions), and only
     those. A second delivery of the job claims nothing, so it predicts nothing."""
     worker = worker or jobs.worker_name()
-    job_id = predictions.current_job_id()
+    job_id = jobs.rq_current_job_id()  # the claims created here name it: the reaper leaves them to it
     owed: dict[int, list[int]] = {}
 
     def on_ready(document: Document) -> None:  # in the transaction that marks the document ready
@@ -75,7 +75,7 @@ def ingestion_release(*, document_id: int, worker: str, error: Exception) -> str
     reason = (_("The database connection was lost (%(reason)s); queued again without spending an attempt.")
               % {"reason": str(error).strip()[:500]})
     jobs.job_release(ingestion_lifecycle(), document_id, worker=worker, reason=reason)
-    job_id = predictions.current_job_id()
+    job_id = jobs.rq_current_job_id()
     if job_id:
         lifecycle = predictions.prediction_lifecycle()
 

@@ -192,20 +192,6 @@ def version_comparison(*, a: ModelVersion, b: ModelVersion) -> list[dict]:
     return rows
 
 
-def rq_workers() -> list[dict]:
-    """The RQ worker processes alive in Redis, with their queues, state and current job."""
-    import django_rq
-    from rq import Worker
-
-    try:
-        workers = Worker.all(connection=django_rq.get_connection("default"))
-    except Exception:
-        return []
-    return [{"name": w.name, "hostname": w.hostname, "pid": w.pid, "queues": ",".join(w.queue_names()),
-             "state": w.get_state(), "current_job": w.get_current_job_id() or "", "heartbeat_at": w.last_heartbeat}
-            for w in workers]
-
-
 # Adapted base models (training.services.adaptation) ------------------------------------------------------
 
 def adapted_base_newest(*, base_model: str | None = None):

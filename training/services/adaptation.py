@@ -171,12 +171,7 @@ def adapted_base_cancel(*, adapted: AdaptedBase, user: AbstractBaseUser | None) 
     changed = queued or AdaptedBase.objects.filter(pk=adapted.pk, status=AdaptedBase.Status.RUNNING).update(**fields)
     if changed and adapted.job_id:
         try:  # best effort: a queued job is dropped at once (it would find the row cancelled anyway)
-            import django_rq
-            from rq.job import Job
-
-            job = Job.fetch(adapted.job_id, connection=django_rq.get_connection("training"))
-            if job.get_status() == "queued":
-                job.cancel()
+            jobs.rq_job_cancel_queued(adapted.job_id, queue="training")
         except Exception as exc:
             logger.info("adaptation %s: could not cancel RQ job %s: %s", adapted.pk, adapted.job_id, exc)
     adapted.refresh_from_db()

@@ -483,20 +483,13 @@ def _enqueue_rescore(version_id: int) -> None:
     """Queue the re-scoring job of a version just activated; its claims (created with the activation) name
     the job, so the reaper leaves them to it. Should Redis be unreachable, the reaper queues each claim on its
     own once they have waited DOCLOOP_JOB_STALE_SECONDS."""
-    import django_rq
-    from redis.exceptions import RedisError
-
     from training.models import PredictionClaim
+    from training.services.predictions import prediction_lifecycle
 
     if settings.DOCLOOP_FEEDBACK_RESCORE_LIMIT <= 0:
         return
-    try:
-        job = django_rq.get_queue("default").enqueue("training.jobs.documents_rescore", version_id)
-    except (RedisError, OSError):
-        logger.exception("could not queue the re-scoring for version %s", version_id)
-        return
-    PredictionClaim.objects.filter(version_id=version_id, purpose=PredictionClaim.Purpose.RESCORE,
-                                   status=PredictionClaim.Status.QUEUED, job_id="").update(job_id=job.id)
+    claims = PredictionClaim.objects.filter(version_id=version_id, purpose=PredictionClaim.Purpose.RESCORE)
+    jobs.job_enqueue_for(prediction_lifecycle(), claims, "training.jobs.documents_rescore", version_id)
 
 
 def documents_rescore(*, version: ModelVersion, limit: int | None = None, worker: str | None = None) -> int:

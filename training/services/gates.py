@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from annotation.models import Annotation
 from documents.models import Document
+from lib import jobs
 from training.models import EvaluationSet, Gate, ModelVersion, Task, TrainingRun, VersionScore
 from training.selectors import reviewed_documents
 
@@ -285,12 +286,9 @@ def evaluation_set_score_versions(*, evaluation_set: EvaluationSet, limit: int =
 
 
 def _enqueue_scoring(evaluation_set_id: int) -> None:
-    import django_rq
-    from redis.exceptions import RedisError
-
     try:
-        django_rq.get_queue("training").enqueue("training.jobs.evaluation_set_score_versions", evaluation_set_id)
-    except (RedisError, OSError):
+        jobs.rq_enqueue("training", "training.jobs.evaluation_set_score_versions", evaluation_set_id)
+    except jobs.QUEUE_ERRORS:
         logger.exception("could not queue the scoring of evaluation set %s", evaluation_set_id)
 
 

@@ -52,15 +52,6 @@ def prediction_lifecycle() -> jobs.Lifecycle:
                           on_fail=lambda now: {"finished_at": now})
 
 
-def current_job_id() -> str:
-    """The id of the RQ job this code runs in ("" outside a worker): claims created here name it, so the
-    reaper leaves them to this job while it lives."""
-    from rq import get_current_job
-
-    job = get_current_job()
-    return job.id if job is not None else ""
-
-
 # Creating claims (inside the transaction that makes the document wait) ----------------------------------
 
 def prediction_claims_create(*, document_ids: list[int], version: ModelVersion, purpose: str,

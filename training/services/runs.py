@@ -158,12 +158,7 @@ def training_run_cancel(*, run: TrainingRun, user: AbstractBaseUser | None) -> b
              error=_("Cancelled by %(user)s.") % {"user": name})
     if changed and run.job_id:
         try:  # best effort: a queued job is dropped at once (it would find the run cancelled anyway)
-            import django_rq
-            from rq.job import Job
-
-            job = Job.fetch(run.job_id, connection=django_rq.get_connection("training"))
-            if job.get_status() == "queued":
-                job.cancel()
+            jobs.rq_job_cancel_queued(run.job_id, queue="training")
         except Exception as exc:
             logger.info("run %s: could not cancel RQ job %s: %s", run.pk, run.job_id, exc)
     run.refresh_from_db()

@@ -8,10 +8,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from lib.decorators import reviewer_required
+from lib.jobs import rq_workers
 from lib.roles import is_reviewer
 from training.api import api_view
 from training.models import TrainingWorker
-from training.selectors import rq_workers
 
 
 @require_GET
