@@ -3,7 +3,7 @@
 `documents` decides when a document is ingested and queues this job by its dotted path; everything that
 needs a model happens here: predicting with the active version of each task (the task registry) and
 writing the predictions back as reviewable annotations. Workers keep each task's active model loaded
-between jobs and reload it only when the active version changes.
+between jobs and reload it only when the active version changes (training.predictor_cache).
 
 Web requests never import this module (it loads the ML stack through the predictors).
 """
@@ -11,7 +11,6 @@ Web requests never import this module (it loads the ML stack through the predict
 from __future__ import annotations
 
 import logging
-import threading
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -24,8 +23,8 @@ from documents.selectors import document_words
 from lib import jobs
 from lib.db_retry import db_retry
 from training.models import ModelVersion, PredictionClaim
-from training.registry import TASKS, task_spec
-from training.selectors import model_version_active
+from training.predictor_cache import predictor_for
+from training.registry import TASKS
 from training.services import predictions
 
 logger = logging.getLogger(__name__)
@@ -99,40 +98,9 @@ def ingestion_release(*, document_id: int, worker: str, error: Exception) -> str
     return "released"
 
 
-# The model cache: one loaded predictor per task, kept while its version stays active ----------------------
-
-_predictors: dict[str, tuple[str, object]] = {}
-_predictors_lock = threading.Lock()
-
-
-def predictor_for(version: ModelVersion):
-    """The version's predictor, loaded once per process for as long as it is the one asked for."""
-    from training.artefacts import artefact_local_dir
-
-    with _predictors_lock:
-        cached = _predictors.get(version.task)
-        if cached is None or cached[0] != version.artefact:
-            ml = task_spec(version.task).ml()
-            _predictors[version.task] = (version.artefact,
-                                         ml.Predictor(artefact_local_dir(location=version.artefact)))
-        return _predictors[version.task][1]
-
-
-def predictors_preload() -> list[str]:
-    """Load the active version of every task into this process's cache (constructing the models only:
-    no forward pass, so that processes forked from this one can still use torch), and return the
-    artefacts now loaded. The training worker calls it before forking each job (training.worker_runtime)."""
-    loaded = []
-    for task in TASKS:
-        version = model_version_active(task=task)
-        if version is not None:
-            predictor_for(version)
-            loaded.append(version.artefact)
-    return loaded
-
-
 def document_predict(*, document: Document, version: ModelVersion):
-    """The version's prediction for a document's words (for token classification, a TokenPrediction)."""
+    """The version's prediction for a document's words (for token classification, a TokenPrediction), from
+    the process's loaded predictor (training.predictor_cache)."""
     words = document_words(document=document)
     return predictor_for(version).predict([w.text for w in words], [w.line_end for w in words])
 

@@ -145,7 +145,8 @@ def tasks_predict(*, tasks: list, label_config: str) -> dict:
     version = active_version()
     if version is None:
         raise NoActiveModel(_("docloop has no active token classification model yet: train one first."))
-    from training.ingestion import predictor_for  # loads the ML stack: only when a prediction is asked for
+    # loads the ML stack: only when a prediction is asked for
+    from training.predictor_cache import predictor_for
 
     predictor = predictor_for(version)
     name = model_version_name(version)

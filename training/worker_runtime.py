@@ -161,7 +161,7 @@ class Worker(RQWorker):
             self.preload = settings.DOCLOOP_WORKER_PRELOAD and preload_is_safe()
         if self.preload:
             try:
-                from training.ingestion import predictors_preload
+                from training.predictor_cache import predictors_preload
 
                 predictors_preload()
             except Exception:  # the job loads what it needs itself

@@ -306,7 +306,7 @@ def test_label_studio_gets_pre_annotations_from_the_active_model_and_sends_annot
         assert prediction["score"] == min((r["score"] for r in prediction["result"]), default=None)
     # The trained pattern is found, and the regions are exactly the active model's own spans on the words.
     assert {("Maria Souza", "PESSOA"), ("Pedro Santos", "PESSOA")} <= found
-    from training.ingestion import predictor_for
+    from training.predictor_cache import predictor_for
 
     for task, prediction in zip(tasks, out["predictions"], strict=True):
         text = task["data"]["text"]

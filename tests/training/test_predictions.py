@@ -20,7 +20,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 from annotation.models import Annotation, AnnotationEvent
 from documents.models import Document
 from lib import jobs
-from training import ingestion
+from training import ingestion, predictor_cache
 from training.artefacts import artefact_upload
 from training.models import ModelVersion, PredictionClaim, TrainingRun
 from training.services import predictions
@@ -34,7 +34,7 @@ STILL_ON_THEIR_WAY = "still on their way"
 @pytest.fixture(autouse=True)
 def fresh_predictor_cache(monkeypatch):
     """Each test stores its artefacts under its own media root: a worker's cached model is not reused."""
-    monkeypatch.setattr(ingestion, "_predictors", {})
+    monkeypatch.setattr(predictor_cache, "_predictors", {})
 
 
 @pytest.fixture

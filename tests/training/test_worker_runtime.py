@@ -9,7 +9,7 @@ import django_rq
 import pytest
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from training import ingestion
+from training import predictor_cache
 from training.artefacts import artefact_upload
 from training.models import ModelVersion, TrainingRun
 from training.worker_runtime import Worker
@@ -17,7 +17,8 @@ from training.worker_runtime import Worker
 
 def cached_models() -> dict:
     """The job: what this (forked) process found loaded when it started, without running the models."""
-    return {"pid": os.getpid(), "artefacts": {task: cached[0] for task, cached in ingestion._predictors.items()}}
+    cached = predictor_cache._predictors.items()
+    return {"pid": os.getpid(), "artefacts": {task: loaded[0] for task, loaded in cached}}
 
 
 def _version(number: int, folder, settings) -> ModelVersion:
@@ -48,7 +49,7 @@ def _run_one_job(queues) -> dict:
 def test_a_forked_job_finds_the_active_model_loaded_and_a_new_version_replaces_it(queues, settings, tmp_path,
                                                                                   monkeypatch):
     monkeypatch.setattr("training.worker_runtime.preload_is_safe", lambda: True)  # this host may have a GPU
-    monkeypatch.setattr(ingestion, "_predictors", {})
+    monkeypatch.setattr(predictor_cache, "_predictors", {})
     first = _version(1, tmp_path / "v1", settings)
     first.is_active = True
     first.save()
@@ -56,10 +57,11 @@ def test_a_forked_job_finds_the_active_model_loaded_and_a_new_version_replaces_i
     seen = _run_one_job(queues)
     assert seen["pid"] != os.getpid()  # the job ran in a forked process...
     assert seen["artefacts"] == {"token_classification": first.artefact}  # ...which found the model loaded
-    loaded = ingestion._predictors["token_classification"][1]
+    loaded = predictor_cache._predictors["token_classification"][1]
 
     assert _run_one_job(queues)["artefacts"] == {"token_classification": first.artefact}
-    assert ingestion._predictors["token_classification"][1] is loaded  # not loaded again for the second job
+    # not loaded again for the second job
+    assert predictor_cache._predictors["token_classification"][1] is loaded
 
     second = _version(2, tmp_path / "v2", settings)
     ModelVersion.objects.filter(pk=first.pk).update(is_active=False)
@@ -70,8 +72,9 @@ def test_a_forked_job_finds_the_active_model_loaded_and_a_new_version_replaces_i
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_preloads_nothing_when_turned_off(queues, settings, monkeypatch):
     settings.DOCLOOP_WORKER_PRELOAD = False
-    monkeypatch.setattr(ingestion, "_predictors", {})
-    monkeypatch.setattr(ingestion, "predictors_preload", lambda: pytest.fail("preloaded although turned off"))
+    monkeypatch.setattr(predictor_cache, "_predictors", {})
+    monkeypatch.setattr(predictor_cache, "predictors_preload",
+                        lambda: pytest.fail("preloaded although turned off"))
     assert _run_one_job(queues)["artefacts"] == {}
 
 

@@ -327,8 +327,8 @@ def _class_rows(document_ids: list[int]) -> list[dict]:
 
 
 def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
-    from training.ingestion import predictor_for
     from training.ml import feedback as ml_feedback
+    from training.predictor_cache import predictor_for
     from training.registry import task_spec
 
     heartbeat = jobs.Heartbeat(lifecycle, update.pk, worker=worker)

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from documents.selectors import document_words
-from training import ingestion
+from training import predictor_cache
 from training.artefacts import artefact_upload
 from training.models import ModelVersion, TrainingRun
 from training.services.versions import model_version_activate
@@ -24,7 +24,7 @@ LABELS = ["O", "B-PESSOA", "I-PESSOA"]
 @pytest.fixture
 def version(tmp_path, db, monkeypatch):
     """An active PESSOA tagger with an untrained (seeded) head: real predictions without training."""
-    monkeypatch.setattr(ingestion, "_predictors", {})
+    monkeypatch.setattr(predictor_cache, "_predictors", {})
     folder = tmp_path / "tagger"
     torch.manual_seed(22)
     AutoModelForTokenClassification.from_pretrained(
@@ -48,7 +48,7 @@ def test_conll_prints_each_word_and_its_tag_the_same_on_onnx_runtime_as_on_torch
                                                                                   monkeypatch):
     monkeypatch.setenv("DOCLOOP_PREDICT_BACKEND", "auto")
     default = _predict(ready_document.pk, "--format", "conll")
-    assert ingestion.predictor_for(version).backend == "onnx"
+    assert predictor_cache.predictor_for(version).backend == "onnx"
 
     words = [w.text for w in document_words(document=ready_document)]
     lines = default.rstrip("\n").split("\n")
@@ -56,9 +56,9 @@ def test_conll_prints_each_word_and_its_tag_the_same_on_onnx_runtime_as_on_torch
     assert {line.rsplit(" ", 1)[1] for line in lines} <= set(LABELS)
 
     monkeypatch.setenv("DOCLOOP_PREDICT_BACKEND", "torch")
-    monkeypatch.setattr(ingestion, "_predictors", {})
+    monkeypatch.setattr(predictor_cache, "_predictors", {})
     assert _predict(ready_document.pk, "--format", "conll") == default
-    assert ingestion.predictor_for(version).backend == "torch"
+    assert predictor_cache.predictor_for(version).backend == "torch"
 
 
 def test_json_lists_the_entities_of_the_active_version(ready_document, version):
