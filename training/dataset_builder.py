@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, time
 
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -297,6 +297,50 @@ def token_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
             row = {"document": sha256, "tokens": texts, "line_ends": ends, "tags": spans_to_bio(chosen, len(texts))}
             builder.finish_accepted += finish_mark(row, chosen, finished.get(pk, set()), weight)
             yield row
+
+
+# Weak rows (self-training) ------------------------------------------------------------------------------
+
+def weak_token_rows(*, labels: list[str], threshold: float, weight: float, max_words: int,
+                    exclude: set[str] = frozenset()) -> list[dict]:
+    """Weak rows (training.ml.self_training) of documents nobody has finished reviewing, from the
+    predictions stored on them: ready documents with a predicted entity, not reviewed, whose key (SHA-256)
+    is not in `exclude` (an evaluation set's documents), most confident first (the least confidence of
+    their predictions, then the key), while their words stay within `max_words`. Never part of a snapshot.
+    """
+    from training.ml.self_training import WeakSpan, weak_row
+
+    if max_words <= 0:
+        return []
+    candidates = (Document.objects.filter(status=Document.Status.READY, reviewed_at__isnull=True,
+                                          annotations__status=Annotation.Status.PREDICTED)
+                  .exclude(sha256__in=exclude).distinct()
+                  .order_by(F("least_confidence").desc(nulls_last=True), "sha256")
+                  .values_list("pk", "sha256", "word_count"))
+    chosen: list[tuple[int, str]] = []
+    words = 0
+    for pk, sha256, count in candidates.iterator(chunk_size=2000):
+        if words + (count or 0) > max_words:
+            continue
+        chosen.append((pk, sha256))
+        words += count or 0
+    rows: list[dict] = []
+    for start in range(0, len(chosen), BATCH):
+        batch = chosen[start:start + BATCH]
+        ids = [pk for pk, _sha in batch]
+        texts = _words_by_document(ids)
+        spans: dict[int, list[WeakSpan]] = defaultdict(list)
+        active = (Annotation.objects.filter(document_id__in=ids).exclude(status__in=Annotation.INACTIVE)
+                  .values_list("document_id", "start", "end", "label__name", "score", "status"))
+        for document_id, s, e, label, score, status in active.iterator(chunk_size=5000):
+            spans[document_id].append(WeakSpan(s, e, label, score, human=status == Annotation.Status.ACCEPTED))
+        for pk, sha256 in batch:
+            tokens, ends = texts[pk]
+            row = weak_row(document=sha256, tokens=tokens, line_ends=ends, spans=spans.get(pk, ()),
+                           threshold=threshold, weight=weight, labels=labels)
+            if row is not None:
+                rows.append(row)
+    return rows
 
 
 # Text classification ------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ LABELS = {
     "refit_continue": _("retraining continues from the best epoch for at most this many epochs (0: from scratch)"),
     "max_steps": _("at most this many optimizer steps (0: no limit)"),
     "min_validation_entities": _("entities the validation documents need before early stopping trusts them"),
+    "weak_weight": _("weight of unreviewed documents' confident predictions (entities; 0: not used)"),
+    "weak_threshold": _("confidence a prediction needs to be learnt from an unreviewed document"),
+    "weak_max_ratio": _("unreviewed words, at most this many times the reviewed training words"),
     "seed": _("seed"),
 }
 
@@ -51,6 +54,9 @@ class TrainingForm(forms.Form):
     max_steps = _field("max_steps", required=False)
     min_validation_entities = _field("min_validation_entities", required=False)
     eval_fraction = _field("eval_fraction", required=False)
+    weak_weight = _field("weak_weight", required=False)
+    weak_threshold = _field("weak_threshold", required=False)
+    weak_max_ratio = _field("weak_max_ratio", required=False)
     seed = _field("seed")
 
     def clean(self):

@@ -53,6 +53,9 @@ TASKS: dict[str, TaskSpec] = {
         build_rows="training.dataset_builder.text_classification_rows",
         write_predictions="training.ingestion.class_predictions_write",
     ),
+    # Self-training (training.ml.self_training): weak rows of unreviewed documents, or None where the task
+    # has none (then a run's weak_weight is ignored).
+    weak_rows: str | None = None
 }
 
 
@@ -61,3 +64,4 @@ def task_spec(task: str) -> TaskSpec:
         return TASKS[task]
     except KeyError:
         raise ValueError(f"unknown task {task!r}") from None
+        weak_rows="training.dataset_builder.weak_token_rows",

@@ -51,6 +51,13 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (
     # entities (token classification): below, every planned epoch runs and the last is kept, since the F1 of
     # a few entities moves more from noise than from one epoch to the next.
     Hyperparameter("min_validation_entities", 50, 0, 1_000_000, int),
+    # Self-training (token classification; training.ml.self_training): >0 adds documents nobody has reviewed
+    # yet to the training documents (never to the validation ones), taught with the model's own predictions
+    # of at least `weak_threshold` confidence, each word's loss counted `weak_weight` times a human label's;
+    # their words stay within `weak_max_ratio` times the reviewed training words. 0: off.
+    Hyperparameter("weak_weight", 0.0, 0.0, 1.0, float),
+    Hyperparameter("weak_threshold", 0.9, 0.0, 1.0, float),
+    Hyperparameter("weak_max_ratio", 1.0, 0.0, 100.0, float),
     # Share of the words held out (whole documents) for the per-epoch evaluation.
     Hyperparameter("eval_fraction", 0.1, 0.01, 0.9, float),
     Hyperparameter("seed", 42, 0, 2**31 - 1, int),

@@ -70,13 +70,17 @@ def document_from_row(row: dict) -> TokenDocument:
 
 
 def word_weights(row: dict) -> list[float] | None:
-    """Each word's loss weight from a row's `finish_accepted` spans and `finish_weight`; None when the row
-    has none (every word weighs 1)."""
+    """Each word's loss weight from a row's `finish_accepted` spans and `finish_weight`, or from a weak row's
+    `weak_weight` and `weak_ignored` spans (training.ml.self_training); None when the row has none (every
+    word weighs 1)."""
+    weak = row.get("weak_weight")
     spans, weight = row.get("finish_accepted"), row.get("finish_weight")
-    if not spans or weight is None:
+    if weak is not None:
+        spans, weight = row.get("weak_ignored"), 0.0
+    elif not spans or weight is None:
         return None
-    weights = [1.0] * len(row["tokens"])
-    for start, end in spans:
+    weights = [float(weak) if weak is not None else 1.0] * len(row["tokens"])
+    for start, end in spans or ():
         for i in range(max(0, start), min(end, len(weights))):
             weights[i] = float(weight)
     return weights

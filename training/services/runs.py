@@ -213,6 +213,32 @@ def _documents_without(path: Path, *, to_document, held: set[str], cache_dir: Pa
     return documents
 
 
+def _weak_documents(run: TrainingRun, *, dataset: Dataset, held: set[str], train: list, to_document) -> list:
+    """Self-training: with the run's `weak_weight` above 0, the weak rows (training.ml.self_training) of
+    documents nobody has reviewed, within `weak_max_ratio` times the training words, as training documents
+    only; what they were is recorded in the run's dataset statistics (`weak`), never in the dataset."""
+    from django.utils.module_loading import import_string
+
+    from training.ml.self_training import weak_statistics
+    from training.registry import task_spec
+
+    hp, spec = run.hyperparameters, task_spec(run.task)
+    weight = float(hp.get("weak_weight") or 0)
+    if weight <= 0 or spec.weak_rows is None:
+        return []
+    words = sum(len(doc.words) for doc in train)
+    exclude = held | {key for keys in dataset.split.values() for key in keys}
+    rows = import_string(spec.weak_rows)(labels=dataset.labels, threshold=float(hp.get("weak_threshold", 0.9)),
+                                         weight=weight, max_words=int(words * float(hp.get("weak_max_ratio", 1.0))),
+                                         exclude=exclude)
+    stats = {**weak_statistics(rows), "weight": weight, "threshold": float(hp.get("weak_threshold", 0.9))}
+    recorded = TrainingRun.objects.values_list("dataset_stats", flat=True).get(pk=run.pk) or {}
+    TrainingRun.objects.filter(pk=run.pk).update(dataset_stats={**recorded, "weak": stats})
+    logger.info("self-training: %d unreviewed documents (%d words, %d confident entities) weighted %s",
+                stats["documents"], stats["words"], stats["entities"], weight)
+    return [to_document(row) for row in rows]
+
+
 def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     from training.dataset_builder import document_ids_for_keys
     from training.registry import task_spec
@@ -288,6 +314,9 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     with job_tempdir(f"run{run.pk}-") as tmp:
         documents = _documents_without(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
                                        held=held, cache_dir=Path(tmp) / "cache")
+        weak = _weak_documents(run, dataset=dataset, held=held, train=documents["train"],
+                               to_document=ml.document_from_row)
+        documents["train"] = documents["train"] + weak
         output = Path(tmp) / "model"
         local_checkpoint = Path(tmp) / "checkpoint"
         resumed = checkpoint_download(location=location, local_dir=local_checkpoint) if run.checkpoint else None

@@ -53,6 +53,10 @@ class Command(BaseCommand):
         self.stdout.write(f"run\t{run.pk}\t{run.status}")
         if run.adapted_base_id:
             self.stdout.write(f"adapted base\tA{run.adapted_base.number}\t{run.adapted_base.artefact}")
+        weak = (run.dataset_stats or {}).get("weak")
+        if weak:
+            self.stdout.write(f"self-training\t{weak['documents']} unreviewed documents\t{weak['words']} words\t"
+                              f"{weak['entities']} confident entities\tweight={weak['weight']}")
         for m in run.epoch_metrics.order_by("epoch"):
             self.stdout.write(f"epoch\t{m.epoch}\ttrain_loss={m.train_loss:.4f}\teval_loss={m.eval_loss:.4f}\t"
                               f"precision={m.precision:.4f}\trecall={m.recall:.4f}\tf1={m.f1:.4f}")
