@@ -35,7 +35,7 @@ install: $(STAMP)
 run: install
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py demo_users
-	$(PY) -m lib.serve
+	$(PY) manage.py serve
 
 # The 10 slowest tests are printed at the end, so a test that starts taking a minute shows in every run.
 test: install

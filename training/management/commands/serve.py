@@ -1,6 +1,8 @@
-"""`make run`: a local Redis (unless REDIS_URL is set), two RQ workers and the web server, together.
+"""`manage.py serve` (what `make run` starts): a local Redis (unless REDIS_URL is set), two RQ workers and the
+web server, together. Ctrl-C stops them all.
 
-Ctrl-C stops them all.
+A development supervisor, not a production one. It lives in `training`, not `lib`, because it registers the
+local training worker's token (training.services.workers): `lib` imports no app.
 """
 
 from __future__ import annotations
@@ -10,18 +12,22 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from django.conf import settings
+from django.core.management.base import BaseCommand
 
 
-def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
+class Command(BaseCommand):
+    help = ("Run docloop locally: an embedded Redis (unless REDIS_URL is set), an RQ worker on each queue "
+            "(default, training) and the web server on DOCLOOP_ADDR (127.0.0.1:8000); Ctrl-C stops them all.")
 
-    django.setup()
-    from django.conf import settings
+    def handle(self, *args, **options):
+        code = serve()
+        if code:
+            sys.exit(code)
 
+
+def serve() -> int:
     from lib.security import development_secret_key
 
     # A development machine: without a SECRET_KEY of its own the web server would refuse the public one.
@@ -37,7 +43,7 @@ def main() -> int:
     else:
         print("redis: using REDIS_URL", flush=True)
 
-    manage = [sys.executable, str(BASE_DIR / "manage.py")]
+    manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
     # The training worker needs a registered token (manage.py register_worker): the local one gets a fresh
     # token at every start, unless DOCLOOP_WORKER_TOKEN is set already.
     training_env = dict(os.environ)
@@ -77,6 +83,3 @@ def main() -> int:
     failed = [child.args[2] for child in children if child.returncode not in (0, -15, None)]
     return 1 if failed and not stopping else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
