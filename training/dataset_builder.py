@@ -34,6 +34,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, DocumentClassification
+from annotation.selectors import accepted_spans_by_document, spans_non_overlapping
 from documents.models import Document, Page
 from training.ml.bio import spans_to_bio
 from training.selectors import reviewed_documents
@@ -156,7 +157,7 @@ def _line_ends(lines: bytes, count: int) -> list[bool]:
     return ends.tolist()
 
 
-def _words_by_document(ids: list[int]) -> dict[int, tuple[list[str], list[bool]]]:
+def words_by_document(ids: list[int]) -> dict[int, tuple[list[str], list[bool]]]:
     words: dict[int, tuple[list[str], list[bool]]] = {pk: ([], []) for pk in ids}
     pages = (Page.objects.filter(document_id__in=ids).order_by("document_id", "number")
              .values_list("document_id", "words", "lines"))
@@ -165,17 +166,6 @@ def _words_by_document(ids: list[int]) -> dict[int, tuple[list[str], list[bool]]
         all_texts.extend(texts)
         all_ends.extend(_line_ends(bytes(lines), len(texts)))
     return words
-
-
-def _non_overlapping(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Accepted spans in order; of two that overlap, the one that starts first (then the longer) stays."""
-    kept: list[tuple[int, int, str]] = []
-    last_end = -1
-    for start, end, label in sorted(spans, key=lambda s: (s[0], -s[1])):
-        if start >= last_end:
-            kept.append((start, end, label))
-            last_end = end
-    return kept
 
 
 def _event_heads(model, ids: list[int], moment: datetime | None = None) -> dict[int, int]:
@@ -190,7 +180,7 @@ def _event_heads(model, ids: list[int], moment: datetime | None = None) -> dict[
 CONSISTENT_READS = 5
 
 
-def _read_with_heads(model, ids: list[int], read):
+def read_with_heads(model, ids: list[int], read):
     """`read(ids)` and each document's newest event as of that read. The services write a document's
     changes one at a time, each with an event numbered after the previous one: when the newest events are
     the same before and after the read, the read saw exactly the state they name. Read again while a change
@@ -203,15 +193,6 @@ def _read_with_heads(model, ids: list[int], read):
             break
         before = after
     return state, after
-
-
-def _accepted_spans_now(ids: list[int]) -> dict[int, list[tuple[int, int, str]]]:
-    spans: dict[int, list] = defaultdict(list)
-    rows = (Annotation.objects.filter(document_id__in=ids, status=Annotation.Status.ACCEPTED)
-            .order_by("document_id", "start", "-end", "id").values_list("document_id", "start", "end", "label__name"))
-    for document_id, start, end, label in rows.iterator(chunk_size=5000):
-        spans[document_id].append((start, end, label))
-    return spans
 
 
 def _accepted_spans_at(ids: list[int], moment: datetime) -> dict[int, list[tuple[int, int, str]]]:
@@ -244,8 +225,10 @@ def _finish_accepted_now(ids: list[int]) -> Finished:
     return finished
 
 
-def _accepted_entities_now(ids: list[int]) -> tuple[dict[int, list[tuple[int, int, str]]], Finished]:
-    return _accepted_spans_now(ids), _finish_accepted_now(ids)
+def accepted_entities_now(ids: list[int]) -> tuple[dict[int, list[tuple[int, int, str]]], Finished]:
+    """The documents' accepted entities now (annotation.selectors.accepted_spans_by_document, overlaps
+    included), and those of them accepted by finishing a review."""
+    return accepted_spans_by_document(document_ids=ids), _finish_accepted_now(ids)
 
 
 def _accepted_entities_at(ids: list[int], moment: datetime) -> tuple[dict[int, list[tuple[int, int, str]]], Finished]:
@@ -285,15 +268,15 @@ def token_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
     weight = builder.filters.finish_loss_weight
     for batch in builder.batches():
         ids = [pk for pk, _sha in batch]
-        words = _words_by_document(ids)
+        words = words_by_document(ids)
         if moment:
             (spans, finished), heads = _accepted_entities_at(ids, moment), _event_heads(AnnotationEvent, ids, moment)
         else:
-            (spans, finished), heads = _read_with_heads(AnnotationEvent, ids, _accepted_entities_now)
+            (spans, finished), heads = read_with_heads(AnnotationEvent, ids, accepted_entities_now)
         builder.heads.update(heads)
         for pk, sha256 in batch:
             texts, ends = words[pk]
-            chosen = _non_overlapping([s for s in spans.get(pk, []) if not keep or s[2] in keep])
+            chosen = spans_non_overlapping([s for s in spans.get(pk, []) if not keep or s[2] in keep])
             row = {"document": sha256, "tokens": texts, "line_ends": ends, "tags": spans_to_bio(chosen, len(texts))}
             builder.finish_accepted += finish_mark(row, chosen, finished.get(pk, set()), weight)
             yield row
@@ -328,7 +311,7 @@ def weak_token_rows(*, labels: list[str], threshold: float, weight: float, max_w
     for start in range(0, len(chosen), BATCH):
         batch = chosen[start:start + BATCH]
         ids = [pk for pk, _sha in batch]
-        texts = _words_by_document(ids)
+        texts = words_by_document(ids)
         spans: dict[int, list[WeakSpan]] = defaultdict(list)
         active = (Annotation.objects.filter(document_id__in=ids).exclude(status__in=Annotation.INACTIVE)
                   .values_list("document_id", "start", "end", "label__name", "score", "status"))
@@ -366,7 +349,7 @@ def _finish_classes_now(ids: list[int]) -> set[int]:
     return {pk for pk, action in last.items() if action == FINISH_ACCEPT}
 
 
-def _class_states_now(ids: list[int]) -> tuple[dict[int, str], set[int]]:
+def class_states_now(ids: list[int]) -> tuple[dict[int, str], set[int]]:
     return _classes_now(ids), _finish_classes_now(ids)
 
 
@@ -402,12 +385,12 @@ def text_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
         if moment:
             (classes, finished), heads = _class_states_at(ids, moment), _event_heads(DocumentClassEvent, ids, moment)
         else:
-            (classes, finished), heads = _read_with_heads(DocumentClassEvent, ids, _class_states_now)
+            (classes, finished), heads = read_with_heads(DocumentClassEvent, ids, class_states_now)
         ids = [pk for pk in ids if pk in classes and (not keep or classes[pk] in keep)]
         builder.heads.update({pk: heads[pk] for pk in ids if pk in heads})
         if not ids:
             continue
-        words = _words_by_document(ids)
+        words = words_by_document(ids)
         for pk, sha256 in batch:
             if pk in words:
                 row = {"document": sha256, "text": document_text(*words[pk]), "label": classes[pk]}

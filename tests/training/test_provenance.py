@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotation import services
 from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent
+from annotation.selectors import accepted_spans_by_document
 from lib import jobs
 from training import dataset_builder
 from training.models import FeedbackUpdate, ModelVersion, TrainingRun
@@ -47,13 +48,13 @@ def test_a_change_that_lands_while_the_state_is_read_makes_the_builder_read_agai
     reads = []
 
     def read(ids):
-        state = dataset_builder._accepted_spans_now(ids)
+        state = accepted_spans_by_document(document_ids=ids)
         if not reads:  # a reviewer's change commits right after the first read
             services.annotation_reject(annotation=annotation, user=reviewer)
         reads.append(state)
         return state
 
-    state, heads = dataset_builder._read_with_heads(AnnotationEvent, [d.pk for d in documents], read)
+    state, heads = dataset_builder.read_with_heads(AnnotationEvent, [d.pk for d in documents], read)
     assert len(reads) == 2 and state is reads[1]
     assert (annotation.start, annotation.end, annotation.label.name) not in state[documents[0].pk]
     assert heads[documents[0].pk] == AnnotationEvent.objects.filter(action="reject").get().pk

@@ -219,22 +219,18 @@ def _document_rows(document_ids: list[int]) -> list[dict]:
     """Rows of the documents sent, reviewed or not: accepted entities tagged, the words under entities
     nobody decided on yet left out of the loss (tag None), everything else "O"; those accepted by finishing
     a review marked as DOCLOOP_DATASET_FINISH_ACCEPTED says (training.dataset_builder.finish_mark)."""
-    from training.dataset_builder import (
-        _accepted_entities_now,
-        _non_overlapping,
-        _words_by_document,
-        finish_mark,
-    )
+    from annotation.selectors import spans_non_overlapping
+    from training.dataset_builder import accepted_entities_now, finish_mark, words_by_document
     from training.ml.bio import spans_to_bio
 
-    words = _words_by_document(document_ids)
-    accepted, finished = _accepted_entities_now(document_ids)
+    words = words_by_document(document_ids)
+    accepted, finished = accepted_entities_now(document_ids)
     weight = _finish_weight()
     undecided = Annotation.objects.filter(document_id__in=document_ids, status=Annotation.Status.PREDICTED)
     rows = []
     for pk in document_ids:
         texts, ends = words[pk]
-        chosen = _non_overlapping(accepted.get(pk, []))
+        chosen = spans_non_overlapping(accepted.get(pk, []))
         tags: list[str | None] = spans_to_bio(chosen, len(texts))
         for document_id, start, end in undecided.values_list("document_id", "start", "end"):
             if document_id == pk:
@@ -315,12 +311,12 @@ def _replay_documents(*, task: str, exclude: set[int], count: int, seed: int) ->
 def _class_rows(document_ids: list[int]) -> list[dict]:
     """Rows of the documents sent, reviewed or not, that have an accepted class: their text and class (with
     its loss weight when it was accepted by finishing a review and DOCLOOP_DATASET_FINISH_ACCEPTED says so)."""
-    from training.dataset_builder import _class_states_now, _words_by_document, document_text
+    from training.dataset_builder import class_states_now, document_text, words_by_document
 
-    classes, finished = _class_states_now(document_ids)
+    classes, finished = class_states_now(document_ids)
     weight = _finish_weight()
     ids = [pk for pk in document_ids if pk in classes]
-    words = _words_by_document(ids) if ids else {}
+    words = words_by_document(ids) if ids else {}
     return [{"document": pk, "text": document_text(*words[pk]), "label": classes[pk],
              **({"finish_weight": weight} if pk in finished and weight is not None else {})}
             for pk in ids if pk in words]
