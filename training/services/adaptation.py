@@ -283,17 +283,21 @@ def _adapt(adapted: AdaptedBase, *, worker: str, lifecycle: jobs.Lifecycle) -> N
         result = adapt(config, corpus.train_texts, corpus.heldout_texts, on_step=on_step,
                        checkpoint_dir=local_checkpoint, on_checkpoint=on_checkpoint)
         del corpus
-        _publish(adapted, worker=worker, lifecycle=lifecycle, local_dir=output, result=result, progress=progress)
+        _adapted_base_publish(adapted, worker=worker, lifecycle=lifecycle, local_dir=output, result=result,
+                              progress=progress)
     checkpoint_delete(location=location)
 
 
 PUBLISH_ATTEMPTS = 5
 
 
-def _publish(adapted: AdaptedBase, *, worker: str, lifecycle: jobs.Lifecycle, local_dir: Path, result: dict,
-             progress: dict) -> None:
+def _adapted_base_publish(adapted: AdaptedBase, *, worker: str, lifecycle: jobs.Lifecycle, local_dir: Path,
+                          result: dict, progress: dict) -> None:
     """Upload the artefact (outside any transaction), then number and publish the row while this worker
-    still holds it; a lost claim removes the upload and raises JobLost, so one artefact comes out."""
+    still holds it; a lost claim removes the upload and raises JobLost, so one artefact comes out. An adapted
+    base is not a model version (no gate, no activation: the row is its own job row), so it does not go
+    through training.services.versions.version_publish, whose upload-then-claim-checked-transaction order it
+    follows."""
     adapted.refresh_from_db(fields=["attempts"])
     location = artefact_upload(local_dir=local_dir, location=f"adapted/{adapted.pk}-a{adapted.attempts}")
     metrics = {k: result[k] for k in ("head_steps", "head_initialised", "train_blocks", "train_tokens",

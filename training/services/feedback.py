@@ -38,7 +38,6 @@ from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, D
 from documents.models import Document
 from lib import jobs
 from lib.tempfiles import job_tempdir
-from training.artefacts import artefact_delete, artefact_upload
 from training.models import FeedbackRequest, FeedbackUpdate, Gate, ModelVersion, Task, TrainingRun
 from training.selectors import model_version_active, reviewed_documents
 from training.services.gates import (
@@ -51,7 +50,7 @@ from training.services.gates import (
 )
 from training.services.predictions import prediction_claims_rescore
 from training.services.provenance import version_provenance_of_feedback
-from training.services.versions import model_version_activate, version_number_next
+from training.services.versions import model_version_activate, version_number_next, version_publish
 
 logger = logging.getLogger(__name__)
 
@@ -403,9 +402,10 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
                    **{k: result[k] for k in ("feedback_windows", "replay_windows", "steps", "first_loss",
                                              "last_loss", "seconds")},
                    "timings": {"load_parent": load_seconds, **result["timings"]}}
-        version = _publish(update, worker=worker, lifecycle=lifecycle, local_dir=output, parent=parent,
-                           labels=result["labels"], metrics=metrics, gate=gate, evaluation_set=evaluation_set,
-                           user=requests[0].requested_by if requests else None, device=result["device"])
+        version = _feedback_version_publish(
+            update, worker=worker, lifecycle=lifecycle, local_dir=output, parent=parent, labels=result["labels"],
+            metrics=metrics, gate=gate, evaluation_set=evaluation_set,
+            user=requests[0].requested_by if requests else None, device=result["device"])
     if version.is_active:
         transaction.on_commit(lambda: _enqueue_rescore(version.pk))
 
@@ -417,56 +417,51 @@ def _scores(scores: dict) -> dict:
             if k in scores}
 
 
-def _publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, local_dir: Path,
-             parent: ModelVersion, labels: list[str], metrics: dict, gate: tuple[str, str, dict], evaluation_set,
-             user, device: str) -> ModelVersion:
-    """Upload, then number and create the version, activating it unless the gate said why not (or
+def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, local_dir: Path,
+                              parent: ModelVersion, labels: list[str], metrics: dict, gate: tuple[str, str, dict],
+                              evaluation_set, user, device: str) -> ModelVersion:
+    """Publish through training.services.versions.version_publish (upload, then one transaction while the
+    update is still claimed): number and create the version, activating it unless the gate said why not (or
     another version became active meanwhile); finish the update. Exactly one version per update."""
-    status, reason, figures = gate
     update.refresh_from_db(fields=["attempts", "learnt_from", "started_at"])
-    location = artefact_upload(local_dir=local_dir,
-                               location=f"models/{update.task}/feedback{update.pk}-a{update.attempts}")
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            owned = jobs.job_owned(lifecycle, update.pk, worker=worker)
-            if not owned.select_for_update().exists():
-                raise jobs.JobLost(f"feedback update {update.pk} is no longer claimed by {worker}")
-            active = ModelVersion.objects.filter(task=update.task, is_active=True).first()
-            if not reason and (active is None or active.pk != parent.pk):
-                status = Gate.SUPERSEDED
-                reason = _("Version %(parent)d is no longer the active one; the result was kept inactive.") % {
-                    "parent": parent.number}
-            run = TrainingRun.objects.create(
-                task=update.task, kind=TrainingRun.Kind.FEEDBACK, base_model=parent.run.base_model,
-                adapted_base_id=parent.run.adapted_base_id, parent_version=parent,
-                hyperparameters=metrics["hyperparameters"], seed=update.learnt_from.get("seed", update.pk),
-                status=TrainingRun.Status.SUCCEEDED, device=device, created_by=user, started_at=update.started_at,
-                finished_at=now, dataset_stats={"train_documents": update.learnt_from.get("documents", []),
-                                                "eval_documents": update.learnt_from.get("validation_documents", []),
-                                                "replay_documents": update.learnt_from.get("replay_documents", []),
-                                                "feedback_update": update.pk},
-            )
-            version = ModelVersion.objects.create(
-                task=update.task, number=version_number_next(task=update.task), kind=TrainingRun.Kind.FEEDBACK, run=run,
-                parent=parent, artefact=location, labels=list(labels),
-                metrics={**_without_counts(metrics["after"]), "previous": _without_counts(metrics["before"])},
-                gate_status=status, gate_reason=reason, gate=figures, evaluation_set=evaluation_set,
-                **version_provenance_of_feedback(update=update),  # the events of the documents it learnt from
-            )
-            if evaluation_set is not None:
-                version_score_store(version=version, evaluation_set=evaluation_set, scores=metrics["after"])
-                version_score_store(version=parent, evaluation_set=evaluation_set, scores=metrics["before"])
-            if not reason:
-                model_version_activate(version=version, user=user)
-                prediction_claims_rescore(version=version)  # the documents wait for it from now on
-            owned.update(status=FeedbackUpdate.Status.REJECTED if reason else FeedbackUpdate.Status.PUBLISHED,
-                         error=reason, model_version=version, metrics=metrics, finished_at=now)
-    except BaseException:
-        artefact_delete(location=location)
-        raise
-    version.refresh_from_db()
-    return version
+
+    def create(location: str, owned) -> ModelVersion:
+        status, reason, figures = gate
+        active = ModelVersion.objects.filter(task=update.task, is_active=True).first()
+        if not reason and (active is None or active.pk != parent.pk):
+            status = Gate.SUPERSEDED
+            reason = _("Version %(parent)d is no longer the active one; the result was kept inactive.") % {
+                "parent": parent.number}
+        run = TrainingRun.objects.create(
+            task=update.task, kind=TrainingRun.Kind.FEEDBACK, base_model=parent.run.base_model,
+            adapted_base_id=parent.run.adapted_base_id, parent_version=parent,
+            hyperparameters=metrics["hyperparameters"], seed=update.learnt_from.get("seed", update.pk),
+            status=TrainingRun.Status.SUCCEEDED, device=device, created_by=user, started_at=update.started_at,
+            finished_at=now, dataset_stats={"train_documents": update.learnt_from.get("documents", []),
+                                            "eval_documents": update.learnt_from.get("validation_documents", []),
+                                            "replay_documents": update.learnt_from.get("replay_documents", []),
+                                            "feedback_update": update.pk},
+        )
+        version = ModelVersion.objects.create(
+            task=update.task, number=version_number_next(task=update.task), kind=TrainingRun.Kind.FEEDBACK,
+            run=run, parent=parent, artefact=location, labels=list(labels),
+            metrics={**_without_counts(metrics["after"]), "previous": _without_counts(metrics["before"])},
+            gate_status=status, gate_reason=reason, gate=figures, evaluation_set=evaluation_set,
+            **version_provenance_of_feedback(update=update),  # the events of the documents it learnt from
+        )
+        if evaluation_set is not None:
+            version_score_store(version=version, evaluation_set=evaluation_set, scores=metrics["after"])
+            version_score_store(version=parent, evaluation_set=evaluation_set, scores=metrics["before"])
+        if not reason:
+            model_version_activate(version=version, user=user)
+            prediction_claims_rescore(version=version)  # the documents wait for it from now on
+        owned.update(status=FeedbackUpdate.Status.REJECTED if reason else FeedbackUpdate.Status.PUBLISHED,
+                     error=reason, model_version=version, metrics=metrics, finished_at=now)
+        return version
+
+    return version_publish(lifecycle=lifecycle, pk=update.pk, worker=worker, local_dir=local_dir,
+                           location=f"models/{update.task}/feedback{update.pk}-a{update.attempts}", create=create)
 
 
 def _without_counts(scores: dict) -> dict:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -36,15 +38,44 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
     is raised: exactly one version comes out of a run.
     """
     run.refresh_from_db(fields=["attempts"])
-    location = artefact_upload(local_dir=local_dir, location=f"models/{run.task}/run{run.pk}-a{run.attempts}")
+
+    def create(location: str, owned) -> ModelVersion:
+        return _run_version_create(run=run, owned=owned, location=location, labels=labels, metrics=metrics,
+                                   activate=activate, gate=gate)
+
+    return version_publish(lifecycle=lifecycle, pk=run.pk, worker=worker, local_dir=local_dir,
+                           location=f"models/{run.task}/run{run.pk}-a{run.attempts}", create=create)
+
+
+PUBLISH_ATTEMPTS = 5
+
+
+def version_publish(*, lifecycle: jobs.Lifecycle, pk: int, worker: str, local_dir: Path, location: str,
+                    create: Callable[[str, QuerySet], ModelVersion]) -> ModelVersion:
+    """The one way a version comes out of a job (a full run: model_version_publish; a feedback update:
+    training.services.feedback): upload the artefact, then, in one short transaction while the job row is
+    still claimed by `worker`, let `create(location, owned)` create the version's rows (numbered with
+    version_number_next), gate and activate it and finish the job row through `owned` (the row as a
+    queryset, lib.jobs.job_owned).
+
+    The upload (minutes on S3) happens before the transaction, under `location` (the job's and the
+    attempt's own), so the transaction is short and holds no lock while bytes travel. If the claim was lost
+    meanwhile (the row was reaped and another worker took it), or anything fails, the upload is removed and
+    the error raised (JobLost for a lost claim): exactly one version comes out of a job. Two jobs of a task
+    that number or activate at the same moment with no version yet to lock trip the unique constraints; the
+    transaction is then run again."""
+    location = artefact_upload(local_dir=local_dir, location=location)
     try:
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
-                version = _publish(run=run, worker=worker, location=location, labels=labels, metrics=metrics,
-                                   lifecycle=lifecycle, activate=activate, gate=gate)
+                with transaction.atomic():
+                    owned = jobs.job_owned(lifecycle, pk, worker=worker)
+                    if not owned.select_for_update().exists():
+                        raise jobs.JobLost(f"{lifecycle.name} {pk} is no longer claimed by {worker}")
+                    version = create(location, owned)
                 break
             except IntegrityError:
-                # Another run of the task took the same number (or activated at the same moment): with no
+                # Another job of the task took the same number (or activated at the same moment): with no
                 # version yet there is no row to lock, so the unique constraints decide; number again.
                 if attempt == PUBLISH_ATTEMPTS:
                     raise
@@ -56,9 +87,6 @@ def model_version_publish(*, run: TrainingRun, worker: str, local_dir: Path, lab
     return version
 
 
-PUBLISH_ATTEMPTS = 5
-
-
 def version_number_next(*, task: str) -> int:
     """The next version number of a task, inside the caller's transaction. The task's versions are locked
     while numbering (an aggregate would drop FOR UPDATE), so full runs and feedback updates number one at
@@ -68,15 +96,13 @@ def version_number_next(*, task: str) -> int:
     return max(list(taken), default=0) + 1
 
 
-@transaction.atomic
-def _publish(*, run: TrainingRun, worker: str, location: str, labels: list[str], metrics: dict,
-             lifecycle: jobs.Lifecycle, activate: bool, gate: dict | None = None) -> ModelVersion:
+def _run_version_create(*, run: TrainingRun, owned: QuerySet, location: str, labels: list[str], metrics: dict,
+                        activate: bool, gate: dict | None = None) -> ModelVersion:
+    """A full run's version (inside version_publish's transaction): gated against the version active now,
+    activated when it passes (or when there is nothing to judge), and the run marked succeeded."""
     from training.services.gates import gate_apply
     from training.services.provenance import version_provenance_of_run
 
-    owned = jobs.job_owned(lifecycle, run.pk, worker=worker)
-    if not owned.select_for_update().exists():
-        raise jobs.JobLost(f"run {run.pk} is no longer claimed by {worker}")
     version = ModelVersion.objects.create(
         task=run.task, number=version_number_next(task=run.task), kind=run.kind, run=run,
         parent=run.parent_version, artefact=location, labels=list(labels), metrics=metrics,

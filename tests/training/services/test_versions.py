@@ -2,7 +2,6 @@
 whose claim was lost (another worker took it over) publishes nothing."""
 
 import pytest
-from django.db import IntegrityError
 
 from lib import jobs
 from training.models import ModelVersion, TrainingRun
@@ -48,16 +47,14 @@ def test_a_number_taken_by_a_concurrent_run_is_numbered_again(claimed_run, artef
     from training.services import versions
 
     other = TrainingRun.objects.create(task="token_classification", base_model="m", hyperparameters={})
-    real, calls = versions._publish, []
+    ModelVersion.objects.create(task="token_classification", number=1, run=other, artefact="x")
+    real, calls = versions.version_number_next, []
 
-    def concurrent_first(**kwargs):
-        calls.append(1)
-        if len(calls) == 1:  # the other run committed version 1 between our read and our insert
-            ModelVersion.objects.create(task="token_classification", number=1, run=other, artefact="x")
-            raise IntegrityError('duplicate key value violates unique constraint "model_version_unique_number"')
-        return real(**kwargs)
+    def read_before_the_other_committed(*, task):
+        calls.append(1)  # the first read saw no version: the other run committed version 1 just after it
+        return 1 if len(calls) == 1 else real(task=task)
 
-    monkeypatch.setattr(versions, "_publish", concurrent_first)
+    monkeypatch.setattr(versions, "version_number_next", read_before_the_other_committed)
     version = model_version_publish(run=claimed_run, worker="me:1", local_dir=artefact, labels=["PESSOA"],
                                     metrics={}, lifecycle=runs_lifecycle())
     assert len(calls) == 2 and version.number == 2 and version.is_active
