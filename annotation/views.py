@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 from django.utils.http import urlencode
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -347,14 +348,10 @@ def review_finish(request, pk: int):
             return _render_finish(request, document, summary, error=" ".join(exc.messages), status=422)
         return _respond(request, document, error=" ".join(exc.messages))
     messages.success(request, _("“%(name)s” is reviewed and will be used for training.") % {"name": document})
-    if settings.DOCLOOP_FEEDBACK_ON_REVIEW and request.user.has_perm("training.send_feedback"):
-        from training.services.feedback import FeedbackRefused, feedback_send
-
-        try:
-            feedback_send(document=document, user=request.user)
-            messages.info(request, _("Sent to the model."))
-        except FeedbackRefused as exc:
-            messages.info(request, str(exc))
+    if settings.DOCLOOP_REVIEW_FINISHED_HOOK:  # e.g. send the document to the model (training's, by its path)
+        note = import_string(settings.DOCLOOP_REVIEW_FINISHED_HOOK)(document=document, user=request.user)
+        if note:
+            messages.info(request, note)
     return _to_next(request, document)
 
 

@@ -235,6 +235,10 @@ DOCLOOP_INGEST_JOB = "training.jobs.document_ingest"
 # Whether a model's predictions are still on their way to a document (finishing its review waits for them),
 # and why the last one failed: `annotation` reads it through this dotted path, as it never imports `training`.
 DOCLOOP_PREDICTIONS_STATE = "training.selectors.document_predictions_state"
+# Called as fn(document=, user=) once a reviewer has marked a document reviewed on the review page; what it
+# returns (if anything) is shown to the reviewer. `annotation` calls it by this dotted path, never importing
+# `training`: training's sends the document to the model when DOCLOOP_FEEDBACK_ON_REVIEW is on. Empty: nothing.
+DOCLOOP_REVIEW_FINISHED_HOOK = "training.services.feedback.feedback_on_review"
 
 # Uploads
 DOCLOOP_MAX_UPLOAD_MB = env_int("DOCLOOP_MAX_UPLOAD_MB", 50)

@@ -226,6 +226,30 @@ def test_without_javascript_the_finish_asks_on_a_page_then_accepts(client, revie
     assert _state(four_pages)[0] is not None
 
 
+FINISHED = []
+
+
+def note_finished(*, document, user) -> str:
+    """A DOCLOOP_REVIEW_FINISHED_HOOK for the test below: remembers its call, says something."""
+    FINISHED.append((document.pk, user.username))
+    return "noted by the hook"
+
+
+def test_the_review_finished_hook_named_in_the_settings_is_called_once_the_review_is_finished(
+        client, reviewer, four_pages, settings):
+    """`annotation` calls what comes after a finished review (training sends it to the model) by a dotted path
+    in the settings, never importing it; what the hook returns is shown to the reviewer."""
+    settings.DOCLOOP_REVIEW_FINISHED_HOOK = f"{__name__}.note_finished"
+    FINISHED.clear()
+    client.force_login(reviewer)
+    asked = client.post(reverse("annotation:finish", args=[four_pages.pk]))
+    assert FINISHED == []  # not finished yet: only asked to confirm
+    done = client.post(reverse("annotation:finish", args=[four_pages.pk]),
+                       {"accept_standing": "on", "based_on": asked.context["summary"].token}, follow=True)
+    assert FINISHED == [(four_pages.pk, reviewer.username)]
+    assert "noted by the hook" in [str(m) for m in done.context["messages"]]
+
+
 def test_a_stale_confirmation_answers_409_with_the_fresh_summary(client, reviewer, four_pages):
     client.force_login(reviewer)
     token = selectors.review_finish_summary(document=four_pages, user=reviewer).token

@@ -146,6 +146,19 @@ def feedback_send(*, document: Document, user: AbstractBaseUser | None, task: st
     return sent
 
 
+def feedback_on_review(*, document: Document, user: AbstractBaseUser) -> str:
+    """The DOCLOOP_REVIEW_FINISHED_HOOK: once `user` has marked `document` reviewed on the review page, send it
+    to the model when DOCLOOP_FEEDBACK_ON_REVIEW is on and the user may send feedback. Returns what the
+    reviewer is told ("" when nothing was tried)."""
+    if not settings.DOCLOOP_FEEDBACK_ON_REVIEW or not user.has_perm("training.send_feedback"):
+        return ""
+    try:
+        feedback_send(document=document, user=user)
+    except FeedbackRefused as exc:
+        return str(exc)
+    return _("Sent to the model.")
+
+
 def feedback_request_status(*, request: FeedbackRequest) -> dict:
     """What the status URL answers."""
     update = request.update
