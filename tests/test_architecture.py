@@ -1,6 +1,16 @@
 """The layering the code promises, checked from the source: who imports whom, and what a web process loads.
 
-- `documents` imports nothing from `training` or `annotation` (it queues ingestion by a setting's dotted path).
+- Every app and `lib` imports only from the layers below it, not even inside functions:
+  `lib` imports no app; `documents` imports `lib`; `annotation` imports `documents` and `lib`; `training`
+  imports `annotation`, `documents` and `lib`; `config` imports everything. A lower layer reaches a higher one
+  only through a setting's dotted path: `documents` queues ingestion by DOCLOOP_INGEST_JOB, and `annotation`
+  asks for prediction states (DOCLOOP_PREDICTIONS_STATE) and sends a reviewed document on
+  (DOCLOOP_REVIEW_FINISHED_HOOK) the same way.
+- The one deliberate exception: `annotation`'s models hold foreign keys to `training.ModelVersion` (which
+  version suggested an annotation or a class), written as the string "training.ModelVersion", never an
+  import. Moving ModelVersion below `annotation` would move the model registry's central table and its
+  migrations for a reference that needs no code; the test pins the exception to those strings in
+  annotation/models.py.
 - Nothing imports `training.jobs`: services queue jobs by dotted path, so jobs and services form no circle,
   and no module-level import circle exists anywhere in the project.
 - `training.ml` imports without Django; web requests (URLs, views, admin) never load torch, transformers
@@ -55,6 +65,27 @@ def _imports(path: Path, *, module_level_only: bool) -> set[str]:
     return {name for name in names if name.split(".")[0] in PACKAGES}
 
 
+# What each top-level package may import from the project (itself included), lowest layer first.
+LAYERS = {
+    "lib": {"lib"},
+    "documents": {"documents", "lib"},
+    "annotation": {"annotation", "documents", "lib"},
+    "training": {"training", "annotation", "documents", "lib"},
+    "config": set(PACKAGES),
+}
+
+
+def test_every_app_and_lib_imports_only_the_layers_below_it():
+    assert set(LAYERS) == set(PACKAGES)
+    offenders = sorted(
+        (module, imported)
+        for module, path in MODULES.items()
+        for imported in _imports(path, module_level_only=False)
+        if imported.split(".")[0] not in LAYERS[module.split(".")[0]]
+    )
+    assert offenders == []
+
+
 def test_documents_imports_nothing_from_training_or_annotation():
     offenders = {
         (module, imported)
@@ -63,6 +94,26 @@ def test_documents_imports_nothing_from_training_or_annotation():
         if imported.split(".")[0] in {"training", "annotation"}
     }
     assert not offenders
+
+
+def _references_to(package: str, path: Path) -> list[str]:
+    """String literals in a file that name something of `package` ("training.ModelVersion", a dotted path)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and node.value.startswith(f"{package}.") and " " not in node.value]
+
+
+def test_annotation_refers_to_training_only_through_the_model_version_foreign_keys():
+    """The one deliberate exception to the layering (see the module docstring and docs/architecture.md)."""
+    references = {
+        (module, text)
+        for module, path in MODULES.items() if module.split(".")[0] == "annotation"
+        for text in _references_to("training", path)
+    }
+    assert references == {("annotation.models", "training.ModelVersion")}
+    assert settings.DOCLOOP_PREDICTIONS_STATE.startswith("training.")
+    assert settings.DOCLOOP_REVIEW_FINISHED_HOOK.startswith("training.")
+
 
 
 def test_nothing_imports_the_jobs_module_they_are_queued_by_dotted_path():
