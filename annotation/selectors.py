@@ -37,7 +37,8 @@ def accepted_spans_by_document(*, document_ids: list[int]) -> dict[int, list[tup
     the longer first), overlaps included: one query for a batch of documents (the dataset builder's)."""
     spans: dict[int, list[tuple[int, int, str]]] = {}
     rows = (Annotation.objects.filter(document_id__in=document_ids, status=Annotation.Status.ACCEPTED)
-            .order_by("document_id", "start", "-end", "id").values_list("document_id", "start", "end", "label__name"))
+            .order_by("document_id", "start", "-end", "id")
+            .values_list("document_id", "start", "end", "label__name"))
     for document_id, start, end, label in rows.iterator(chunk_size=5000):
         spans.setdefault(document_id, []).append((start, end, label))
     return spans

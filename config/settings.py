@@ -237,7 +237,8 @@ DOCLOOP_INGEST_JOB = "training.jobs.document_ingest"
 DOCLOOP_PREDICTIONS_STATE = "training.selectors.document_predictions_state"
 # Called as fn(document=, user=) once a reviewer has marked a document reviewed on the review page; what it
 # returns (if anything) is shown to the reviewer. `annotation` calls it by this dotted path, never importing
-# `training`: training's sends the document to the model when DOCLOOP_FEEDBACK_ON_REVIEW is on. Empty: nothing.
+# `training`: training's sends the document to the model when DOCLOOP_FEEDBACK_ON_REVIEW is on.
+# Empty: nothing is called.
 DOCLOOP_REVIEW_FINISHED_HOOK = "training.services.feedback.feedback_on_review"
 
 # Uploads

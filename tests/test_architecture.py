@@ -99,7 +99,8 @@ def test_documents_imports_nothing_from_training_or_annotation():
 def _references_to(package: str, path: Path) -> list[str]:
     """String literals in a file that name something of `package` ("training.ModelVersion", a dotted path)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
             and node.value.startswith(f"{package}.") and " " not in node.value]
 
 

@@ -147,9 +147,9 @@ def feedback_send(*, document: Document, user: AbstractBaseUser | None, task: st
 
 
 def feedback_on_review(*, document: Document, user: AbstractBaseUser) -> str:
-    """The DOCLOOP_REVIEW_FINISHED_HOOK: once `user` has marked `document` reviewed on the review page, send it
-    to the model when DOCLOOP_FEEDBACK_ON_REVIEW is on and the user may send feedback. Returns what the
-    reviewer is told ("" when nothing was tried)."""
+    """The DOCLOOP_REVIEW_FINISHED_HOOK: once `user` has marked `document` reviewed on the review page,
+    send it to the model when DOCLOOP_FEEDBACK_ON_REVIEW is on and the user may send feedback. Returns what
+    the reviewer is told ("" when nothing was tried)."""
     if not settings.DOCLOOP_FEEDBACK_ON_REVIEW or not user.has_perm("training.send_feedback"):
         return ""
     try:
@@ -416,8 +416,8 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
                                              "last_loss", "seconds")},
                    "timings": {"load_parent": load_seconds, **result["timings"]}}
         version = _feedback_version_publish(
-            update, worker=worker, lifecycle=lifecycle, local_dir=output, parent=parent, labels=result["labels"],
-            metrics=metrics, gate=gate, evaluation_set=evaluation_set,
+            update, worker=worker, lifecycle=lifecycle, local_dir=output, parent=parent,
+            labels=result["labels"], metrics=metrics, gate=gate, evaluation_set=evaluation_set,
             user=requests[0].requested_by if requests else None, device=result["device"])
     if version.is_active:
         transaction.on_commit(lambda: _enqueue_rescore(version.pk))
@@ -430,9 +430,9 @@ def _scores(scores: dict) -> dict:
             if k in scores}
 
 
-def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle, local_dir: Path,
-                              parent: ModelVersion, labels: list[str], metrics: dict, gate: tuple[str, str, dict],
-                              evaluation_set, user, device: str) -> ModelVersion:
+def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle,
+                              local_dir: Path, parent: ModelVersion, labels: list[str], metrics: dict,
+                              gate: tuple[str, str, dict], evaluation_set, user, device: str) -> ModelVersion:
     """Publish through training.services.versions.version_publish (upload, then one transaction while the
     update is still claimed): number and create the version, activating it unless the gate said why not (or
     another version became active meanwhile); finish the update. Exactly one version per update."""
@@ -451,10 +451,11 @@ def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle:
             adapted_base_id=parent.run.adapted_base_id, parent_version=parent,
             hyperparameters=metrics["hyperparameters"], seed=update.learnt_from.get("seed", update.pk),
             status=TrainingRun.Status.SUCCEEDED, device=device, created_by=user, started_at=update.started_at,
-            finished_at=now, dataset_stats={"train_documents": update.learnt_from.get("documents", []),
-                                            "eval_documents": update.learnt_from.get("validation_documents", []),
-                                            "replay_documents": update.learnt_from.get("replay_documents", []),
-                                            "feedback_update": update.pk},
+            finished_at=now,
+            dataset_stats={"train_documents": update.learnt_from.get("documents", []),
+                           "eval_documents": update.learnt_from.get("validation_documents", []),
+                           "replay_documents": update.learnt_from.get("replay_documents", []),
+                           "feedback_update": update.pk},
         )
         version = ModelVersion.objects.create(
             task=update.task, number=version_number_next(task=update.task), kind=TrainingRun.Kind.FEEDBACK,
@@ -474,7 +475,8 @@ def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle:
         return version
 
     return version_publish(lifecycle=lifecycle, pk=update.pk, worker=worker, local_dir=local_dir,
-                           location=f"models/{update.task}/feedback{update.pk}-a{update.attempts}", create=create)
+                           location=f"models/{update.task}/feedback{update.pk}-a{update.attempts}",
+                           create=create)
 
 
 def _without_counts(scores: dict) -> dict:
