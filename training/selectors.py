@@ -21,6 +21,7 @@ from training.models import (
     TrainingRun,
     VersionScore,
 )
+from training.registry import TASKS, task_spec
 
 
 def model_version_active(*, task: str = Task.TOKEN_CLASSIFICATION) -> ModelVersion | None:
@@ -329,8 +330,13 @@ class ModelQuality:
         return Verdict(self.verdict).label
 
     @property
+    def counts_entities(self) -> bool:
+        """Whether the task's labels are entities (else one class per document): the per-label table's words."""
+        return task_spec(self.task).review().counts_entities
+
+    @property
     def model_name(self) -> str:
-        return _("Entity model") if self.task == Task.TOKEN_CLASSIFICATION else _("Class model")
+        return str(task_spec(self.task).model_name)
 
     @property
     def figures(self) -> str:
@@ -343,7 +349,7 @@ class ModelQuality:
     @property
     def floor_figures(self) -> str:
         documents = _documents(self.floor["documents"])
-        if self.task != Task.TOKEN_CLASSIFICATION:
+        if not task_spec(self.task).review().counts_entities:
             return documents
         return _("%(documents)s and %(entities)s") % {"documents": documents,
                                                      "entities": _entity_count(self.floor["entities"])}
@@ -362,7 +368,7 @@ class ModelQuality:
         """The verdict in a plain sentence, with the F1 and what it was measured on."""
         if self.verdict == Verdict.NONE:
             return _("There is no active model for %(task)s: nothing is predicted.") % {
-                "task": Task(self.task).label}
+                "task": task_spec(self.task).label}
         if self.f1 is None:
             return _("The model was never measured: check every prediction.")
         values = {"f1": floatformat(self.f1, 2), "figures": self.figures, "floor": self.floor_figures}
@@ -389,8 +395,9 @@ def _label_rows(per_label: dict, *, weak_f1: float) -> tuple:
 
 
 def _entities(task: str, per_label: dict, per_document: list | None) -> int | None:
-    """Gold entities behind the scores: the per-label supports, else the per-document gold counts."""
-    if task != Task.TOKEN_CLASSIFICATION:
+    """Gold entities behind the scores: the per-label supports, else the per-document gold counts (None
+    where the task's evidence is not entities)."""
+    if not task_spec(task).review().counts_entities:
         return None
     supports = [scores.get("support") for scores in per_label.values() if isinstance(scores, dict)]
     if supports and all(isinstance(s, int) for s in supports):
@@ -423,7 +430,7 @@ def _quality_of(*, task: str, version: ModelVersion | None, score: VersionScore 
     entities = _entities(task, per_label, per_document)
     f1 = measured["f1"]
     short = measured["documents"] < floor["documents"] or (
-        task == Task.TOKEN_CLASSIFICATION and (entities or 0) < floor["entities"])
+        task_spec(task).review().counts_entities and (entities or 0) < floor["entities"])
     if f1 is None:
         verdict = Verdict.UNPROVEN
     elif f1 < weak:
@@ -438,7 +445,7 @@ def _quality_of(*, task: str, version: ModelVersion | None, score: VersionScore 
 
 def model_qualities(*, tasks: list[str] | None = None) -> dict[str, ModelQuality]:
     """model_quality of each task's active version, in three queries whatever the number of tasks."""
-    tasks = list(tasks or Task.values)
+    tasks = list(tasks or TASKS)
     active = {v.task: v for v in ModelVersion.objects.filter(task__in=tasks, is_active=True).select_related("run")}
     scores: dict[str, VersionScore] = {}
     if active:

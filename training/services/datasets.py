@@ -36,7 +36,8 @@ from training.ml.snapshot import (
     snapshot_write,
     temporary_folder,
 )
-from training.models import Dataset, Task
+from training.models import Dataset
+from training.registry import TASKS, task_spec
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def dataset_build(*, task: str, filters: DatasetFilters | None = None, user: Abs
                   seed: int = SPLIT_SEED, validation_fraction: float = VALIDATION_FRACTION,
                   test_fraction: float = TEST_FRACTION, name: str = "") -> tuple[Dataset, bool]:
     """Snapshot the latest accepted values of the reviewed documents (DatasetBuilder); (dataset, created)."""
-    if task not in Task.values:
+    if task not in TASKS:
         raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
     filters = filters or DatasetFilters()
     builder = DatasetBuilder(task=task, filters=filters)
@@ -191,7 +192,7 @@ class ExcelCheck:
 
     @property
     def task_label(self) -> str:
-        return str(Task(self.content.task).label) if self.content.task else ""
+        return str(task_spec(self.content.task).label) if self.content.task else ""
 
 
 def _read_upload(file) -> tuple[bytes | None, ExcelContent | None]:

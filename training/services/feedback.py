@@ -34,11 +34,12 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from annotation.models import Annotation, AnnotationEvent, DocumentClassEvent, DocumentClassification
+from annotation.models import Annotation
 from documents.models import Document
 from lib import jobs
 from lib.tempfiles import job_tempdir
 from training.models import FeedbackRequest, FeedbackUpdate, Gate, ModelVersion, Task, TrainingRun
+from training.registry import TASKS, task_spec
 from training.selectors import model_version_active, reviewed_documents
 from training.services.gates import (
     evaluation_keys,
@@ -54,12 +55,16 @@ from training.services.versions import model_version_activate, version_number_ne
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_TASKS = (Task.TOKEN_CLASSIFICATION, Task.TEXT_CLASSIFICATION)
 REPLAY_DOCUMENTS = 4  # earlier documents drawn per document sent, before the replay windows are sampled
 
 
 class FeedbackRefused(Exception):
     """The document cannot be sent now (answered 409 with this message)."""
+
+
+def feedback_tasks() -> list[str]:
+    """The tasks whose registry entry names a feedback learner, in the registry's order."""
+    return [name for name, spec in TASKS.items() if spec.feedback_learner]
 
 
 def feedback_lifecycle() -> jobs.Lifecycle:
@@ -92,21 +97,15 @@ def feedback_request_create(*, document: Document, user: AbstractBaseUser | None
                             task: str = Task.TOKEN_CLASSIFICATION) -> FeedbackRequest:
     """Send the document's reviewed annotations (its entities, or for text classification its accepted
     class) to the task's model: attach it to the task's queued update."""
-    if task not in SUPPORTED_TASKS:
+    if task not in feedback_tasks():
         raise FeedbackRefused(_("Feedback is not available for %(task)s yet.") % {"task": task})
     if document.status != Document.Status.READY:
         raise FeedbackRefused(_("The document is not ready: it has no words to learn from."))
-    if task == Task.TEXT_CLASSIFICATION:
-        if not DocumentClassification.objects.filter(document=document, status=Annotation.Status.ACCEPTED).exists():
-            raise FeedbackRefused(_("The document has no accepted class: choose or accept its class first."))
-        events = DocumentClassEvent.objects.filter(document=document)
-    else:
-        decided = Annotation.objects.filter(document=document,
-                                            status__in=[Annotation.Status.ACCEPTED, Annotation.Status.REJECTED])
-        if not decided.exists():
-            raise FeedbackRefused(_("The document has no reviewed annotations: accept, add or reject entities "
-                                    "first."))
-        events = AnnotationEvent.objects.filter(document=document)
+    review = task_spec(task).review()  # its entities, or its accepted class
+    refusal = review.feedback_refusal(document)
+    if refusal:
+        raise FeedbackRefused(refusal)
+    events = review.events(document)
     if model_version_active(task=task) is None:
         raise FeedbackRefused(_("There is no active model version to start from: train one first."))
     if document.sha256 in evaluation_keys(task=task):
@@ -136,7 +135,7 @@ def feedback_send(*, document: Document, user: AbstractBaseUser | None, task: st
     if task is not None:
         return [feedback_request_create(document=document, user=user, task=task)]
     sent, refusals = [], []
-    for each in SUPPORTED_TASKS:
+    for each in feedback_tasks():
         try:
             sent.append(feedback_request_create(document=document, user=user, task=each))
         except FeedbackRefused as exc:
@@ -273,11 +272,9 @@ def _held_for_validation(sha256: str) -> bool:
 
 
 def _learnable(task: str):
-    """The reviewed documents a task can learn from (for text classification: those with an accepted class)."""
-    reviewed = reviewed_documents()
-    if task == Task.TEXT_CLASSIFICATION:
-        reviewed = reviewed.filter(classification__status=Annotation.Status.ACCEPTED)
-    return reviewed
+    """The reviewed documents a task can learn from (as its review kind says: for the document class, those
+    with an accepted class)."""
+    return task_spec(task).review().learnable(reviewed_documents())
 
 
 def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[int]:
@@ -380,8 +377,7 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
              and made_parent.learnt_from.get("validation_documents") == validation else None)
     if evaluation_set is not None:
         known = version_score_cached(version=parent, evaluation_set=evaluation_set)
-    if known is not None and (known.get("per_document") is None
-                              or (update.task == Task.TOKEN_CLASSIFICATION and known.get("per_block") is None)):
+    if known is not None and any(known.get(counts) is None for counts in task_spec(update.task).gate_counts):
         known = None  # measured before the gate kept per-document (per-passage) counts: measure again
     mark = time.monotonic()
     predictor = predictor_for(parent)
@@ -389,10 +385,8 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     document_from_row = task_spec(update.task).ml().document_from_row
     to_docs = lambda rows: [document_from_row(row) for row in rows]  # noqa: E731
     config = ml_feedback.FeedbackConfig(**hp, max_length=predictor.max_length, seed=seed)
-    if update.task == Task.TEXT_CLASSIFICATION:
-        learn, sent_rows = ml_feedback.update_text_classifier, _class_rows(document_ids)
-    else:
-        learn, sent_rows = ml_feedback.update_token_classifier, _document_rows(document_ids)
+    spec = task_spec(update.task)  # the learner and the rows sent: entities (per word) or the document's class
+    learn, sent_rows = spec.feedback_learner_of(), spec.feedback_rows_of(document_ids)
     validation_rows = (evaluation_rows(evaluation_set=evaluation_set) if evaluation_set is not None
                        else _reviewed_rows(validation, update.task))
     if not validation_rows:

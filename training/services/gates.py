@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections import Counter
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -28,10 +27,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
-from annotation.models import Annotation
 from documents.models import Document
 from lib import jobs
-from training.models import EvaluationSet, Gate, ModelVersion, Task, TrainingRun, VersionScore
+from training.models import EvaluationSet, Gate, ModelVersion, TrainingRun, VersionScore
+from training.registry import TASKS, task_spec
 from training.selectors import reviewed_documents
 
 logger = logging.getLogger(__name__)
@@ -50,21 +49,14 @@ def evaluation_floor() -> dict:
 
 
 def learnable_documents(*, task: str):
-    """The reviewed documents a task can learn from or be scored on (text classification: with an
-    accepted class)."""
-    reviewed = reviewed_documents()
-    if task == Task.TEXT_CLASSIFICATION:
-        reviewed = reviewed.filter(classification__status=Annotation.Status.ACCEPTED)
-    return reviewed
+    """The reviewed documents a task can learn from or be scored on (as its review kind says: for the
+    document class, those with an accepted class)."""
+    return task_spec(task).review().learnable(reviewed_documents())
 
 
 def _items_per_document(*, task: str, ids: list[int]) -> dict[int, int]:
-    """What the floor counts, per document: accepted entities (token classification) or 1 (a class)."""
-    if task == Task.TEXT_CLASSIFICATION:
-        return dict.fromkeys(ids, 1)
-    counts = Counter(Annotation.objects.filter(document_id__in=ids, status=Annotation.Status.ACCEPTED)
-                     .values_list("document_id", flat=True))
-    return {pk: counts.get(pk, 0) for pk in ids}
+    """What the floor counts, per document: accepted entities, or 1 where the floor counts documents only."""
+    return task_spec(task).review().items_per_document(ids)
 
 
 def _learnt_by_active(task: str) -> set[int]:
@@ -87,7 +79,7 @@ def evaluation_set_freeze(*, task: str, document_ids: list[int], user: AbstractB
     from training.dataset_builder import DatasetFilters
     from training.services.datasets import dataset_build
 
-    if task not in Task.values:
+    if task not in TASKS:
         raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
     ids = sorted(set(document_ids))
     if not ids:
@@ -115,7 +107,7 @@ def evaluation_set_freeze(*, task: str, document_ids: list[int], user: AbstractB
         "documents": len(ids), "entities": entities, "words": dataset.statistics.get("tokens", 0),
         "per_label": labels, "per_document": {str(pk): n for pk, n in items.items()},
         "seen": len(set(ids) & _learnt_by_active(task)), "floor": floor,
-        "meets_floor": len(ids) >= floor["documents"] and (task == Task.TEXT_CLASSIFICATION
+        "meets_floor": len(ids) >= floor["documents"] and (not task_spec(task).review().counts_entities
                                                            or entities >= floor["entities"]),
     }
     shas = sorted(Document.objects.filter(pk__in=ids).values_list("sha256", flat=True))
@@ -165,7 +157,7 @@ def evaluation_set_sample(*, task: str, size: int | None = None,
         items = _items_per_document(task=task, ids=[pk for pk, _sha in pool])
         chosen, entities = [], 0
         for pk, _sha in pool:
-            if len(chosen) >= cap or (len(chosen) >= target and (task == Task.TEXT_CLASSIFICATION
+            if len(chosen) >= cap or (len(chosen) >= target and (not task_spec(task).review().counts_entities
                                                                  or entities >= settings.DOCLOOP_EVAL_MIN_ENTITIES)):
                 break
             chosen.append(pk)
@@ -199,7 +191,8 @@ def evaluation_set_status(*, task: str) -> dict:
         rows = Document.objects.filter(sha256__in=current.documents).values_list("pk", "original_name", "sha256")
         documents = sorted(({"pk": pk, "name": name, "sha256": sha, "entities": per_document.get(str(pk))}
                             for pk, name, sha in rows), key=lambda d: d["name"])
-    return {"task": task, "task_label": Task(task).label, "set": current, "documents": documents,
+    return {"task": task, "task_label": task_spec(task).label,
+            "counts_entities": task_spec(task).review().counts_entities, "set": current, "documents": documents,
             "reviewed": reviewed, "floor": floor, "needed_for_sampling": 2 * floor["documents"],
             "versions": EvaluationSet.objects.filter(task=task).count()}
 
@@ -245,7 +238,6 @@ def version_score_store(*, version: ModelVersion, evaluation_set: EvaluationSet,
 def version_evaluate(*, version: ModelVersion, documents: list) -> dict:
     """Score a stored version on the task's documents (the worker's side: loads the artefact)."""
     from training.artefacts import artefact_local_dir
-    from training.registry import task_spec
 
     return task_spec(version.task).ml().evaluate_saved(artefact_local_dir(location=version.artefact), documents)
 
@@ -256,8 +248,6 @@ def version_score_on(*, version: ModelVersion, evaluation_set: EvaluationSet, do
     if cached is not None:
         return cached
     if documents is None:
-        from training.registry import task_spec
-
         ml = task_spec(version.task).ml()
         documents = [ml.document_from_row(row) for row in evaluation_rows(evaluation_set=evaluation_set)]
     scores = version_evaluate(version=version, documents=documents)
@@ -268,8 +258,6 @@ def version_score_on(*, version: ModelVersion, evaluation_set: EvaluationSet, do
 def evaluation_set_score_versions(*, evaluation_set: EvaluationSet, limit: int = 50) -> int:
     """Score the task's versions (newest first, at most `limit`) that have no score on the set yet; a
     version whose artefact is gone is skipped. Returns how many were scored."""
-    from training.registry import task_spec
-
     ml = task_spec(evaluation_set.task).ml()
     documents = [ml.document_from_row(row) for row in evaluation_rows(evaluation_set=evaluation_set)]
     done = 0
@@ -295,8 +283,8 @@ def _enqueue_scoring(evaluation_set_id: int) -> None:
 # The gate ------------------------------------------------------------------------------------------------
 
 def _average(task: str) -> str:
-    """The F1 a task's versions report: span micro F1, document-class macro F1."""
-    return "macro" if task == Task.TEXT_CLASSIFICATION else "micro"
+    """The F1 a task's versions report (its registry entry): span micro F1, document-class macro F1."""
+    return task_spec(task).average
 
 
 def _where(evaluation_set: EvaluationSet | None, documents: int) -> str:
@@ -377,8 +365,6 @@ def gate_scores_for_run(*, run: TrainingRun, model_dir, evaluation_set: Evaluati
                         fallback_documents: list) -> dict:
     """A finished run's gate inputs, computed on the worker: the new artefact's scores on the evaluation set
     (else on the run's validation documents) and the active version's on the same documents."""
-    from training.registry import task_spec
-
     ml = task_spec(run.task).ml()
     if evaluation_set is not None:
         documents = [ml.document_from_row(row) for row in evaluation_rows(evaluation_set=evaluation_set)]

@@ -31,12 +31,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from annotation import services as annotation_services
-from annotation.models import Annotation
 from documents.models import Document
 from lib import jobs
 from lib.db_retry import db_error_is_transient, db_retry
-from training.models import ModelVersion, PredictionClaim, Task
-from training.registry import TASKS
+from training.models import ModelVersion, PredictionClaim
+from training.registry import TASKS, task_spec
 from training.selectors import model_version_active
 
 logger = logging.getLogger(__name__)
@@ -85,14 +84,10 @@ def prediction_claims_ingest(*, document: Document, job_id: str = "") -> list[in
 
 
 def rescore_candidates(*, version: ModelVersion, limit: int) -> list[int]:
-    """The ready documents nobody has marked reviewed that `version` has not predicted yet (for text
-    classification, only those whose class nobody has decided), most recent first."""
+    """The ready documents nobody has marked reviewed that `version` has not predicted yet (for the document
+    class, only those whose class nobody has decided: the task's review kind says), most recent first."""
     pending = Document.objects.filter(status=Document.Status.READY, reviewed_at__isnull=True)
-    if version.task == Task.TOKEN_CLASSIFICATION:
-        pending = pending.exclude(annotations__model_version=version)
-    else:  # a decided class stays as it is
-        pending = (pending.exclude(classification__model_version=version)
-                   .exclude(classification__status__in=[Annotation.Status.ACCEPTED, Annotation.Status.REJECTED]))
+    pending = task_spec(version.task).review().rescore_pending(pending, version=version)
     return list(pending.order_by("-id").values_list("pk", flat=True).distinct()[:limit])
 
 
@@ -124,7 +119,6 @@ def prediction_claim_execute(*, claim: PredictionClaim, worker: str | None = Non
     with the claim's end. A claim that is not this worker's to run (written, running elsewhere) is returned
     as it is; one whose prediction raises ends failed with the reason."""
     from training.ingestion import document_predict
-    from training.registry import task_spec
 
     lifecycle = prediction_lifecycle()
     worker = worker or jobs.worker_name()
@@ -144,9 +138,8 @@ def prediction_claim_execute(*, claim: PredictionClaim, worker: str | None = Non
                 owned.update(status=Status.SKIPPED, finished_at=timezone.now(),
                              error=_("The document was marked reviewed meanwhile; its review stands as it is."))
             else:
-                if claim.purpose == Purpose.RESCORE and version.task == Task.TOKEN_CLASSIFICATION:
-                    # the old version's undecided entities make way (a predicted class is replaced in place)
-                    annotation_services.annotations_withdraw_predictions(document=document, user=None)
+                if claim.purpose == Purpose.RESCORE:  # the old version's undecided predictions make way
+                    task_spec(version.task).review().rescore_withdraw(document)
                 written = task_spec(version.task).write(document=document, version=version, prediction=prediction)
                 owned.update(status=Status.DONE, written=written, error="", finished_at=timezone.now())
 

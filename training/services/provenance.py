@@ -8,11 +8,13 @@ when it was sent) and the replay and validation documents, as the update recorde
 
 from __future__ import annotations
 
-from training.models import Dataset, FeedbackUpdate, Task, TrainingRun
+from training.models import Dataset, FeedbackUpdate, TrainingRun
+from training.registry import task_spec
 
 
 def _event_kind(task: str) -> str:
-    return "class" if task == Task.TEXT_CLASSIFICATION else "annotation"
+    """Which events a version's heads count: the task's review kind's ("annotation" or "class")."""
+    return task_spec(task).review().event_kind
 
 
 def version_provenance_of_run(*, run: TrainingRun) -> dict:

@@ -16,7 +16,8 @@ from lib import jobs
 from lib.db_retry import db_error_is_transient, db_retry
 from lib.tempfiles import job_tempdir
 from training.ml.hyperparameters import DEFAULTS, HYPERPARAMETERS, hyperparameters_invalid
-from training.models import AdaptedBase, Dataset, EpochMetric, Task, TrainingRun
+from training.models import AdaptedBase, Dataset, EpochMetric, TrainingRun
+from training.registry import TASKS
 from training.selectors import adapted_base_newest, reviewed_documents
 from training.services.checkpoints import (
     checkpoint_delete,
@@ -62,7 +63,7 @@ def training_run_create(*, task: str | None = None, user: AbstractBaseUser | Non
             raise ValidationError(_("Dataset #%(id)s is for %(task)s.") % {"id": dataset.pk,
                                                                            "task": dataset.get_task_display()})
         task = dataset.task
-    if task not in Task.values:
+    if task not in TASKS:
         raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
     unknown = set(hyperparameters) - set(HYPERPARAMETERS)
     if unknown:
@@ -253,9 +254,7 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     if dataset.task != run.task:
         raise ValueError(_("Dataset #%(id)s is for %(task)s.") % {"id": dataset.pk, "task": dataset.task})
     if not dataset.labels:
-        raise ValueError(_("The reviewed documents have no accepted entities to learn from.")
-                         if run.task == Task.TOKEN_CLASSIFICATION else
-                         _("The documents have no accepted class to learn from."))
+        raise ValueError(str(task_spec(run.task).no_labels))
     if not dataset.split.get("train") or not dataset.split.get("validation"):
         raise ValueError(_("Training needs at least 2 documents (one to learn from, one to validate on); "
                            "dataset #%(id)s has %(count)d.") % {"id": dataset.pk,

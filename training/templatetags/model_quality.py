@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django import template
 
-from training.models import Task
+from training.registry import TASKS
 from training.selectors import ModelQuality, model_qualities
 
 register = template.Library()
@@ -16,7 +16,7 @@ def qualities_for_request(request) -> dict[str, ModelQuality]:
     """Every task's quality, computed once per request (three queries) however many badges a page shows."""
     cached = getattr(request, "_docloop_model_quality", None) if request is not None else None
     if cached is None:
-        cached = model_qualities(tasks=Task.values)
+        cached = model_qualities(tasks=list(TASKS))
         if request is not None:
             request._docloop_model_quality = cached
     return cached
@@ -24,11 +24,11 @@ def qualities_for_request(request) -> dict[str, ModelQuality]:
 
 @register.inclusion_tag("training/_model_quality.html", takes_context=True)
 def model_quality_badges(context, every_task: bool = False, open: bool = False) -> dict:
-    """A badge per task with an active version (the entity model's "no model" when there is none at all;
-    `every_task`: each task, with a model or not); each opens to the verdict, where it was measured and
-    the F1 per label with its support. `open`: shown opened (the models page)."""
+    """A badge per task with an active version (the registry's first task's, the entity model's, "no model"
+    when there is none at all; `every_task`: each task, with a model or not); each opens to the verdict, where
+    it was measured and the F1 per label with its support. `open`: shown opened (the models page)."""
     qualities = qualities_for_request(context.get("request"))
     shown = [q for q in qualities.values() if every_task or q.version is not None]
     if not shown:
-        shown = [qualities[Task.TOKEN_CLASSIFICATION]]
+        shown = [next(iter(qualities.values()))]
     return {"qualities": shown, "open": open}
