@@ -1,9 +1,10 @@
 """Excel datasets (.xlsx, read with openpyxl): every problem found, with its row and column, before storing.
 
-Columns (first row, any order, case-insensitive):
-- text classification: `text` and `label` (one document per row);
-- token classification: `tokens` and `tags`, space-separated, as many tags as tokens, BIO tags (one
-  sentence per row);
+Columns (first row, any order, case-insensitive), as the task's spreadsheet form says (its registry entry's
+`sheet`, one of the `Sheet`s below):
+- `CLASS_SHEET` (text classification): `text` and `label` (one document per row);
+- `BIO_SHEET` (token classification): `tokens` and `tags`, space-separated, as many tags as tokens, BIO
+  tags (one sentence per row);
 - optionally `document`: rows with the same value belong to one document and are never split apart.
 
 The workbook is checked as a file first (size, a real xlsx, how far it expands when unzipped, so a zip
@@ -21,17 +22,19 @@ import hashlib
 import io
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from lib.inputs import text_problem
 from lib.safe_xml import XmlRefused, xml_dtd_check
-from training.ml.snapshot import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, canonical_line
+from training.ml.snapshot import canonical_line
+from training.registry import TASKS
 
-TASK_COLUMNS = {TEXT_CLASSIFICATION: ("text", "label"), TOKEN_CLASSIFICATION: ("tokens", "tags")}
 OPTIONAL_COLUMNS = ("document",)
 MAX_PROBLEMS = 200  # listed; the rest are counted
 PREVIEW_ROWS = 20
@@ -202,8 +205,9 @@ def _header(content: ExcelContent, header: tuple, task: str | None) -> dict[str,
             continue
         columns[name] = index
     content.columns = list(columns)
+    sheets = task_sheets()
     if task is None:
-        candidates = [t for t, needed in TASK_COLUMNS.items() if set(needed) <= set(columns)]
+        candidates = [t for t, sheet in sheets.items() if set(sheet.columns) <= set(columns)]
         if len(candidates) == 1:
             task = candidates[0]
         elif len(candidates) > 1:
@@ -214,7 +218,7 @@ def _header(content: ExcelContent, header: tuple, task: str | None) -> dict[str,
                               "“tokens” and “tags” (token classification); it has: %(found)s.")
                             % {"found": ", ".join(columns) or _("nothing")}, row=1)
             return None
-    missing = [name for name in TASK_COLUMNS[task] if name not in columns]
+    missing = [name for name in sheets[task].columns if name not in columns]
     for name in missing:
         content.problem(_("Missing column “%(name)s” (needed for %(task)s).") % {"name": name, "task": task},
                         row=1, column=name)
@@ -264,6 +268,41 @@ def _check_tags(content: ExcelContent, tags: list[str], *, row: int, cell: str) 
     return not bad
 
 
+@dataclass(frozen=True)
+class Sheet:
+    """A task's spreadsheet form, named by its registry entry: its two columns, what the second cell may hold,
+    and how a row's two values become a snapshot row (None, with the problems recorded, when they cannot)."""
+
+    columns: tuple[str, str]
+    row: Callable[..., dict | None]  # (content, first, second, *, number, ref) -> row
+    label_int: bool = False  # the second cell may be a number (a class named 1, 2, ...)
+    label_max_length: int | None = None
+
+
+def _bio_row(content: ExcelContent, tokens: str, tags: str, *, number: int, ref) -> dict | None:
+    tokens, tags = tokens.split(), tags.split()
+    if len(tokens) != len(tags):
+        content.problem(_("%(tokens)d tokens but %(tags)d tags: each token needs one tag.")
+                        % {"tokens": len(tokens), "tags": len(tags)}, row=number, column="tags", cell=ref("tags"))
+        return None
+    if not _check_tags(content, tags, row=number, cell=ref("tags")):
+        return None
+    return {"tokens": tokens, "tags": tags}
+
+
+def _class_row(content: ExcelContent, text: str, label: str, *, number: int, ref) -> dict:
+    return {"text": text, "label": label}
+
+
+BIO_SHEET = Sheet(columns=("tokens", "tags"), row=_bio_row)
+CLASS_SHEET = Sheet(columns=("text", "label"), row=_class_row, label_int=True, label_max_length=MAX_CLASS)
+
+
+def task_sheets() -> dict[str, Sheet]:
+    """The spreadsheet form of each task that has one, in the registry's order."""
+    return {name: import_string(spec.sheet) for name, spec in TASKS.items() if spec.sheet}
+
+
 def excel_read(*, data: bytes, name: str, task: str | None = None, sheet: str | None = None) -> ExcelContent:
     """Read and check a workbook; `content.ok` says whether it can become a dataset."""
     content = ExcelContent(name=name)
@@ -271,7 +310,7 @@ def excel_read(*, data: bytes, name: str, task: str | None = None, sheet: str | 
         content.problem(_("The file is %(size)s MB, over the limit of %(limit)s MB.")
                         % {"size": _mb(len(data)), "limit": settings.DOCLOOP_MAX_DATASET_MB})
         return content
-    if task is not None and task not in TASK_COLUMNS:
+    if task is not None and task not in task_sheets():
         content.problem(_("Unknown task %(task)s.") % {"task": task})
         return content
     if not _check_archive(content, data):
@@ -323,9 +362,9 @@ def _read_rows(content: ExcelContent, worksheet, task: str | None) -> None:
     columns = _header(content, header, task)
     if columns is None:
         return
-    task = content.task
-    first_name, second_name = TASK_COLUMNS[task]
-    wanted = {name: columns[name] for name in (*TASK_COLUMNS[task], *OPTIONAL_COLUMNS) if name in columns}
+    sheet = task_sheets()[content.task]
+    first_name, second_name = sheet.columns
+    wanted = {name: columns[name] for name in (*sheet.columns, *OPTIONAL_COLUMNS) if name in columns}
     empty_rows: list[int] = []  # empty rows are a problem only when data follows them
     limit = max_rows()
     for number, cells in enumerate(rows, start=2):
@@ -357,26 +396,16 @@ def _read_rows(content: ExcelContent, worksheet, task: str | None) -> None:
 
         first = _text(content, values[first_name][1], row=number, column=first_name, cell=ref(first_name))
         second = _text(content, values[second_name][1], row=number, column=second_name, cell=ref(second_name),
-                       allow_int=task == TEXT_CLASSIFICATION,
-                       max_length=MAX_CLASS if task == TEXT_CLASSIFICATION else None)
+                       allow_int=sheet.label_int, max_length=sheet.label_max_length)
         document = None
         if "document" in values and values["document"][1] is not None:
             document = _text(content, values["document"][1], row=number, column="document", cell=ref("document"),
                              allow_int=True)
         if first is None or second is None:
             continue
-        if task == TOKEN_CLASSIFICATION:
-            tokens, tags = first.split(), second.split()
-            if len(tokens) != len(tags):
-                content.problem(_("%(tokens)d tokens but %(tags)d tags: each token needs one tag.")
-                                % {"tokens": len(tokens), "tags": len(tags)}, row=number, column="tags",
-                                cell=ref("tags"))
-                continue
-            if not _check_tags(content, tags, row=number, cell=ref("tags")):
-                continue
-            row = {"tokens": tokens, "tags": tags}
-        else:
-            row = {"text": first, "label": second}
+        row = sheet.row(content, first, second, number=number, ref=ref)
+        if row is None:
+            continue
         row["document"] = document or hashlib.sha256(canonical_line(row)).hexdigest()
         content.rows.append(row)
         if len(content.preview) < PREVIEW_ROWS:

@@ -5,10 +5,13 @@ uploaded Excel dataset without loading the ML stack; the builder that streams ro
 uses the same writer.
 
 A snapshot is a sequence of rows (plain dicts), one example each, carrying a `document` key (rows of one
-document share it, and the split never separates them) and the task's columns:
+document share it, and the split never separates them) and the columns of one row shape (`ROW_SHAPES`,
+recognised by the columns of the first row; the snapshot knows shapes, not tasks, and the task's name is
+only written in its header):
 
-- token classification: `tokens` (list of words), `tags` (BIO, one per word), optionally `line_ends`;
-- text classification: `text` and `label`.
+- BIO rows (token classification): `tokens` (list of words), `tags` (BIO, one per word), optionally
+  `line_ends`;
+- class rows (text classification, or any task with one class per document): `text` and `label`.
 
 Optionally, where a dataset treats the predictions accepted by finishing a review apart (training.
 dataset_builder): `finish_weight`, the loss weight (0: left out of the loss) of a text row's class or of the
@@ -26,6 +29,7 @@ hash: equal content, equal hash, whatever the database ids, the row order of a s
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -35,9 +39,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOKEN_CLASSIFICATION = "token_classification"
-TEXT_CLASSIFICATION = "text_classification"
-TASKS = (TOKEN_CLASSIFICATION, TEXT_CLASSIFICATION)
 SPLITS = ("train", "validation", "test")
 
 # The split of a new snapshot: shares of the words held out, by whole documents, in a seeded order.
@@ -59,11 +60,70 @@ def header_line(task: str) -> bytes:
     return canonical_line({"docloop_dataset": 1, "task": task})
 
 
-def row_size(task: str, row: dict) -> int:
-    """Words in a row: what the split balances."""
-    if task == TOKEN_CLASSIFICATION:
+# Row shapes ---------------------------------------------------------------------------------------------
+
+class BioRows:
+    """`tokens` and their BIO `tags`: statistics count sentences and entities."""
+
+    columns = ("tokens", "tags")
+
+    def words(self, row: dict) -> int:
         return len(row["tokens"])
-    return len(row["text"].split())
+
+    def add(self, stats: Statistics, row: dict) -> None:
+        tokens = row["tokens"]
+        stats.tokens += len(tokens)
+        if tokens:
+            # Counted on joined strings: C speed, where a loop over 1.5M words takes seconds.
+            joined = "\n".join(tokens) + "\n"
+            ends = sum(joined.count(end + "\n") for end in SENTENCE_ENDS)
+            stats.sentences += ends + (0 if tokens[-1].endswith(SENTENCE_ENDS) else 1)
+            stats.labels.update(_BEGIN.findall("\n".join(row["tags"])))
+
+    def finish_count(self, row: dict) -> int:
+        return len(row.get("finish_accepted") or ())
+
+    def split_label(self, row: dict) -> str | None:
+        return None
+
+    def describe(self, stats: Statistics, out: dict) -> None:
+        out["sentences"] = stats.sentences
+        out["entities"] = dict(sorted(stats.labels.items()))
+
+
+class ClassRows:
+    """A `text` and its class (`label`): statistics count the classes, overall and per split."""
+
+    columns = ("text", "label")
+
+    def words(self, row: dict) -> int:
+        return len(row["text"].split())
+
+    def add(self, stats: Statistics, row: dict) -> None:
+        stats.tokens += self.words(row)
+        stats.labels[row["label"]] += 1
+
+    def finish_count(self, row: dict) -> int:
+        return 1
+
+    def split_label(self, row: dict) -> str | None:
+        return row["label"]
+
+    def describe(self, stats: Statistics, out: dict) -> None:
+        out["classes"] = dict(sorted(stats.labels.items()))
+        for s in SPLITS:
+            out["splits"][s]["classes"] = dict(sorted(stats.split_classes.get(s, Counter()).items()))
+
+
+ROW_SHAPES = (BioRows(), ClassRows())
+
+
+def row_shape(row: dict) -> BioRows | ClassRows:
+    """The shape whose columns the row has."""
+    for shape in ROW_SHAPES:
+        if all(column in row for column in shape.columns):
+            return shape
+    raise SnapshotError("a row has the columns of no row shape (tokens and tags, or text and label)")
 
 
 # The split ----------------------------------------------------------------------------------------------
@@ -114,15 +174,14 @@ def split_assign(*, sizes: list[tuple[str, int]], seed: int = SPLIT_SEED,
 
 @dataclass
 class Statistics:
-    """Counts over a snapshot's rows, per task; `as_dict()` is what the Dataset row stores."""
+    """Counts over a snapshot's rows, as their shape counts them; `as_dict()` is what the Dataset row stores."""
 
-    task: str
+    shape: BioRows | ClassRows
     documents: int = 0
     rows: int = 0
     sentences: int = 0
     tokens: int = 0
-    entities: Counter = field(default_factory=Counter)
-    classes: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)  # entity types (BIO rows) or classes
     split_documents: Counter = field(default_factory=Counter)
     split_rows: Counter = field(default_factory=Counter)
     split_classes: dict[str, Counter] = field(default_factory=dict)
@@ -135,20 +194,9 @@ class Statistics:
         if row["document"] != self._last_document:
             self.documents += 1
             self._last_document = row["document"]
-        if self.task == TOKEN_CLASSIFICATION:
-            tokens = row["tokens"]
-            self.tokens += len(tokens)
-            if tokens:
-                # Counted on joined strings: C speed, where a loop over 1.5M words takes seconds.
-                joined = "\n".join(tokens) + "\n"
-                ends = sum(joined.count(end + "\n") for end in SENTENCE_ENDS)
-                self.sentences += ends + (0 if tokens[-1].endswith(SENTENCE_ENDS) else 1)
-                self.entities.update(_BEGIN.findall("\n".join(row["tags"])))
-        else:
-            self.tokens += len(row["text"].split())
-            self.classes[row["label"]] += 1
+        self.shape.add(self, row)
         if row.get("finish_weight") is not None:
-            self.finish_accepted += len(row.get("finish_accepted") or ()) if self.task == TOKEN_CLASSIFICATION else 1
+            self.finish_accepted += self.shape.finish_count(row)
             self.finish_weight = row["finish_weight"]
 
     def add_split(self, split: str, *, new_document: bool, label: str | None = None) -> None:
@@ -158,20 +206,14 @@ class Statistics:
         if label is not None:
             self.split_classes.setdefault(split, Counter())[label] += 1
 
-    def labels(self) -> list[str]:
-        return sorted(self.entities if self.task == TOKEN_CLASSIFICATION else self.classes)
+    def label_list(self) -> list[str]:
+        return sorted(self.labels)
 
     def as_dict(self) -> dict:
         stats = {"documents": self.documents, "rows": self.rows, "tokens": self.tokens,
                  "splits": {s: {"documents": self.split_documents[s], "rows": self.split_rows[s]}
                             for s in SPLITS}}
-        if self.task == TOKEN_CLASSIFICATION:
-            stats["sentences"] = self.sentences
-            stats["entities"] = dict(sorted(self.entities.items()))
-        else:
-            stats["classes"] = dict(sorted(self.classes.items()))
-            for s in SPLITS:
-                stats["splits"][s]["classes"] = dict(sorted(self.split_classes.get(s, Counter()).items()))
+        self.shape.describe(self, stats)
         if self.finish_accepted:
             stats["finish_accepted"] = finish_statistics(self.finish_accepted, self.finish_weight)
         return stats
@@ -214,18 +256,22 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
     for the split. They must come in canonical order (sorted by document key) unless `sort` is true, which
     sorts them in memory (for spreadsheets, which are bounded by the upload limit).
     """
-    if task not in TASKS:
-        raise SnapshotError(f"unknown task {task!r}")
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(header_line(task))
-    stats = Statistics(task=task)
     sizes: list[tuple[str, int]] = []
     if sort:
         rows = [row for _key, _line, row in sorted(((r["document"], canonical_line(r), r) for r in rows),
                                                  key=lambda t: (t[0], t[1]))]
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        raise SnapshotError("the dataset has no rows")
+    shape = row_shape(first)
+    stats = Statistics(shape=shape)
+    rows = itertools.chain([first], rows)
     content = folder / "content.jsonl.tmp"
     last_key: str | None = None
-    row_labels: list[str] = []  # text classification: each row's class, for the counts per split
+    row_labels: list[str] = []  # class rows: each row's class, for the counts per split
     with content.open("wb") as out:
         for row in rows:
             key = row["document"]
@@ -235,15 +281,13 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
             digest.update(line)
             out.write(line)
             stats.add(row)
-            if task == TEXT_CLASSIFICATION:
-                row_labels.append(row["label"])
+            label = shape.split_label(row)
+            if label is not None:
+                row_labels.append(label)
             if key != last_key:
                 sizes.append((key, 0))
                 last_key = key
-            sizes[-1] = (key, sizes[-1][1] + row_size(task, row))
-    if not sizes:
-        content.unlink()
-        raise SnapshotError("the dataset has no rows")
+            sizes[-1] = (key, sizes[-1][1] + shape.words(row))
 
     assigned = split_assign(sizes=sizes, seed=seed, validation_fraction=validation_fraction,
                             test_fraction=test_fraction)
@@ -265,8 +309,8 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
     content.unlink()
     parquet_path = folder / "data.parquet" if parquet else None
     if parquet_path is not None:
-        jsonl_to_parquet(jsonl, parquet_path, task=task)
-    return Snapshot(task=task, sha256=digest.hexdigest(), labels=stats.labels(), statistics=stats.as_dict(),
+        jsonl_to_parquet(jsonl, parquet_path)
+    return Snapshot(task=task, sha256=digest.hexdigest(), labels=stats.label_list(), statistics=stats.as_dict(),
                     split=split, folder=folder, jsonl=jsonl, parquet=parquet_path)
 
 
@@ -292,9 +336,9 @@ class _ParquetWriter:
              "finish_accepted": "list<list<int64>>", "finish_weight": "double"}
     OPTIONAL = ("finish_accepted", "finish_weight")  # on some rows only: a column when any row has them
 
-    def __init__(self, path: Path, *, task: str, optional: set[str] = frozenset()):
-        self.path, self.task, self.optional = path, task, optional
-        self.schema = self.writer = self.pool = None
+    def __init__(self, path: Path, *, optional: set[str] = frozenset()):
+        self.path, self.optional = path, optional
+        self.schema = self.writer = self.pool = self.shape = None
         self.columns: dict[str, list] = {}
         self.words = 0
 
@@ -306,6 +350,7 @@ class _ParquetWriter:
                  "list<list<int64>>": pa.list_(pa.list_(pa.int64())), "double": pa.float64()}
         self.schema = pa.schema([(name, types[self.TYPES[name]]) for name in sorted({*row, *self.optional})
                                  if name in self.TYPES])
+        self.shape = row_shape(row)
         self.pool = pa.system_memory_pool()  # hands memory back, where the default pool keeps it
         self.writer = pq.ParquetWriter(self.path, self.schema, memory_pool=self.pool)
         self.columns = {name: [] for name in self.schema.names}
@@ -315,7 +360,7 @@ class _ParquetWriter:
             self._open(row)
         for name, values in self.columns.items():
             values.append(row.get(name))
-        self.words += row_size(self.task, row)
+        self.words += self.shape.words(row)
         if self.words >= PARQUET_WORDS:
             self._flush()
 
@@ -335,13 +380,13 @@ class _ParquetWriter:
             self.writer.close()
 
 
-def jsonl_to_parquet(jsonl: Path, parquet: Path, *, task: str) -> None:
+def jsonl_to_parquet(jsonl: Path, parquet: Path) -> None:
     """The Parquet copy of a snapshot's JSONL, streamed in row groups (memory flat in the file's size)."""
     optional = set()
     with jsonl.open("rb") as source:  # the optional columns some row has (a key, never inside a string)
         for line in source:
             optional.update(name for name in _ParquetWriter.OPTIONAL if b'"%s":' % name.encode() in line)
-    writer = _ParquetWriter(parquet, task=task, optional=optional)
+    writer = _ParquetWriter(parquet, optional=optional)
     with jsonl.open("rb") as source:
         for line in source:
             if line.strip():

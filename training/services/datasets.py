@@ -142,7 +142,7 @@ def dataset_parquet(*, dataset: Dataset) -> str:
     key = f"{Path(dataset.file).parent.as_posix()}/data.parquet"
     with temporary_folder() as tmp:
         local = Path(tmp) / "data.parquet"
-        jsonl_to_parquet(dataset_local_file(dataset=dataset), local, task=dataset.task)
+        jsonl_to_parquet(dataset_local_file(dataset=dataset), local)
         with local.open("rb") as handle:
             _save(key, File(handle))
     Dataset.objects.filter(pk=dataset.pk).update(parquet_file=key)
