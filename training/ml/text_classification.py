@@ -1,7 +1,7 @@
 """Fine-tuning and prediction for text classification: one class per document.
 
 Plain Python, no Django, with the entry points of the task registry (training.registry): COLUMNS,
-document_from_row, labels_from_rows, make_config, train, Predictor.
+document_from_row, labels_from_rows, make_config, train, Predictor, evaluate_saved, prediction_output.
 
 Documents are longer than the model's window, so each is cut into windows exactly as token classification
 cuts them (training.ml.windows: at sentence or line ends, never dropping a word), every window is trained
@@ -296,6 +296,15 @@ def train(config: TextTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_s
 
 
 Predictor = TextPredictor
+
+
+def prediction_output(prediction: TextPrediction, words: Sequence[str], *, format: str) -> str | dict:
+    """What `manage.py predict` prints: the document's class, its score and every class's ("json"); a class
+    per document has no per-word ("conll") form."""
+    if format != "json":
+        raise ValueError("text classification predicts one class per document: use --format json")
+    return {"label": prediction.label, "score": round(prediction.score, 4),
+            "scores": {label: round(score, 4) for label, score in prediction.scores.items()}}
 
 
 def evaluate_saved(model_dir: str | Path, docs: Sequence[TextDocument], *, device: str | None = None) -> dict:

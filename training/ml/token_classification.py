@@ -443,6 +443,14 @@ def evaluate_saved(model_dir: str | Path, docs: Sequence[TokenDocument], *, devi
     return {k: v for k, v in scores.items() if k != "loss"} | {"loss": scores["loss"]}
 
 
+def prediction_output(prediction: TokenPrediction, words: Sequence[str], *, format: str) -> str | dict:
+    """What `manage.py predict` prints: "conll", one word and its tag per line; "json", the entities."""
+    if format == "conll":
+        return "\n".join(f"{word} {tag}" for word, tag in zip(words, prediction.tags, strict=True))
+    return {"entities": [{"start": s, "end": e, "label": label, "score": round(score, 4),
+                          "text": " ".join(words[s:e])} for s, e, label, score in prediction.spans]}
+
+
 def spans_with_scores(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[int, int, str, float]]:
     """Entity spans from per-word tags, each scored with the mean probability of its words."""
     return [(s, e, label, sum(scores[s:e]) / (e - s)) for s, e, label in bio_to_spans(list(tags))]
