@@ -94,3 +94,35 @@ def test_a_queued_row_whose_job_is_waiting_in_redis_is_left_alone(run, settings,
     TrainingRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
     assert jobs.lifecycle_reap(runs_lifecycle()) == []
     assert queues["training"].count == 1
+
+
+def test_one_job_for_several_queued_rows_is_named_on_those_without_a_job(db, queues):
+    """lib.jobs.job_enqueue_for (re-scoring's one job for a version's claims): the rows still queued without a
+    job name it, a row already on a job of its own keeps it, and a queued job can be cancelled by its id."""
+    lifecycle = runs_lifecycle()
+    a, b, c, done = (TrainingRun.objects.create(task="token_classification", base_model="m", hyperparameters={})
+                     for _ in range(4))
+    TrainingRun.objects.filter(pk=c.pk).update(job_id="its-own")
+    TrainingRun.objects.filter(pk=done.pk).update(status=TrainingRun.Status.SUCCEEDED)
+    rows = TrainingRun.objects.filter(pk__in=[a.pk, b.pk, c.pk, done.pk])
+    job_id = jobs.job_enqueue_for(lifecycle, rows, "tests.training.slow_jobs.hold_job_folder", "x", 1)
+    assert job_id and queues["training"].job_ids == [job_id]
+    assert jobs.rq_job_status(job_id, queue="training") == "queued"
+    assert dict(rows.values_list("pk", "job_id")) == {a.pk: job_id, b.pk: job_id, c.pk: "its-own", done.pk: ""}
+    assert jobs.rq_job_cancel_queued(job_id, queue="training")
+    assert jobs.rq_job_status(job_id, queue="training") == "canceled"
+    assert not jobs.rq_job_cancel_queued(job_id, queue="training")  # no longer waiting
+    assert jobs.rq_job_status("no-such-job") is None
+
+
+def test_one_job_for_several_rows_with_redis_away_leaves_them_queued_for_the_reaper(db, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def unreachable(*args):
+        raise RedisConnectionError("Redis is away")
+
+    monkeypatch.setattr(jobs, "rq_enqueue", unreachable)
+    run = TrainingRun.objects.create(task="token_classification", base_model="m", hyperparameters={})
+    assert jobs.job_enqueue_for(runs_lifecycle(), TrainingRun.objects.filter(pk=run.pk), "x.y", 1) == ""
+    run.refresh_from_db()
+    assert (run.status, run.job_id, run.error) == ("queued", "", "")
