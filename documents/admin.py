@@ -88,7 +88,8 @@ class DocumentAdmin(admin.ModelAdmin):
             messages.info(request, _("This PDF was uploaded before as document %(id)s; it is being processed "
                                      "again.") % {"id": document.pk})
         elif not upload.created:
-            messages.warning(request, _("This PDF was already uploaded as document %(id)s.") % {"id": document.pk})
+            messages.warning(request, _("This PDF was already uploaded as document %(id)s.")
+                             % {"id": document.pk})
 
 
 @admin.register(Page)

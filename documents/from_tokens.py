@@ -39,7 +39,8 @@ class TokensNotReadBack(ValueError):
 class TokensDocument:
     document: Document
     created: bool  # False: these tokens were stored before (the same PDF bytes)
-    skipped: bool = False  # an existing document the caller's `skip_existing` left alone (not extracted or checked)
+    # an existing document the caller's `skip_existing` left alone (not extracted or checked)
+    skipped: bool = False
 
 
 def document_from_tokens(*, lines: list[list[str]], name: str, user: AbstractBaseUser | None,

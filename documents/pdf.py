@@ -61,7 +61,8 @@ class ExtractedPage:
         keys = list(map(_LINE, raw))
         return cls(number=number, width=round(rect.width, 2), height=round(rect.height, 2), words=words,
                    boxes=_pack_floats(chain.from_iterable(map(_BOX, raw)), 4 * len(raw)),
-                   lines=struct.pack(f"{2 * len(keys)}i", *chain.from_iterable(keys)), text=_lines_text(words, keys))
+                   lines=struct.pack(f"{2 * len(keys)}i", *chain.from_iterable(keys)),
+                   text=_lines_text(words, keys))
 
 
 # The page's words packed for storage: ingestion's own cost on top of PyMuPDF's, so done in as few passes
@@ -249,7 +250,8 @@ def pdf_extract(data: bytes, *, max_pages: int, max_words: int | None = None, oc
                     _("Page %(number)d could not be read: %(reason)s") % {"number": index + 1, "reason": exc}
                 ) from None
             if max_words is not None and len(page.words) > max_words:
-                raise PdfError(_("Page %(number)d has %(count)d words; the limit is %(limit)d words per page.")
+                raise PdfError(_("Page %(number)d has %(count)d words; the limit is %(limit)d "
+                                 "words per page.")
                                % {"number": index + 1, "count": len(page.words), "limit": max_words})
             pages.append(page)
     finally:

@@ -79,7 +79,8 @@ def document_create(*, data: bytes, name: str, user: AbstractBaseUser | None = N
 def ingestion_lifecycle() -> jobs.Lifecycle:
     """Ingestion as a job row. The job itself (extract, OCR, pre-annotate) lives in the app that the
     DOCLOOP_INGEST_JOB setting names; `documents` only queues it."""
-    return jobs.Lifecycle(name="document", model=Document, queue="default", job=lambda: settings.DOCLOOP_INGEST_JOB,
+    return jobs.Lifecycle(name="document", model=Document, queue="default",
+                          job=lambda: settings.DOCLOOP_INGEST_JOB,
                           queued=Document.Status.UPLOADED, running=Document.Status.EXTRACTING,
                           failed=Document.Status.FAILED)
 
@@ -143,7 +144,8 @@ def ocr_options(*, deadline: float | None = None) -> OcrOptions:
     return OcrOptions(enabled=settings.DOCLOOP_OCR_ENABLED, tesseract=settings.DOCLOOP_TESSERACT,
                       tessdata=settings.DOCLOOP_TESSDATA, languages=settings.DOCLOOP_OCR_LANGUAGES,
                       dpi=settings.DOCLOOP_OCR_DPI,
-                      min_chars_per_square_inch=settings.DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH, deadline=deadline)
+                      min_chars_per_square_inch=settings.DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH,
+                      deadline=deadline)
 
 
 def _extraction_task(task: tuple, progress, max_pages: int, max_words: int) -> tuple:
@@ -176,9 +178,10 @@ def _extraction_task(task: tuple, progress, max_pages: int, max_words: int) -> t
 
 def _extraction_process(conn, max_pages: int, max_words: int, parent: int, progress=None) -> None:
     """A forked extraction process: extract each PDF it is sent, in order, reporting each page as it starts
-    in the shared `progress` array, then sending the pages (or the reason), until it is sent None. It leads a process group of its own, so stopping it
-    also stops the Tesseract it may be running. It dies with the process that forked it (`parent`, the
-    ingestion job): at once on Linux (lib.processes.die_with_parent), else within a second of waiting."""
+    in the shared `progress` array, then sending the pages (or the reason), until it is sent None. It leads
+    a process group of its own, so stopping it also stops the Tesseract it may be running. It dies with the
+    process that forked it (`parent`, the ingestion job): at once on Linux (lib.processes.die_with_parent),
+    else within a second of waiting."""
     die_with_parent(parent)
     os.setpgrp()
     while True:
@@ -368,7 +371,8 @@ def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
                 if now < min(deadline, page_deadline):
                     continue
                 _slot_stop(slot, kill=True)
-                logger.warning("extraction %s stopped at page %s: over its time budget", slot.tasks[0][1], page)
+                logger.warning("extraction %s stopped at page %s: over its time budget", slot.tasks[0][1],
+                               page)
                 stopped(slot, _overrun_reason(page, deadline, now))
             store()
             if item is None:
@@ -459,14 +463,17 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
             readable.append(document)
             yield payload
 
-    # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread meanwhile.
+    # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread
+    # meanwhile.
     with jobs.BackgroundHeartbeat(ingestion_lifecycle(), [d.pk for d in claimed], worker=worker):
         # A dropped database connection while storing is retried on a new one (the store is one transaction).
         extract_with_budget(payloads(), processes=processes,
                             on_results=lambda batch: db_retry(
-                                _extraction_store_many, [(readable[index], result) for index, result in batch],
+                                _extraction_store_many,
+                                [(readable[index], result) for index, result in batch],
                                 worker=worker, on_ready=on_ready,
-                                what="pages of document " + ", ".join(str(readable[i].pk) for i, _r in batch)))
+                                what="pages of document "
+                                     + ", ".join(str(readable[i].pk) for i, _r in batch)))
     documents_refresh(documents)
     return documents
 
@@ -493,7 +500,8 @@ def document_fail(*, document_id: int, error: str, worker: str) -> None:
 # Page images for the review page --------------------------------------------------------------------------
 
 def page_image_width(requested: int | None) -> int:
-    """The smallest rendered width at least as wide as asked for (a handful of sizes, so the cache stays small)."""
+    """The smallest rendered width at least as wide as asked for (a handful of sizes, so the cache stays
+    small)."""
     widths = sorted(settings.DOCLOOP_PAGE_IMAGE_WIDTHS)
     return next((w for w in widths if requested and w >= requested), widths[-1] if requested else widths[1])
 

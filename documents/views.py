@@ -25,7 +25,8 @@ def _upload_message(upload) -> str:
     if upload.created:
         return _("“%(name)s” was uploaded and is being processed.") % {"name": name}
     if upload.pending:
-        return _("This PDF was uploaded before as document %(id)s; it is being processed again.") % {"id": document.pk}
+        return (_("This PDF was uploaded before as document %(id)s; it is being processed again.")
+                % {"id": document.pk})
     return _("This PDF was already uploaded as document %(id)s.") % {"id": document.pk}
 
 
