@@ -228,7 +228,8 @@ if DOCLOOP_JOB_HEARTBEAT_SECONDS < 1 or DOCLOOP_JOB_STALE_SECONDS <= 2 * DOCLOOP
 
     raise ImproperlyConfigured(
         f"DOCLOOP_JOB_STALE_SECONDS ({DOCLOOP_JOB_STALE_SECONDS}) must exceed two heartbeats "
-        f"(DOCLOOP_JOB_HEARTBEAT_SECONDS={DOCLOOP_JOB_HEARTBEAT_SECONDS}, at least 1), or live jobs get reaped.")
+        f"(DOCLOOP_JOB_HEARTBEAT_SECONDS={DOCLOOP_JOB_HEARTBEAT_SECONDS}, at least 1), "
+        "or live jobs get reaped.")
 # The RQ job that ingests an uploaded document (extract, then pre-annotate). `documents` enqueues it by
 # this dotted path, the way AUTH_USER_MODEL names a model, so it never imports the app that implements it.
 DOCLOOP_INGEST_JOB = "training.jobs.document_ingest"
@@ -248,7 +249,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # docloop's temporary files (lib.tempfiles): job folders named after their process and the uploads too large
 # for memory, in a folder of its own (local to the host), so what a killed process left is removed at the
 # next start: job folders whose process is gone, upload files older than DOCLOOP_UPLOAD_TEMP_STALE_SECONDS.
-DOCLOOP_TEMP_DIR = Path(env_str("DOCLOOP_TEMP_DIR", str(Path(tempfile.gettempdir()) / f"docloop-{os.getuid()}")))
+DOCLOOP_TEMP_DIR = Path(env_str("DOCLOOP_TEMP_DIR",
+                                str(Path(tempfile.gettempdir()) / f"docloop-{os.getuid()}")))
 FILE_UPLOAD_TEMP_DIR = str(DOCLOOP_TEMP_DIR / "uploads")
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 DOCLOOP_UPLOAD_TEMP_STALE_SECONDS = env_int("DOCLOOP_UPLOAD_TEMP_STALE_SECONDS", 900)
@@ -344,7 +346,8 @@ DOCLOOP_FEEDBACK_WARMUP = env_float("DOCLOOP_FEEDBACK_WARMUP", 0.0, low=0.0, hig
 # The gate (training.services.gates; issue 17), one rule for full runs and feedback updates: a new version
 # replaces the active one unless, on the task's evaluation set, a paired bootstrap over documents says its
 # F1 is lower by more than the tolerance with this confidence. DOCLOOP_FEEDBACK_TOLERANCE is the old name.
-DOCLOOP_GATE_TOLERANCE = env_float("DOCLOOP_GATE_TOLERANCE", env_float("DOCLOOP_FEEDBACK_TOLERANCE", 0.01, low=0),
+DOCLOOP_GATE_TOLERANCE = env_float("DOCLOOP_GATE_TOLERANCE",
+                                   env_float("DOCLOOP_FEEDBACK_TOLERANCE", 0.01, low=0),
                                    low=0, high=1)
 DOCLOOP_GATE_CONFIDENCE = env_float("DOCLOOP_GATE_CONFIDENCE", 0.95, low=0.5, high=0.999)
 DOCLOOP_GATE_BOOTSTRAP_SAMPLES = env_int("DOCLOOP_GATE_BOOTSTRAP_SAMPLES", 1000)
@@ -415,7 +418,8 @@ DOCLOOP_ADAPT_MIN_WORDS = env_int("DOCLOOP_ADAPT_MIN_WORDS", 50_000)
 DOCLOOP_ADAPT_GROWTH = env_float("DOCLOOP_ADAPT_GROWTH", 0.5, low=0.01)
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
-for _name, _low in [("DOCLOOP_ADAPT_STEPS", 1), ("DOCLOOP_ADAPT_HEAD_STEPS", 0), ("DOCLOOP_ADAPT_BATCH_SIZE", 1),
+for _name, _low in [("DOCLOOP_ADAPT_STEPS", 1), ("DOCLOOP_ADAPT_HEAD_STEPS", 0),
+                    ("DOCLOOP_ADAPT_BATCH_SIZE", 1),
                     ("DOCLOOP_ADAPT_MAX_LENGTH", 16), ("DOCLOOP_ADAPT_CHECKPOINT_STEPS", 0),
                     ("DOCLOOP_ADAPT_MIN_WORDS", 0)]:
     if globals()[_name] < _low:

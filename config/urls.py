@@ -23,7 +23,8 @@ if admin.site.is_registered(AccessAttempt):
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="queue", permanent=False)),
-    # Pages link static/favicon.svg; what asks for /favicon.ico (the admin's pages, feed readers) gets the ICO.
+    # Pages link static/favicon.svg; what asks for /favicon.ico (the admin's pages, feed readers) gets
+    # the ICO.
     path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.ico"), permanent=True,
                                                                 http_method_names=["get", "head"])),
          name="favicon"),

@@ -33,8 +33,9 @@ DB_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 _TRANSIENT_MESSAGES = ("database is locked", "server closed the connection", "terminating connection",
                        "connection already closed", "the connection is closed", "connection refused",
-                       "could not connect", "consuming input failed", "ssl syscall error", "connection timed out",
-                       "the database system is shutting down", "the database system is starting up")
+                       "could not connect", "consuming input failed", "ssl syscall error",
+                       "connection timed out", "the database system is shutting down",
+                       "the database system is starting up")
 
 
 def db_error_is_transient(exc: BaseException, *, using: str = DEFAULT_DB_ALIAS) -> bool:
@@ -75,7 +76,9 @@ def db_retry(fn: Callable[..., T], *args, what: str = "", using: str = DEFAULT_D
         except (OperationalError, InterfaceError) as exc:
             if delay is None or not db_error_is_transient(exc, using=using) or not db_reset(using):
                 raise
-            logger.warning("database connection lost%s (%s); reconnecting in %.1f s", f" ({what})" if what else "",
-                           str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, delay)
+            logger.warning("database connection lost%s (%s); reconnecting in %.1f s",
+                           f" ({what})" if what else "",
+                           str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                           delay)
             time.sleep(delay)
     raise AssertionError("unreachable")

@@ -48,7 +48,8 @@ def json_depth_check(raw: bytes, *, max_depth: int) -> None:
         if token in (b"[", b"{"):
             depth += 1
             if depth > max_depth:
-                raise InputError(_("The JSON is nested more than %(limit)d levels deep.") % {"limit": max_depth})
+                raise InputError(_("The JSON is nested more than %(limit)d levels deep.")
+                                 % {"limit": max_depth})
         elif token in (b"]", b"}"):
             depth -= 1
 
@@ -73,7 +74,8 @@ def json_body(request, *, empty_ok: bool = True) -> dict:
         raw = request.body
     except RequestDataTooBig:
         raise InputError(_("The request body is over the limit of %(limit)s MB.")
-                         % {"limit": f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024 / 1024:g}"}, status=413) from None
+                         % {"limit": f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024 / 1024:g}"},
+                         status=413) from None
     if not raw.strip():
         if empty_ok:
             return {}
@@ -92,7 +94,8 @@ def request_data(request) -> dict:
         return {key: request.POST.get(key) for key in request.POST}
     except RequestDataTooBig:
         raise InputError(_("The request body is over the limit of %(limit)s MB.")
-                         % {"limit": f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024 / 1024:g}"}, status=413) from None
+                         % {"limit": f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024 / 1024:g}"},
+                         status=413) from None
 
 
 # Typed fields -----------------------------------------------------------------------------------------------
@@ -117,7 +120,8 @@ def text_field(data: dict, name: str, *, max_length: int, required: bool = False
             raise InputError(_("“%(field)s” is required.") % {"field": name})
         return default
     if not isinstance(value, str):
-        raise InputError(_("“%(field)s” must be text, not %(kind)s.") % {"field": name, "kind": json_kind(value)})
+        raise InputError(_("“%(field)s” must be text, not %(kind)s.")
+                         % {"field": name, "kind": json_kind(value)})
     problem = text_problem(value, max_length=max_length)
     if problem:
         raise InputError(_("“%(field)s” is refused: %(reason)s.") % {"field": name, "reason": problem})
@@ -148,8 +152,8 @@ def whole_number(raw, *, name: str, minimum: int = 0, maximum: int = MAX_ID) -> 
                              % {"field": name, "value": _shown(raw)})
         raw = int(raw.strip())
     if not minimum <= raw <= maximum:
-        raise InputError(_("“%(field)s” must be between %(low)d and %(high)d.") % {"field": name, "low": minimum,
-                                                                                 "high": maximum})
+        raise InputError(_("“%(field)s” must be between %(low)d and %(high)d.")
+                         % {"field": name, "low": minimum, "high": maximum})
     return raw
 
 

@@ -42,7 +42,8 @@ def _wrapped(patterns: list) -> list:
         if isinstance(pattern, URLResolver):
             out.append(pattern)
         else:
-            out.append(URLPattern(pattern.pattern, rq_safe(pattern.callback), pattern.default_args, pattern.name))
+            out.append(URLPattern(pattern.pattern, rq_safe(pattern.callback), pattern.default_args,
+                                  pattern.name))
     return out
 
 

@@ -54,12 +54,13 @@ def xml_dtd_check(stream: BinaryIO) -> None:
     except _RootReached:
         return
     except expat.ExpatError as exc:
-        raise XmlRefused(_("it is not well-formed XML (%(reason)s)") % {"reason": expat.ErrorString(exc.code)}) \
-            from None
+        raise XmlRefused(_("it is not well-formed XML (%(reason)s)")
+                         % {"reason": expat.ErrorString(exc.code)}) from None
 
 
 def xml_fromstring(text: str) -> ET.Element:
-    """ElementTree's fromstring for untrusted text: XmlRefused for a DOCTYPE or XML that is not well-formed."""
+    """ElementTree's fromstring for untrusted text: XmlRefused for a DOCTYPE or XML that is not
+    well-formed."""
     data = text.encode("utf-8")
     parser = _prolog_parser()
     try:
@@ -67,8 +68,8 @@ def xml_fromstring(text: str) -> ET.Element:
     except _RootReached:
         pass
     except expat.ExpatError as exc:
-        raise XmlRefused(_("it is not well-formed XML (%(reason)s)") % {"reason": expat.ErrorString(exc.code)}) \
-            from None
+        raise XmlRefused(_("it is not well-formed XML (%(reason)s)")
+                         % {"reason": expat.ErrorString(exc.code)}) from None
     try:
         return ET.fromstring(data)
     except ET.ParseError as exc:

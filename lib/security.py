@@ -22,11 +22,12 @@ def secret_key_weakness(*, key: str, development_key: str) -> str | None:
     if not key.strip() or key == development_key:
         return "SECRET_KEY is missing or is the public development key"
     if len(key) < SECRET_KEY_MIN_LENGTH or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
-        return (f"SECRET_KEY is too weak ({len(key)} characters, {len(set(key))} different): it must be at least "
-                f"{SECRET_KEY_MIN_LENGTH} characters long with at least {SECRET_KEY_MIN_UNIQUE_CHARACTERS} "
-                "different characters")
+        return (f"SECRET_KEY is too weak ({len(key)} characters, {len(set(key))} different): it must be "
+                f"at least {SECRET_KEY_MIN_LENGTH} characters long with at least "
+                f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} different characters")
     if key.startswith(SECRET_KEY_INSECURE_PREFIX):
-        return f"SECRET_KEY starts with {SECRET_KEY_INSECURE_PREFIX!r}, the prefix of Django's development keys"
+        return (f"SECRET_KEY starts with {SECRET_KEY_INSECURE_PREFIX!r}, the prefix of Django's "
+                "development keys")
     return None
 
 
@@ -45,7 +46,8 @@ def secret_key_refusal_reason(*, key: str, development_key: str, debug: bool, ht
 
 def secret_key_refusal() -> str | None:
     """Why the web server must not start with the current settings, or None."""
-    return secret_key_refusal_reason(key=settings.SECRET_KEY or "", development_key=settings.DEVELOPMENT_SECRET_KEY,
+    return secret_key_refusal_reason(key=settings.SECRET_KEY or "",
+                                     development_key=settings.DEVELOPMENT_SECRET_KEY,
                                      debug=settings.DEBUG, https=settings.DOCLOOP_HTTPS)
 
 
