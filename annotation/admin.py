@@ -64,8 +64,8 @@ class AnnotationAdmin(FieldLabels, admin.ModelAdmin):
 
     field_labels = {"document": _("document")}
 
-    list_display = ["id", "document", "label", "text", "status", "source", "score", "model_version", "reviewer",
-                    "revision", "updated_at"]
+    list_display = ["id", "document", "label", "text", "status", "source", "score", "model_version",
+                    "reviewer", "revision", "updated_at"]
     list_filter = ["status", "source", "label", "model_version"]
     list_select_related = ["document", "label", "model_version", "reviewer"]
     search_fields = ["text", "document__original_name"]
@@ -87,8 +87,8 @@ class AnnotationEventAdmin(FieldLabels, admin.ModelAdmin):
 
     field_labels = {"annotation": _("annotation"), "document": _("document")}
 
-    list_display = ["created_at", "action", "annotation", "document", "user", "model_version", "base_revision",
-                    "short_hash"]
+    list_display = ["created_at", "action", "annotation", "document", "user", "model_version",
+                    "base_revision", "short_hash"]
     list_filter = ["action", "model_version"]
     list_select_related = ["annotation", "document", "user", "model_version"]
     search_fields = ["document__original_name", "user__username"]
@@ -114,8 +114,8 @@ class DocumentReviewAdmin(FieldLabels, admin.ModelAdmin):
 
     field_labels = {"document": _("document")}
 
-    list_display = ["document", "verified_count", "entity_count", "least_confidence", "model_version", "seen_by",
-                    "seen_at"]
+    list_display = ["document", "verified_count", "entity_count", "least_confidence", "model_version",
+                    "seen_by", "seen_at"]
     list_select_related = ["document", "model_version", "seen_by"]
     list_filter = ["model_version"]
     search_fields = ["document__original_name"]
@@ -175,7 +175,8 @@ class DocumentClassEventInline(ReadOnlyTabularInline):
 class DocumentClassificationAdmin(admin.ModelAdmin):
     """Changed only through annotation.services_classes, so every change leaves an event."""
 
-    list_display = ["document", "label", "status", "source", "score", "model_version", "reviewer", "updated_at"]
+    list_display = ["document", "label", "status", "source", "score", "model_version", "reviewer",
+                    "updated_at"]
     list_filter = ["status", "source", "label"]
     search_fields = ["document__original_name"]
     inlines = [DocumentClassEventInline]
@@ -204,10 +205,11 @@ def repredict(modeladmin, request, queryset):
         services.annotations_withdraw_predictions(document=document, user=request.user)
         queued += document_reingest(document=document)
     messages.success(request, ngettext("%(count)d document queued for prediction.",
-                                       "%(count)d documents queued for prediction.", queued) % {"count": queued})
+                                       "%(count)d documents queued for prediction.", queued)
+                     % {"count": queued})
     if skipped:
-        messages.warning(request, _("%(count)d reviewed or not ready documents were left alone; reset their review "
-                                    "first.") % {"count": skipped})
+        messages.warning(request, _("%(count)d reviewed or not ready documents were left alone; reset their "
+                                    "review first.") % {"count": skipped})
 
 
 @admin.action(description=_("Reset the review (back to the queue)"))
@@ -217,7 +219,8 @@ def reset_review(modeladmin, request, queryset):
         services.document_review_reset(document=document)
         count += 1
     messages.success(request, ngettext("%(count)d document is back in the review queue.",
-                                       "%(count)d documents are back in the review queue.", count) % {"count": count})
+                                       "%(count)d documents are back in the review queue.", count)
+                     % {"count": count})
 
 
 DocumentAdmin.actions = [*DocumentAdmin.actions, repredict, reset_review]

@@ -77,7 +77,7 @@ def events_link(events: Iterable[AnnotationEvent | DocumentClassEvent], *, previ
     return previous
 
 
-# Verification ------------------------------------------------------------------------------------------------
+# Verification -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class BrokenLink:
@@ -91,7 +91,8 @@ class BrokenLink:
     subject: str = ""  # what is named instead of an event
 
     def __str__(self) -> str:
-        return f"document {self.document_id}: {self.subject or f'{self.kind} event {self.event_id}'}: {self.problem}"
+        return (f"document {self.document_id}: {self.subject or f'{self.kind} event {self.event_id}'}: "
+                f"{self.problem}")
 
 
 @dataclass
@@ -115,15 +116,15 @@ def _check(event, previous_event) -> str | None:
         return "it has no hash (written outside annotation's services, or before the chain existed)"
     if event.previous_hash != expected:
         if previous_event is None:
-            return (f"it is the document's first event but names {event.previous_hash[:16]}… as the hash before "
-                    "it: the events before it were removed")
-        return (f"it names {event.previous_hash[:16] or 'nothing'}… as the hash before it, but the event before "
-                f"it (#{previous_event.pk}) has {previous_event.hash[:16]}…: an event was removed, inserted or "
-                "reordered")
+            return (f"it is the document's first event but names {event.previous_hash[:16]}… as the hash "
+                    "before it: the events before it were removed")
+        return (f"it names {event.previous_hash[:16] or 'nothing'}… as the hash before it, but the event "
+                f"before it (#{previous_event.pk}) has {previous_event.hash[:16]}…: an event was removed, "
+                "inserted or reordered")
     computed = event_hash(event)
     if computed != event.hash:
-        return (f"its content no longer matches its hash (stored {event.hash[:16]}…, computed from its fields "
-                f"{computed[:16]}…): it was changed after it was written")
+        return (f"its content no longer matches its hash (stored {event.hash[:16]}…, computed from its "
+                f"fields {computed[:16]}…): it was changed after it was written")
     return None
 
 
@@ -157,17 +158,21 @@ def _projections(*, document_ids: list[int] | None, result: VerifyResult) -> Non
     if document_ids is not None:
         annotations = annotations.filter(document_id__in=document_ids)
         classes = classes.filter(document_id__in=document_ids)
-    found = [("annotation", document_id, f"annotation {pk}", revision, (newest + 1) if newest is not None else 0)
-             for pk, document_id, revision, newest in annotations.values_list("pk", "document_id", "revision", "newest")]
+    found = [("annotation", document_id, f"annotation {pk}", revision,
+              (newest + 1) if newest is not None else 0)
+             for pk, document_id, revision, newest in annotations.values_list("pk", "document_id", "revision",
+                                                                                "newest")]
     found += [("class", document_id, f"the document's class (#{pk})", revision, newest)
-              for pk, document_id, revision, newest in classes.values_list("pk", "document_id", "revision", "newest")]
-    for kind, document_id, subject, revision, produced in sorted(found, key=lambda item: (item[1], item[0], item[2])):
+              for pk, document_id, revision, newest in classes.values_list("pk", "document_id", "revision",
+                                                                             "newest")]
+    for kind, document_id, subject, revision, produced in sorted(
+            found, key=lambda item: (item[1], item[0], item[2])):
         if (kind, document_id) in reported:
             continue  # one report per chain
         reported.add((kind, document_id))
         result.broken.append(BrokenLink(kind, document_id, None, subject=subject, problem=(
-            f"its current revision is {revision} but its events end at revision {produced}: events at the end "
-            "of its history were removed")))
+            f"its current revision is {revision} but its events end at revision {produced}: events at the "
+            "end of its history were removed")))
 
 
 def events_verify(*, document_ids: Iterable[int] | None = None) -> VerifyResult:

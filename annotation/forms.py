@@ -14,7 +14,8 @@ class AddEntityForm(forms.Form):
     def clean(self):
         data = super().clean()
         if data.get("start") is not None and data.get("end") is not None and data["end"] <= data["start"]:
-            raise ValidationError(_("Choose the words of the entity first (click the first and the last word)."))
+            raise ValidationError(_("Choose the words of the entity first (click the first and the last "
+                                    "word)."))
         return data
 
 
@@ -22,7 +23,8 @@ class ActionForm(forms.Form):
     """One change to one entity: always the revision it was based on, plus what the action needs."""
 
     revision = forms.IntegerField(min_value=1, error_messages={
-        "required": _("This change does not say which version of the entity it was based on; reload the page.")})
+        "required": _("This change does not say which version of the entity it was based on; reload the "
+                      "page.")})
     label = forms.ModelChoiceField(queryset=EntityType.objects.all(), required=False)
     start = forms.IntegerField(min_value=0, required=False)
     end = forms.IntegerField(min_value=1, required=False)

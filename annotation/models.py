@@ -20,7 +20,8 @@ class EntityType(models.Model):
     name = models.CharField(_("name"), max_length=64, unique=True)
     description = models.CharField(_("description"), max_length=255, blank=True)
     color = models.CharField(_("colour"), max_length=7, default="#ffd54f", validators=[color_validator])
-    shortcut = models.CharField(_("keyboard shortcut"), max_length=1, blank=True, validators=[shortcut_validator],
+    shortcut = models.CharField(_("keyboard shortcut"), max_length=1, blank=True,
+                                validators=[shortcut_validator],
                                 help_text=_("A digit (1–9) that gives the selected entity this type."))
 
     class Meta:
@@ -138,7 +139,8 @@ class AnnotationEvent(models.Model):
         indexes = [models.Index(fields=["document", "id"])]
         constraints = [
             # Two accepted changes can never be based on the same revision of one annotation.
-            models.UniqueConstraint(fields=["annotation", "base_revision"], name="event_unique_base_revision"),
+            models.UniqueConstraint(fields=["annotation", "base_revision"],
+                                    name="event_unique_base_revision"),
         ]
 
     def __str__(self) -> str:
@@ -261,7 +263,8 @@ class DocumentClassEvent(models.Model):
         IMPORT = "import", _("imported")
         FINISH_ACCEPT = "finish_accept", _("accepted on finishing the review")
 
-    classification = models.ForeignKey(DocumentClassification, on_delete=models.CASCADE, related_name="events")
+    classification = models.ForeignKey(DocumentClassification, on_delete=models.CASCADE,
+                                       related_name="events")
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="class_events")
     action = models.CharField(_("action"), max_length=16, choices=Action.choices)
     before = models.JSONField(_("before"), null=True, blank=True)

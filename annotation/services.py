@@ -104,7 +104,8 @@ def entity_type_get_or_create(*, name: str) -> EntityType:
     entity_type = EntityType.objects.filter(name=name).first()
     if entity_type is None:
         used = set(EntityType.objects.values_list("color", flat=True))
-        color = next((c for c in PALETTE if c not in used), PALETTE[EntityType.objects.count() % len(PALETTE)])
+        color = next((c for c in PALETTE if c not in used),
+                     PALETTE[EntityType.objects.count() % len(PALETTE)])
         taken = set(EntityType.objects.values_list("shortcut", flat=True))
         shortcut = next((str(d) for d in range(1, 10) if str(d) not in taken), "")
         entity_type, _created = EntityType.objects.get_or_create(
@@ -130,7 +131,8 @@ def document_review_summarise(*, document_id: int, review: DocumentReview | None
     )
     latest = (live.filter(source=Annotation.Source.MODEL).exclude(model_version=None).order_by("-id")
               .values_list("model_version_id", flat=True).first())
-    review.entity_count, review.verified_count, review.model_version_id = stats["total"], stats["verified"], latest
+    review.entity_count, review.verified_count, review.model_version_id = (stats["total"], stats["verified"],
+                                                                            latest)
     review.save(update_fields=["entity_count", "verified_count", "model_version", "updated_at"])
     Document.objects.filter(pk=document_id).update(least_confidence=stats["confidence"])
     return review
@@ -164,8 +166,8 @@ def review_part_opened(*, document: Document, user: AbstractBaseUser, page_numbe
     """Note that the review page has just shown `user` these words of a page with their entities (one upsert):
     what finishing the review checks (annotation.selectors.review_finish_summary)."""
     ReviewOpening.objects.bulk_create(
-        [ReviewOpening(document_id=document.pk, user_id=user.pk, page_number=page_number, word_start=word_start,
-                       word_end=word_end, opened_at=timezone.now())],
+        [ReviewOpening(document_id=document.pk, user_id=user.pk, page_number=page_number,
+                       word_start=word_start, word_end=word_end, opened_at=timezone.now())],
         update_conflicts=True, unique_fields=["document", "user", "page_number", "word_start", "word_end"],
         update_fields=["opened_at"])
 
@@ -237,7 +239,8 @@ def _apply(locked: Annotation, *, action: str, user, target: dict, review: Docum
     status = target.get("status", locked.status)
     if check_overlap and status not in Annotation.INACTIVE:
         # An entity that claims words (again, or other ones) must not overlap another one.
-        _refuse_overlap(_overlapping(document_id=locked.document_id, start=start, end=end, exclude_id=locked.pk))
+        _refuse_overlap(_overlapping(document_id=locked.document_id, start=start, end=end,
+                                     exclude_id=locked.pk))
     before = annotation_snapshot(locked)
     if (start, end) != (locked.start, locked.end):
         document = document or Document.objects.get(pk=locked.document_id)
@@ -271,12 +274,14 @@ def _change(annotation: Annotation, *, action: str, user, revision: int | None, 
         return _apply(locked, action=action, user=user, target=target, review=review)
 
 
-def annotation_accept(*, annotation: Annotation, user: AbstractBaseUser, revision: int | None = None) -> Annotation:
+def annotation_accept(*, annotation: Annotation, user: AbstractBaseUser,
+                      revision: int | None = None) -> Annotation:
     return _change(annotation, action=Action.ACCEPT, user=user, revision=revision,
                    target={"status": Status.ACCEPTED})
 
 
-def annotation_reject(*, annotation: Annotation, user: AbstractBaseUser, revision: int | None = None) -> Annotation:
+def annotation_reject(*, annotation: Annotation, user: AbstractBaseUser,
+                      revision: int | None = None) -> Annotation:
     return _change(annotation, action=Action.REJECT, user=user, revision=revision,
                    target={"status": Status.REJECTED})
 
@@ -297,7 +302,8 @@ def annotation_resize(*, annotation: Annotation, start: int, end: int, user: Abs
                    target={"start": start, "end": end, "status": Status.ACCEPTED})
 
 
-def annotation_delete(*, annotation: Annotation, user: AbstractBaseUser, revision: int | None = None) -> Annotation:
+def annotation_delete(*, annotation: Annotation, user: AbstractBaseUser,
+                      revision: int | None = None) -> Annotation:
     """Remove an entity. The row stays (status deleted) so its history, and a revert, remain possible."""
     return _change(annotation, action=Action.DELETE, user=user, revision=revision,
                    target={"status": Status.DELETED})
@@ -311,7 +317,8 @@ def annotations_accept_above(*, document: Document, threshold: float, user: Abst
     with transaction.atomic():
         review = _review_lock(document.pk)
         chosen = list(Annotation.objects.select_for_update()
-                      .filter(document=document, status=Status.PREDICTED, score__gte=threshold).order_by("start"))
+                      .filter(document=document, status=Status.PREDICTED, score__gte=threshold)
+                      .order_by("start"))
         for annotation in chosen:
             _apply(annotation, action=Action.ACCEPT, user=user, target={"status": Status.ACCEPTED},
                    review=review, document=document, summarise=False)
@@ -326,7 +333,8 @@ def document_predictions_writable(*, document: Document) -> bool:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("document_predictions_writable must run inside the transaction that writes")
     _review_lock(document.pk)
-    return Document.objects.filter(pk=document.pk, status=Document.Status.READY, reviewed_at__isnull=True).exists()
+    return Document.objects.filter(pk=document.pk, status=Document.Status.READY,
+                                   reviewed_at__isnull=True).exists()
 
 
 @transaction.atomic
@@ -392,7 +400,8 @@ class FinishNotConfirmed(Exception):
     def __init__(self, summary, *, changed: bool = False):
         self.summary = summary
         self.changed = changed
-        super().__init__(_("The document changed since you confirmed; check what finishing accepts now.") if changed
+        super().__init__(_("The document changed since you confirmed; check what finishing accepts now.")
+                         if changed
                          else _("Finishing accepts the predictions left standing: confirm first."))
 
 
@@ -402,13 +411,13 @@ def document_review_finish(*, document: Document, user: AbstractBaseUser, accept
     reviewer's only with `accept_standing` (the reviewer confirmed what annotation.selectors.
     review_finish_summary told them), each with a FINISH_ACCEPT event; otherwise FinishNotConfirmed carries
     that summary and nothing is written. `based_on` is the token of the summary confirmed: when the document
-    has changed since, FinishNotConfirmed again. With DOCLOOP_FINISH_REQUIRES_ALL_PAGES, a reviewer who has not
-    opened every part of every page is refused."""
+    has changed since, FinishNotConfirmed again. With DOCLOOP_FINISH_REQUIRES_ALL_PAGES, a reviewer who has
+    not opened every part of every page is refused."""
     if document.status != Document.Status.READY:
         raise ValidationError(_("Only a ready document can be marked as reviewed."))
     if selectors.document_predictions_pending(document=document):
-        raise ValidationError(_("The model's predictions for this document are still on their way; mark it as "
-                                "reviewed once they have arrived."), code="predicting")
+        raise ValidationError(_("The model's predictions for this document are still on their way; mark it "
+                                "as reviewed once they have arrived."), code="predicting")
     with transaction.atomic():
         review = _review_lock(document.pk)
         summary = selectors.review_finish_summary(document=document, user=user)
@@ -485,8 +494,8 @@ def annotation_revert(*, annotation: Annotation, event: AnnotationEvent, user: A
         return _apply(locked, action=Action.REVERT, user=user, target=target, review=review)
 
 
-# Changes a reviewer may undo with one key: their own decisions on entities (not a merge of types, an import or
-# the accepting that finishing a review does for every prediction left standing).
+# Changes a reviewer may undo with one key: their own decisions on entities (not a merge of types, an import
+# or the accepting that finishing a review does for every prediction left standing).
 UNDOABLE = (Action.CREATE, Action.ACCEPT, Action.REJECT, Action.RELABEL, Action.RESIZE, Action.DELETE,
             Action.REVERT)
 
@@ -496,7 +505,8 @@ def _last_undoable(*, document: Document, user: AbstractBaseUser) -> AnnotationE
     from the newest, an undo marks the (older) event it undid; undos themselves are never candidates, so
     undoing again goes one more change back."""
     undone: set[int] = set()
-    events = (AnnotationEvent.objects.filter(document=document, user=user, action__in=UNDOABLE).order_by("-id")
+    events = (AnnotationEvent.objects.filter(document=document, user=user, action__in=UNDOABLE)
+              .order_by("-id")
               .only("id", "annotation_id", "action", "before", "after", "base_revision"))
     for event in events.iterator(chunk_size=200):
         undid = (event.after or {}).get(UNDOES)
@@ -533,7 +543,8 @@ def annotation_undo_last(*, document: Document, user: AbstractBaseUser) -> tuple
     return annotation, event
 
 
-def document_revert(*, document: Document, event_id: int, user: AbstractBaseUser, head: int | None = None) -> int:
+def document_revert(*, document: Document, event_id: int, user: AbstractBaseUser,
+                    head: int | None = None) -> int:
     """Bring every entity of a document back to its state right after event `event_id`; entities added
     since are deleted. `head` is the newest event id the user saw (a newer one makes this a conflict).
     Returns how many entities changed."""
@@ -547,8 +558,8 @@ def document_revert(*, document: Document, event_id: int, user: AbstractBaseUser
         if not events.filter(pk=event_id).exists():
             raise ValidationError(_("This point is not in the document's history."))
         past: dict[int, dict] = {}
-        for annotation_id, after in events.filter(pk__lte=event_id).order_by("id").values_list("annotation_id",
-                                                                                              "after"):
+        for annotation_id, after in (events.filter(pk__lte=event_id).order_by("id")
+                                     .values_list("annotation_id", "after")):
             past[annotation_id] = after
         changed = 0
         locked = list(Annotation.objects.select_for_update().filter(document=document).order_by("id"))
@@ -587,12 +598,14 @@ def entity_type_merge(*, source: EntityType, target: EntityType, user: AbstractB
         raise ValidationError(_("Choose two different types to merge."))
     moved = 0
     with transaction.atomic():
-        document_ids = sorted(set(Annotation.objects.filter(label=source).values_list("document_id", flat=True)))
+        document_ids = sorted(set(Annotation.objects.filter(label=source)
+                                  .values_list("document_id", flat=True)))
         for document_id in document_ids:
             review = _review_lock(document_id)
-            for annotation in Annotation.objects.select_for_update().filter(document_id=document_id, label=source):
-                _apply(annotation, action=Action.MERGE, user=user, target={"label_id": target.pk}, review=review,
-                       summarise=False, check_overlap=False)
+            for annotation in Annotation.objects.select_for_update().filter(document_id=document_id,
+                                                                            label=source):
+                _apply(annotation, action=Action.MERGE, user=user, target={"label_id": target.pk},
+                       review=review, summarise=False, check_overlap=False)
                 moved += 1
         EntityType.objects.filter(pk=source.pk).delete()
     return moved
@@ -602,9 +615,10 @@ def annotations_withdraw_predictions(*, document: Document, user: AbstractBaseUs
     """Delete (with events) the model's predictions nobody has decided on yet, before predicting again."""
     with transaction.atomic():
         review = _review_lock(document.pk)
-        stale = list(Annotation.objects.select_for_update().filter(document=document, status=Status.PREDICTED))
+        stale = list(Annotation.objects.select_for_update().filter(document=document,
+                                                                   status=Status.PREDICTED))
         for annotation in stale:
-            _apply(annotation, action=Action.DELETE, user=user, target={"status": Status.DELETED}, review=review,
-                   document=document, summarise=False)
+            _apply(annotation, action=Action.DELETE, user=user, target={"status": Status.DELETED},
+                   review=review, document=document, summarise=False)
         document_review_summarise(document_id=document.pk, review=review)
     return len(stale)

@@ -31,7 +31,8 @@ def document_class_get_or_create(*, name: str) -> DocumentClass:
     found = DocumentClass.objects.filter(name=name).first()
     if found is None:
         used = set(DocumentClass.objects.values_list("color", flat=True))
-        color = next((c for c in PALETTE if c not in used), PALETTE[DocumentClass.objects.count() % len(PALETTE)])
+        color = next((c for c in PALETTE if c not in used),
+                     PALETTE[DocumentClass.objects.count() % len(PALETTE)])
         found, _created = DocumentClass.objects.get_or_create(name=name, defaults={"color": color})
     return found
 
@@ -41,7 +42,8 @@ def _snapshot(row: DocumentClassification) -> dict:
             "revision": row.revision}
 
 
-def _event(row: DocumentClassification, *, action: str, before: dict | None, user, model_version=None) -> None:
+def _event(row: DocumentClassification, *, action: str, before: dict | None, user,
+           model_version=None) -> None:
     """Write one event, linked into the document's chain of class events (annotation.chain); the caller holds
     the classification row's lock, which serialises the document's class changes."""
     event = DocumentClassEvent(classification=row, document_id=row.document_id, action=action, before=before,
@@ -67,8 +69,8 @@ def _write(document: Document, *, action: str, user, expected_revision: int | No
         if row is None:
             try:
                 with transaction.atomic():
-                    row = DocumentClassification.objects.create(document=document, model_version=model_version,
-                                                                **fields)
+                    row = DocumentClassification.objects.create(document=document,
+                                                                model_version=model_version, **fields)
             except IntegrityError:  # created at the same moment by someone else: change theirs
                 return _write(document, action=action, user=user, model_version=model_version, **fields)
             row = DocumentClassification.objects.select_related("label").get(pk=row.pk)
@@ -90,11 +92,12 @@ def document_class_predict(*, document: Document, label: str, score: float | Non
     """Store a model's class for a document, for review. A reviewer's decision is never overwritten, and the
     same version predicting again changes nothing; None when nothing was written."""
     current = DocumentClassification.objects.filter(document=document).first()
-    if current is not None and (current.status != Status.PREDICTED or current.model_version_id == model_version.pk):
+    if current is not None and (current.status != Status.PREDICTED
+                                or current.model_version_id == model_version.pk):
         return None
     return _write(document, action=Action.PREDICT, user=None, model_version=model_version,
-                  label=document_class_get_or_create(name=label), status=Status.PREDICTED, source=Source.MODEL,
-                  score=score, reviewer=None)
+                  label=document_class_get_or_create(name=label), status=Status.PREDICTED,
+                  source=Source.MODEL, score=score, reviewer=None)
 
 
 def document_class_set(*, document: Document, label: DocumentClass, user: AbstractBaseUser | None,
@@ -131,7 +134,8 @@ def document_class_reject(*, document: Document, user: AbstractBaseUser | None,
                   status=Status.REJECTED, reviewer=user)
 
 
-def document_class_import(*, document: Document, label: str, user: AbstractBaseUser | None) -> DocumentClassification:
+def document_class_import(*, document: Document, label: str,
+                          user: AbstractBaseUser | None) -> DocumentClassification:
     """An existing corpus's class, stored as accepted by a human."""
     return _write(document, action=Action.IMPORT, user=user, label=document_class_get_or_create(name=label),
                   status=Status.ACCEPTED, source=Source.HUMAN, reviewer=user)

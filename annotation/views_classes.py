@@ -31,7 +31,8 @@ def _revision(request) -> int:
 
 def _answer(request, document: Document, *, error: str = "", status: int = 422):
     if request.htmx:
-        return render(request, "annotation/_document_class_panel.html", {"document": document, "class_error": error},
+        return render(request, "annotation/_document_class_panel.html",
+                      {"document": document, "class_error": error},
                       status=status if error else 200)
     if error:
         messages.error(request, error)
@@ -71,7 +72,8 @@ def document_class_set(request, pk: int):
 @vary_on_headers("HX-Request")
 def document_class_action(request, pk: int, action: str):
     document = get_object_or_404(Document, pk=pk)
-    change = services_classes.document_class_accept if action == "accept" else services_classes.document_class_reject
+    change = (services_classes.document_class_accept if action == "accept"
+              else services_classes.document_class_reject)
     try:
         change(document=document, user=request.user, expected_revision=_revision(request))
     except InputError as exc:

@@ -22,7 +22,8 @@ def short_datetime(value) -> str:
     return date_format(template_localtime(value), "SHORT_DATETIME_FORMAT")
 
 
-def _row(document, status: str, status_label, links: dict, classification, *, reviewer: bool, review_label) -> str:
+def _row(document, status: str, status_label, links: dict, classification, *, reviewer: bool,
+         review_label) -> str:
     review = getattr(document, "review", None)  # documents not yet extracted have no review summary
     pk = document.pk
     name = f'<a href="{links["detail"]}">{escape(document.original_name)}</a>'
@@ -40,7 +41,8 @@ def _row(document, status: str, status_label, links: dict, classification, *, re
         if review.entity_count:
             done = f"{review.verified_count}/{review.entity_count}"
             width = round(review.verified_count / review.entity_count * 100)
-            progress = (f'<span class="progress" title="{done}"><span style="width: {width}%"></span></span> {done}')
+            progress = (f'<span class="progress" title="{done}"><span style="width: {width}%"></span></span> '
+                        f"{done}")
         if review.model_version_id:
             version = f'<a href="?model_version={review.model_version_id}">{escape(review.model_version)}</a>'
     if document.least_confidence is not None:
@@ -52,7 +54,8 @@ def _row(document, status: str, status_label, links: dict, classification, *, re
     action = ""
     if document.status == "ready" and reviewer:
         action = f'<a href="{links["review"]}">{escape(review_label)}</a>'
-    return (f'<tr data-document="{pk}"><td>{pk}</td><td>{name}</td><td>{state}</td><td>{class_badge(classification)}</td>'
+    return (f'<tr data-document="{pk}"><td>{pk}</td><td>{name}</td><td>{state}</td>'
+            f"<td>{class_badge(classification)}</td>"
             f"<td>{progress}</td><td>{confidence}</td><td>{version}</td><td>{uploader}</td>"
             f"<td>{escape(short_datetime(document.created_at))}</td><td>{action}</td></tr>\n")
 
@@ -61,5 +64,6 @@ def _row(document, status: str, status_label, links: dict, classification, *, re
 def queue_rows(rows, classes: dict, reviewer: bool, review_label) -> str:
     """The <tr> of each (document, status, status label, links) row of the queue view."""
     return mark_safe("".join(
-        _row(document, status, label, links, classes.get(document.pk), reviewer=reviewer, review_label=review_label)
+        _row(document, status, label, links, classes.get(document.pk), reviewer=reviewer,
+             review_label=review_label)
         for document, status, label, links in rows))

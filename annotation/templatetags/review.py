@@ -38,8 +38,10 @@ def text_view(segments) -> str:
             parts.append(_words(segment.words))
             continue
         label = escape(a.label.name)
-        parts.append(f'<mark class="entity status-{escape(a.status)}" style="--entity-color: {escape(a.label.color)}" '
-                     f'id="entity-{a.pk}" data-annotation="{a.pk}" title="{label} · {states.get(a.status, "")}">'
+        parts.append(f'<mark class="entity status-{escape(a.status)}" '
+                     f'style="--entity-color: {escape(a.label.color)}" '
+                     f'id="entity-{a.pk}" data-annotation="{a.pk}" '
+                     f'title="{label} · {states.get(a.status, "")}">'
                      f'{_words(segment.words)}<sup>{label}</sup></mark> ')
     return mark_safe("".join(parts))
 
@@ -62,14 +64,15 @@ def entity_items(annotations, page_number, piece) -> str:
     accept = f'<button type="button" class="small" data-act="accept">{escape(_("Accept"))}</button>'
     reject = f'<button type="button" class="small secondary" data-act="reject">{escape(_("Reject"))}</button>'
     states = _states()
-    decimal = get_format("DECIMAL_SEPARATOR")  # floatformat's localized output, without its Decimal arithmetic
+    # floatformat's localized output, without its Decimal arithmetic
+    decimal = get_format("DECIMAL_SEPARATOR")
     items = []
     for a in annotations:
         human = " human" if a.source == "human" else ""
         score = "" if a.score is None else f" · {a.score:.2f}".replace(".", decimal)
         items.append(
-            f'<li class="e status-{escape(a.status)}{human}" data-annotation="{a.pk}" data-rev="{a.revision}" '
-            f'data-label="{a.label_id}" data-start="{a.start}" data-end="{a.end}">'
+            f'<li class="e status-{escape(a.status)}{human}" data-annotation="{a.pk}" '
+            f'data-rev="{a.revision}" data-label="{a.label_id}" data-start="{a.start}" data-end="{a.end}">'
             f'<a href="?page={page_number or 1}&amp;piece={piece}&amp;entity={a.pk}" class="text">'
             f"{escape(Truncator(a.text).chars(60))}</a> "
             f'<small class="state">{states.get(a.status, escape(a.status))}{score}</small> '

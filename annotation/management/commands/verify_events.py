@@ -19,6 +19,6 @@ class Command(BaseCommand):
         for link in result.broken:
             self.stdout.write(f"BROKEN\t{link}")
         if not result.ok:
-            raise CommandError(f"{len(result.broken)} broken chain(s) ({result.events} events in {result.chains} "
-                               "chain(s) checked)", returncode=1)
+            raise CommandError(f"{len(result.broken)} broken chain(s) ({result.events} events in "
+                               f"{result.chains} chain(s) checked)", returncode=1)
         self.stdout.write(f"OK\t{result.events} events in {result.chains} chain(s): every chain holds")
