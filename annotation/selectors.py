@@ -111,7 +111,8 @@ class PageSlice:
     last: int
     words: list[str]
     boxes: array  # float32 x0, y0, x1, y1 per word in the slice
-    lines: list[tuple[int, int]]  # (block, line) per word in the slice, plus the next word's when there is one
+    # (block, line) per word in the slice, plus the next word's when there is one
+    lines: list[tuple[int, int]]
 
     def box(self, i: int) -> tuple[float, float, float, float]:
         k = 4 * (i - self.first)
@@ -128,10 +129,13 @@ def page_slice(*, document: Document, number: int, first: int, count: int) -> Pa
     word_count = (meta.box_bytes or 0) // 16
     first = max(0, min(first, max(word_count - 1, 0)))
     last = min(first + count, word_count)
-    fields = {"cut_boxes": Substr("boxes", first * 16 + 1, max(last - first, 1) * 16, output_field=BinaryField()),
-              "cut_lines": Substr("lines", first * 8 + 1, (max(last - first, 1) + 1) * 8, output_field=BinaryField())}
+    fields = {"cut_boxes": Substr("boxes", first * 16 + 1, max(last - first, 1) * 16,
+                                  output_field=BinaryField()),
+              "cut_lines": Substr("lines", first * 8 + 1, (max(last - first, 1) + 1) * 8,
+                                  output_field=BinaryField())}
     if connection.vendor == "postgresql":
-        fields["cut_words"] = RawSQL("jsonb_path_query_array(words, %s)", (f"$[{first} to {max(last - 1, first)}]",),
+        fields["cut_words"] = RawSQL("jsonb_path_query_array(words, %s)",
+                                     (f"$[{first} to {max(last - 1, first)}]",),
                                      output_field=JSONField())
         row = Page.objects.filter(pk=meta.pk).annotate(**fields).values(*fields).get()
         words = row["cut_words"] if last > first else []
@@ -142,7 +146,8 @@ def page_slice(*, document: Document, number: int, first: int, count: int) -> Pa
     boxes.frombytes(bytes(row["cut_boxes"] or b"")[: (last - first) * 16])
     keys = array("i")
     keys.frombytes(bytes(row["cut_lines"] or b""))
-    return PageSlice(meta, word_count, first, last, words, boxes, list(zip(keys[0::2], keys[1::2], strict=True)))
+    return PageSlice(meta, word_count, first, last, words, boxes,
+                     list(zip(keys[0::2], keys[1::2], strict=True)))
 
 
 def page_word_boxes(*, page: Page, first: int, count: int) -> list[tuple[float, float, float, float]]:
@@ -154,7 +159,8 @@ def page_word_boxes(*, page: Page, first: int, count: int) -> list[tuple[float, 
 
 def _segments(cut: PageSlice, annotations: list[Annotation]) -> list[Segment]:
     """Cut the slice's words into plain runs and entity runs (rejected entities show as plain text)."""
-    line_end = [k + 1 >= len(cut.lines) or cut.lines[k + 1] != cut.lines[k] for k in range(cut.last - cut.first)]
+    line_end = [k + 1 >= len(cut.lines) or cut.lines[k + 1] != cut.lines[k]
+                for k in range(cut.last - cut.first)]
     base = cut.page.word_start
 
     def words(a: int, b: int) -> list[tuple[int, str, bool]]:
@@ -162,7 +168,8 @@ def _segments(cut: PageSlice, annotations: list[Annotation]) -> list[Segment]:
 
     segments: list[Segment] = []
     position = cut.first
-    for annotation in sorted((a for a in annotations if a.status not in Annotation.INACTIVE), key=lambda a: a.start):
+    for annotation in sorted((a for a in annotations if a.status not in Annotation.INACTIVE),
+                             key=lambda a: a.start):
         a_first, a_last = max(annotation.start - base, position), min(annotation.end - base, cut.last)
         if a_first >= a_last:
             continue
@@ -222,8 +229,8 @@ def review_page(*, document: Document, page_number: int, piece: int = 1) -> Revi
     for annotation in annotations:
         by_label.setdefault(annotation.label_id, (annotation.label, []))[1].append(annotation)
     groups = sorted(by_label.values(), key=lambda pair: pair[0].name)
-    return ReviewPage(document, cut.page, page_count, piece, piece_count, (start, end), _segments(cut, annotations),
-                      entities, groups, counts, truncated)
+    return ReviewPage(document, cut.page, page_count, piece, piece_count, (start, end),
+                      _segments(cut, annotations), entities, groups, counts, truncated)
 
 
 def page_words_in_rect(*, page: Page, x0: float, y0: float, x1: float, y1: float,
@@ -242,7 +249,8 @@ def page_words_in_rect(*, page: Page, x0: float, y0: float, x1: float, y1: float
                 break
     if not hits:
         return []
-    cut = page_slice(document=page.document_id, number=page.number, first=hits[0], count=hits[-1] - hits[0] + 1)
+    cut = page_slice(document=page.document_id, number=page.number, first=hits[0],
+                     count=hits[-1] - hits[0] + 1)
     return [(page.word_start + i, cut.words[i - cut.first], cut.box(i)) for i in hits]
 
 
@@ -250,14 +258,16 @@ def page_words_in_rect(*, page: Page, x0: float, y0: float, x1: float, y1: float
 
 def document_history(*, document: Document, annotation_id: int | None = None):
     """The document's events, newest first (optionally one entity's)."""
-    qs = AnnotationEvent.objects.filter(document=document).select_related("user", "model_version", "annotation")
+    qs = AnnotationEvent.objects.filter(document=document).select_related("user", "model_version",
+                                                                           "annotation")
     if annotation_id is not None:
         qs = qs.filter(annotation_id=annotation_id)
     return qs.order_by("-id")
 
 
 def document_history_head(*, document: Document) -> int:
-    return AnnotationEvent.objects.filter(document=document).order_by("-id").values_list("id", flat=True).first() or 0
+    return (AnnotationEvent.objects.filter(document=document).order_by("-id").values_list("id", flat=True)
+            .first() or 0)
 
 
 # The review queue ------------------------------------------------------------------------------------------
@@ -312,8 +322,8 @@ QUEUE_ORDERS = {
 }
 
 
-def review_queue(*, status: str = "", search: str = "", order: str = "confidence", uploader: int | None = None,
-                 model_version: int | None = None):
+def review_queue(*, status: str = "", search: str = "", order: str = "confidence",
+                 uploader: int | None = None, model_version: int | None = None):
     """Documents as the queue lists them: one query with their review summary, whatever their number."""
     qs = Document.objects.select_related("uploaded_by", "review", "review__model_version", "review__seen_by")
     cutoff = presence_cutoff()
@@ -350,7 +360,8 @@ def review_queue(*, status: str = "", search: str = "", order: str = "confidence
 
 
 # The document fields a queue row shows (annotation/templatetags/queue_table.py) or its status needs.
-QUEUE_ROW_FIELDS = ("original_name", "page_count", "status", "error", "reviewed_at", "least_confidence", "created_at")
+QUEUE_ROW_FIELDS = ("original_name", "page_count", "status", "error", "reviewed_at", "least_confidence",
+                    "created_at")
 
 
 def queue_rows(*, ids: list[int]) -> list[Document]:
@@ -360,9 +371,9 @@ def queue_rows(*, ids: list[int]) -> list[Document]:
     # this function's time. A deferred field read later would cost a query per row; the query-count test of
     # the queue (tests/annotation/test_views.py) would see it.
     username = get_user_model().USERNAME_FIELD
-    reviews = Prefetch("review", queryset=DocumentReview.objects.select_related("model_version", "seen_by").only(
-        "document_id", "entity_count", "verified_count", "seen_at", "model_version__task", "model_version__number",
-        f"seen_by__{username}"))
+    reviews = Prefetch("review", queryset=DocumentReview.objects.select_related("model_version", "seen_by")
+                       .only("document_id", "entity_count", "verified_count", "seen_at", "model_version__task",
+                             "model_version__number", f"seen_by__{username}"))
     rows = (Document.objects.select_related("uploaded_by").prefetch_related(reviews).order_by()
             .only(*QUEUE_ROW_FIELDS, f"uploaded_by__{username}").in_bulk(ids))
     return [rows[pk] for pk in ids if pk in rows]
@@ -483,20 +494,23 @@ def review_finish_summary(*, document: Document, user) -> FinishSummary:
     """What finishing the review of `document` would accept as `user`'s (see FinishSummary)."""
     standing = Annotation.objects.filter(document=document, status=Annotation.Status.PREDICTED)
     shown = ReviewOpening.objects.filter(document=document, user=user, word_start__lt=OuterRef("end"),
-                                         word_end__gt=OuterRef("start"), opened_at__gte=OuterRef("updated_at"))
+                                         word_end__gt=OuterRef("start"),
+                                         opened_at__gte=OuterRef("updated_at"))
     unseen = standing.exclude(Exists(shown))
     by_confidence = (F("score").asc(nulls_last=True), "start", "id")
     unopened, page_count = review_unopened_parts(document=document, user=user)
-    classification = (DocumentClassification.objects.select_related("label").filter(document=document).first())
-    head = (AnnotationEvent.objects.filter(document=document).order_by("-id").values_list("id", flat=True).first()
-            or 0)
+    classification = (DocumentClassification.objects.select_related("label").filter(document=document)
+                      .first())
+    head = (AnnotationEvent.objects.filter(document=document).order_by("-id").values_list("id", flat=True)
+            .first() or 0)
     return FinishSummary(
         standing=standing.count(), unseen=unseen.count(),
         lowest=standing.select_related("label").order_by(*by_confidence).first(),
         lowest_unseen=unseen.select_related("label").order_by(*by_confidence).first(),
         unopened=unopened, page_count=page_count,
-        standing_class=classification if classification and classification.status == Annotation.Status.PREDICTED
-        else None,
+        standing_class=(classification
+                        if classification and classification.status == Annotation.Status.PREDICTED
+                        else None),
         token=f"{head}.{classification.revision if classification else 0}",
     )
 
@@ -522,5 +536,6 @@ def document_predictions(*, document: Document) -> PredictionState:
 
 def document_predictions_pending(*, document: Document) -> bool:
     """True while a model's predictions for the document are queued or being written: its review cannot be
-    finished yet (a finish then would accept nothing, and the predictions would land on a reviewed document)."""
+    finished yet (a finish then would accept nothing, and the predictions would land on a reviewed
+    document)."""
     return document_predictions(document=document).pending

@@ -67,9 +67,10 @@ def _review_url(document: Document, page: int = 1, piece: int = 1, entity: int |
 
 
 def annotation_json(annotation: Annotation) -> dict:
-    return {"id": annotation.pk, "start": annotation.start, "end": annotation.end, "label": annotation.label.name,
-            "label_id": annotation.label_id, "status": annotation.status, "source": annotation.source,
-            "score": annotation.score, "text": annotation.text, "revision": annotation.revision}
+    return {"id": annotation.pk, "start": annotation.start, "end": annotation.end,
+            "label": annotation.label.name, "label_id": annotation.label_id, "status": annotation.status,
+            "source": annotation.source, "score": annotation.score, "text": annotation.text,
+            "revision": annotation.revision}
 
 
 # The queue -------------------------------------------------------------------------------------------------
@@ -100,7 +101,8 @@ def queue(request):
         status = selectors.queue_status(document, cutoff=cutoff)
         rows.append((document, status, selectors.QueueStatus.labels[status], {
             "detail": f"{detail}{document.pk}/", "review": f"{review_url}{document.pk}/",
-            "pages": ngettext("%(n)s page", "%(n)s pages", document.page_count or 0) % {"n": document.page_count}
+            "pages": ngettext("%(n)s page", "%(n)s pages",
+                              document.page_count or 0) % {"n": document.page_count}
             if document.page_count else "",
         }))
     pending = any(status in {"uploaded", "extracting"} for _d, status, _label, _links in rows)
@@ -183,7 +185,8 @@ def _respond(request, document: Document, *, annotation: Annotation | None = Non
         return JsonResponse({"annotation": annotation_json(annotation)} if annotation else {"ok": True},
                             status=status)
     if request.htmx:
-        return _render_review(request, document, selected=annotation.pk if annotation else None, notice=notice)
+        return _render_review(request, document, selected=annotation.pk if annotation else None,
+                              notice=notice)
     if notice:
         messages.success(request, notice)
     return redirect(_review_url(document, page_number, piece, annotation.pk if annotation else None))
@@ -198,7 +201,8 @@ def review(request, pk: int):
         predictions = selectors.document_predictions(document=document)
         if document.status != Document.Status.READY or not predictions.pending:
             return HttpResponseClientRefresh()  # they are here (or failed): the whole page shows them
-        return render(request, "annotation/review.html#predicting", {"document": document, "predictions": predictions})
+        return render(request, "annotation/review.html#predicting",
+                      {"document": document, "predictions": predictions})
     if document.status != Document.Status.READY:
         return redirect("documents:detail", pk=document.pk)
     present = None if request.htmx else services.document_review_seen(document=document, user=request.user)
@@ -221,11 +225,12 @@ def annotation_add(request, pk: int):
     document = get_object_or_404(Document, pk=pk)
     form = AddEntityForm(request.POST)
     if not form.is_valid():
-        return _respond(request, document, error=" ".join(m for ms in form.errors.values() for m in ms), form=form)
+        return _respond(request, document, error=" ".join(m for ms in form.errors.values() for m in ms),
+                        form=form)
     try:
         annotation = services.annotation_create(document=document, start=form.cleaned_data["start"],
-                                                end=form.cleaned_data["end"], label=form.cleaned_data["label"],
-                                                user=request.user)
+                                                end=form.cleaned_data["end"],
+                                                label=form.cleaned_data["label"], user=request.user)
     except ValidationError as exc:
         return _respond(request, document, error=" ".join(exc.messages), form=form)
     return _respond(request, document, annotation=annotation, status=201)
@@ -252,8 +257,8 @@ def annotation_action(request, pk: int, annotation_id: int, action: str):
             annotation = services.annotation_relabel(annotation=annotation, label=data["label"], user=user,
                                                      revision=revision)
         elif action == "resize":
-            annotation = services.annotation_resize(annotation=annotation, start=data["start"], end=data["end"],
-                                                    user=user, revision=revision)
+            annotation = services.annotation_resize(annotation=annotation, start=data["start"],
+                                                    end=data["end"], user=user, revision=revision)
         elif action == "delete":
             annotation = services.annotation_delete(annotation=annotation, user=user, revision=revision)
         else:  # revert; the URL pattern admits nothing else
@@ -330,18 +335,22 @@ def review_finish(request, pk: int):
     if request.method == "GET":
         if document.status != Document.Status.READY:
             return redirect("documents:detail", pk=document.pk)
-        return _render_finish(request, document, selectors.review_finish_summary(document=document, user=request.user))
+        return _render_finish(request, document,
+                              selectors.review_finish_summary(document=document, user=request.user))
     form = FinishForm(request.POST)
     if not form.is_valid():
-        return _render_finish(request, document, selectors.review_finish_summary(document=document, user=request.user),
-                              error=_("This confirmation is not valid; check what finishing accepts and confirm again."),
+        return _render_finish(request, document,
+                              selectors.review_finish_summary(document=document, user=request.user),
+                              error=_("This confirmation is not valid; check what finishing accepts and "
+                                      "confirm again."),
                               status=422)
     try:
         services.document_review_finish(document=document, user=request.user,
                                         accept_standing=form.cleaned_data["accept_standing"],
                                         based_on=form.cleaned_data["based_on"] or None)
     except services.FinishNotConfirmed as exc:
-        return _render_finish(request, document, exc.summary, changed=exc.changed, status=409 if exc.changed else 200)
+        return _render_finish(request, document, exc.summary, changed=exc.changed,
+                              status=409 if exc.changed else 200)
     except ValidationError as exc:
         if request.htmx:
             summary = selectors.review_finish_summary(document=document, user=request.user)
@@ -382,14 +391,16 @@ def page_words(request, pk: int, number: int):
     from django.conf import settings
 
     document = get_object_or_404(Document, pk=pk, status=Document.Status.READY)
-    page = document.pages.filter(number=number).only("id", "number", "word_start", "boxes", "document").first()
+    page = document.pages.filter(number=number).only("id", "number", "word_start", "boxes",
+                                                     "document").first()
     if page is None:
         raise Http404(_("The document has no such page."))
     form = RectForm(request.GET)
     if not form.is_valid():
         return JsonResponse({"error": _("Send the rectangle as x0, y0, x1 and y1."), "fields": form.errors},
                             status=400)
-    found = selectors.page_words_in_rect(page=page, limit=settings.DOCLOOP_REVIEW_PIECE_WORDS, **form.cleaned_data)
+    found = selectors.page_words_in_rect(page=page, limit=settings.DOCLOOP_REVIEW_PIECE_WORDS,
+                                         **form.cleaned_data)
     if not found:
         return JsonResponse({"start": None, "end": None, "text": "", "words": []})
     start, end = found[0][0], found[-1][0] + 1
@@ -405,8 +416,8 @@ def page_words(request, pk: int, number: int):
 def history(request, pk: int):
     document = get_object_or_404(Document, pk=pk)
     annotation_id = _int(request.GET.get("entity"), 0) or None
-    events = Paginator(selectors.document_history(document=document, annotation_id=annotation_id), 100).get_page(
-        request.GET.get("page"))
+    events = Paginator(selectors.document_history(document=document, annotation_id=annotation_id),
+                       100).get_page(request.GET.get("page"))
     template = "annotation/history.html"
     if request.htmx:
         template += "#history-panel"
@@ -441,7 +452,7 @@ def document_revert(request, pk: int):
     return redirect("annotation:history", pk=document.pk)
 
 
-# Label schema (admins) ---------------------------------------------------------------------------------------
+# Label schema (admins) --------------------------------------------------------------------------------------
 
 @require_http_methods(["GET", "POST"])
 @admin_required
@@ -457,7 +468,8 @@ def labels(request, pk: int | None = None):
         messages.success(request, _("The type “%(name)s” was saved.") % {"name": entity_type.name})
         return redirect("annotation:labels")
     types = list(EntityType.objects.annotate(entity_count=Count("annotations")).order_by("name"))
-    forms_by_type = [(t, form if editing and editing.pk == t.pk else EntityTypeForm(instance=t, prefix=f"type-{t.pk}"))
+    forms_by_type = [(t, form if editing and editing.pk == t.pk
+                      else EntityTypeForm(instance=t, prefix=f"type-{t.pk}"))
                      for t in types]
     status = 400 if request.method == "POST" else 200
     return render(request, "annotation/labels.html", {

@@ -7,11 +7,11 @@ A job row (a model inheriting `JobRow`) moves queued → running → a final sta
 - **claim**: a conditional UPDATE from queued (or from running whose heartbeat is stale) to running, by
   this worker; exactly one caller wins, so a job that runs twice does its work once.
 - **heartbeat**: the running worker refreshes `heartbeat_at` as it goes, every DOCLOOP_JOB_HEARTBEAT_SECONDS
-  (a `BackgroundHeartbeat` thread around the whole job, and the job's own `Heartbeat` per step). When the claim is gone (reaped,
-  reclaimed by another worker, cancelled) or the worker process that forked this job has died, the
-  heartbeat raises `JobLost` and the job stops without writing its result. A dropped database connection
-  is not a lost claim: the heartbeat reconnects and tries again (lib.db_retry), and `job_release` gives a
-  job that a database blip stopped back to the queue without spending one of its attempts.
+  (a `BackgroundHeartbeat` thread around the whole job, and the job's own `Heartbeat` per step). When the
+  claim is gone (reaped, reclaimed by another worker, cancelled) or the worker process that forked this job
+  has died, the heartbeat raises `JobLost` and the job stops without writing its result. A dropped database
+  connection is not a lost claim: the heartbeat reconnects and tries again (lib.db_retry), and `job_release`
+  gives a job that a database blip stopped back to the queue without spending one of its attempts.
 - **reap**: a running row whose heartbeat is older than `DOCLOOP_JOB_STALE_SECONDS` (two missed heartbeats
   and a margin; every worker reaps each DOCLOOP_REAP_SECONDS) is failed with the
   reason and requeued while it has attempts left (`max_attempts`), else left failed; a queued row whose
@@ -279,7 +279,8 @@ class BackgroundHeartbeat:
     PDF) does not get live work reaped. Stops beating as soon as the worker process that forked the job is
     gone, or every claim is lost, so a dead worker's row still goes stale and gets reaped."""
 
-    def __init__(self, lifecycle: Lifecycle, pk: int | list[int], *, worker: str, interval: float | None = None):
+    def __init__(self, lifecycle: Lifecycle, pk: int | list[int], *, worker: str,
+                 interval: float | None = None):
         import threading
 
         self.lifecycle, self.pk, self.worker = lifecycle, pk, worker
@@ -333,7 +334,8 @@ def job_release(lifecycle: Lifecycle, pk: int, *, worker: str, reason: str) -> b
     def release() -> bool:
         with transaction.atomic():
             released = job_owned(lifecycle, pk, worker=worker).filter(attempts__gt=0).update(
-                status=lifecycle.queued, worker="", heartbeat_at=None, error=reason, attempts=F("attempts") - 1)
+                status=lifecycle.queued, worker="", heartbeat_at=None, error=reason,
+                attempts=F("attempts") - 1)
             if released:
                 job_enqueue(lifecycle, pk)
         return bool(released)
