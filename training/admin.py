@@ -51,8 +51,8 @@ class DatasetAdmin(admin.ModelAdmin):
     list_filter = ["task", "source"]
     search_fields = ["sha256", "name"]
     readonly_fields = ["task", "sha256", "source", "name", "labels", "statistics", "split", "split_seed",
-                       "validation_fraction", "test_fraction", "filters", "file", "parquet_file", "original_file",
-                       "size", "events_through", "event_heads", "created_by", "created_at"]
+                       "validation_fraction", "test_fraction", "filters", "file", "parquet_file",
+                       "original_file", "size", "events_through", "event_heads", "created_by", "created_at"]
 
     @admin.display(description=_("SHA-256"))
     def short_hash(self, obj):
@@ -98,9 +98,9 @@ class ModelVersionAdmin(FieldLabels, admin.ModelAdmin):
     field_labels = {"run": _("training run")}
     list_display = ["__str__", "task", "number", "kind", "is_active", "gate_status", "run", "created_at"]
     list_filter = ["task", "is_active", "kind", "gate_status"]
-    readonly_fields = ["task", "number", "kind", "run", "parent", "artefact", "labels", "metrics", "is_active",
-                       "created_at", "activated_at", "gate_status", "gate_reason", "gate", "evaluation_set",
-                       "dataset_sha256", "events_through", "learnt_from"]
+    readonly_fields = ["task", "number", "kind", "run", "parent", "artefact", "labels", "metrics",
+                       "is_active", "created_at", "activated_at", "gate_status", "gate_reason", "gate",
+                       "evaluation_set", "dataset_sha256", "events_through", "learnt_from"]
     actions = [activate]
 
     def has_add_permission(self, request):
@@ -111,9 +111,11 @@ class ModelVersionAdmin(FieldLabels, admin.ModelAdmin):
 class EvaluationSetAdmin(admin.ModelAdmin):
     """Read-only: a set is frozen by `manage.py evaluation_set` or the models page, never edited."""
 
-    list_display = ["__str__", "task", "number", "method", "document_count", "meets_floor", "created_by", "created_at"]
+    list_display = ["__str__", "task", "number", "method", "document_count", "meets_floor", "created_by",
+                    "created_at"]
     list_filter = ["task", "method"]
-    readonly_fields = ["task", "number", "method", "documents", "dataset", "statistics", "created_by", "created_at"]
+    readonly_fields = ["task", "number", "method", "documents", "dataset", "statistics", "created_by",
+                       "created_at"]
 
     @admin.display(description=_("documents"))
     def document_count(self, obj) -> int:
@@ -170,7 +172,8 @@ def _export_action(format: str, description: str):
 DocumentAdmin.actions = [*DocumentAdmin.actions,
                          _export_action("jsonl", _("Export the selected documents' annotations (JSONL)")),
                          _export_action("conll", _("Export the selected documents' annotations (CoNLL)")),
-                         _export_action("labelstudio", _("Export the selected documents' annotations (Label Studio)"))]
+                         _export_action("labelstudio",
+                                        _("Export the selected documents' annotations (Label Studio)"))]
 
 
 # Immediate feedback: updates and the requests they learnt from, read-only (the job writes them).
@@ -197,11 +200,12 @@ def revoke_workers(modeladmin, request, queryset):
 
 @admin.register(TrainingWorker)
 class TrainingWorkerAdmin(admin.ModelAdmin):
-    list_display = ["name", "state", "hostname", "device", "heartbeat_at", "current_job", "prefix", "revoked_at"]
+    list_display = ["name", "state", "hostname", "device", "heartbeat_at", "current_job", "prefix",
+                    "revoked_at"]
     list_filter = ["state", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "hostname", "prefix"]
-    readonly_fields = ["name", "prefix", "created_at", "revoked_at", "state", "hostname", "pid", "queues", "device",
-                       "started_at", "heartbeat_at", "current_job"]
+    readonly_fields = ["name", "prefix", "created_at", "revoked_at", "state", "hostname", "pid", "queues",
+                       "device", "started_at", "heartbeat_at", "current_job"]
     exclude = ["digest"]
     actions = [revoke_workers]
 
@@ -230,7 +234,8 @@ def cancel_adaptations(modeladmin, request, queryset):
     from training.services.adaptation import adapted_base_cancel
 
     cancelled = sum(adapted_base_cancel(adapted=adapted, user=request.user) for adapted in queryset)
-    messages.success(request, ngettext("%(count)d adaptation was cancelled.", "%(count)d adaptations were cancelled.",
+    messages.success(request, ngettext("%(count)d adaptation was cancelled.",
+                                       "%(count)d adaptations were cancelled.",
                                        cancelled) % {"count": cancelled})
 
 
@@ -261,7 +266,8 @@ def retry_labelstudio_imports(modeladmin, request, queryset):
     from training.labelstudio import labelstudio_import_lifecycle
 
     queued = sum(job_retry(labelstudio_import_lifecycle(), job.pk, finished_at=None) for job in queryset)
-    messages.success(request, ngettext("%(count)d import was queued again.", "%(count)d imports were queued again.",
+    messages.success(request, ngettext("%(count)d import was queued again.",
+                                       "%(count)d imports were queued again.",
                                        queued) % {"count": queued})
 
 

@@ -83,7 +83,8 @@ def labeling_config_parse(config: str) -> LabelingConfig:
     try:
         root = xml_fromstring(config)
     except XmlRefused as exc:
-        raise LabelStudioError(_("The labeling config is not valid XML: %(reason)s") % {"reason": exc}) from None
+        raise LabelStudioError(_("The labeling config is not valid XML: %(reason)s")
+                               % {"reason": exc}) from None
     control = next(root.iter("Labels"), None)
     if control is None or not control.get("name") or not control.get("toName"):
         raise LabelStudioError(_("The labeling config has no <Labels> control with name and toName: docloop "
@@ -132,7 +133,8 @@ def _task_text(task: dict, config: LabelingConfig) -> str:
     text = data.get(config.value) if isinstance(data, dict) else None
     if not isinstance(text, str):
         raise LabelStudioError(_("Task %(task)s has no text in data.%(key)s.")
-                               % {"task": task.get("id") if isinstance(task, dict) else "?", "key": config.value})
+                               % {"task": task.get("id") if isinstance(task, dict) else "?",
+                                  "key": config.value})
     return text
 
 
@@ -161,7 +163,8 @@ def tasks_predict(*, tasks: list, label_config: str) -> dict:
             first, last = offsets[start][0], offsets[end - 1][1]
             regions.append({"id": f"docloop-{task_number}-{len(regions)}", "from_name": config.from_name,
                             "to_name": config.to_name, "type": "labels", "origin": "prediction",
-                            "value": {"start": first, "end": last, "text": text[first:last], "labels": [label]},
+                            "value": {"start": first, "end": last, "text": text[first:last],
+                                      "labels": [label]},
                             "score": round(float(score), 4)})
         scores = [r["score"] for r in regions]
         results.append({"result": regions, "score": min(scores) if scores else None, "model_version": name})
@@ -178,8 +181,10 @@ class WebhookResult:
 
 
 def _label(labels, *, index: int) -> str:
-    """The region's one label, as docloop names entity types (upper case), checked before anything is stored."""
-    if not (isinstance(labels, list) and len(labels) == 1 and isinstance(labels[0], str) and labels[0].strip()):
+    """The region's one label, as docloop names entity types (upper case), checked before anything is
+    stored."""
+    if not (isinstance(labels, list) and len(labels) == 1 and isinstance(labels[0], str)
+            and labels[0].strip()):
         raise LabelStudioError(_("Region %(index)d must have exactly one label.") % {"index": index})
     label = labels[0].strip().upper()
     problem = text_problem(label, max_length=EntityType._meta.get_field("name").max_length)
@@ -189,7 +194,8 @@ def _label(labels, *, index: int) -> str:
     return label
 
 
-def _regions_to_spans(result: list, *, text: str, offsets: list[tuple[int, int]]) -> list[annotation_services.Span]:
+def _regions_to_spans(result: list, *, text: str,
+                      offsets: list[tuple[int, int]]) -> list[annotation_services.Span]:
     """The annotation's regions as word spans. Label Studio lets regions overlap; docloop's entities may
     not, so overlapping regions (after each is widened to whole words) are refused, naming both."""
     spans, regions = [], []
@@ -217,8 +223,8 @@ def _regions_to_spans(result: list, *, text: str, offsets: list[tuple[int, int]]
     ordered = sorted(zip(spans, regions, strict=True), key=lambda pair: (pair[0].start, pair[0].end))
     for (before, first), (after, second) in zip(ordered, ordered[1:], strict=False):
         if after.start < before.end:
-            raise LabelStudioError(_("Regions %(first)d and %(second)d overlap (on the words they cover): docloop "
-                                     "keeps one entity per word; remove one of them.")
+            raise LabelStudioError(_("Regions %(first)d and %(second)d overlap (on the words they cover): "
+                                     "docloop keeps one entity per word; remove one of them.")
                                    % {"first": min(first, second), "second": max(first, second)})
     return [span for span, _k in ordered]
 
@@ -288,8 +294,8 @@ def webhook_receive(*, payload: dict, user: AbstractBaseUser) -> WebhookResult:
                 and latest.status != LabelStudioImport.Status.FAILED:
             return WebhookResult(latest, False)
         job = LabelStudioImport.objects.create(
-            action=payload["action"], task=task_id, name=name, text=text, spans=stored_spans, words=len(words),
-            text_sha256=text_sha256, content_sha256=content_sha256, created_by=user)
+            action=payload["action"], task=task_id, name=name, text=text, spans=stored_spans,
+            words=len(words), text_sha256=text_sha256, content_sha256=content_sha256, created_by=user)
         jobs.job_enqueue(labelstudio_import_lifecycle(), job.pk)
     return WebhookResult(job, True)
 
@@ -317,7 +323,8 @@ def labelstudio_import_execute(*, job: LabelStudioImport) -> LabelStudioImport:
                                                 name=job.name, user=user, written=written)
                 except TokensNotReadBack as exc:
                     raise LabelStudioError(_("The task's text could not be stored as a document: %(reason)s")
-                                           % {"reason": exc.error or _("its words did not read back")}) from None
+                                           % {"reason": exc.error
+                                              or _("its words did not read back")}) from None
                 document, created = made.document, made.created
                 # One import of a document at a time; a newer import of the same text already done wins.
                 Document.objects.select_for_update().filter(pk=document.pk).first()
@@ -333,7 +340,8 @@ def labelstudio_import_execute(*, job: LabelStudioImport) -> LabelStudioImport:
                 try:
                     for current in document.annotations.exclude(status__in=Annotation.INACTIVE):
                         annotation_services.annotation_delete(annotation=current, user=user)
-                    entities = annotation_services.annotations_import(document=document, spans=spans, user=user)
+                    entities = annotation_services.annotations_import(document=document, spans=spans,
+                                                                      user=user)
                 except ValidationError as exc:
                     raise LabelStudioError(" ".join(exc.messages)) from None
                 document_mark_reviewed(document=document, user=user)
@@ -341,7 +349,8 @@ def labelstudio_import_execute(*, job: LabelStudioImport) -> LabelStudioImport:
                                     document_created=created, entities=entities, finished_at=timezone.now()):
                     raise jobs.JobLost(f"Label Studio import {job.pk} is no longer claimed by {worker}")
     except LabelStudioError as exc:
-        owned.update(status=LabelStudioImport.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+        owned.update(status=LabelStudioImport.Status.FAILED, error=str(exc)[:2000],
+                     finished_at=timezone.now())
     job.refresh_from_db()
     return job
 

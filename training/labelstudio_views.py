@@ -34,7 +34,8 @@ def setup(request):
 def predict(request):
     try:
         body = json_body(request)
-        return JsonResponse(labelstudio.tasks_predict(tasks=body.get("tasks"), label_config=body.get("label_config")))
+        return JsonResponse(labelstudio.tasks_predict(tasks=body.get("tasks"),
+                                                      label_config=body.get("label_config")))
     except InputError as exc:
         return api_error(str(exc), status=exc.status)
     except labelstudio.NoActiveModel as exc:

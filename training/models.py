@@ -169,7 +169,8 @@ class Gate(models.TextChoices):
     OVERRIDDEN = "overridden", _("activated despite the gate")
 
 
-GATED = (Gate.REJECTED, Gate.BELOW_FLOOR, Gate.SUPERSEDED)  # inactive for a reason: activation needs a confirmation
+# inactive for a reason: activation needs a confirmation
+GATED = (Gate.REJECTED, Gate.BELOW_FLOOR, Gate.SUPERSEDED)
 
 
 class EvaluationSet(models.Model):
@@ -189,7 +190,8 @@ class EvaluationSet(models.Model):
     documents = models.JSONField(_("documents (SHA-256)"), default=list)
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="evaluation_sets",
                                 verbose_name=_("frozen content"))
-    # {"documents", "entities", "words", "per_label", "seen", "floor": {"documents", "entities"}, "meets_floor"}
+    # {"documents", "entities", "words", "per_label", "seen", "floor": {"documents", "entities"},
+    #  "meets_floor"}
     statistics = models.JSONField(_("statistics"), default=dict)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
@@ -201,7 +203,8 @@ class EvaluationSet(models.Model):
         ordering = ["task", "-number"]
         verbose_name = _("evaluation set")
         verbose_name_plural = _("evaluation sets")
-        constraints = [models.UniqueConstraint(fields=["task", "number"], name="evaluation_set_unique_number")]
+        constraints = [models.UniqueConstraint(fields=["task", "number"],
+                                               name="evaluation_set_unique_number")]
 
     def __str__(self) -> str:
         return f"{self.task} #{self.number}"
@@ -231,7 +234,8 @@ class ModelVersion(models.Model):
     gate_reason = models.TextField(_("gate reason"), blank=True)
     gate = models.JSONField(_("gate figures"), default=dict, blank=True)
     evaluation_set = models.ForeignKey("EvaluationSet", null=True, blank=True, on_delete=models.PROTECT,
-                                       related_name="gated_versions", verbose_name=_("gated on evaluation set"))
+                                       related_name="gated_versions",
+                                       verbose_name=_("gated on evaluation set"))
     # Provenance (training.services.provenance): the SHA-256 of the dataset a full run learnt from, the
     # highest event id behind what it learnt and, per document, the newest event id it saw: {"event_kind":
     # "annotation" or "class", "heads": {document id: event id}, "dataset": id} for a full run;
@@ -271,7 +275,8 @@ class VersionScore(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("version score")
         verbose_name_plural = _("version scores")
-        constraints = [models.UniqueConstraint(fields=["version", "evaluation_set"], name="version_score_unique")]
+        constraints = [models.UniqueConstraint(fields=["version", "evaluation_set"],
+                                               name="version_score_unique")]
 
     def __str__(self) -> str:
         return f"{self.version} on {self.evaluation_set}: {self.f1:.3f}"
@@ -348,15 +353,15 @@ class FeedbackUpdate(JobRow):
 class FeedbackRequest(models.Model):
     """One "send to model" of a document; its status is that of the update it is attached to."""
 
-    document = models.ForeignKey("documents.Document", on_delete=models.CASCADE, related_name="feedback_requests",
-                                 verbose_name=_("document"))
+    document = models.ForeignKey("documents.Document", on_delete=models.CASCADE,
+                                 related_name="feedback_requests", verbose_name=_("document"))
     task = models.CharField(_("task"), max_length=32, choices=Task.choices)
     update = models.ForeignKey(FeedbackUpdate, on_delete=models.CASCADE, related_name="requests",
                                verbose_name=_("update"))
     # The document's newest annotation event when it was sent: the state the reviewer sent.
     event_id = models.PositiveBigIntegerField(_("newest event"), default=0)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+", verbose_name=_("sent by"))
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+", verbose_name=_("sent by"))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -477,8 +482,8 @@ class PredictionClaim(JobRow):
 
     OPEN = (Status.QUEUED, Status.RUNNING)
 
-    document = models.ForeignKey("documents.Document", on_delete=models.CASCADE, related_name="prediction_claims",
-                                 verbose_name=_("document"))
+    document = models.ForeignKey("documents.Document", on_delete=models.CASCADE,
+                                 related_name="prediction_claims", verbose_name=_("document"))
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="prediction_claims",
                                 verbose_name=_("model version"))
     purpose = models.CharField(_("purpose"), max_length=16, choices=Purpose.choices)
@@ -543,8 +548,9 @@ class AdaptedBase(JobRow):
     checkpoint_step = models.PositiveIntegerField(_("checkpoint step"), null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", verbose_name=_("started by"))
-    cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+", verbose_name=_("cancelled by"))
+    cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+",
+                                     verbose_name=_("cancelled by"))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)

@@ -58,7 +58,8 @@ class WorkerCompanion(threading.Thread):
         temp_clean()  # what a killed job or request left in docloop's temporary folder
 
     def token_lost(self) -> None:
-        """Stop the worker: RQ's warm shutdown (SIGTERM) ends it at once when idle, or after the job in hand."""
+        """Stop the worker: RQ's warm shutdown (SIGTERM) ends it at once when idle, or after the job in
+        hand."""
         logger.warning("rqworker: %s; this process takes no further job and exits (after its current job, "
                        "if any)", worker_lost_reason(worker=self.registered))
         self.stopping.set()
@@ -88,7 +89,8 @@ def preload_is_safe() -> bool:
 def device_description() -> str:
     """The device this host's jobs run on (GPU name and memory, or cpu), asked of a separate Python
     process: this one must not initialise CUDA, or the jobs it forks could not use the GPU."""
-    code = "from training.ml.device import describe_device, pick_device; print(describe_device(pick_device()))"
+    code = ("from training.ml.device import describe_device, pick_device; "
+            "print(describe_device(pick_device()))")
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                               cwd=settings.BASE_DIR, check=True)
@@ -126,7 +128,8 @@ class Worker(RQWorker):
         result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         if result is not None and self.registered is not None and not self._may_claim():
             job, queue = result
-            with queue.connection.pipeline() as pipe:  # back where it was (RQ moved it to its intermediate list)
+            # back where it was (RQ moved it to its intermediate list)
+            with queue.connection.pipeline() as pipe:
                 queue.push_job_id(job.id, pipeline=pipe, at_front=True)
                 pipe.lrem(queue.intermediate_queue_key, 1, job.id)
                 pipe.execute()
@@ -134,10 +137,10 @@ class Worker(RQWorker):
         return result
 
     def unsubscribe(self):
-        """RQ's, in the order that lets the worker exit at once. RQ sends UNSUBSCRIBE and then stops its pubsub
-        thread (a blocking read of up to 60 s): when the thread consumes the reply before its stop flag is
-        cleared, it blocks in its next read and the worker's exit waits up to a minute. Here the flag is
-        cleared first (stop with no wait), so the reply wakes the thread and it ends."""
+        """RQ's, in the order that lets the worker exit at once. RQ sends UNSUBSCRIBE and then stops its
+        pubsub thread (a blocking read of up to 60 s): when the thread consumes the reply before its stop
+        flag is cleared, it blocks in its next read and the worker's exit waits up to a minute. Here the flag
+        is cleared first (stop with no wait), so the reply wakes the thread and it ends."""
         if self.pubsub_thread:
             self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
             self.pubsub_thread.stop(timeout=0)
@@ -146,7 +149,8 @@ class Worker(RQWorker):
             self.pubsub.close()
 
     def _token_lost(self):
-        logger.warning("rqworker: %s; no further job taken, exiting", worker_lost_reason(worker=self.registered))
+        logger.warning("rqworker: %s; no further job taken, exiting",
+                       worker_lost_reason(worker=self.registered))
         connections.close_all()
         raise StopRequested()
 
