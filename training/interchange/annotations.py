@@ -57,10 +57,12 @@ __all__ = ["CONTENT_TYPES", "EXTENSIONS", "FORMATS", "ImportResult", "InteropErr
 WRITERS = {"conll": to_conll, "jsonl": to_jsonl, "labelstudio": to_labelstudio}
 
 
-def annotations_export(*, format: str, document_ids: Iterable[int] | None = None, reviewed_only: bool = False) -> str:
+def annotations_export(*, format: str, document_ids: Iterable[int] | None = None,
+                       reviewed_only: bool = False) -> str:
     if format not in WRITERS:
         raise ValueError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
-    return WRITERS[format](export_records(export_documents(document_ids=document_ids, reviewed_only=reviewed_only)))
+    return WRITERS[format](export_records(export_documents(document_ids=document_ids,
+                                                           reviewed_only=reviewed_only)))
 
 
 # Import ----------------------------------------------------------------------------------------------------
@@ -89,8 +91,9 @@ def _check_records(records: list[DocumentRecord], *, file: str, create_labels: b
         drawable = pdf_renderable_tokens(record.tokens)
         for i, (token, drawn) in enumerate(zip(record.tokens, drawable, strict=True)):
             if token != drawn:
-                raise InteropError(f"token {i} {token!r} cannot be written to a PDF word (spaces or characters "
-                                   "the PDF font lacks)", file=file, line=record.line, field=f"tokens[{i}]")
+                raise InteropError(f"token {i} {token!r} cannot be written to a PDF word (spaces or "
+                                   "characters the PDF font lacks)", file=file, line=record.line,
+                                   field=f"tokens[{i}]")
         key = tuple(record.tokens)
         if key in seen:
             raise InteropError(f"the same tokens as the document at line {seen[key]}", file=file,
@@ -107,7 +110,8 @@ def _check_records(records: list[DocumentRecord], *, file: str, create_labels: b
                                    field=f"spans[{k}].label")
             if span.label not in known and not create_labels:
                 raise InteropError(f"unknown label {span.label!r} (known: {', '.join(sorted(known))}; "
-                                   "--create-labels adds it)", file=file, line=record.line, field=f"spans[{k}].label")
+                                   "--create-labels adds it)", file=file, line=record.line,
+                                   field=f"spans[{k}].label")
             if span.status != S.REJECTED:
                 clash = next((a for a in active if a.start < span.end and span.start < a.end), None)
                 if clash is not None:
@@ -137,7 +141,8 @@ def annotations_import_file(*, format: str, text: str, file: str, user: Abstract
                 raise InteropError("the PDF rendered from the tokens does not read back as the same words",
                                    file=file, line=record.line, field="tokens") from None
             if made.skipped:
-                result.skipped.append(f"{file}:{record.line}: already imported as document {made.document.pk}")
+                result.skipped.append(f"{file}:{record.line}: already imported as document "
+                                      f"{made.document.pk}")
                 continue
             try:
                 result.entities += annotation_services.annotations_import(
@@ -145,7 +150,8 @@ def annotations_import_file(*, format: str, text: str, file: str, user: Abstract
                     spans=[annotation_services.Span(s.start, s.end, s.label, s.score, s.status, s.source)
                            for s in record.spans])
             except ValidationError as exc:
-                raise InteropError(" ".join(exc.messages), file=file, line=record.line, field="spans") from None
+                raise InteropError(" ".join(exc.messages), file=file, line=record.line,
+                                   field="spans") from None
             if record.reviewed:
                 document_mark_reviewed(document=made.document, user=user)
             result.documents += 1

@@ -64,8 +64,8 @@ def conll_file_import(*, path: Path, reviewed: bool, user: AbstractBaseUser | No
     spans = [Span(s, e, label) for s, e, label in bio_to_spans(conll.tags)]
     with files_removed_on_failure() as written, transaction.atomic():
         try:
-            made = document_from_tokens(lines=[[t for t, _tag in s] for s in conll.sentences], title=path.stem,
-                                        name=f"{path.stem}.pdf", user=user, written=written,
+            made = document_from_tokens(lines=[[t for t, _tag in s] for s in conll.sentences],
+                                        title=path.stem, name=f"{path.stem}.pdf", user=user, written=written,
                                         skip_existing=lambda document: document.annotations.exists())
         except TokensNotReadBack as exc:
             raise ValueError(exc.error if exc.words is None
@@ -87,13 +87,13 @@ def _check(conll: ConllDocument) -> None:
     """Everything a file needs to be stored, checked before anything is: entity types docloop can name and
     tokens a PDF can carry. Raises ValueError naming the token."""
     limit = EntityType._meta.get_field("name").max_length
-    for index, (token, drawn, tag) in enumerate(zip(conll.tokens, pdf_renderable_tokens(conll.tokens), conll.tags,
-                                                    strict=True)):
+    for index, (token, drawn, tag) in enumerate(zip(conll.tokens, pdf_renderable_tokens(conll.tokens),
+                                                    conll.tags, strict=True)):
         problem = text_problem(tag[2:], max_length=limit) if tag != "O" else None
         if problem:
             raise ValueError(f"token {index + 1} ({token[:40]!r}): the tag's type is refused: {problem}")
         # A character the PDF font lacks is drawn as a stand-in (LeNER-Br has '\x91acesso'), as the PDF of a
         # real document would carry it; only a token with nothing left to draw would lose its word.
         if not drawn.strip() or _UNSTORABLE.search(token):
-            raise ValueError(f"token {index + 1} ({token[:40]!r}) cannot be written to a PDF word (a NUL byte, a "
-                             "control character or nothing the PDF font can draw)")
+            raise ValueError(f"token {index + 1} ({token[:40]!r}) cannot be written to a PDF word (a NUL "
+                             "byte, a control character or nothing the PDF font can draw)")

@@ -15,8 +15,8 @@ def to_jsonl(records: list[DocumentRecord]) -> str:
     for r in records:
         lines.append(json.dumps({
             "name": r.name, "text": " ".join(r.tokens), "tokens": r.tokens,
-            "spans": [{"start": s.start, "end": s.end, "label": s.label, "status": s.status, "source": s.source,
-                       "score": s.score} for s in r.spans],
+            "spans": [{"start": s.start, "end": s.end, "label": s.label, "status": s.status,
+                       "source": s.source, "score": s.score} for s in r.spans],
             "doc_class": None, "reviewed": r.reviewed,
         }, ensure_ascii=False))
     return "".join(line + "\n" for line in lines)
@@ -34,7 +34,8 @@ def parse_jsonl(text: str, *, file: str) -> list[DocumentRecord]:
         if not all(isinstance(t, str) for t in tokens):
             raise InteropError("every token must be a string", file=file, line=number, field="tokens")
         if "text" in obj and obj["text"] != " ".join(tokens):
-            raise InteropError("does not match the tokens joined by spaces", file=file, line=number, field="text")
+            raise InteropError("does not match the tokens joined by spaces", file=file, line=number,
+                               field="text")
         spans = []
         for k, item in enumerate(json_field(obj, "spans", list, file=file, line=number)):
             where = f"spans[{k}]."
@@ -46,16 +47,19 @@ def parse_jsonl(text: str, *, file: str) -> list[DocumentRecord]:
                                    line=number, field=f"{where}start")
             status = item.get("status", S.ACCEPTED)
             if status not in {S.ACCEPTED, S.PREDICTED, S.REJECTED}:
-                raise InteropError(f"unknown status {status!r}", file=file, line=number, field=f"{where}status")
+                raise InteropError(f"unknown status {status!r}", file=file, line=number,
+                                   field=f"{where}status")
             source = item.get("source", Annotation.Source.HUMAN)
             if source not in Annotation.Source.values:
-                raise InteropError(f"unknown source {source!r}", file=file, line=number, field=f"{where}source")
+                raise InteropError(f"unknown source {source!r}", file=file, line=number,
+                                   field=f"{where}source")
             score = item.get("score")
             if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
                 raise InteropError("expected a number", file=file, line=number, field=f"{where}score")
             spans.append(SpanRecord(start, end, label, status, source, score))
         name = obj.get("name") or f"{file.rsplit('/', 1)[-1].rsplit('.', 1)[0]}-{number}.pdf"
-        records.append(DocumentRecord(str(name), tokens, spans, bool(obj.get("reviewed", False)), line=number))
+        records.append(DocumentRecord(str(name), tokens, spans, bool(obj.get("reviewed", False)),
+                                      line=number))
     if not records:
         raise InteropError("no documents", file=file, line=1)
     return records

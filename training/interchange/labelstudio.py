@@ -26,7 +26,8 @@ def _char_offsets(tokens: list[str]) -> list[tuple[int, int]]:
 def labelstudio_config(labels: Iterable[str]) -> str:
     """The labeling config a Label Studio project needs for these tasks (`from_name="label"`)."""
     choices = "".join(f'<Label value="{name}"/>' for name in sorted(set(labels)))
-    return f'<View><Labels name="label" toName="text">{choices}</Labels><Text name="text" value="$text"/></View>'
+    return (f'<View><Labels name="label" toName="text">{choices}</Labels>'
+            '<Text name="text" value="$text"/></View>')
 
 
 def _ls_result(*, task: int, text: str, offsets: list[tuple[int, int]], span: SpanRecord, index: int,
@@ -49,17 +50,19 @@ def to_labelstudio(records: list[DocumentRecord]) -> str:
 
         accepted = list(enumerate(s for s in r.spans if s.status == S.ACCEPTED))
         predicted = list(enumerate(s for s in r.spans if s.status == S.PREDICTED))
-        task = {"id": number, "data": {"text": text, "name": r.name}, "meta": {"docloop_reviewed": r.reviewed},
-                "annotations": [], "predictions": []}
+        task = {"id": number, "data": {"text": text, "name": r.name},
+                "meta": {"docloop_reviewed": r.reviewed}, "annotations": [], "predictions": []}
         if accepted:
-            task["annotations"].append({"result": [_ls_result(task=number, text=text, offsets=offsets, span=s, index=i, predicted=False)
+            task["annotations"].append({"result": [_ls_result(task=number, text=text, offsets=offsets, span=s,
+                                                              index=i, predicted=False)
                                                    for i, s in accepted],
                                         "was_cancelled": False, "ground_truth": r.reviewed})
         if predicted:
             scores = [s.score for _i, s in predicted if s.score is not None]
             task["predictions"].append({"model_version": "docloop", "score": min(scores) if scores else None,
-                                        "result": [_ls_result(task=number, text=text, offsets=offsets, span=s, index=i,
-                                                               predicted=True) for i, s in predicted]})
+                                        "result": [_ls_result(task=number, text=text, offsets=offsets, span=s,
+                                                              index=i, predicted=True)
+                                                   for i, s in predicted]})
         tasks.append(task)
     return json.dumps(tasks, ensure_ascii=False, indent=1) + "\n"
 
@@ -120,12 +123,14 @@ def parse_labelstudio(text: str, *, file: str) -> list[DocumentRecord]:
             spans += _ls_results(json_field(annotation, "result", list, file=file, line=number,
                                         where=f"annotations[{a}]."),
                                  text=body, offsets=offsets, file=file, task=number,
-                                 where=f"annotations[{a}].result", status=S.ACCEPTED, source=Annotation.Source.HUMAN)
+                                 where=f"annotations[{a}].result", status=S.ACCEPTED,
+                                 source=Annotation.Source.HUMAN)
         for p, prediction in enumerate(task.get("predictions") or []):
             spans += _ls_results(json_field(prediction, "result", list, file=file, line=number,
                                         where=f"predictions[{p}]."),
                                  text=body, offsets=offsets, file=file, task=number,
-                                 where=f"predictions[{p}].result", status=S.PREDICTED, source=Annotation.Source.MODEL)
+                                 where=f"predictions[{p}].result", status=S.PREDICTED,
+                                 source=Annotation.Source.MODEL)
         meta = task.get("meta") if isinstance(task.get("meta"), dict) else {}
         name = data.get("name") or f"{file.rsplit('/', 1)[-1].rsplit('.', 1)[0]}-{number}.pdf"
         records.append(DocumentRecord(str(name), tokens, sorted(spans, key=lambda s: (s.start, s.end)),

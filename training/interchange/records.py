@@ -81,7 +81,7 @@ def record_accepted(record: DocumentRecord) -> list[tuple[int, int, str]]:
     return spans
 
 
-# JSON files (JSONL, Label Studio) -----------------------------------------------------------------------------
+# JSON files (JSONL, Label Studio) ---------------------------------------------------------------------------
 
 def json_field(obj: dict, key: str, kind, *, file: str, line: int, where: str = ""):
     """obj[key], which must be there and of `kind`; InteropError naming the field otherwise."""
@@ -89,8 +89,8 @@ def json_field(obj: dict, key: str, kind, *, file: str, line: int, where: str = 
         raise InteropError("missing", file=file, line=line, field=f"{where}{key}")
     value = obj[key]
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise InteropError(f"expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}", file=file,
-                           line=line, field=f"{where}{key}")
+        raise InteropError(f"expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}",
+                           file=file, line=line, field=f"{where}{key}")
     return value
 
 

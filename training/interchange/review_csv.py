@@ -60,7 +60,8 @@ def _review_rows_read(reader: csv.DictReader, header: list[str], *, file: str, u
         for column, value in row.items():
             problem = text_problem(value, max_length=255)
             if problem:
-                raise InteropError(f"the value is refused: {problem}", file=file, line=line, field=column or "?")
+                raise InteropError(f"the value is refused: {problem}", file=file, line=line,
+                                   field=column or "?")
         key = row["document"]
         if key not in documents:
             try:
@@ -79,8 +80,8 @@ def _review_rows_read(reader: csv.DictReader, header: list[str], *, file: str, u
             raise InteropError("start and end must be word numbers (digits 0-9)", file=file, line=line,
                                field="start") from None
         if not 0 <= start < end <= (document.word_count or 0):
-            raise InteropError(f"the span {start}–{end} is outside the document's {document.word_count} words",
-                               file=file, line=line, field="end")
+            raise InteropError(f"the span {start}–{end} is outside the document's {document.word_count} "
+                               "words", file=file, line=line, field="end")
         if row["label"] not in labels:
             raise InteropError(f"unknown label {row['label']!r}", file=file, line=line, field="label")
         if row["decision"] not in DECISIONS:
@@ -117,10 +118,12 @@ def review_csv_import(*, text: str, file: str, user: AbstractBaseUser | None = N
                 elif row.decision == "reject":
                     annotation_services.annotation_reject(annotation=existing, user=row.reviewer)
                 elif existing.label_id != row.label.pk:
-                    annotation_services.annotation_relabel(annotation=existing, label=row.label, user=row.reviewer)
+                    annotation_services.annotation_relabel(annotation=existing, label=row.label,
+                                                           user=row.reviewer)
                 else:
                     annotation_services.annotation_accept(annotation=existing, user=row.reviewer)
             except ValidationError as exc:
-                raise InteropError(" ".join(exc.messages), file=file, line=row.line, field="decision") from None
+                raise InteropError(" ".join(exc.messages), file=file, line=row.line,
+                                   field="decision") from None
             applied += 1
     return applied

@@ -38,7 +38,8 @@ def adapted_list(request):
     if request.htmx:
         template += "#adapted-table"
     return render(request, template, {
-        "rows": rows, "pending": any(row.status in ACTIVE for row in rows), "corpus": adaptation_corpus_size(),
+        "rows": rows, "pending": any(row.status in ACTIVE for row in rows),
+        "corpus": adaptation_corpus_size(),
         "newest": adapted_base_newest(), "due": adaptation_due(), "base_model": settings.DOCLOOP_BASE_MODEL,
         "auto": settings.DOCLOOP_ADAPT_AUTO, "min_words": settings.DOCLOOP_ADAPT_MIN_WORDS,
         "growth_percent": round(100 * settings.DOCLOOP_ADAPT_GROWTH), "steps": settings.DOCLOOP_ADAPT_STEPS,
@@ -55,7 +56,8 @@ def adapted_page(request, pk: int):
     if request.htmx:
         template += "#adapted-status"
     return render(request, template, {
-        "adapted": adapted, "progress": adapted_base_progress(adapted=adapted), "active": adapted.status in ACTIVE,
+        "adapted": adapted, "progress": adapted_base_progress(adapted=adapted),
+        "active": adapted.status in ACTIVE,
         "runs": adapted.runs.select_related("model_version").order_by("-created_at", "-id")[:50],
         "is_newest": adapted == adapted_base_newest(base_model=adapted.base_model),
         "can_adapt": is_admin(request.user),

@@ -81,7 +81,8 @@ def dataset_upload_page(request):
         check = dataset_excel_validate(file=data["file"], task=data["task"], sheet=data["sheet"])
         if not check.ok:
             _problems_as_form_errors(form, check.content)
-        return render(request, template, _list_context(form=form, check=check), status=200 if check.ok else 422)
+        return render(request, template, _list_context(form=form, check=check),
+                      status=200 if check.ok else 422)
     try:
         dataset, created = dataset_upload(file=data["file"], task=data["task"], sheet=data["sheet"],
                                           name=data["name"], user=request.user)
@@ -94,7 +95,8 @@ def dataset_upload_page(request):
 
 
 def _to_dataset(request, dataset: Dataset, *, created: bool):
-    """On to the dataset's page (a full redirect from an HTMX form too), saying when nothing new was stored."""
+    """On to the dataset's page (a full redirect from an HTMX form too), saying when nothing new was
+    stored."""
     if not created:
         messages.info(request, _("This content is already dataset #%(id)s; nothing new was stored.")
                       % {"id": dataset.pk})
@@ -120,15 +122,18 @@ def dataset_build_page(request):
         data = form.cleaned_data
         try:
             dataset, created = dataset_build(
-                task=data["task"], filters=form.filters(), user=request.user, seed=data["seed"], name=data["name"],
-                validation_fraction=data["validation_fraction"], test_fraction=data["test_fraction"])
+                task=data["task"], filters=form.filters(), user=request.user, seed=data["seed"],
+                name=data["name"], validation_fraction=data["validation_fraction"],
+                test_fraction=data["test_fraction"])
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
             if created:
                 count = dataset.statistics.get("documents", 0)
-                messages.success(request, ngettext("Dataset #%(id)s was built from %(count)d reviewed document.",
-                                                   "Dataset #%(id)s was built from %(count)d reviewed documents.",
+                messages.success(request, ngettext("Dataset #%(id)s was built from %(count)d reviewed "
+                                                   "document.",
+                                                   "Dataset #%(id)s was built from %(count)d reviewed "
+                                                   "documents.",
                                                    count) % {"id": dataset.pk, "count": count})
             return _to_dataset(request, dataset, created=created)
     return render(request, template, _list_context(build_form=form), status=422)
@@ -168,7 +173,8 @@ def dataset_download(request, pk: int, fmt: str):
 # JSON API ---------------------------------------------------------------------------------------------------
 
 def dataset_json(dataset: Dataset, request, *, full: bool = False) -> dict:
-    downloads = {fmt: request.build_absolute_uri(reverse("training:api-dataset-download", args=[dataset.pk, fmt]))
+    downloads = {fmt: request.build_absolute_uri(reverse("training:api-dataset-download",
+                                                         args=[dataset.pk, fmt]))
                  for fmt, (field, _type) in FORMATS.items() if fmt == "parquet" or getattr(dataset, field)}
     data = {
         "id": dataset.pk, "task": dataset.task, "source": dataset.source, "name": dataset.name,
@@ -262,7 +268,8 @@ NAME_LENGTH = Dataset._meta.get_field("name").max_length
 def _build_filters(body: dict) -> DatasetFilters:
     """The filters of a build request, each field of its type (lib.inputs refuses anything else)."""
     labels = text_list_field(body, "labels", max_length=100)
-    return DatasetFilters(labels=tuple(sorted(set(labels))), reviewed_before=moment_field(body, "reviewed_before"),
+    return DatasetFilters(labels=tuple(sorted(set(labels))),
+                          reviewed_before=moment_field(body, "reviewed_before"),
                           document_ids=tuple(id_list_field(body, "document_ids")), **_finish_fields(body))
 
 
@@ -280,7 +287,8 @@ def _finish_fields(body: dict) -> dict:
         except ValueError:
             weight = None
         if weight is None or not 0 < weight < 1:
-            raise InputError(_("“%(field)s” must be a number above 0 and below 1.") % {"field": "finish_weight"})
+            raise InputError(_("“%(field)s” must be a number above 0 and below 1.")
+                             % {"field": "finish_weight"})
         fields["finish_weight"] = weight
     return fields
 

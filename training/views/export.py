@@ -24,7 +24,8 @@ def annotations_export_download(request):
     except ValueError:
         return JsonResponse({"error": _("Document ids must be numbers separated by commas.")}, status=400)
     return _export_response(interchange.annotations_export(format=format, document_ids=ids or None,
-                                                           reviewed_only=request.GET.get("reviewed") == "1"), format)
+                                                           reviewed_only=request.GET.get("reviewed") == "1"),
+                            format)
 
 
 def _export_response(text: str, format: str):

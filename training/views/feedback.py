@@ -45,7 +45,8 @@ def _panel(request, document: Document, *, feedback: FeedbackRequest | None = No
 def _label_changes(update: FeedbackUpdate) -> list[dict]:
     before = (update.metrics.get("before") or {}).get("per_label") or {}
     after = (update.metrics.get("after") or {}).get("per_label") or {}
-    return [{"label": label, "before": (before.get(label) or {}).get("f1"), "after": (after.get(label) or {}).get("f1")}
+    return [{"label": label, "before": (before.get(label) or {}).get("f1"),
+             "after": (after.get(label) or {}).get("f1")}
             for label in sorted(set(before) | set(after))]
 
 
@@ -106,7 +107,8 @@ def _wants_html(request) -> bool:
 @vary_on_headers("HX-Request")
 def feedback_status(request, pk: int, request_id: int):
     """GET status_url: queued / running / published / rejected / failed, the reason and the version."""
-    feedback = (FeedbackRequest.objects.select_related("update", "update__model_version", "update__parent_version")
+    feedback = (FeedbackRequest.objects.select_related("update", "update__model_version",
+                                                       "update__parent_version")
                 .filter(pk=request_id, document_id=pk).first())
     if feedback is None:
         return api_error(_("There is no such feedback request."), status=404)

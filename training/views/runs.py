@@ -93,8 +93,8 @@ def run_page(request, pk: int):
     return render(request, template, {
         "run": run, "metrics": metrics, "last": last, "version": version,
         "version_gated": version is not None and version.gate_status in GATED,
-        "progress": run_progress(run=run), "logs": list(run_logs(run=run))[-200:], "can_train": is_admin(request.user),
-        "active": run.status in ACTIVE, **_charts(metrics),
+        "progress": run_progress(run=run), "logs": list(run_logs(run=run))[-200:],
+        "can_train": is_admin(request.user), "active": run.status in ACTIVE, **_charts(metrics),
     })
 
 
@@ -133,11 +133,13 @@ def api_runs(request):
     runs = training_runs()[:100]
     return JsonResponse({"runs": [{
         "id": run.pk, "task": run.task, "kind": run.kind, "status": run.status, "error": run.error,
-        "seed": run.seed, "hyperparameters": run.hyperparameters, "dataset": run.dataset_id, "dataset_hash": run.dataset_hash,
+        "seed": run.seed, "hyperparameters": run.hyperparameters, "dataset": run.dataset_id,
+        "dataset_hash": run.dataset_hash,
         "worker": run.worker, "device": run.device, "attempts": run.attempts,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
         "epochs": [{"epoch": m.epoch, "train_loss": m.train_loss, "eval_loss": m.eval_loss,
-                    "precision": m.precision, "recall": m.recall, "f1": m.f1} for m in run.epoch_metrics.all()],
+                    "precision": m.precision, "recall": m.recall, "f1": m.f1}
+                   for m in run.epoch_metrics.all()],
     } for run in runs]})
 
 
@@ -145,7 +147,8 @@ def _run_json(run: TrainingRun) -> dict:
     return {"id": run.pk, "task": run.task, "kind": run.kind, "status": run.status, "error": run.error,
             "base_model": run.base_model, "seed": run.seed, "hyperparameters": run.hyperparameters,
             "dataset": run.dataset_id, "dataset_hash": run.dataset_hash, "worker": run.worker,
-            "device": run.device, "attempts": run.attempts, "created_by": getattr(run.created_by, "username", None),
+            "device": run.device, "attempts": run.attempts,
+            "created_by": getattr(run.created_by, "username", None),
             "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
             "progress": run_progress(run=run), "checkpoint_epoch": run.checkpoint_epoch,
             "reproduces": run.reproduces_id,

@@ -93,7 +93,8 @@ def version_download(request, pk: int):
 
 
 def _history_context(request, *, error: str = "") -> dict:
-    return {**selectors.model_history(), "evaluation_sets": [evaluation_set_status(task=task) for task in Task.values],
+    return {**selectors.model_history(),
+            "evaluation_sets": [evaluation_set_status(task=task) for task in Task.values],
             "can_freeze": is_admin(request.user), "freeze_error": error}
 
 
@@ -114,7 +115,8 @@ def evaluation_set_create(request):
         if task not in Task.values:
             raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
         try:
-            ids = [int(part) for part in request.POST.get("documents", "").replace(" ", "").split(",") if part]
+            ids = [int(part) for part in request.POST.get("documents", "").replace(" ", "").split(",")
+                   if part]
             size = int(request.POST["size"]) if request.POST.get("size", "").strip() else None
         except ValueError:
             raise ValidationError(_("Document ids and the size must be whole numbers (ids separated by "
@@ -122,7 +124,8 @@ def evaluation_set_create(request):
         chosen = (evaluation_set_freeze(task=task, document_ids=ids, user=request.user) if ids else
                   evaluation_set_sample(task=task, size=size, user=request.user))
     except ValidationError as exc:
-        return render(request, "training/models.html", _history_context(request, error=" ".join(exc.messages)),
+        return render(request, "training/models.html",
+                      _history_context(request, error=" ".join(exc.messages)),
                       status=400)
     messages.success(request, _("Evaluation set #%(n)d is frozen: %(d)d documents. Versions are being scored "
                                 "on it.") % {"n": chosen.number, "d": chosen.statistics["documents"]})
@@ -137,7 +140,8 @@ def _version_json(v: ModelVersion) -> dict:
             "parent": v.parent_id, "is_active": v.is_active, "labels": v.labels, "metrics": v.metrics,
             "dataset_hash": v.run.dataset_hash, "seed": v.run.seed, "hyperparameters": v.run.hyperparameters,
             "created_at": v.created_at, "activated_at": v.activated_at,
-            "gate": {"status": v.gate_status, "label": str(v.get_gate_status_display()), "reason": v.gate_reason,
+            "gate": {"status": v.gate_status, "label": str(v.get_gate_status_display()),
+                     "reason": v.gate_reason,
                      "gated": v.gate_status in GATED, "evaluation_set": v.gate.get("evaluation_set"),
                      "figures": v.gate}}
 

@@ -15,13 +15,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--sync", action="store_true", help="adapt in this process and print the figures")
         parser.add_argument("--if-due", action="store_true",
-                            help="only when the corpus has grown enough (DOCLOOP_ADAPT_MIN_WORDS, DOCLOOP_ADAPT_GROWTH)")
+                            help="only when the corpus has grown enough (DOCLOOP_ADAPT_MIN_WORDS, "
+                                 "DOCLOOP_ADAPT_GROWTH)")
         parser.add_argument("--base-model", default=None, help="local path or hub id (default: setting)")
         parser.add_argument("--steps", type=int, default=None, help="default DOCLOOP_ADAPT_STEPS")
         parser.add_argument("--head-steps", type=int, default=None, help="default DOCLOOP_ADAPT_HEAD_STEPS")
         parser.add_argument("--batch-size", type=int, default=None, help="default DOCLOOP_ADAPT_BATCH_SIZE")
         parser.add_argument("--max-length", type=int, default=None, help="default DOCLOOP_ADAPT_MAX_LENGTH")
-        parser.add_argument("--learning-rate", type=float, default=None, help="default DOCLOOP_ADAPT_LEARNING_RATE")
+        parser.add_argument("--learning-rate", type=float, default=None,
+                            help="default DOCLOOP_ADAPT_LEARNING_RATE")
         parser.add_argument("--checkpoint-every", type=int, default=None,
                             help="default DOCLOOP_ADAPT_CHECKPOINT_STEPS")
         parser.add_argument("--seed", type=int, default=None, help="default 42")

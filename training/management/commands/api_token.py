@@ -7,8 +7,8 @@ from training.services.tokens import api_token_create
 
 
 class Command(BaseCommand):
-    help = ("Create an API token for USERNAME and print it once (only its SHA-256 is stored). Scripts send it "
-            "as 'Authorization: Token <token>', or as the password of HTTP Basic auth.")
+    help = ("Create an API token for USERNAME and print it once (only its SHA-256 is stored). Scripts send "
+            "it as 'Authorization: Token <token>', or as the password of HTTP Basic auth.")
 
     def add_arguments(self, parser):
         parser.add_argument("username")

@@ -33,15 +33,16 @@ class Command(BaseCommand):
         parser.add_argument("--task", required=True, choices=Task.values)
         parser.add_argument("--labels", default="", help="only these entity types / classes, comma-separated")
         parser.add_argument("--reviewed-before", "--as-of", dest="reviewed_before", default=None,
-                            help="documents reviewed before this date (YYYY-MM-DD[THH:MM]), as they were then")
+                            help="documents reviewed before this date (YYYY-MM-DD[THH:MM]), as they were "
+                                 "then")
         parser.add_argument("--documents", default="", help="only these document ids, comma-separated")
         parser.add_argument("--seed", type=int, default=SPLIT_SEED, help="seed of the split by document")
         parser.add_argument("--validation-fraction", type=float, default=VALIDATION_FRACTION)
         parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION)
         parser.add_argument("--name", default="")
         parser.add_argument("--finish-accepted", choices=FINISH_TREATMENTS, default=None,
-                            help="predictions accepted by finishing a review: keep them, exclude them from the "
-                                 "loss or weight them (default: DOCLOOP_DATASET_FINISH_ACCEPTED)")
+                            help="predictions accepted by finishing a review: keep them, exclude them from "
+                                 "the loss or weight them (default: DOCLOOP_DATASET_FINISH_ACCEPTED)")
         parser.add_argument("--finish-weight", type=float, default=None,
                             help="their loss weight with --finish-accepted weight, above 0 and below 1 "
                                  "(default: DOCLOOP_DATASET_FINISH_WEIGHT)")

@@ -9,8 +9,8 @@ from training.services.versions import model_version_evaluate
 
 
 class Command(BaseCommand):
-    help = ("Score model version V on dataset D (its test split, else its validation split): precision, recall, "
-            "F1, macro F1, coverage and per-label scores, from the stored artefact's predictions.")
+    help = ("Score model version V on dataset D (its test split, else its validation split): precision, "
+            "recall, F1, macro F1, coverage and per-label scores, from the stored artefact's predictions.")
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         # --version is the model version here, not Django's version.

@@ -32,7 +32,8 @@ class Command(BaseCommand):
         group.add_argument("--documents", type=id_list, default=None, help="freeze these document ids")
         parser.add_argument("--score", action="store_true", help="score the versions on the current set now")
 
-    def handle(self, *args, task: str, sample: int | None, documents: list[int] | None, score: bool, **options):
+    def handle(self, *args, task: str, sample: int | None, documents: list[int] | None, score: bool,
+               **options):
         try:
             if sample is not None:
                 evaluation_set_sample(task=task, size=sample or None)

@@ -15,7 +15,8 @@ class Command(BaseCommand):
         parser.add_argument("--format", required=True, choices=FORMATS)
         parser.add_argument("--documents", nargs="+", type=int, metavar="ID", help="only these documents")
         parser.add_argument("--reviewed", action="store_true", help="only reviewed documents")
-        parser.add_argument("--out", required=True, type=Path, help="the file to write ('-' for standard output)")
+        parser.add_argument("--out", required=True, type=Path,
+                            help="the file to write ('-' for standard output)")
 
     def handle(self, *args, format: str, documents, reviewed: bool, out: Path, **options):
         if documents:

@@ -12,7 +12,8 @@ from training.ingestion import documents_ingest
 
 
 class Command(BaseCommand):
-    help = "Upload PDFs: extract words and boxes and pre-annotate with the active model. Prints id<TAB>status."
+    help = ("Upload PDFs: extract words and boxes and pre-annotate with the active model. Prints "
+            "id<TAB>status.")
     # A bulk import runs no system checks (`manage.py check` and the servers do): they import every URL
     # and view, a quarter of a second of start-up on every run (docs/performance.md, ingestion).
     requires_system_checks = []

@@ -46,26 +46,27 @@ class Command(RQWorkerCommand):
         if guarded:
             token = os.environ.get(TOKEN_VARIABLE, "").strip()
             if not token:
-                self.refuse(f"{TOKEN_VARIABLE} is not set; a worker on the {', '.join(guarded)} queue needs the "
-                            "token that `manage.py register_worker NAME` printed. No job was taken.")
+                self.refuse(f"{TOKEN_VARIABLE} is not set; a worker on the {', '.join(guarded)} queue needs "
+                            "the token that `manage.py register_worker NAME` printed. No job was taken.")
             try:
                 registered = worker_for_token(token=token)
             except Exception as exc:
                 self.refuse(f"cannot check {TOKEN_VARIABLE} against the database: {exc}")
             if registered is None:
-                self.refuse(f"{TOKEN_VARIABLE} is not a registered worker token (unknown or revoked); register "
-                            "one with `manage.py register_worker NAME`. No job was taken.")
-            if not worker_started(worker=registered, hostname=worker_hostname(), pid=os.getpid(), queues=queues,
-                                  device=device_description()):
+                self.refuse(f"{TOKEN_VARIABLE} is not a registered worker token (unknown or revoked); "
+                            "register one with `manage.py register_worker NAME`. No job was taken.")
+            if not worker_started(worker=registered, hostname=worker_hostname(), pid=os.getpid(),
+                                  queues=queues, device=device_description()):
                 holder = TrainingWorker.objects.get(pk=registered.pk)
                 if holder.revoked_at is not None or holder.digest != registered.digest:
                     self.refuse(f"the token of worker {registered.name} was revoked. No job was taken.")
                 seen = holder.heartbeat_at.isoformat(timespec="seconds") if holder.heartbeat_at else "-"
-                self.refuse(f"worker {registered.name} is already running as {holder.hostname}:{holder.pid} (last "
-                            f"heartbeat {seen}); one token serves one process. "
-                            "Register another worker for a second process (`manage.py register_worker NAME`), "
-                            "or stop that one (a process that died frees the token "
-                            f"{settings.DOCLOOP_JOB_STALE_SECONDS} s after its last heartbeat). No job was taken.")
+                self.refuse(f"worker {registered.name} is already running as {holder.hostname}:{holder.pid} "
+                            f"(last heartbeat {seen}); one token serves one process. "
+                            "Register another worker for a second process (`manage.py register_worker "
+                            "NAME`), or stop that one (a process that died frees the token "
+                            f"{settings.DOCLOOP_JOB_STALE_SECONDS} s after its last heartbeat). No job was "
+                            "taken.")
             self.stdout.write(f"rqworker: registered worker {registered.name} on {', '.join(queues)}")
 
         from lib.tempfiles import temp_clean
