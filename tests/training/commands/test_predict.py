@@ -1,5 +1,6 @@
-"""`manage.py predict ID --format conll`: one "word TAG" line per word in word order, the same on the default
-backend (ONNX Runtime, issue 22) as on the torch model."""
+"""`manage.py predict ID --format conll`: one "word TAG" line per word in word order on the default backend (int8
+ONNX Runtime, issue 22), the same on fp32 ONNX Runtime as on the torch model (int8 against torch:
+tests/training/ml/test_predict_backends.py)."""
 
 from __future__ import annotations
 
@@ -48,16 +49,20 @@ def test_conll_prints_each_word_and_its_tag_the_same_on_onnx_runtime_as_on_torch
                                                                                   monkeypatch):
     monkeypatch.setenv("DOCLOOP_PREDICT_BACKEND", "auto")
     default = _predict(ready_document.pk, "--format", "conll")
-    assert predictor_cache.predictor_for(version).backend == "onnx"
+    assert predictor_cache.predictor_for(version).backend == "onnx-int8"
 
     words = [w.text for w in document_words(document=ready_document)]
     lines = default.rstrip("\n").split("\n")
     assert [line.rsplit(" ", 1)[0] for line in lines] == words
     assert {line.rsplit(" ", 1)[1] for line in lines} <= set(LABELS)
 
+    monkeypatch.setenv("DOCLOOP_PREDICT_BACKEND", "onnx")
+    monkeypatch.setattr(predictor_cache, "_predictors", {})
+    fp32 = _predict(ready_document.pk, "--format", "conll")
+    assert predictor_cache.predictor_for(version).backend == "onnx"
     monkeypatch.setenv("DOCLOOP_PREDICT_BACKEND", "torch")
     monkeypatch.setattr(predictor_cache, "_predictors", {})
-    assert _predict(ready_document.pk, "--format", "conll") == default
+    assert _predict(ready_document.pk, "--format", "conll") == fp32
     assert predictor_cache.predictor_for(version).backend == "torch"
 
 

@@ -70,18 +70,66 @@ def test_onnx_and_torch_label_every_word_as_the_path_before(tagger):
     assert before[doc.words.index("\u200b")] == "O"  # no sub-token to read a label from
 
 
-def test_the_default_backend_is_onnx_runtime_and_predicts_nothing_for_no_words(tagger, monkeypatch):
+def _windows_batch(predictor: TokenPredictor, doc: TokenDocument) -> dict[str, np.ndarray]:
+    windows = predictor.windows(doc.words, doc.line_ends)
+    input_ids = np.full((len(windows), predictor.max_length), predictor._pad, dtype=np.int64)
+    attention = np.zeros_like(input_ids)
+    for row, (ids, _words) in enumerate(windows):
+        input_ids[row, :len(ids)], attention[row, :len(ids)] = ids, 1
+    return {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": np.zeros_like(input_ids)}
+
+
+# int8 against torch's fp32 logits on this tagger (logits within -0.47..0.57, std 0.11): measured max 0.10 (8-bit
+# weights, VNNI) and 0.135 (7-bit), mean 0.015-0.017; probabilities within 0.024. The tolerance is about twice that:
+# a wrong scale, a quantized classifier or coarser weights exceed it.
+INT8_LOGITS_MAX, INT8_LOGITS_MEAN, INT8_PROBABILITY = 0.25, 0.03, 0.05
+
+
+@pytest.mark.parametrize("vnni", [True, False], ids=["8-bit weights", "7-bit weights"])
+@pytest.mark.parametrize("backend", ["onnx-int8", "onnx-int8ffn"])
+def test_int8_logits_stay_within_the_stated_tolerance_of_torch(tagger, monkeypatch, backend, vnni):
+    monkeypatch.setattr(inference, "cpu_has_vnni", lambda: vnni)
+    doc = _document()
+    reference = TokenPredictor(tagger, backend="torch")
+    quantized = TokenPredictor(tagger, backend=backend)
+    feeds = _windows_batch(reference, doc)
+    real = feeds["attention_mask"].astype(bool)
+    expected, got = reference._runner(feeds)[real], quantized._runner(feeds)[real]
+    error = np.abs(got - expected)
+    assert 0 < error.max() <= INT8_LOGITS_MAX and error.mean() <= INT8_LOGITS_MEAN  # quantized, and close
+    probabilities = [torch.softmax(torch.from_numpy(logits), -1) for logits in (expected, got)]
+    assert float((probabilities[0] - probabilities[1]).abs().max()) <= INT8_PROBABILITY
+
+    tags, scores = quantized.tags(doc.words, doc.line_ends)
+    torch_tags, torch_scores = reference.tags(doc.words, doc.line_ends)
+    assert len(tags) == len(doc.words) and set(tags) <= set(LABELS)
+    assert np.abs(np.array(scores) - np.array(torch_scores)).max() <= INT8_PROBABILITY
+    bits = 8 if vnni else 7
+    assert quantized._runner.graph_path().name == f"model-{inference.weights_digest(tagger)}-{backend[5:]}-{bits}bit.onnx"
+
+
+def test_the_int8_graph_quantizes_the_encoder_and_leaves_the_classifier_fp32(tagger):
+    import onnx
+
+    graph = onnx.load(str(TokenPredictor(tagger, backend="onnx-int8")._runner.graph_path())).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") == 6 * 3  # every encoder product
+    assert sorted(node.op_type for node in graph.node if "classifier" in node.name) == ["Add", "MatMul"]
+
+
+def test_the_default_backend_is_int8_onnx_runtime_and_predicts_nothing_for_no_words(tagger, monkeypatch):
     monkeypatch.delenv("DOCLOOP_PREDICT_BACKEND", raising=False)
     predictor = TokenPredictor(tagger)
-    assert predictor.backend == "onnx"
+    assert predictor.backend == "onnx-int8"
     assert predictor.tags([], []) == ([], [])
     assert predictor.predict([], []).spans == []
 
 
 def test_the_export_is_made_once_per_set_of_weights_beside_the_artefact(tagger):
     TokenPredictor(tagger, backend="onnx").tags(["Maria", "mora", "em", "Recife", "."], [False] * 4 + [True])
-    graphs = sorted((tagger / inference.ONNX_DIR).glob("*.onnx"))
-    assert [g.name for g in graphs] == [f"model-{inference.weights_digest(tagger)}.onnx"]
+    digest = inference.weights_digest(tagger)
+    graphs = [g for g in (tagger / inference.ONNX_DIR).glob("*.onnx") if "-int8" not in g.name]  # int8: other tests
+    assert [g.name for g in graphs] == [f"model-{digest}.onnx"]
     written = graphs[0].stat().st_mtime_ns
 
     again = TokenPredictor(tagger, backend="onnx")
@@ -106,4 +154,4 @@ def test_an_unknown_backend_is_refused(tagger, monkeypatch):
 
 def test_a_gpu_runs_torch_whatever_the_setting():
     assert inference.backend_for("onnx", torch.device("cuda")) == "torch"
-    assert inference.backend_for(None, torch.device("cpu")) in ("onnx", "torch")
+    assert inference.backend_for(None, torch.device("cpu")) in ("onnx-int8", "torch")
