@@ -111,16 +111,19 @@ def adaptation_corpus(*, heldout_fraction: float, document_ids: list[int] | None
 
 def _hyperparameters(**given) -> dict:
     values = {"steps": settings.DOCLOOP_ADAPT_STEPS, "head_steps": settings.DOCLOOP_ADAPT_HEAD_STEPS,
-              "batch_size": settings.DOCLOOP_ADAPT_BATCH_SIZE, "max_length": settings.DOCLOOP_ADAPT_MAX_LENGTH,
+              "batch_size": settings.DOCLOOP_ADAPT_BATCH_SIZE,
+              "max_length": settings.DOCLOOP_ADAPT_MAX_LENGTH,
               "learning_rate": settings.DOCLOOP_ADAPT_LEARNING_RATE, "mlm_probability": 0.15,
               "checkpoint_every": settings.DOCLOOP_ADAPT_CHECKPOINT_STEPS,
               "heldout_fraction": settings.DOCLOOP_ADAPT_HELDOUT, "seed": 42}
     values.update({k: v for k, v in given.items() if v is not None})
     bounds = {"steps": (1, 1_000_000), "head_steps": (0, 100_000), "batch_size": (1, 1024),
               "max_length": (16, 8192), "checkpoint_every": (0, 1_000_000), "seed": (0, 2**31 - 1)}
-    errors = {name: _("%(name)s must be between %(low)s and %(high)s.") % {"name": name, "low": low, "high": high}
+    errors = {name: _("%(name)s must be between %(low)s and %(high)s.")
+              % {"name": name, "low": low, "high": high}
               for name, (low, high) in bounds.items()
-              if not isinstance(values[name], int) or isinstance(values[name], bool) or not low <= values[name] <= high}
+              if not isinstance(values[name], int) or isinstance(values[name], bool)
+              or not low <= values[name] <= high}
     if not 0 < values["learning_rate"] <= 0.01:
         errors["learning_rate"] = _("%(name)s must be between %(low)s and %(high)s.") % {
             "name": "learning_rate", "low": 0, "high": 0.01}
@@ -131,9 +134,9 @@ def _hyperparameters(**given) -> dict:
 
 def adapted_base_create(*, user: AbstractBaseUser | None, base_model: str | None = None,
                         trigger: str = AdaptedBase.Trigger.MANUAL, steps: int | None = None,
-                        head_steps: int | None = None, batch_size: int | None = None, max_length: int | None = None,
-                        learning_rate: float | None = None, checkpoint_every: int | None = None,
-                        seed: int | None = None) -> AdaptedBase:
+                        head_steps: int | None = None, batch_size: int | None = None,
+                        max_length: int | None = None, learning_rate: float | None = None,
+                        checkpoint_every: int | None = None, seed: int | None = None) -> AdaptedBase:
     """A queued adaptation of `base_model` (default: DOCLOOP_BASE_MODEL); what is not given comes from the
     DOCLOOP_ADAPT_* settings and is kept on the row, so a resumed attempt trains as the first one did."""
     base_model = base_model or settings.DOCLOOP_BASE_MODEL
@@ -168,7 +171,8 @@ def adapted_base_cancel(*, adapted: AdaptedBase, user: AbstractBaseUser | None) 
     queued = AdaptedBase.objects.filter(pk=adapted.pk, status=AdaptedBase.Status.QUEUED).update(**fields)
     if queued:
         checkpoint_delete(location=adaptation_checkpoint_location(adapted_id=adapted.pk))
-    changed = queued or AdaptedBase.objects.filter(pk=adapted.pk, status=AdaptedBase.Status.RUNNING).update(**fields)
+    changed = queued or (AdaptedBase.objects.filter(pk=adapted.pk, status=AdaptedBase.Status.RUNNING)
+                         .update(**fields))
     if changed and adapted.job_id:
         try:  # best effort: a queued job is dropped at once (it would find the row cancelled anyway)
             jobs.rq_job_cancel_queued(adapted.job_id, queue="training")
@@ -240,7 +244,8 @@ def _adapt(adapted: AdaptedBase, *, worker: str, lifecycle: jobs.Lifecycle) -> N
     owned = jobs.job_owned(lifecycle, adapted.pk, worker=worker)
     hp = adapted.hyperparameters
     location = adaptation_checkpoint_location(adapted_id=adapted.pk)
-    corpus = adaptation_corpus(heldout_fraction=hp["heldout_fraction"], document_ids=adapted.corpus_documents or None)
+    corpus = adaptation_corpus(heldout_fraction=hp["heldout_fraction"],
+                               document_ids=adapted.corpus_documents or None)
     if adapted.corpus_sha256 and corpus.sha256 != adapted.corpus_sha256:
         # A document of the first attempt's corpus is gone: its checkpoint learnt from other text.
         logger.warning("adaptation %s: the corpus changed since its first attempt; starting over", adapted.pk)
@@ -248,7 +253,8 @@ def _adapt(adapted: AdaptedBase, *, worker: str, lifecycle: jobs.Lifecycle) -> N
         owned.update(checkpoint="", checkpoint_step=None)
         adapted.checkpoint = ""
     if corpus.pages < 2:
-        raise ValueError(_("Adapting the base model needs at least 2 pages of text; the corpus has %(count)d.")
+        raise ValueError(_("Adapting the base model needs at least 2 pages of text; the corpus has "
+                           "%(count)d.")
                          % {"count": corpus.pages})
     owned.update(corpus_documents=corpus.documents, corpus_sha256=corpus.sha256, pages=corpus.pages,
                  words=corpus.words, heldout_pages=len(corpus.heldout_texts))
@@ -272,14 +278,16 @@ def _adapt(adapted: AdaptedBase, *, worker: str, lifecycle: jobs.Lifecycle) -> N
 
     with job_tempdir(f"adapt{adapted.pk}-") as tmp:
         output, local_checkpoint = Path(tmp) / "model", Path(tmp) / "checkpoint"
-        resumed = checkpoint_download(location=location, local_dir=local_checkpoint) if adapted.checkpoint else None
+        resumed = (checkpoint_download(location=location, local_dir=local_checkpoint) if adapted.checkpoint
+                   else None)
         if resumed:
             progress["resumed_from"] = resumed["step"]
             logger.info("resuming adaptation %s from the checkpoint of step %d", adapted.pk, resumed["step"])
         config = AdaptConfig(base_model=adapted.base_model, output_dir=str(output), steps=hp["steps"],
-                             head_steps=hp["head_steps"], batch_size=hp["batch_size"], max_length=hp["max_length"],
-                             learning_rate=hp["learning_rate"], mlm_probability=hp["mlm_probability"],
-                             checkpoint_every=hp["checkpoint_every"], seed=hp["seed"])
+                             head_steps=hp["head_steps"], batch_size=hp["batch_size"],
+                             max_length=hp["max_length"], learning_rate=hp["learning_rate"],
+                             mlm_probability=hp["mlm_probability"], checkpoint_every=hp["checkpoint_every"],
+                             seed=hp["seed"])
         result = adapt(config, corpus.train_texts, corpus.heldout_texts, on_step=on_step,
                        checkpoint_dir=local_checkpoint, on_checkpoint=on_checkpoint)
         del corpus
@@ -325,5 +333,5 @@ def _adapted_base_publish(adapted: AdaptedBase, *, worker: str, lifecycle: jobs.
         artefact_delete(location=location)
         raise
     adapted.refresh_from_db()
-    logger.info("adapted base A%s published: perplexity %s -> %s", adapted.number, result["perplexity_before"],
-                result["perplexity_after"])
+    logger.info("adapted base A%s published: perplexity %s -> %s", adapted.number,
+                result["perplexity_before"], result["perplexity_after"])

@@ -48,8 +48,8 @@ def _save(key: str, handle) -> None:
 
 
 def dataset_store(*, snapshot: Snapshot, source: str, name: str, filters: dict, user: AbstractBaseUser | None,
-                  seed: int, validation_fraction: float, test_fraction: float,
-                  original: bytes | None = None, event_heads: dict[int, int] | None = None) -> tuple[Dataset, bool]:
+                  seed: int, validation_fraction: float, test_fraction: float, original: bytes | None = None,
+                  event_heads: dict[int, int] | None = None) -> tuple[Dataset, bool]:
     """The Dataset of this snapshot: the existing one when the content is known, else a new one whose
     files are in storage before its row exists (a row never points at missing files). `event_heads`: each
     document's newest event behind its rows (DatasetBuilder.heads), recorded with the highest of them."""
@@ -207,8 +207,8 @@ def _read_upload(file) -> tuple[bytes | None, ExcelContent | None]:
     return file.read(), None
 
 
-def dataset_excel_validate(*, file=None, data: bytes | None = None, filename: str = "", task: str | None = None,
-                           sheet: str | None = None) -> ExcelCheck:
+def dataset_excel_validate(*, file=None, data: bytes | None = None, filename: str = "",
+                           task: str | None = None, sheet: str | None = None) -> ExcelCheck:
     """Check a workbook without storing anything (give an uploaded `file`, or `data` and its `filename`)."""
     if file is not None:
         data, refused = _read_upload(file)
@@ -219,9 +219,11 @@ def dataset_excel_validate(*, file=None, data: bytes | None = None, filename: st
     if not content.ok:
         return ExcelCheck(content=content)
     with temporary_folder() as tmp:
-        snapshot = snapshot_write(task=content.task, rows=content.rows, folder=Path(tmp), sort=True, parquet=False)
+        snapshot = snapshot_write(task=content.task, rows=content.rows, folder=Path(tmp), sort=True,
+                                  parquet=False)
     return ExcelCheck(content=content, sha256=snapshot.sha256, labels=snapshot.labels,
-                      statistics=snapshot.statistics, existing=Dataset.objects.filter(sha256=snapshot.sha256).first())
+                      statistics=snapshot.statistics,
+                      existing=Dataset.objects.filter(sha256=snapshot.sha256).first())
 
 
 def dataset_upload(*, file=None, data: bytes | None = None, filename: str = "", name: str = "",
@@ -240,9 +242,10 @@ def dataset_upload(*, file=None, data: bytes | None = None, filename: str = "", 
     if not content.ok:
         raise DatasetRefused(content)
     with temporary_folder() as tmp:
-        snapshot = snapshot_write(task=content.task, rows=content.rows, folder=Path(tmp), sort=True, seed=seed,
-                                  validation_fraction=validation_fraction, test_fraction=test_fraction)
+        snapshot = snapshot_write(task=content.task, rows=content.rows, folder=Path(tmp), sort=True,
+                                  seed=seed, validation_fraction=validation_fraction,
+                                  test_fraction=test_fraction)
         filters = {"sheet": content.sheet} if content.sheet else {}
-        return dataset_store(snapshot=snapshot, source=Dataset.Source.EXCEL, name=name or filename, filters=filters,
-                             user=user, seed=seed, validation_fraction=validation_fraction,
+        return dataset_store(snapshot=snapshot, source=Dataset.Source.EXCEL, name=name or filename,
+                             filters=filters, user=user, seed=seed, validation_fraction=validation_fraction,
                              test_fraction=test_fraction, original=data)

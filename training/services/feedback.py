@@ -78,9 +78,9 @@ def feedback_config() -> dict:
     """The update's hyperparameters, from the DOCLOOP_FEEDBACK_* settings."""
     return {"steps": settings.DOCLOOP_FEEDBACK_STEPS, "batch_size": settings.DOCLOOP_FEEDBACK_BATCH_SIZE,
             "learning_rate": settings.DOCLOOP_FEEDBACK_LEARNING_RATE,
-            "replay_ratio": settings.DOCLOOP_FEEDBACK_REPLAY_RATIO, "passes": settings.DOCLOOP_FEEDBACK_PASSES,
-            "max_steps": settings.DOCLOOP_FEEDBACK_MAX_STEPS, "l2sp": settings.DOCLOOP_FEEDBACK_L2SP,
-            "warmup_ratio": settings.DOCLOOP_FEEDBACK_WARMUP}
+            "replay_ratio": settings.DOCLOOP_FEEDBACK_REPLAY_RATIO,
+            "passes": settings.DOCLOOP_FEEDBACK_PASSES, "max_steps": settings.DOCLOOP_FEEDBACK_MAX_STEPS,
+            "l2sp": settings.DOCLOOP_FEEDBACK_L2SP, "warmup_ratio": settings.DOCLOOP_FEEDBACK_WARMUP}
 
 
 def _lock_task(task: str) -> None:
@@ -88,7 +88,8 @@ def _lock_task(task: str) -> None:
     writers by itself)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x646C, zlib.crc32(task.encode()) & 0x7FFFFFFF])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                           [0x646C, zlib.crc32(task.encode()) & 0x7FFFFFFF])
 
 
 # Requests -------------------------------------------------------------------------------------------------
@@ -115,13 +116,14 @@ def feedback_request_create(*, document: Document, user: AbstractBaseUser | None
     lifecycle = feedback_lifecycle()
     with transaction.atomic():
         _lock_task(task)
-        update = (FeedbackUpdate.objects.select_for_update().filter(task=task, status=FeedbackUpdate.Status.QUEUED)
+        update = (FeedbackUpdate.objects.select_for_update()
+                  .filter(task=task, status=FeedbackUpdate.Status.QUEUED)
                   .order_by("id").first())
         created = update is None
         if created:
             update = FeedbackUpdate.objects.create(task=task, status=FeedbackUpdate.Status.QUEUED)
-        request = FeedbackRequest.objects.create(document=document, task=task, update=update, event_id=event_id,
-                                                 requested_by=user)
+        request = FeedbackRequest.objects.create(document=document, task=task, update=update,
+                                                 event_id=event_id, requested_by=user)
         if created:
             jobs.job_enqueue(lifecycle, update.pk)
     return request
@@ -141,7 +143,8 @@ def feedback_send(*, document: Document, user: AbstractBaseUser | None, task: st
         except FeedbackRefused as exc:
             refusals.append((model_version_active(task=each) is not None, exc))
     if not sent:
-        raise max(refusals, key=lambda refusal: refusal[0])[1]  # the first task with a version, else the first
+        # the first task with a version, else the first
+        raise max(refusals, key=lambda refusal: refusal[0])[1]
     return sent
 
 
@@ -195,7 +198,8 @@ def feedback_update_execute(*, update: FeedbackUpdate, worker: str | None = None
         return update
     if claimed:
         try:
-            # Loading the parent and scoring it can take longer than the stale timeout: beat from a thread too.
+            # Loading the parent and scoring it can take longer than the stale timeout: beat from a thread
+            # too.
             with jobs.BackgroundHeartbeat(lifecycle, update.pk, worker=worker):
                 _learn(FeedbackUpdate.objects.get(pk=update.pk), worker=worker, lifecycle=lifecycle)
         except jobs.JobLost as exc:
@@ -212,7 +216,8 @@ def feedback_update_execute(*, update: FeedbackUpdate, worker: str | None = None
 
 def _queue_next(task: str, lifecycle: jobs.Lifecycle) -> None:
     """Queue the job of the next update that waited while this one ran (its job found this one running)."""
-    waiting = FeedbackUpdate.objects.filter(task=task, status=FeedbackUpdate.Status.QUEUED, job_id="").order_by("id")
+    waiting = (FeedbackUpdate.objects.filter(task=task, status=FeedbackUpdate.Status.QUEUED, job_id="")
+               .order_by("id"))
     for pk in waiting.values_list("pk", flat=True)[:1]:
         jobs.job_enqueue(lifecycle, pk)
 
@@ -291,7 +296,8 @@ def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[in
     held = set((root.run.dataset_stats or {}).get("eval_documents") or [])
     reviewed = _learnable(version.task).exclude(pk__in=exclude)
     share = [(pk, count) for pk, count, sha in
-             reviewed.exclude(pk__in=held).order_by("reviewed_at", "id").values_list("pk", "word_count", "sha256")
+             reviewed.exclude(pk__in=held).order_by("reviewed_at", "id")
+             .values_list("pk", "word_count", "sha256")
              if _held_for_validation(sha)]
     ordered = [*reviewed.filter(pk__in=held).order_by("sha256").values_list("pk", "word_count"), *share]
     chosen, words = [], 0
@@ -319,7 +325,8 @@ def _replay_documents(*, task: str, exclude: set[int], count: int, seed: int) ->
 
 def _class_rows(document_ids: list[int]) -> list[dict]:
     """Rows of the documents sent, reviewed or not, that have an accepted class: their text and class (with
-    its loss weight when it was accepted by finishing a review and DOCLOOP_DATASET_FINISH_ACCEPTED says so)."""
+    its loss weight when it was accepted by finishing a review and DOCLOOP_DATASET_FINISH_ACCEPTED says
+    so)."""
     from training.dataset_builder import class_states_now, document_text, words_by_document
 
     classes, finished = class_states_now(document_ids)
@@ -352,7 +359,8 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
         document_ids = [pk for pk, sha in Document.objects.filter(pk__in=document_ids).order_by("pk")
                         .values_list("pk", "sha256") if sha not in held]
         if not document_ids:
-            raise ValueError(_("Every document sent belongs to the evaluation set; nothing is learnt from it."))
+            raise ValueError(_("Every document sent belongs to the evaluation set; nothing is learnt "
+                               "from it."))
         validation = sorted(Document.objects.filter(sha256__in=held).values_list("pk", flat=True))
     else:
         validation = validation_documents(version=parent, exclude=set(document_ids))
@@ -361,10 +369,10 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     replay_count = REPLAY_DOCUMENTS * max(1, round(hp["replay_ratio"] * len(document_ids))) \
         if hp["replay_ratio"] > 0 else 0
     seed = feedback_seed(task=update.task, parent=parent, document_ids=document_ids)
-    replay = _replay_documents(task=update.task, exclude=set(document_ids) | set(validation), count=replay_count,
-                               seed=seed)
-    learnt_from = {"documents": document_ids, "events": events, "requests": [r.pk for r in requests], "seed": seed,
-                   "replay_documents": replay, "validation_documents": validation}
+    replay = _replay_documents(task=update.task, exclude=set(document_ids) | set(validation),
+                               count=replay_count, seed=seed)
+    learnt_from = {"documents": document_ids, "events": events, "requests": [r.pk for r in requests],
+                   "seed": seed, "replay_documents": replay, "validation_documents": validation}
     FeedbackUpdate.objects.filter(pk=update.pk).update(learnt_from=learnt_from)
     if not validation:
         raise ValueError(_("There are no reviewed documents to validate on besides the ones sent; the "
@@ -385,7 +393,8 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
     document_from_row = task_spec(update.task).ml().document_from_row
     to_docs = lambda rows: [document_from_row(row) for row in rows]  # noqa: E731
     config = ml_feedback.FeedbackConfig(**hp, max_length=predictor.max_length, seed=seed)
-    spec = task_spec(update.task)  # the learner and the rows sent: entities (per word) or the document's class
+    # the learner and the rows sent: entities (per word) or the document's class
+    spec = task_spec(update.task)
     learn, sent_rows = spec.feedback_learner_of(), spec.feedback_rows_of(document_ids)
     validation_rows = (evaluation_rows(evaluation_set=evaluation_set) if evaluation_set is not None
                        else _reviewed_rows(validation, update.task))

@@ -113,8 +113,9 @@ def evaluation_set_freeze(*, task: str, document_ids: list[int], user: AbstractB
     shas = sorted(Document.objects.filter(pk__in=ids).values_list("sha256", flat=True))
     try:
         with transaction.atomic():
-            evaluation_set = EvaluationSet.objects.create(task=task, number=number, method=method, documents=shas,
-                                                          dataset=dataset, statistics=statistics, created_by=user)
+            evaluation_set = EvaluationSet.objects.create(task=task, number=number, method=method,
+                                                          documents=shas, dataset=dataset,
+                                                          statistics=statistics, created_by=user)
     except IntegrityError:
         raise ValidationError(_("Another evaluation set was frozen at the same moment; reload and try "
                                 "again.")) from None
@@ -144,25 +145,27 @@ def evaluation_set_sample(*, task: str, size: int | None = None,
     cap = total // 2
     if size is not None:
         if size < 1 or size > total - 2:
-            raise ValidationError(_("An evaluation set of %(size)d documents is not possible: %(total)d reviewed "
-                                    "documents, and at least 2 must remain to learn from.")
+            raise ValidationError(_("An evaluation set of %(size)d documents is not possible: %(total)d "
+                                    "reviewed documents, and at least 2 must remain to learn from.")
                                   % {"size": size, "total": total})
         chosen = [pk for pk, _sha in pool[:size]]
     else:
         if cap < 1:
             raise ValidationError(_("Too few reviewed documents (%(total)d) to sample an evaluation set.")
                                   % {"total": total})
-        target = min(cap, max(settings.DOCLOOP_EVAL_MIN_DOCUMENTS, math.ceil(settings.DOCLOOP_EVAL_FRACTION * total),
-                              len(kept)))
+        target = min(cap, max(settings.DOCLOOP_EVAL_MIN_DOCUMENTS,
+                              math.ceil(settings.DOCLOOP_EVAL_FRACTION * total), len(kept)))
         items = _items_per_document(task=task, ids=[pk for pk, _sha in pool])
         chosen, entities = [], 0
         for pk, _sha in pool:
-            if len(chosen) >= cap or (len(chosen) >= target and (not task_spec(task).review().counts_entities
-                                                                 or entities >= settings.DOCLOOP_EVAL_MIN_ENTITIES)):
+            if len(chosen) >= cap or (len(chosen) >= target
+                                      and (not task_spec(task).review().counts_entities
+                                           or entities >= settings.DOCLOOP_EVAL_MIN_ENTITIES)):
                 break
             chosen.append(pk)
             entities += items[pk]
-    return evaluation_set_freeze(task=task, document_ids=chosen, user=user, method=EvaluationSet.Method.SAMPLED)
+    return evaluation_set_freeze(task=task, document_ids=chosen, user=user,
+                                 method=EvaluationSet.Method.SAMPLED)
 
 
 def evaluation_set_for_training(*, task: str) -> EvaluationSet | None:
@@ -188,12 +191,14 @@ def evaluation_set_status(*, task: str) -> dict:
     documents = []
     if current is not None:
         per_document = current.statistics.get("per_document") or {}
-        rows = Document.objects.filter(sha256__in=current.documents).values_list("pk", "original_name", "sha256")
+        rows = (Document.objects.filter(sha256__in=current.documents)
+                .values_list("pk", "original_name", "sha256"))
         documents = sorted(({"pk": pk, "name": name, "sha256": sha, "entities": per_document.get(str(pk))}
                             for pk, name, sha in rows), key=lambda d: d["name"])
     return {"task": task, "task_label": task_spec(task).label,
-            "counts_entities": task_spec(task).review().counts_entities, "set": current, "documents": documents,
-            "reviewed": reviewed, "floor": floor, "needed_for_sampling": 2 * floor["documents"],
+            "counts_entities": task_spec(task).review().counts_entities, "set": current,
+            "documents": documents, "reviewed": reviewed, "floor": floor,
+            "needed_for_sampling": 2 * floor["documents"],
             "versions": EvaluationSet.objects.filter(task=task).count()}
 
 
@@ -227,7 +232,8 @@ def version_score_cached(*, version: ModelVersion, evaluation_set: EvaluationSet
     return row.scores if row is not None and row.scores.get("per_document") is not None else None
 
 
-def version_score_store(*, version: ModelVersion, evaluation_set: EvaluationSet, scores: dict) -> VersionScore:
+def version_score_store(*, version: ModelVersion, evaluation_set: EvaluationSet,
+                        scores: dict) -> VersionScore:
     summary = scores_summary(scores)
     summary["documents"] = len(summary.get("per_document") or [])
     score, _created = VersionScore.objects.update_or_create(version=version, evaluation_set=evaluation_set,
@@ -239,10 +245,12 @@ def version_evaluate(*, version: ModelVersion, documents: list) -> dict:
     """Score a stored version on the task's documents (the worker's side: loads the artefact)."""
     from training.artefacts import artefact_local_dir
 
-    return task_spec(version.task).ml().evaluate_saved(artefact_local_dir(location=version.artefact), documents)
+    return task_spec(version.task).ml().evaluate_saved(artefact_local_dir(location=version.artefact),
+                                                       documents)
 
 
-def version_score_on(*, version: ModelVersion, evaluation_set: EvaluationSet, documents: list | None = None) -> dict:
+def version_score_on(*, version: ModelVersion, evaluation_set: EvaluationSet,
+                     documents: list | None = None) -> dict:
     """The version's scores on the set: stored ones, else computed now (and stored)."""
     cached = version_score_cached(version=version, evaluation_set=evaluation_set)
     if cached is not None:
@@ -261,7 +269,8 @@ def evaluation_set_score_versions(*, evaluation_set: EvaluationSet, limit: int =
     ml = task_spec(evaluation_set.task).ml()
     documents = [ml.document_from_row(row) for row in evaluation_rows(evaluation_set=evaluation_set)]
     done = 0
-    pending = (ModelVersion.objects.filter(task=evaluation_set.task).exclude(scores__evaluation_set=evaluation_set)
+    pending = (ModelVersion.objects.filter(task=evaluation_set.task)
+               .exclude(scores__evaluation_set=evaluation_set)
                .order_by("-is_active", "-number")[:limit])
     for version in pending:
         try:
@@ -290,7 +299,8 @@ def _average(task: str) -> str:
 def _where(evaluation_set: EvaluationSet | None, documents: int) -> str:
     if evaluation_set is None:
         return _("the run's %(n)d validation documents (there is no evaluation set yet)") % {"n": documents}
-    return _("evaluation set #%(number)d (%(n)d documents)") % {"number": evaluation_set.number, "n": documents}
+    return _("evaluation set #%(number)d (%(n)d documents)") % {"number": evaluation_set.number,
+                                                                "n": documents}
 
 
 def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_version: ModelVersion | None,
@@ -316,7 +326,8 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
     if reference is None or len(reference.get("per_document") or []) != len(counts):
         return Gate.SUPERSEDED, _("Version %(ref)d, the active version, has no score on %(where)s to compare "
                                   "with; this version was published inactive.") % {
-            "ref": reference_version.number, "where": where}, {**base, "reference_version": reference_version.number}
+            "ref": reference_version.number, "where": where}, {
+            **base, "reference_version": reference_version.number}
     labels = sorted(set(candidate.get("per_label") or {}) | set(reference.get("per_label") or {}))
     units, reference_units, candidate_units = "documents", reference["per_document"], counts
     blocks = (candidate.get("per_block") or [], reference.get("per_block") or [])
@@ -326,7 +337,8 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
         # BLOCK_WORDS words they are cut into, so that one or two long documents still tell noise from a fall.
         units, candidate_units, reference_units = "passages", blocks[0], blocks[1]
     result = gate_compare(reference_units, candidate_units, average=_average(task), labels=labels,
-                          tolerance=settings.DOCLOOP_GATE_TOLERANCE, confidence=settings.DOCLOOP_GATE_CONFIDENCE,
+                          tolerance=settings.DOCLOOP_GATE_TOLERANCE,
+                          confidence=settings.DOCLOOP_GATE_CONFIDENCE,
                           samples=settings.DOCLOOP_GATE_BOOTSTRAP_SAMPLES, seed=seed,
                           min_documents=settings.DOCLOOP_EVAL_MIN_DOCUMENTS)
     figures = {**base, **result, "documents": len(counts), "units": units, "samples_of": len(candidate_units),
@@ -337,21 +349,22 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
         from training.ml.metrics import BLOCK_WORDS
 
         return Gate.REJECTED, _(
-            "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s, beyond noise: "
-            "a paired bootstrap over their %(passages)d passages of about %(words)d words puts the change at "
-            "%(low)+.3f to %(high)+.3f (%(confidence)d%% confidence), below the tolerance of -%(tolerance).3f. "
-            "Version %(ref)d stays active.") % {
-            "before": result["reference_f1"], "after": result["candidate_f1"], "ref": reference_version.number,
-            "where": where, "passages": len(candidate_units), "words": BLOCK_WORDS, "low": result["low"],
-            "high": result["high"], "confidence": round(100 * result["confidence"]),
-            "tolerance": result["tolerance"]}, figures
+            "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s, beyond "
+            "noise: a paired bootstrap over their %(passages)d passages of about %(words)d words puts the "
+            "change at %(low)+.3f to %(high)+.3f (%(confidence)d%% confidence), below the tolerance of "
+            "-%(tolerance).3f. Version %(ref)d stays active.") % {
+            "before": result["reference_f1"], "after": result["candidate_f1"],
+            "ref": reference_version.number, "where": where, "passages": len(candidate_units),
+            "words": BLOCK_WORDS, "low": result["low"], "high": result["high"],
+            "confidence": round(100 * result["confidence"]), "tolerance": result["tolerance"]}, figures
     if result["rule"] == "observed drop":
         return Gate.REJECTED, _(
-            "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s. On fewer than "
-            "%(floor)d documents the bootstrap cannot tell a fall from noise, so a drop beyond the tolerance of "
-            "%(tolerance).3f is refused. Version %(ref)d stays active.") % {
-            "before": result["reference_f1"], "after": result["candidate_f1"], "ref": reference_version.number,
-            "where": where, "floor": result["min_documents"], "tolerance": result["tolerance"]}, figures
+            "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s. On fewer "
+            "than %(floor)d documents the bootstrap cannot tell a fall from noise, so a drop beyond the "
+            "tolerance of %(tolerance).3f is refused. Version %(ref)d stays active.") % {
+            "before": result["reference_f1"], "after": result["candidate_f1"],
+            "ref": reference_version.number, "where": where, "floor": result["min_documents"],
+            "tolerance": result["tolerance"]}, figures
     return Gate.REJECTED, _(
         "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s, beyond noise: a "
         "paired bootstrap over the documents puts the change at %(low)+.3f to %(high)+.3f (%(confidence)d%% "
@@ -378,10 +391,12 @@ def gate_scores_for_run(*, run: TrainingRun, model_dir, evaluation_set: Evaluati
     if active is not None:
         try:
             reference = (version_score_on(version=active, evaluation_set=evaluation_set, documents=documents)
-                         if evaluation_set is not None else version_evaluate(version=active, documents=documents))
+                         if evaluation_set is not None
+                         else version_evaluate(version=active, documents=documents))
         except (FileNotFoundError, OSError) as exc:
             logger.warning("the active version %s could not be scored: %s", active, exc)
-    return {"candidate": scores_summary(candidate), "reference": scores_summary(reference) if reference else None,
+    return {"candidate": scores_summary(candidate),
+            "reference": scores_summary(reference) if reference else None,
             "reference_version": active.pk if active else None,
             "evaluation_set": evaluation_set.pk if evaluation_set else None}
 
@@ -402,8 +417,9 @@ def gate_apply(*, version: ModelVersion, inputs: dict, seed: int = 0) -> tuple[s
             reference = inputs.get("reference")
         else:
             reference = version_score_cached(version=active, evaluation_set=evaluation_set)
-    status, reason, figures = gate_judge(task=version.task, candidate=inputs["candidate"], reference=reference,
-                                         reference_version=active, evaluation_set=evaluation_set, seed=seed)
+    status, reason, figures = gate_judge(task=version.task, candidate=inputs["candidate"],
+                                         reference=reference, reference_version=active,
+                                         evaluation_set=evaluation_set, seed=seed)
     if evaluation_set is not None:
         version_score_store(version=version, evaluation_set=evaluation_set, scores=inputs["candidate"])
         if active is not None and reference is not None and active.pk == inputs.get("reference_version"):

@@ -78,8 +78,8 @@ def prediction_claims_ingest(*, document: Document, job_id: str = "") -> list[in
     for task in TASKS:
         version = model_version_active(task=task)
         if version is not None:
-            claimed += prediction_claims_create(document_ids=[document.pk], version=version, purpose=Purpose.INGEST,
-                                                job_id=job_id)
+            claimed += prediction_claims_create(document_ids=[document.pk], version=version,
+                                                purpose=Purpose.INGEST, job_id=job_id)
     return claimed
 
 
@@ -91,14 +91,15 @@ def rescore_candidates(*, version: ModelVersion, limit: int) -> list[int]:
     return list(pending.order_by("-id").values_list("pk", flat=True).distinct()[:limit])
 
 
-def prediction_claims_rescore(*, version: ModelVersion, limit: int | None = None, job_id: str = "") -> list[int]:
+def prediction_claims_rescore(*, version: ModelVersion, limit: int | None = None,
+                              job_id: str = "") -> list[int]:
     """Queue the re-scoring claims of a version that has just become active (at most
     DOCLOOP_FEEDBACK_RESCORE_LIMIT documents; none when it is 0)."""
     limit = settings.DOCLOOP_FEEDBACK_RESCORE_LIMIT if limit is None else limit
     if limit <= 0:
         return []
-    return prediction_claims_create(document_ids=rescore_candidates(version=version, limit=limit), version=version,
-                                    purpose=Purpose.RESCORE, job_id=job_id)
+    return prediction_claims_create(document_ids=rescore_candidates(version=version, limit=limit),
+                                    version=version, purpose=Purpose.RESCORE, job_id=job_id)
 
 
 # Running a claim ------------------------------------------------------------------------------------------
@@ -109,7 +110,8 @@ def _skip_reason(claim: PredictionClaim) -> str:
         return _("The document is not ready (it is being ingested again).")
     if document.reviewed_at is not None:
         return _("The document was marked reviewed meanwhile; its review stands as it is.")
-    if claim.purpose == Purpose.RESCORE and not ModelVersion.objects.filter(pk=version.pk, is_active=True).exists():
+    if (claim.purpose == Purpose.RESCORE
+            and not ModelVersion.objects.filter(pk=version.pk, is_active=True).exists()):
         return _("Version %(number)d is no longer the active one.") % {"number": version.number}
     return ""
 
@@ -122,7 +124,8 @@ def prediction_claim_execute(*, claim: PredictionClaim, worker: str | None = Non
 
     lifecycle = prediction_lifecycle()
     worker = worker or jobs.worker_name()
-    if not db_retry(jobs.job_claim, lifecycle, claim.pk, worker=worker, what=f"claim of prediction {claim.pk}"):
+    if not db_retry(jobs.job_claim, lifecycle, claim.pk, worker=worker,
+                    what=f"claim of prediction {claim.pk}"):
         db_retry(claim.refresh_from_db, what=f"prediction {claim.pk}")
         return claim
     claim = db_retry(lambda: PredictionClaim.objects.select_related("document", "version").get(pk=claim.pk),
@@ -136,11 +139,13 @@ def prediction_claim_execute(*, claim: PredictionClaim, worker: str | None = Non
                 raise jobs.JobLost(f"prediction {claim.pk} is no longer claimed by {worker}")
             if not annotation_services.document_predictions_writable(document=document):
                 owned.update(status=Status.SKIPPED, finished_at=timezone.now(),
-                             error=_("The document was marked reviewed meanwhile; its review stands as it is."))
+                             error=_("The document was marked reviewed meanwhile; its review stands as "
+                                     "it is."))
             else:
                 if claim.purpose == Purpose.RESCORE:  # the old version's undecided predictions make way
                     task_spec(version.task).review().rescore_withdraw(document)
-                written = task_spec(version.task).write(document=document, version=version, prediction=prediction)
+                written = task_spec(version.task).write(document=document, version=version,
+                                                        prediction=prediction)
                 owned.update(status=Status.DONE, written=written, error="", finished_at=timezone.now())
 
     try:
@@ -178,6 +183,6 @@ def prediction_claims_execute(*, claim_ids: list[int], worker: str | None = None
 def prediction_claims_supersede(*, version: ModelVersion) -> int:
     """Skip the re-scoring claims of a version that is no longer the active one: the newer version re-scores
     in its turn, and the documents stop waiting for this one."""
-    return PredictionClaim.objects.filter(version=version, purpose=Purpose.RESCORE, status=Status.QUEUED).update(
-        status=Status.SKIPPED, finished_at=timezone.now(),
-        error=_("Version %(number)d is no longer the active one.") % {"number": version.number})
+    return (PredictionClaim.objects.filter(version=version, purpose=Purpose.RESCORE, status=Status.QUEUED)
+            .update(status=Status.SKIPPED, finished_at=timezone.now(),
+                    error=_("Version %(number)d is no longer the active one.") % {"number": version.number}))

@@ -19,15 +19,16 @@ def _event_kind(task: str) -> str:
 
 def version_provenance_of_run(*, run: TrainingRun) -> dict:
     """ModelVersion fields (dataset_sha256, events_through, learnt_from) for a full run's version."""
-    dataset_id, dataset_hash = (TrainingRun.objects.filter(pk=run.pk).values_list("dataset_id", "dataset_hash")
-                                .get())
+    dataset_id, dataset_hash = (TrainingRun.objects.filter(pk=run.pk)
+                                .values_list("dataset_id", "dataset_hash").get())
     dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id else None
     if dataset is None:
         return {"dataset_sha256": dataset_hash}
     learnt_from = {"event_kind": _event_kind(dataset.task), "dataset": dataset.pk}
     if dataset.source == Dataset.Source.DATABASE:
         learnt_from["heads"] = dataset.event_heads
-    return {"dataset_sha256": dataset.sha256, "events_through": dataset.events_through, "learnt_from": learnt_from}
+    return {"dataset_sha256": dataset.sha256, "events_through": dataset.events_through,
+            "learnt_from": learnt_from}
 
 
 def version_provenance_of_feedback(*, update: FeedbackUpdate) -> dict:

@@ -6,8 +6,8 @@ are buffered and written with one INSERT per batch (every `DOCLOOP_RUN_LOG_BATCH
 
 The handler never logs through itself and never writes inside the caller's transaction: a record emitted
 while it is storing (its own warning, the database driver's) is dropped, a batch is kept back while the
-code that logs is inside a transaction it opened, and a batch the database refuses (a dropped connection) stays
-buffered (up to MAX_BUFFERED lines, the oldest dropped beyond) and is stored at the next flush, on a new
+code that logs is inside a transaction it opened, and a batch the database refuses (a dropped connection)
+stays buffered (up to MAX_BUFFERED lines, the oldest dropped beyond) and is stored at the next flush, on a new
 connection. The lines always reach the worker's own log as well.
 """
 
@@ -61,7 +61,8 @@ class RunLogHandler(logging.Handler):
             self.flush()
 
     def flush(self, *, retry: bool = False) -> None:
-        """Store the buffered lines; with `retry`, through a short outage (lib.db_retry), as at a run's end."""
+        """Store the buffered lines; with `retry`, through a short outage (lib.db_retry), as at a run's
+        end."""
         if not self.buffer or getattr(self.storing, "active", False):
             return
         if len(connection.atomic_blocks) > self.depth:  # never inside the logging code's transaction
@@ -83,8 +84,8 @@ class RunLogHandler(logging.Handler):
             self.storing.active = False
             self.last_flush = time.monotonic()
         if self.dropped and not self.buffer:
-            own_logger.warning("%d log lines of run %s were dropped while the database was away", self.dropped,
-                               self.run_id)
+            own_logger.warning("%d log lines of run %s were dropped while the database was away",
+                               self.dropped, self.run_id)
             self.dropped = 0
 
 

@@ -49,8 +49,9 @@ def _check_hyperparameters(values: dict) -> None:
         raise ValidationError(errors)
 
 
-def training_run_create(*, task: str | None = None, user: AbstractBaseUser | None, base_model: str | None = None,
-                        dataset: Dataset | None = None, adapted_base: AdaptedBase | None = None,
+def training_run_create(*, task: str | None = None, user: AbstractBaseUser | None,
+                        base_model: str | None = None, dataset: Dataset | None = None,
+                        adapted_base: AdaptedBase | None = None,
                         use_adapted_base: bool = True, **hyperparameters) -> TrainingRun:
     """A queued run; hyperparameters not given take the defaults of training.ml.hyperparameters.
 
@@ -60,14 +61,15 @@ def training_run_create(*, task: str | None = None, user: AbstractBaseUser | Non
     base model itself; the run records which."""
     if dataset is not None:
         if task and task != dataset.task:
-            raise ValidationError(_("Dataset #%(id)s is for %(task)s.") % {"id": dataset.pk,
-                                                                           "task": dataset.get_task_display()})
+            raise ValidationError(_("Dataset #%(id)s is for %(task)s.")
+                                  % {"id": dataset.pk, "task": dataset.get_task_display()})
         task = dataset.task
     if task not in TASKS:
         raise ValidationError(_("Unknown task %(task)s.") % {"task": task})
     unknown = set(hyperparameters) - set(HYPERPARAMETERS)
     if unknown:
-        raise ValidationError(_("Unknown hyperparameters: %(names)s.") % {"names": ", ".join(sorted(unknown))})
+        raise ValidationError(_("Unknown hyperparameters: %(names)s.")
+                              % {"names": ", ".join(sorted(unknown))})
     values = {**DEFAULTS, **{k: v for k, v in hyperparameters.items() if v is not None}}
     _check_hyperparameters(values)
     count = dataset.statistics["documents"] if dataset is not None else reviewed_documents().count()
@@ -125,7 +127,8 @@ def training_run_execute(*, run: TrainingRun, worker: str | None = None) -> Trai
             with jobs.BackgroundHeartbeat(lifecycle, run.pk, worker=worker):
                 _train(run, worker=worker, lifecycle=lifecycle)
         except jobs.JobLost as exc:
-            status = db_retry(lambda: TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first(),
+            status = db_retry(lambda: (TrainingRun.objects.filter(pk=run.pk)
+                                       .values_list("status", flat=True).first()),
                               what=f"status of run {run.pk}")
             if status == TrainingRun.Status.CANCELLED:
                 logger.info("run %s cancelled; stopped", run.pk)
@@ -136,7 +139,8 @@ def training_run_execute(*, run: TrainingRun, worker: str | None = None) -> Trai
             if db_error_is_transient(exc):  # a database blip outlasted the retries: not the run's failure
                 logger.warning("run %s stopped: the database connection was lost (%s)", run.pk, exc)
                 jobs.job_release(lifecycle, run.pk, worker=worker, reason=_(
-                    "The database connection was lost (%(reason)s); queued again without spending an attempt.")
+                    "The database connection was lost (%(reason)s); queued again without spending an "
+                    "attempt.")
                     % {"reason": str(exc).strip()[:500]})
             else:
                 logger.exception("training run %s failed", run.pk)
@@ -191,7 +195,8 @@ def _run_dataset(run: TrainingRun, evaluation_set) -> Dataset:
         filters = DatasetFilters(evaluation_set=evaluation_set.pk if evaluation_set is not None else None,
                                  **finish_treatment_default())
         try:
-            dataset, _created = dataset_build(task=run.task, user=run.created_by, seed=run.seed, filters=filters,
+            dataset, _created = dataset_build(task=run.task, user=run.created_by, seed=run.seed,
+                                              filters=filters,
                                               validation_fraction=run.hyperparameters["eval_fraction"],
                                               test_fraction=0.0)
         except ValidationError as exc:
@@ -229,8 +234,9 @@ def _weak_documents(run: TrainingRun, *, dataset: Dataset, held: set[str], train
         return []
     words = sum(len(doc.words) for doc in train)
     exclude = held | {key for keys in dataset.split.values() for key in keys}
-    rows = import_string(spec.weak_rows)(labels=dataset.labels, threshold=float(hp.get("weak_threshold", 0.9)),
-                                         weight=weight, max_words=int(words * float(hp.get("weak_max_ratio", 1.0))),
+    rows = import_string(spec.weak_rows)(labels=dataset.labels,
+                                         threshold=float(hp.get("weak_threshold", 0.9)), weight=weight,
+                                         max_words=int(words * float(hp.get("weak_max_ratio", 1.0))),
                                          exclude=exclude)
     stats = {**weak_statistics(rows), "weight": weight, "threshold": float(hp.get("weak_threshold", 0.9))}
     recorded = TrainingRun.objects.values_list("dataset_stats", flat=True).get(pk=run.pk) or {}
@@ -318,13 +324,14 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         documents["train"] = documents["train"] + weak
         output = Path(tmp) / "model"
         local_checkpoint = Path(tmp) / "checkpoint"
-        resumed = checkpoint_download(location=location, local_dir=local_checkpoint) if run.checkpoint else None
+        resumed = (checkpoint_download(location=location, local_dir=local_checkpoint) if run.checkpoint
+                   else None)
         progress = {"resumed_from": resumed["epoch"], "resumed_phase": resumed["phase"]} if resumed else {}
         if resumed:
             logger.info("resuming run %s from the checkpoint of %sepoch %d", run.pk,
                         "refit " if resumed["phase"] == "refit" else "", resumed["epoch"])
-        config = ml.make_config(base_model=_run_base_weights(run), output_dir=str(output), labels=dataset.labels,
-                                hyperparameters=hp, seed=run.seed)
+        config = ml.make_config(base_model=_run_base_weights(run), output_dir=str(output),
+                                labels=dataset.labels, hyperparameters=hp, seed=run.seed)
         result = ml.train(config, documents["train"], documents["validation"], on_epoch=on_epoch,
                           on_step=on_step, checkpoint_dir=local_checkpoint, on_checkpoint=on_checkpoint)
         final = result["final"]
@@ -339,6 +346,6 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         gate = gate_scores_for_run(run=run, model_dir=output, evaluation_set=evaluation_set,
                                    fallback_documents=documents["validation"])
         heartbeat(force=True)
-        model_version_publish(run=run, worker=worker, local_dir=output, labels=dataset.labels, lifecycle=lifecycle,
-                              metrics=metrics, gate=gate)
+        model_version_publish(run=run, worker=worker, local_dir=output, labels=dataset.labels,
+                              lifecycle=lifecycle, metrics=metrics, gate=gate)
     checkpoint_delete(location=location)

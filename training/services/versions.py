@@ -131,7 +131,8 @@ def model_version_activate(*, version: ModelVersion, user=None, confirm: bool = 
             % {"n": version.number, "reason": version.gate_reason or version.get_gate_status_display()})
     previous = (ModelVersion.objects.select_for_update().filter(task=version.task, is_active=True)
                 .exclude(pk=version.pk).first())
-    ModelVersion.objects.filter(task=version.task, is_active=True).exclude(pk=version.pk).update(is_active=False)
+    ModelVersion.objects.filter(task=version.task, is_active=True).exclude(pk=version.pk).update(
+        is_active=False)
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
     rolled_back = previous is not None and previous.number > version.number
     action = ModelVersionEvent.Action.ROLLED_BACK if rolled_back else ModelVersionEvent.Action.ACTIVATED
@@ -159,7 +160,8 @@ def model_version_zip(*, version: ModelVersion, handle) -> None:
     with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".complete"):
             relative = path.relative_to(folder)
-            if relative.parts[0] == PREDICTION_CACHE_DIR:  # the ONNX export prediction caches, not the artefact
+            # the ONNX export prediction caches, not the artefact
+            if relative.parts[0] == PREDICTION_CACHE_DIR:
                 continue
             archive.write(path, relative.as_posix())
 
@@ -173,7 +175,8 @@ def model_version_evaluate(*, version: ModelVersion, dataset, split: str | None 
     from training.services.datasets import dataset_local_file
 
     if dataset.task != version.task:
-        raise ValueError(f"dataset {dataset.pk} is for {dataset.task}, version {version.number} for {version.task}")
+        raise ValueError(f"dataset {dataset.pk} is for {dataset.task}, "
+                         f"version {version.number} for {version.task}")
     ml = task_spec(version.task).ml()
     with job_tempdir("evaluate-") as tmp:
         documents = snapshot_documents(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,

@@ -43,8 +43,8 @@ def worker_register(*, name: str, rotate: bool = False) -> tuple[TrainingWorker,
         existing = TrainingWorker.objects.select_for_update().filter(name=name).first()
         if existing is not None:
             if not rotate:
-                raise ValidationError(_("Worker %(name)s is already registered; --rotate gives it a new token "
-                                        "(the old one stops working).") % {"name": name})
+                raise ValidationError(_("Worker %(name)s is already registered; --rotate gives it a new "
+                                        "token (the old one stops working).") % {"name": name})
             TrainingWorker.objects.filter(pk=existing.pk).update(**fields)
             existing.refresh_from_db()
             return existing, token
@@ -74,7 +74,8 @@ def _held_by(*, worker: TrainingWorker, hostname: str, pid: int):
                                          hostname=hostname[:255], pid=pid)
 
 
-def worker_started(*, worker: TrainingWorker, hostname: str, pid: int, queues: list[str], device: str) -> bool:
+def worker_started(*, worker: TrainingWorker, hostname: str, pid: int, queues: list[str],
+                   device: str) -> bool:
     """Record this process (host and pid) as the one running the worker. One token serves one process: False,
     and nothing written, while another process holds it (its heartbeat is younger than
     DOCLOOP_JOB_STALE_SECONDS, unless it is a process of this host that no longer exists), or when the token
@@ -84,15 +85,18 @@ def worker_started(*, worker: TrainingWorker, hostname: str, pid: int, queues: l
             | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=jobs.stale_cutoff(now))
             | Q(hostname=hostname[:255], pid=pid))
     holder = TrainingWorker.objects.filter(pk=worker.pk).values("hostname", "pid").first()
-    if holder and holder["hostname"] == hostname[:255] and holder["pid"] and not process_alive(holder["pid"], 0):
+    if (holder and holder["hostname"] == hostname[:255] and holder["pid"]
+            and not process_alive(holder["pid"], 0)):
         free |= Q(hostname=holder["hostname"], pid=holder["pid"])  # a crashed process of this host
-    return bool(TrainingWorker.objects.filter(free, pk=worker.pk, revoked_at__isnull=True, digest=worker.digest)
+    return bool(TrainingWorker.objects
+                .filter(free, pk=worker.pk, revoked_at__isnull=True, digest=worker.digest)
                 .update(state=TrainingWorker.State.IDLE, hostname=hostname[:255], pid=pid,
                         queues=",".join(queues)[:255], device=device[:255], started_at=now, heartbeat_at=now,
                         current_job=""))
 
 
-def worker_heartbeat(*, worker: TrainingWorker, hostname: str, pid: int, busy: bool, current_job: str = "") -> bool:
+def worker_heartbeat(*, worker: TrainingWorker, hostname: str, pid: int, busy: bool,
+                     current_job: str = "") -> bool:
     """Refresh the worker's heartbeat; False when this process no longer holds the token (revoked, rotated,
     or taken by another process after this one went silent): the worker must take no further job."""
     return bool(_held_by(worker=worker, hostname=hostname, pid=pid).update(
