@@ -372,8 +372,8 @@ def queue_rows(*, ids: list[int]) -> list[Document]:
     # the queue (tests/annotation/test_views.py) would see it.
     username = get_user_model().USERNAME_FIELD
     reviews = Prefetch("review", queryset=DocumentReview.objects.select_related("model_version", "seen_by")
-                       .only("document_id", "entity_count", "verified_count", "seen_at", "model_version__task",
-                             "model_version__number", f"seen_by__{username}"))
+                       .only("document_id", "entity_count", "verified_count", "seen_at",
+                             "model_version__task", "model_version__number", f"seen_by__{username}"))
     rows = (Document.objects.select_related("uploaded_by").prefetch_related(reviews).order_by()
             .only(*QUEUE_ROW_FIELDS, f"uploaded_by__{username}").in_bulk(ids))
     return [rows[pk] for pk in ids if pk in rows]
