@@ -103,7 +103,8 @@ class Blocks:
             flush()
         if ids and separator is not None:
             ids.pop()  # no separator after the last page
-        self.tokens = torch.frombuffer(ids, dtype=torch.int32).clone() if ids else torch.zeros(0, dtype=torch.int32)
+        self.tokens = (torch.frombuffer(ids, dtype=torch.int32).clone() if ids
+                       else torch.zeros(0, dtype=torch.int32))
 
     def __len__(self) -> int:
         return math.ceil(len(self.tokens) / self.body)
@@ -160,7 +161,8 @@ def _masked_loss(model, batch: dict, *, device: torch.device, dtype) -> tuple[to
 
 
 @torch.no_grad()
-def perplexity(model, blocks: Blocks, *, tokenizer, config: AdaptConfig, device: torch.device) -> float | None:
+def perplexity(model, blocks: Blocks, *, tokenizer, config: AdaptConfig,
+               device: torch.device) -> float | None:
     """exp(mean cross-entropy) over the masked tokens of the held-out blocks; the masks come from a fixed
     seed, so scoring two models gives both the same masks. None when nothing could be masked."""
     model.eval()
@@ -198,7 +200,8 @@ class _Order:
         return taken
 
     def state(self) -> dict:
-        return {"generator": self.generator.get_state(), "permutation": self.permutation, "position": self.position}
+        return {"generator": self.generator.get_state(), "permutation": self.permutation,
+                "position": self.position}
 
     def restore(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
@@ -209,7 +212,8 @@ def _optimizer(model, config: AdaptConfig, *, device: torch.device, learning_rat
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
-        {"params": [p for n, p in trainable if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in trainable if not n.endswith(no_decay)],
+         "weight_decay": config.weight_decay},
         {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     return adamw([g for g in groups if g["params"]], device=device, lr=learning_rate)
@@ -258,7 +262,8 @@ def adapt(config: AdaptConfig, train_texts: Iterable[str], heldout_texts: Iterab
     device = pick_device(config.device)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     if tokenizer.mask_token is None:
-        raise ValueError(f"{config.base_model} has no mask token: it cannot be adapted by masked language modelling.")
+        raise ValueError(f"{config.base_model} has no mask token: it cannot be adapted by masked language "
+                         "modelling.")
     train = Blocks(tokenizer, train_texts, max_length=config.max_length)
     heldout = Blocks(tokenizer, heldout_texts, max_length=config.max_length)
     if not len(train):
@@ -291,7 +296,8 @@ def adapt(config: AdaptConfig, train_texts: Iterable[str], heldout_texts: Iterab
         loss = loss_sum / max(count, 1)
         if count:
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                           config.max_grad_norm)
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -335,7 +341,8 @@ def adapt(config: AdaptConfig, train_texts: Iterable[str], heldout_texts: Iterab
     # Phase 2: the whole model, with a linear warmup and decay over the step budget.
     model.train()
     optimizer = _optimizer(model, config, device=device, learning_rate=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * config.steps), config.steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * config.steps),
+                                                config.steps)
     first = 1
     if state is not None:
         restore(optimizer, scheduler)
@@ -359,12 +366,14 @@ def adapt(config: AdaptConfig, train_texts: Iterable[str], heldout_texts: Iterab
     output.mkdir(parents=True, exist_ok=True)
     encoder_save(model, base_model=config.base_model, output_dir=output)
     tokenizer.save_pretrained(output)
-    result = {"perplexity_before": perplexity_before, "perplexity_after": perplexity_after, "steps": config.steps,
-              "head_steps": head_steps, "head_initialised": head_initialised, "train_blocks": len(train),
-              "train_tokens": train.token_count, "heldout_blocks": min(len(heldout), config.max_eval_blocks),
+    result = {"perplexity_before": perplexity_before, "perplexity_after": perplexity_after,
+              "steps": config.steps, "head_steps": head_steps, "head_initialised": head_initialised,
+              "train_blocks": len(train), "train_tokens": train.token_count,
+              "heldout_blocks": min(len(heldout), config.max_eval_blocks),
               "loss": sum(losses) / len(losses) if losses else None, "device": describe_device(device),
               "seconds": time.monotonic() - started, "resumed_from": resumed_from}
-    (output / META_FILE).write_text(json.dumps({**result, "config": asdict(config)}, indent=2, ensure_ascii=False))
+    (output / META_FILE).write_text(json.dumps({**result, "config": asdict(config)}, indent=2,
+                                               ensure_ascii=False))
     return result
 
 

@@ -19,7 +19,8 @@ from training.ml.snapshot import SPLITS
 COLUMN_TYPES = {
     "document": datasets.Value("string"), "split": datasets.Value("string"), "text": datasets.Value("string"),
     "label": datasets.Value("string"), "tokens": datasets.Sequence(datasets.Value("string")),
-    "tags": datasets.Sequence(datasets.Value("string")), "line_ends": datasets.Sequence(datasets.Value("bool")),
+    "tags": datasets.Sequence(datasets.Value("string")),
+    "line_ends": datasets.Sequence(datasets.Value("bool")),
     "finish_accepted": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))),
     "finish_weight": datasets.Value("float64"),
 }
@@ -43,7 +44,8 @@ def snapshot_features(path: str | Path) -> datasets.Features | None:
 
 def snapshot_load(path: str | Path, *, cache_dir: str | Path | None = None) -> datasets.Dataset:
     """The snapshot's rows as a `datasets.Dataset` (one file; the `split` column says where each row goes)."""
-    return datasets.load_dataset("json", data_files=str(path), split="train", features=snapshot_features(path),
+    return datasets.load_dataset("json", data_files=str(path), split="train",
+                                 features=snapshot_features(path),
                                  cache_dir=str(cache_dir) if cache_dir else None)
 
 

@@ -87,8 +87,8 @@ def _grow_head(model, labels: list[str]) -> None:
     if labels == old:
         return
     # BERT-like heads are one Linear layer; RoBERTa-like sequence heads end in `out_proj`.
-    owner, name = (model, "classifier") if isinstance(model.classifier, torch.nn.Linear) else (model.classifier,
-                                                                                              "out_proj")
+    owner, name = ((model, "classifier") if isinstance(model.classifier, torch.nn.Linear)
+                   else (model.classifier, "out_proj"))
     head = getattr(owner, name)
     grown = torch.nn.Linear(head.in_features, len(labels)).to(head.weight.device)
     with torch.no_grad():
@@ -108,7 +108,8 @@ def _grow_head(model, labels: list[str]) -> None:
     model.config.label2id = {label: i for i, label in enumerate(labels)}
 
 
-def _items(tokenizer, docs: Sequence[TokenDocument], *, max_length: int, label2id: dict[str, int]) -> list[dict]:
+def _items(tokenizer, docs: Sequence[TokenDocument], *, max_length: int,
+           label2id: dict[str, int]) -> list[dict]:
     items = []
     for doc in docs:
         tags = [tag if tag is not None else "O" for tag in doc.tags]
@@ -155,7 +156,8 @@ def _train(child, pool: list[dict], collate, *, config: FeedbackConfig, device: 
     total_steps = update_steps(config, len(pool))
     trainable = [p for p in child.parameters() if p.requires_grad]
     head = [p for name, p in child.named_parameters() if p.requires_grad and name.startswith("classifier.")]
-    body = [p for name, p in child.named_parameters() if p.requires_grad and not name.startswith("classifier.")]
+    body = [p for name, p in child.named_parameters()
+            if p.requires_grad and not name.startswith("classifier.")]
     head_multiplier = config.head_lr_multiplier if new_labels or not config.head_lr_only_new else 1.0
     optimizer = adamw([{"params": body, "lr": config.learning_rate},
                        {"params": head, "lr": config.learning_rate * head_multiplier}],
@@ -203,7 +205,8 @@ def _mean(values: list[float]) -> float:
     return sum(values) / max(1, len(values))
 
 
-def _summary(*, started: float, losses: list[float], fresh: list, replay: list, device, timings: dict) -> dict:
+def _summary(*, started: float, losses: list[float], fresh: list, replay: list, device,
+             timings: dict) -> dict:
     fifth = max(1, len(losses) // 5)
     return {"feedback_windows": len(fresh), "replay_windows": len(replay), "steps": len(losses),
             "first_loss": _mean(losses[:fifth]), "last_loss": _mean(losses[-fifth:]),
@@ -220,7 +223,8 @@ def _mix(fresh: list[dict], replay: list[dict], config: FeedbackConfig) -> tuple
     return fresh + replay, replay
 
 
-def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedback_docs: Sequence[TokenDocument],
+def update_token_classifier(*, model, tokenizer, output_dir: str | Path,
+                            feedback_docs: Sequence[TokenDocument],
                             replay_docs: Sequence[TokenDocument], validation_docs: Sequence[TokenDocument],
                             config: FeedbackConfig, on_step: Callable[[dict], None] | None = None,
                             before: dict | None = None) -> dict:
@@ -249,7 +253,8 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
     _grow_head(child, bio_labels(entity_types))
     label2id = child.config.label2id
     pool, replay = _mix(_items(tokenizer, feedback_docs, max_length=config.max_length, label2id=label2id),
-                        _items(tokenizer, replay_docs, max_length=config.max_length, label2id=label2id), config)
+                        _items(tokenizer, replay_docs, max_length=config.max_length, label2id=label2id),
+                        config)
     fresh = pool[: len(pool) - len(replay)]
     losses = _train(child, pool, _collate(tokenizer), config=config, device=device, on_step=on_step,
                     new_labels=set(entity_types) != set(known))
@@ -262,7 +267,8 @@ def update_token_classifier(*, model, tokenizer, output_dir: str | Path, feedbac
                                          "labels": bio_labels(entity_types), "feedback": asdict(config),
                                          "train_windows": len(pool), "device": describe_device(device)})
     return {"before": before, "after": after, "entity_types": entity_types, "labels": entity_types,
-            **_summary(started=started, losses=losses, fresh=fresh, replay=replay, device=device, timings=timings)}
+            **_summary(started=started, losses=losses, fresh=fresh, replay=replay, device=device,
+                       timings=timings)}
 
 
 def update_text_classifier(*, model, tokenizer, output_dir: str | Path, feedback_docs: Sequence[TextDocument],
@@ -302,10 +308,12 @@ def update_text_classifier(*, model, tokenizer, output_dir: str | Path, feedback
     after = scores(child) if validation_docs else None
     timings["evaluate_child"] = time.monotonic() - mark
     _save(child, tokenizer, output_dir, {"task": text_classification.TASK, "max_length": config.max_length,
-                                         "labels": classes, "aggregation": "mean of windows", "feedback": asdict(config),
-                                         "train_windows": len(pool), "device": describe_device(device)})
+                                         "labels": classes, "aggregation": "mean of windows",
+                                         "feedback": asdict(config), "train_windows": len(pool),
+                                         "device": describe_device(device)})
     return {"before": before, "after": after, "labels": classes,
-            **_summary(started=started, losses=losses, fresh=fresh, replay=replay, device=device, timings=timings)}
+            **_summary(started=started, losses=losses, fresh=fresh, replay=replay, device=device,
+                       timings=timings)}
 
 
 def _class_scores(scores: dict) -> dict:

@@ -8,8 +8,9 @@ function; `fit` owns everything else, once for both tasks:
 - early stopping when the validation F1 has not improved for `patience` epochs, the best epoch kept;
 - **refit** (on by default): once early stopping has chosen the best epoch count, a fresh model is trained
   on the training *and* validation windows along the same learning-rate schedule and stopped after that
-  many epochs, so the documents held out to choose the epoch count are not lost to the final model. The reported metrics stay those of the chosen epoch on the
-  held-out documents (after refit the model has seen them, so no honest score on them exists);
+  many epochs, so the documents held out to choose the epoch count are not lost to the final model. The
+  reported metrics stay those of the chosen epoch on the held-out documents (after refit the model has
+  seen them, so no honest score on them exists);
 - a CUDA out-of-memory error halves the micro-batch and accumulates gradients, keeping the effective batch;
 - a checkpoint after every epoch of either phase, from which a crashed run resumes;
 - `on_step` after every optimizer step and `on_epoch` after every evaluated epoch; an exception raised by
@@ -110,14 +111,16 @@ class _Phase:
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         groups = [
-            {"params": [p for n, p in trainable if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+            {"params": [p for n, p in trainable if not n.endswith(no_decay)],
+             "weight_decay": config.weight_decay},
             {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
         ]
         self.optimizer = adamw(groups, device=self.device, lr=config.learning_rate)
         self.steps_per_epoch = math.ceil(len(self.items) / config.batch_size)
         self.total_steps = self.epochs * self.steps_per_epoch
         schedule_steps = (self.schedule_epochs or self.epochs) * self.steps_per_epoch
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * schedule_steps),
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer,
+                                                         int(config.warmup_ratio * schedule_steps),
                                                          schedule_steps)
         self.dtype = autocast_dtype(self.device, cpu_bf16=getattr(config, "cpu_bf16", True))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
@@ -152,7 +155,8 @@ class _Phase:
                     for part in parts:
                         batch = self.collate([self.items[k] for k in part])
                         loss_sum += _micro_step(model, batch, device=self.device, dtype=self.dtype,
-                                                scaler=self.scaler, scale=len(part) / len(indices)) * len(part)
+                                                scaler=self.scaler,
+                                                scale=len(part) / len(indices)) * len(part)
                     break
                 except torch.cuda.OutOfMemoryError:
                     optimizer.zero_grad(set_to_none=True)
@@ -161,9 +165,10 @@ class _Phase:
                     if micro <= 1:
                         raise
                     self.accumulation *= 2
-                    logger.warning("CUDA out of memory with micro-batches of %d windows: now %d micro-batches "
-                                   "of %d per step (gradient accumulation keeps the batch of %d)", micro,
-                                   self.accumulation, math.ceil(len(indices) / self.accumulation), config.batch_size)
+                    logger.warning("CUDA out of memory with micro-batches of %d windows: now %d "
+                                   "micro-batches of %d per step (gradient accumulation keeps the batch "
+                                   "of %d)", micro, self.accumulation,
+                                   math.ceil(len(indices) / self.accumulation), config.batch_size)
             self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             self.scaler.step(optimizer)
@@ -193,7 +198,8 @@ def planned_epochs(config, steps_per_epoch: int) -> int:
 
 
 def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict], refit_items: list[dict],
-        collate: Callable[[list[dict]], dict], evaluate: Callable[[torch.nn.Module], dict], device: torch.device,
+        collate: Callable[[list[dict]], dict], evaluate: Callable[[torch.nn.Module], dict],
+        device: torch.device,
         on_epoch: Callable[[dict], None] | None = None, on_step: Callable[[dict], None] | None = None,
         checkpoint_dir: str | Path | None = None,
         on_checkpoint: Callable[[dict], None] | None = None) -> dict:
@@ -216,8 +222,8 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
     state = checkpoint_load(checkpoint_dir) if checkpoint_dir else None
     epochs = planned_epochs(config, math.ceil(len(items) / config.batch_size))
     if epochs != config.epochs:
-        logger.info("%d epoch(s) planned for %d windows: the budget of %d optimizer steps (epochs at most %d)",
-                    epochs, len(items), config.max_steps, config.epochs)
+        logger.info("%d epoch(s) planned for %d windows: the budget of %d optimizer steps "
+                    "(epochs at most %d)", epochs, len(items), config.max_steps, config.epochs)
         config = copy.copy(config)
         config.epochs = epochs
     # A validation set too small to tell epochs apart (training.ml.token_classification: fewer entities than
@@ -238,7 +244,8 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
             **phase.state(), "phase": phase.name, "epoch": epoch, "history": history, "best_f1": best_f1,
             "best_epoch": best_epoch, "bad_epochs": bad_epochs}, best_weights=best_weights)
         if on_checkpoint is not None:
-            on_checkpoint({"epoch": epoch, "phase": phase.name, "files": files, "directory": str(checkpoint_dir)})
+            on_checkpoint({"epoch": epoch, "phase": phase.name, "files": files,
+                           "directory": str(checkpoint_dir)})
 
     # Phase 1: choose the epoch count on the validation documents.
     search_done = state is not None and state.get("phase") == REFIT
@@ -264,7 +271,8 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
             improved = record["f1"] > best_f1 or not trusted
             if improved:
                 best_f1, best_epoch, bad_epochs = record["f1"], epoch, 0
-                best_weights = {k: v.detach().to("cpu", copy=True) for k, v in search.model.state_dict().items()}
+                best_weights = {k: v.detach().to("cpu", copy=True)
+                                for k, v in search.model.state_dict().items()}
             else:
                 bad_epochs += 1
             stopped_early = trusted and bool(config.patience) and bad_epochs >= config.patience
@@ -286,8 +294,10 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
         if best_weights is not None:
             model.load_state_dict(best_weights)
         return {"model": model, "history": history, "best_epoch": best_epoch, "stopped_early": stopped_early,
-                "refit_epochs": 0, "refit_continued": False, "accumulation": search.accumulation if search else 1,
-                "epochs_planned": config.epochs, "validation_trusted": trusted, "seconds": time.monotonic() - started}
+                "refit_epochs": 0, "refit_continued": False,
+                "accumulation": search.accumulation if search else 1,
+                "epochs_planned": config.epochs, "validation_trusted": trusted,
+                "seconds": time.monotonic() - started}
 
     # Phase 2: refit on training + validation windows.
     accumulation = search.accumulation if search is not None else state["accumulation"]
@@ -325,14 +335,16 @@ def fit(config, *, make_model: Callable[[], torch.nn.Module], items: list[dict],
         start_epoch = state["epoch"] + 1
         logger.info("resumed the refit from the checkpoint of its epoch %d", state["epoch"])
     else:
-        logger.info("refit on the training and validation documents (%d windows): %s", len(refit_phase.items), how)
+        logger.info("refit on the training and validation documents (%d windows): %s", len(refit_phase.items),
+                    how)
     for epoch in range(start_epoch, refit_epochs + 1):
         train_loss = refit_phase.train_epoch(epoch, on_step)
         logger.info("refit epoch %d of %d: loss %.4f", epoch, refit_epochs, train_loss)
         save(refit_phase, epoch, improved=False)
-    return {"model": refit_phase.model, "history": history, "best_epoch": best_epoch, "stopped_early": stopped_early,
-            "refit_epochs": refit_epochs, "refit_continued": bool(continue_epochs),
-            "accumulation": refit_phase.accumulation, "epochs_planned": config.epochs, "validation_trusted": trusted,
+    return {"model": refit_phase.model, "history": history, "best_epoch": best_epoch,
+            "stopped_early": stopped_early, "refit_epochs": refit_epochs,
+            "refit_continued": bool(continue_epochs), "accumulation": refit_phase.accumulation,
+            "epochs_planned": config.epochs, "validation_trusted": trusted,
             "seconds": time.monotonic() - started}
 
 

@@ -62,14 +62,16 @@ def paired_bootstrap(reference: Sequence[DocumentCounts], candidate: Sequence[Do
     n = len(reference)
     ref, cand = _matrix(reference, labels).reshape(n, -1), _matrix(candidate, labels).reshape(n, -1)
     rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]).astype(np.float64)
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
+                        for _ in range(samples)]).astype(np.float64)
     shape = (samples, len(labels), 3)
     return _f1((weights @ cand).reshape(shape), average) - _f1((weights @ ref).reshape(shape), average)
 
 
 def gate_compare(reference: Sequence[DocumentCounts], candidate: Sequence[DocumentCounts], *,
                  average: str = "micro", labels: Sequence[str] | None = None, tolerance: float = 0.01,
-                 confidence: float = 0.95, samples: int = 1000, seed: int = 0, min_documents: int = 0) -> dict:
+                 confidence: float = 0.95, samples: int = 1000, seed: int = 0,
+                 min_documents: int = 0) -> dict:
     """The rule: is the candidate worse than the reference on these documents, beyond noise?
 
     On fewer than `min_documents` documents the bootstrap's interval is too wide to catch even a large fall
@@ -86,7 +88,8 @@ def gate_compare(reference: Sequence[DocumentCounts], candidate: Sequence[Docume
     labels = sorted(set(labels or ()) | {label for counts in [*reference, *candidate] for label in counts})
     before = f1_from_counts(reference, average=average, labels=labels)
     after = f1_from_counts(candidate, average=average, labels=labels)
-    deltas = paired_bootstrap(reference, candidate, average=average, labels=labels, samples=samples, seed=seed)
+    deltas = paired_bootstrap(reference, candidate, average=average, labels=labels, samples=samples,
+                              seed=seed)
     low, high = (float(x) for x in np.quantile(deltas, [1 - confidence, confidence]))
     thin = len(reference) < min_documents
     beyond_noise = high < -tolerance

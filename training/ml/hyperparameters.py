@@ -20,7 +20,8 @@ class Hyperparameter:
     def check(self, value) -> bool:
         if self.type is bool:
             return isinstance(value, bool)
-        return isinstance(value, int | float) and not isinstance(value, bool) and self.low <= value <= self.high
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and self.low <= value <= self.high)
 
 
 HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (
