@@ -174,7 +174,8 @@ def split_assign(*, sizes: list[tuple[str, int]], seed: int = SPLIT_SEED,
 
 @dataclass
 class Statistics:
-    """Counts over a snapshot's rows, as their shape counts them; `as_dict()` is what the Dataset row stores."""
+    """Counts over a snapshot's rows, as their shape counts them; `as_dict()` is what the Dataset row
+    stores."""
 
     shape: BioRows | ClassRows
     documents: int = 0
@@ -310,8 +311,9 @@ def snapshot_write(*, task: str, rows: Iterable[dict], folder: Path, sort: bool 
     parquet_path = folder / "data.parquet" if parquet else None
     if parquet_path is not None:
         jsonl_to_parquet(jsonl, parquet_path)
-    return Snapshot(task=task, sha256=digest.hexdigest(), labels=stats.label_list(), statistics=stats.as_dict(),
-                    split=split, folder=folder, jsonl=jsonl, parquet=parquet_path)
+    return Snapshot(task=task, sha256=digest.hexdigest(), labels=stats.label_list(),
+                    statistics=stats.as_dict(), split=split, folder=folder, jsonl=jsonl,
+                    parquet=parquet_path)
 
 
 def _line_key(line: bytes) -> str:
@@ -346,8 +348,9 @@ class _ParquetWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        types = {"string": pa.string(), "list<string>": pa.list_(pa.string()), "list<bool>": pa.list_(pa.bool_()),
-                 "list<list<int64>>": pa.list_(pa.list_(pa.int64())), "double": pa.float64()}
+        types = {"string": pa.string(), "list<string>": pa.list_(pa.string()),
+                 "list<bool>": pa.list_(pa.bool_()), "list<list<int64>>": pa.list_(pa.list_(pa.int64())),
+                 "double": pa.float64()}
         self.schema = pa.schema([(name, types[self.TYPES[name]]) for name in sorted({*row, *self.optional})
                                  if name in self.TYPES])
         self.shape = row_shape(row)
@@ -369,7 +372,8 @@ class _ParquetWriter:
 
         if not self.columns or not self.columns["document"]:
             return
-        arrays = [pa.array(self.columns[field.name], type=field.type, memory_pool=self.pool) for field in self.schema]
+        arrays = [pa.array(self.columns[field.name], type=field.type, memory_pool=self.pool)
+                  for field in self.schema]
         self.writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         self.columns = {name: [] for name in self.schema.names}
         self.words = 0

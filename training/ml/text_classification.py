@@ -85,7 +85,8 @@ class TextTrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = DEFAULTS["max_length"]
     seed: int = DEFAULTS["seed"]
-    patience: int = DEFAULTS["patience"]  # stop when macro F1 has not improved for this many epochs (0: never)
+    # stop when macro F1 has not improved for this many epochs (0: never)
+    patience: int = DEFAULTS["patience"]
     refit: bool = bool(DEFAULTS["refit"])  # then train on training + validation for the chosen epoch count
     cpu_bf16: bool = True  # bf16 mixed precision on CPUs that compute it natively (training.ml.device)
     max_train_windows: int | None = None  # cap for quick runs, like run_glue's max_train_samples
@@ -112,7 +113,8 @@ def training_windows(tokenizer, doc: TextDocument, *, max_length: int, label_id:
 
 
 def collate_windows(tokenizer):
-    """Pad a batch of windows; `loss_weights` (one per window, 1 for windows without) only when some has one."""
+    """Pad a batch of windows; `loss_weights` (one per window, 1 for windows without) only when some has
+    one."""
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
 
     def collate(items: list[dict]) -> dict:
@@ -124,7 +126,8 @@ def collate_windows(tokenizer):
     return collate
 
 
-def encode_document(tokenizer, doc: TextDocument, *, max_length: int, label_id: int | None = None) -> list[dict]:
+def encode_document(tokenizer, doc: TextDocument, *, max_length: int,
+                    label_id: int | None = None) -> list[dict]:
     """Every window of the document (all its words), each with the document's class when given."""
     words, ends = doc.words()
     if not words:
@@ -152,7 +155,8 @@ def _document_probabilities(model, collator, items: list[dict], *, batch_size: i
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(**batch).logits.float()
         if labels is not None:
-            losses.append(torch.nn.functional.cross_entropy(logits, labels.to(device), reduction="sum").item())
+            losses.append(torch.nn.functional.cross_entropy(logits, labels.to(device),
+                                                            reduction="sum").item())
         probabilities.append(logits.softmax(-1).cpu())
     mean = torch.cat(probabilities).mean(0)
     return mean, (sum(losses) / len(items) if losses else None)
@@ -168,7 +172,8 @@ def evaluate(model, tokenizer, docs: Sequence[TextDocument], *, max_length: int,
     gold, predicted, losses = [], [], []
     for doc in docs:
         items = encode_document(tokenizer, doc, max_length=max_length, label_id=label2id.get(doc.label))
-        probabilities, loss = _document_probabilities(model, collator, items, batch_size=batch_size, device=device)
+        probabilities, loss = _document_probabilities(model, collator, items, batch_size=batch_size,
+                                                      device=device)
         gold.append(doc.label)
         predicted.append(id2label[int(probabilities.argmax())])
         if loss is not None:
@@ -209,8 +214,9 @@ def train_text_classifier(config: TextTrainConfig, train_docs: Sequence[TextDocu
         ).to(device)
 
     def windows(docs):
-        return [item for doc in docs for item in training_windows(tokenizer, doc, max_length=config.max_length,
-                                                                  label_id=label2id[doc.label])]
+        return [item for doc in docs
+                for item in training_windows(tokenizer, doc, max_length=config.max_length,
+                                             label_id=label2id[doc.label])]
 
     items = windows(train_docs)
     if config.max_train_windows is not None:
@@ -223,21 +229,24 @@ def train_text_classifier(config: TextTrainConfig, train_docs: Sequence[TextDocu
         return evaluate(model, tokenizer, eval_docs, max_length=config.max_length,
                         batch_size=config.batch_size * 2, device=device)
 
-    result = fit(config, make_model=make_model, items=items, refit_items=windows(eval_docs) if config.refit else [],
-                 collate=collator, evaluate=score, device=device, on_epoch=on_epoch, on_step=on_step,
+    result = fit(config, make_model=make_model, items=items,
+                 refit_items=windows(eval_docs) if config.refit else [], collate=collator, evaluate=score,
+                 device=device, on_epoch=on_epoch, on_step=on_step,
                  checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
     model, history, best_epoch = result["model"], result["history"], result["best_epoch"]
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    meta = {"task": TASK, "max_length": config.max_length, "labels": classes, "aggregation": "mean of windows",
-            "config": asdict(config), "train_windows": len(items), "device": describe_device(device),
-            "best_epoch": best_epoch, "epochs_run": len(history), "refit_epochs": result["refit_epochs"]}
+    meta = {"task": TASK, "max_length": config.max_length, "labels": classes,
+            "aggregation": "mean of windows", "config": asdict(config), "train_windows": len(items),
+            "device": describe_device(device), "best_epoch": best_epoch, "epochs_run": len(history),
+            "refit_epochs": result["refit_epochs"]}
     (output / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     final = history[best_epoch - 1] if best_epoch else history[-1]
-    return {"history": history, "final": final, "best_epoch": best_epoch, "stopped_early": result["stopped_early"],
-            "refit_epochs": result["refit_epochs"], "device": describe_device(device), "train_windows": len(items),
+    return {"history": history, "final": final, "best_epoch": best_epoch,
+            "stopped_early": result["stopped_early"], "refit_epochs": result["refit_epochs"],
+            "device": describe_device(device), "train_windows": len(items),
             "accumulation": result["accumulation"], "seconds": result["seconds"]}
 
 
@@ -270,7 +279,8 @@ class TextPredictor:
                                                        device=self.device)
         best = int(probabilities.argmax())
         return TextPrediction(label=self.id2label[best], score=float(probabilities[best]),
-                              scores={self.id2label[i]: float(p) for i, p in enumerate(probabilities.tolist())},
+                              scores={self.id2label[i]: float(p)
+                                      for i, p in enumerate(probabilities.tolist())},
                               windows=len(items))
 
     def predict_text(self, text: str) -> TextPrediction:
@@ -310,6 +320,6 @@ def prediction_output(prediction: TextPrediction, words: Sequence[str], *, forma
 def evaluate_saved(model_dir: str | Path, docs: Sequence[TextDocument], *, device: str | None = None) -> dict:
     """The class metrics of a saved model on labelled documents (as the runs compute them per epoch)."""
     predictor = TextPredictor(model_dir, device=device)
-    scores = evaluate(predictor.model, predictor.tokenizer, docs, max_length=predictor.max_length, batch_size=32,
-                      device=predictor.device)
+    scores = evaluate(predictor.model, predictor.tokenizer, docs, max_length=predictor.max_length,
+                      batch_size=32, device=predictor.device)
     return {k: v for k, v in scores.items() if k not in {"gold", "predicted"}}

@@ -94,8 +94,8 @@ def labels_from_rows(rows: list[dict]) -> list[str]:
 def make_config(*, base_model: str, output_dir: str, labels: list[str], hyperparameters: dict,
                 seed: int) -> TokenTrainConfig:
     names = {f.name for f in fields(TokenTrainConfig)}
-    return TokenTrainConfig(base_model=base_model, output_dir=output_dir, entity_types=list(labels), seed=seed,
-                            **{k: v for k, v in hyperparameters.items() if k in names})
+    return TokenTrainConfig(base_model=base_model, output_dir=output_dir, entity_types=list(labels),
+                            seed=seed, **{k: v for k, v in hyperparameters.items() if k in names})
 
 
 @dataclass
@@ -154,8 +154,8 @@ def encode_document(tokenizer, doc: TokenDocument, *, max_length: int,
     if doc.weights is not None and label2id is not None and doc.tags is not None:
         for item in items:
             weights = [doc.weights[w] if w >= 0 else 1.0 for w in item["word_index"]]
-            item["labels"] = [IGNORE if weight == 0 else label for label, weight in zip(item["labels"], weights,
-                                                                                       strict=True)]
+            item["labels"] = [IGNORE if weight == 0 else label
+                              for label, weight in zip(item["labels"], weights, strict=True)]
             if any(weight < 1 for weight in weights):
                 item["loss_weights"] = weights
     return items
@@ -169,7 +169,8 @@ def _collate(tokenizer):
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8)
 
     def collate(items: list[dict]) -> dict:
-        features = [{k: v for k, v in item.items() if k not in ("word_index", "loss_weights")} for item in items]
+        features = [{k: v for k, v in item.items() if k not in ("word_index", "loss_weights")}
+                    for item in items]
         if "labels" not in features[0]:
             for f in features:  # the collator pads labels; give it a dummy to keep one code path
                 f["labels"] = [IGNORE] * len(f["input_ids"])
@@ -287,17 +288,18 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
     def score(model) -> dict:
         scores = evaluate(model, tokenizer, eval_docs, max_length=config.max_length,
                           batch_size=config.batch_size * 2, device=device)
-        return {k: scores[k] for k in ("loss", "precision", "recall", "f1", "macro_f1", "coverage", "per_label",
-                                       "confusion_matrix")}
+        return {k: scores[k] for k in ("loss", "precision", "recall", "f1", "macro_f1", "coverage",
+                                       "per_label", "confusion_matrix")}
 
     entities = validation_entities(eval_docs)
     if config.patience and entities < config.min_validation_entities:
-        logger.warning("the validation documents hold %d entities (fewer than %d): early stopping will not trust "
-                       "them; every planned epoch runs and the last is kept", entities,
+        logger.warning("the validation documents hold %d entities (fewer than %d): early stopping will not "
+                       "trust them; every planned epoch runs and the last is kept", entities,
                        config.min_validation_entities)
         config = replace(config, validation_trusted=False)
-    result = fit(config, make_model=make_model, items=items, refit_items=windows(eval_docs) if config.refit else [],
-                 collate=collate, evaluate=score, device=device, on_epoch=on_epoch, on_step=on_step,
+    result = fit(config, make_model=make_model, items=items,
+                 refit_items=windows(eval_docs) if config.refit else [], collate=collate, evaluate=score,
+                 device=device, on_epoch=on_epoch, on_step=on_step,
                  checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
     model, history, best_epoch = result["model"], result["history"], result["best_epoch"]
     output = Path(config.output_dir)
@@ -311,10 +313,11 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
             "validation_entities": entities, "validation_trusted": result["validation_trusted"]}
     (output / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     final = history[best_epoch - 1] if best_epoch else history[-1]
-    return {"history": history, "final": final, "best_epoch": best_epoch, "stopped_early": result["stopped_early"],
-            "refit_epochs": result["refit_epochs"], "refit_continued": result["refit_continued"],
-            "epochs_planned": result["epochs_planned"], "validation_entities": entities,
-            "validation_trusted": result["validation_trusted"], "device": describe_device(device), "train_windows": len(items),
+    return {"history": history, "final": final, "best_epoch": best_epoch,
+            "stopped_early": result["stopped_early"], "refit_epochs": result["refit_epochs"],
+            "refit_continued": result["refit_continued"], "epochs_planned": result["epochs_planned"],
+            "validation_entities": entities, "validation_trusted": result["validation_trusted"],
+            "device": describe_device(device), "train_windows": len(items),
             "accumulation": result["accumulation"], "seconds": result["seconds"]}
 
 
@@ -360,7 +363,8 @@ class TokenPredictor:
         """Each window's input ids (special tokens included) and the document word index at each position
         (-1 where no word starts), as encode_windows cuts them, from one tokenizer call for the document."""
         n = len(words)
-        encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False, verbose=False)
+        encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False,
+                                 verbose=False)
         ids = np.asarray(encoded["input_ids"], dtype=np.int64)
         word_of = np.asarray(encoded.word_ids(), dtype=np.int64)  # no special tokens: never None
         starts = np.searchsorted(word_of, np.arange(n + 1))  # each word's first sub-token
@@ -386,7 +390,8 @@ class TokenPredictor:
         windows = self.windows(words, line_ends)
         label_ids = np.zeros(n, dtype=np.int64)
         scores = np.zeros(n, dtype=np.float32)
-        order = sorted(range(len(windows)), key=lambda k: -len(windows[k][0]))  # longest first, padded per batch
+        # longest first, padded per batch
+        order = sorted(range(len(windows)), key=lambda k: -len(windows[k][0]))
         multiple = 8 if self.device.type == "cuda" else 1
         for b in range(0, len(order), self.batch_size):
             batch = [windows[k] for k in order[b:b + self.batch_size]]
@@ -426,8 +431,8 @@ class TokenPrediction:
     spans: list[tuple[int, int, str, float]]  # (start, end, label, mean score)
 
 
-def train(config: TokenTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_step=None, checkpoint_dir=None,
-          on_checkpoint=None) -> dict:
+def train(config: TokenTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_step=None,
+          checkpoint_dir=None, on_checkpoint=None) -> dict:
     return train_token_classifier(config, train_docs, eval_docs, on_epoch=on_epoch, on_step=on_step,
                                   checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
 
@@ -435,11 +440,12 @@ def train(config: TokenTrainConfig, train_docs, eval_docs, *, on_epoch=None, on_
 Predictor = TokenPredictor
 
 
-def evaluate_saved(model_dir: str | Path, docs: Sequence[TokenDocument], *, device: str | None = None) -> dict:
+def evaluate_saved(model_dir: str | Path, docs: Sequence[TokenDocument], *,
+                   device: str | None = None) -> dict:
     """The span metrics of a saved model on labelled documents (as the runs compute them per epoch)."""
     predictor = TokenPredictor(model_dir, device=device)
-    scores = evaluate(predictor.model, predictor.tokenizer, docs, max_length=predictor.max_length, batch_size=32,
-                      device=predictor.device)
+    scores = evaluate(predictor.model, predictor.tokenizer, docs, max_length=predictor.max_length,
+                      batch_size=32, device=predictor.device)
     return {k: v for k, v in scores.items() if k != "loss"} | {"loss": scores["loss"]}
 
 
