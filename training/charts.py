@@ -36,12 +36,15 @@ def line_chart(*, title: str, series: dict[str, list[tuple[float, float | None]]
     def py(y: float) -> float:
         return top + (1 - (y - y0) / (y1 - y0)) * plot_h
 
-    svg.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#888"/>')
+    svg.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+               'stroke="#888"/>')
     svg.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#888"/>')
     for value in (y0, y1):
-        svg.append(f'<text x="{left - 4}" y="{py(value) + 4:.1f}" font-size="10" text-anchor="end">{value:.3g}</text>')
+        svg.append(f'<text x="{left - 4}" y="{py(value) + 4:.1f}" font-size="10" '
+                   f'text-anchor="end">{value:.3g}</text>')
     for value in sorted({int(x0), int(x1)}):
-        svg.append(f'<text x="{px(value):.1f}" y="{height - 8}" font-size="10" text-anchor="middle">{value}</text>')
+        svg.append(f'<text x="{px(value):.1f}" y="{height - 8}" font-size="10" '
+                   f'text-anchor="middle">{value}</text>')
     for k, (name, values) in enumerate(series.items()):
         color = COLORS[k % len(COLORS)]
         coords = [(px(x), py(y)) for x, y in values if y is not None]

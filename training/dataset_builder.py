@@ -64,8 +64,8 @@ class DatasetFilters:
     reviewed_before: datetime | None = None  # documents reviewed before, in their state at that moment
     document_ids: tuple[int, ...] = ()  # only these documents (empty: every reviewed document)
     evaluation_set: int | None = None  # leave out this evaluation set's documents (training.services.gates)
-    # Entities and classes accepted by finishing a review (see the module's docstring): keep, exclude or weight
-    # (by finish_weight, above 0 and below 1).
+    # Entities and classes accepted by finishing a review (see the module's docstring): keep, exclude or
+    # weight (by finish_weight, above 0 and below 1).
     finish_accepted: str = FINISH_KEEP
     finish_weight: float = 0.5
 
@@ -120,7 +120,8 @@ class DatasetBuilder:
         if self.filters.evaluation_set is not None:
             from training.models import EvaluationSet
 
-            held = EvaluationSet.objects.filter(pk=self.filters.evaluation_set).values_list("documents", flat=True)
+            held = (EvaluationSet.objects.filter(pk=self.filters.evaluation_set)
+                    .values_list("documents", flat=True))
             qs = qs.exclude(sha256__in=held.first() or [])
         return qs.order_by("sha256")
 
@@ -214,7 +215,8 @@ def _finish_accepted_now(ids: list[int]) -> Finished:
         return {}
     last: dict[int, str] = {}
     for annotation_id, action in (AnnotationEvent.objects.filter(annotation_id__in=candidates)
-                                  .order_by("annotation_id", "created_at", "id").values_list("annotation_id", "action")):
+                                  .order_by("annotation_id", "created_at", "id")
+                                  .values_list("annotation_id", "action")):
         last[annotation_id] = action
     finished: Finished = defaultdict(set)
     rows = (Annotation.objects.filter(pk__in=[pk for pk, action in last.items() if action == FINISH_ACCEPT],
@@ -231,7 +233,8 @@ def accepted_entities_now(ids: list[int]) -> tuple[dict[int, list[tuple[int, int
     return accepted_spans_by_document(document_ids=ids), _finish_accepted_now(ids)
 
 
-def _accepted_entities_at(ids: list[int], moment: datetime) -> tuple[dict[int, list[tuple[int, int, str]]], Finished]:
+def _accepted_entities_at(ids: list[int],
+                          moment: datetime) -> tuple[dict[int, list[tuple[int, int, str]]], Finished]:
     """Replay the events up to `moment`: each annotation's last state then, if it was accepted, and those
     whose last event then was finish_accept."""
     last: dict[int, tuple[int, str, dict]] = {}
@@ -270,14 +273,16 @@ def token_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
         ids = [pk for pk, _sha in batch]
         words = words_by_document(ids)
         if moment:
-            (spans, finished), heads = _accepted_entities_at(ids, moment), _event_heads(AnnotationEvent, ids, moment)
+            (spans, finished), heads = (_accepted_entities_at(ids, moment),
+                                        _event_heads(AnnotationEvent, ids, moment))
         else:
             (spans, finished), heads = read_with_heads(AnnotationEvent, ids, accepted_entities_now)
         builder.heads.update(heads)
         for pk, sha256 in batch:
             texts, ends = words[pk]
             chosen = spans_non_overlapping([s for s in spans.get(pk, []) if not keep or s[2] in keep])
-            row = {"document": sha256, "tokens": texts, "line_ends": ends, "tags": spans_to_bio(chosen, len(texts))}
+            row = {"document": sha256, "tokens": texts, "line_ends": ends,
+                   "tags": spans_to_bio(chosen, len(texts))}
             builder.finish_accepted += finish_mark(row, chosen, finished.get(pk, set()), weight)
             yield row
 
@@ -316,7 +321,8 @@ def weak_token_rows(*, labels: list[str], threshold: float, weight: float, max_w
         active = (Annotation.objects.filter(document_id__in=ids).exclude(status__in=Annotation.INACTIVE)
                   .values_list("document_id", "start", "end", "label__name", "score", "status"))
         for document_id, s, e, label, score, status in active.iterator(chunk_size=5000):
-            spans[document_id].append(WeakSpan(s, e, label, score, human=status == Annotation.Status.ACCEPTED))
+            spans[document_id].append(WeakSpan(s, e, label, score,
+                                               human=status == Annotation.Status.ACCEPTED))
         for pk, sha256 in batch:
             tokens, ends = texts[pk]
             row = weak_row(document=sha256, tokens=tokens, line_ends=ends, spans=spans.get(pk, ()),
@@ -344,7 +350,8 @@ def _finish_classes_now(ids: list[int]) -> set[int]:
                      .values_list("document_id", flat=True))
     last: dict[int, str] = {}
     for document_id, action in (DocumentClassEvent.objects.filter(document_id__in=candidates)
-                                .order_by("document_id", "created_at", "id").values_list("document_id", "action")):
+                                .order_by("document_id", "created_at", "id")
+                                .values_list("document_id", "action")):
         last[document_id] = action
     return {pk for pk, action in last.items() if action == FINISH_ACCEPT}
 
@@ -383,7 +390,8 @@ def text_classification_rows(*, builder: DatasetBuilder) -> Iterator[dict]:
     for batch in builder.batches():
         ids = [pk for pk, _sha in batch]
         if moment:
-            (classes, finished), heads = _class_states_at(ids, moment), _event_heads(DocumentClassEvent, ids, moment)
+            (classes, finished), heads = (_class_states_at(ids, moment),
+                                          _event_heads(DocumentClassEvent, ids, moment))
         else:
             (classes, finished), heads = read_with_heads(DocumentClassEvent, ids, class_states_now)
         ids = [pk for pk in ids if pk in classes and (not keep or classes[pk] in keep)]

@@ -18,7 +18,8 @@ LABELS = {
     "eval_fraction": _("share held out for evaluation"),
     "patience": _("early-stopping patience (epochs without F1 gain; 0: off)"),
     "refit": _("then retrain on training and validation documents for the best epoch count"),
-    "refit_continue": _("retraining continues from the best epoch for at most this many epochs (0: from scratch)"),
+    "refit_continue": _("retraining continues from the best epoch for at most this many epochs "
+                        "(0: from scratch)"),
     "max_steps": _("at most this many optimizer steps (0: no limit)"),
     "min_validation_entities": _("entities the validation documents need before early stopping trusts them"),
     "weak_weight": _("weight of unreviewed documents' confident predictions (entities; 0: not used)"),
@@ -98,14 +99,18 @@ class DatasetBuildForm(forms.Form):
 
     task = forms.ChoiceField(label=_("task"), choices=Task.choices, initial=Task.TOKEN_CLASSIFICATION)
     labels = forms.CharField(label=_("only these labels"), required=False, max_length=5000,
-                             help_text=_("Entity types (or document classes), separated by commas; empty: all."))
+                             help_text=_("Entity types (or document classes), separated by commas; "
+                                         "empty: all."))
     reviewed_before = forms.CharField(
         label=_("reviewed before"), required=False, max_length=64,
         widget=forms.TextInput(attrs={"placeholder": "2025-06-30"}),
-        help_text=_("YYYY-MM-DD or YYYY-MM-DDTHH:MM: only documents reviewed before then, as they were then."))
+        help_text=_("YYYY-MM-DD or YYYY-MM-DDTHH:MM: only documents reviewed before then, as they were "
+                    "then."))
     document_ids = forms.CharField(label=_("only these documents"), required=False, max_length=100_000,
-                                   help_text=_("Document ids, separated by commas; empty: every reviewed document."))
-    name = forms.CharField(label=_("name"), required=False, max_length=Dataset._meta.get_field("name").max_length)
+                                   help_text=_("Document ids, separated by commas; empty: every reviewed "
+                                               "document."))
+    name = forms.CharField(label=_("name"), required=False,
+                           max_length=Dataset._meta.get_field("name").max_length)
     seed = forms.IntegerField(label=_("split seed"), min_value=0, max_value=2**31 - 1)
     validation_fraction = forms.FloatField(label=_("validation share"), validators=[_share])
     test_fraction = forms.FloatField(label=_("test share"), validators=[_share])
@@ -121,8 +126,8 @@ class DatasetBuildForm(forms.Form):
         self.fields["finish_accepted"].choices = [
             (FINISH_KEEP, _("keep them as any other")), (FINISH_EXCLUDE, _("leave them out of the loss")),
             (FINISH_WEIGHT, _("weight them"))]
-        defaults = {"seed": SPLIT_SEED, "validation_fraction": VALIDATION_FRACTION, "test_fraction": TEST_FRACTION,
-                    **finish}
+        defaults = {"seed": SPLIT_SEED, "validation_fraction": VALIDATION_FRACTION,
+                    "test_fraction": TEST_FRACTION, **finish}
         for name, value in defaults.items():
             self.fields[name].initial = value
 

@@ -34,7 +34,8 @@ def document_ingest(*, document: Document, worker: str | None = None) -> Documen
     return documents_ingest(documents=[document], processes=1, worker=worker)[0]
 
 
-def documents_ingest(*, documents: list[Document], processes: int, worker: str | None = None) -> list[Document]:
+def documents_ingest(*, documents: list[Document], processes: int,
+                     worker: str | None = None) -> list[Document]:
     """Extract (in `processes` worker processes), then pre-annotate each document that this call claimed and
     made ready: the prediction claims created with its readiness (training.services.predictions), and only
     those. A second delivery of the job claims nothing, so it predicts nothing."""
@@ -50,10 +51,11 @@ def documents_ingest(*, documents: list[Document], processes: int, worker: str |
     documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker,
                                                     on_ready=on_ready)
     for document in documents:
-        claims = db_retry(predictions.prediction_claims_execute, claim_ids=owed.get(document.pk, []), worker=worker,
-                          what=f"predictions of document {document.pk}")
+        claims = db_retry(predictions.prediction_claims_execute, claim_ids=owed.get(document.pk, []),
+                          worker=worker, what=f"predictions of document {document.pk}")
         for claim in claims:
-            if claim.status == PredictionClaim.Status.FAILED:  # the text is there: it can be annotated by hand
+            # the text is there: it can be annotated by hand
+            if claim.status == PredictionClaim.Status.FAILED:
                 db_retry(Document.objects.filter(pk=document.pk).update,
                          error=_("Pre-annotation failed: %(reason)s") % {"reason": claim.error})
                 db_retry(document.refresh_from_db)
@@ -90,7 +92,8 @@ def ingestion_release(*, document_id: int, worker: str, error: Exception) -> str
         try:
             pending = db_retry(hand_over, what=f"predictions of document {document_id}")
         except Exception:
-            logger.exception("could not queue the predictions of document %s; the reaper queues them", document_id)
+            logger.exception("could not queue the predictions of document %s; the reaper queues them",
+                             document_id)
         else:
             if pending:
                 logger.warning("document %s: %d predictions queued on their own jobs after a database blip",

@@ -93,5 +93,6 @@ def labelstudio_import_execute(import_id: int) -> str:
     except jobs.JobLost:
         return "lost"
     except Exception as exc:
-        labelstudio_import_fail(job_id=import_id, error=f"{type(exc).__name__}: {exc}", worker=jobs.worker_name())
+        labelstudio_import_fail(job_id=import_id, error=f"{type(exc).__name__}: {exc}",
+                                worker=jobs.worker_name())
         raise

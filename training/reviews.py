@@ -26,7 +26,8 @@ class EntityReview:
     counts_entities = True  # the evaluation floor and the quality badge count accepted entities
 
     def learnable(self, reviewed: QuerySet) -> QuerySet:
-        """The reviewed documents a task can learn from or be scored on: every one (no entity is a label too)."""
+        """The reviewed documents a task can learn from or be scored on: every one (no entity is a label
+        too)."""
         return reviewed
 
     def items_per_document(self, ids: list[int]) -> dict[int, int]:

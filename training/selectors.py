@@ -116,8 +116,8 @@ def _rejected(row: dict) -> str:
 
 def _curves(rows: list[dict], labels: list[str]) -> dict:
     """Per label, a small chart of validation F1 (0 to 1, bottom to top) across the task's versions, oldest at
-    the left (CHART's units): the line joins the versions that went live or could have; a version the gate kept
-    inactive (or the guardrail rejected) is a mark of its own at its F1, off the line, saying why."""
+    the left (CHART's units): the line joins the versions that went live or could have; a version the gate
+    kept inactive (or the guardrail rejected) is a mark of its own at its F1, off the line, saying why."""
     c = CHART
     plot_width, plot_height = c["width"] - c["left"] - c["right"], c["height"] - c["top"] - c["bottom"]
     count = len(rows)
@@ -131,8 +131,10 @@ def _curves(rows: list[dict], labels: list[str]) -> dict:
     step = max(1, -(-count // 8))  # at most 8 version names under the axis, evenly spaced, the newest named
     axis = {"x_ticks": [{"x": round(x(i), 1), "text": f"v{rows[i]['version'].number}"}
                         for i in reversed(range(count - 1, -1, -step))],
-            "y_ticks": [{"y": round(y(f1), 1), "text": text} for f1, text in ((0.0, "0"), (0.5, "0.5"), (1.0, "1"))],
-            "left": c["left"], "right": c["width"] - c["right"], "tick_x": c["left"] - 4, "label_y": c["height"] - 6}
+            "y_ticks": [{"y": round(y(f1), 1), "text": text}
+                        for f1, text in ((0.0, "0"), (0.5, "0.5"), (1.0, "1"))],
+            "left": c["left"], "right": c["width"] - c["right"], "tick_x": c["left"] - 4,
+            "label_y": c["height"] - 6}
     curves = []
     for index, label in enumerate(labels):
         marks, line, last = [], [], None
@@ -141,8 +143,9 @@ def _curves(rows: list[dict], labels: list[str]) -> dict:
             if f1 is None:
                 continue
             why = _rejected(row)
-            marks.append({"x": round(x(i), 1), "y": round(y(f1), 1), "f1": f1, "number": row["version"].number,
-                          "rejected": why, "cross": f"M{x(i) - 4:.1f} {y(f1) - 4:.1f} l8 8 m0 -8 l-8 8"})
+            marks.append({"x": round(x(i), 1), "y": round(y(f1), 1), "f1": f1,
+                          "number": row["version"].number, "rejected": why,
+                          "cross": f"M{x(i) - 4:.1f} {y(f1) - 4:.1f} l8 8 m0 -8 l-8 8"})
             if not why:
                 line.append(f"{x(i):.1f},{y(f1):.1f}")
                 last = f1
@@ -159,7 +162,8 @@ def run_progress(*, run: TrainingRun, now: float | None = None) -> dict:
     step, total = p.get("step", 0), p.get("total_steps") or 0
     done = step / total if total else (1.0 if run.status == TrainingRun.Status.SUCCEEDED else 0.0)
     eta = None
-    if run.status == TrainingRun.Status.RUNNING and total and p.get("started") and step > p.get("first_step", 0):
+    if (run.status == TrainingRun.Status.RUNNING and total and p.get("started")
+            and step > p.get("first_step", 0)):
         elapsed = (now or time.time()) - p["started"]
         pace = elapsed / (step - p.get("first_step", 0))
         eta = max(0, round(pace * (total - step)))
@@ -247,7 +251,8 @@ def adapted_base_progress(*, adapted, now: float | None = None) -> dict:
     step, total = p.get("step", 0), p.get("total_steps") or 0
     done = step / total if total else (1.0 if adapted.status == AdaptedBase.Status.PUBLISHED else 0.0)
     eta = None
-    if adapted.status == AdaptedBase.Status.RUNNING and total and p.get("started") and step > p.get("first_step", 0):
+    if (adapted.status == AdaptedBase.Status.RUNNING and total and p.get("started")
+            and step > p.get("first_step", 0)):
         pace = ((now or time.time()) - p["started"]) / (step - p.get("first_step", 0))
         eta = max(0, round(pace * (total - step)))
     return {"step": step, "total_steps": total, "phase": p.get("phase"), "percent": round(100 * done, 1),
@@ -267,7 +272,8 @@ def document_predictions_state(*, document_id: int):
         Q(status__in=PredictionClaim.OPEN) | Q(status=PredictionClaim.Status.FAILED, version__is_active=True))
         .order_by("-id").values_list("status", "error"))
     return PredictionState(pending=any(status in PredictionClaim.OPEN for status, _error in rows),
-                           failed=next((error for status, error in rows if status == PredictionClaim.Status.FAILED), ""))
+                           failed=next((error for status, error in rows
+                                        if status == PredictionClaim.Status.FAILED), ""))
 
 
 def feedback_request_latest(*, document: Document, user) -> FeedbackRequest | None:
@@ -331,7 +337,8 @@ class ModelQuality:
 
     @property
     def counts_entities(self) -> bool:
-        """Whether the task's labels are entities (else one class per document): the per-label table's words."""
+        """Whether the task's labels are entities (else one class per document): the per-label table's
+        words."""
         return task_spec(self.task).review().counts_entities
 
     @property
@@ -357,10 +364,11 @@ class ModelQuality:
     @property
     def where(self) -> str:
         if self.source == "evaluation_set":
-            return _("Measured on evaluation set #%(n)d, which training never sees.") % {"n": self.evaluation_set}
+            return (_("Measured on evaluation set #%(n)d, which training never sees.")
+                    % {"n": self.evaluation_set})
         if self.source == "validation":
-            return _("Measured on the documents run #%(run)d held out for validation (there is no score on an "
-                     "evaluation set yet).") % {"run": self.version.run_id}
+            return _("Measured on the documents run #%(run)d held out for validation (there is no score on "
+                     "an evaluation set yet).") % {"run": self.version.run_id}
         return ""
 
     @property
@@ -373,10 +381,11 @@ class ModelQuality:
             return _("The model was never measured: check every prediction.")
         values = {"f1": floatformat(self.f1, 2), "figures": self.figures, "floor": self.floor_figures}
         if self.verdict == Verdict.WEAK:
-            return _("The model is too weak to trust: check every prediction (F1 %(f1)s on %(figures)s).") % values
+            return (_("The model is too weak to trust: check every prediction (F1 %(f1)s on %(figures)s).")
+                    % values)
         if self.verdict == Verdict.UNPROVEN:
-            return _("Too little evidence to trust the model: its F1 of %(f1)s was measured on only %(figures)s "
-                     "(at least %(floor)s are needed). Check every prediction.") % values
+            return _("Too little evidence to trust the model: its F1 of %(f1)s was measured on only "
+                     "%(figures)s (at least %(floor)s are needed). Check every prediction.") % values
         if self.verdict == Verdict.USABLE:
             return _("The model is usable but makes mistakes: check its predictions (F1 %(f1)s on "
                      "%(figures)s).") % values
@@ -389,8 +398,9 @@ def _label_rows(per_label: dict, *, weak_f1: float) -> tuple:
     for label in sorted(per_label):
         scores = per_label[label] or {}
         f1 = scores.get("f1")
-        rows.append({"label": label, "f1": f1, "precision": scores.get("precision"), "recall": scores.get("recall"),
-                     "support": scores.get("support"), "weak": f1 is not None and f1 < weak_f1})
+        rows.append({"label": label, "f1": f1, "precision": scores.get("precision"),
+                     "recall": scores.get("recall"), "support": scores.get("support"),
+                     "weak": f1 is not None and f1 < weak_f1})
     return tuple(rows)
 
 
@@ -424,8 +434,8 @@ def _quality_of(*, task: str, version: ModelVersion | None, score: VersionScore 
     else:
         metrics = version.metrics or {}
         per_label, per_document = metrics.get("per_label") or {}, None
-        measured = {"f1": metrics.get("f1"), "precision": metrics.get("precision"), "recall": metrics.get("recall"),
-                    "source": "validation",
+        measured = {"f1": metrics.get("f1"), "precision": metrics.get("precision"),
+                    "recall": metrics.get("recall"), "source": "validation",
                     "documents": len((version.run.dataset_stats or {}).get("eval_documents") or [])}
     entities = _entities(task, per_label, per_document)
     f1 = measured["f1"]
@@ -446,12 +456,13 @@ def _quality_of(*, task: str, version: ModelVersion | None, score: VersionScore 
 def model_qualities(*, tasks: list[str] | None = None) -> dict[str, ModelQuality]:
     """model_quality of each task's active version, in three queries whatever the number of tasks."""
     tasks = list(tasks or TASKS)
-    active = {v.task: v for v in ModelVersion.objects.filter(task__in=tasks, is_active=True).select_related("run")}
+    active = {v.task: v
+              for v in ModelVersion.objects.filter(task__in=tasks, is_active=True).select_related("run")}
     scores: dict[str, VersionScore] = {}
     if active:
         current: dict[str, int] = {}
-        for set_task, set_id in (EvaluationSet.objects.filter(task__in=list(active)).order_by("task", "-number")
-                                 .values_list("task", "id")):
+        for set_task, set_id in (EvaluationSet.objects.filter(task__in=list(active))
+                                 .order_by("task", "-number").values_list("task", "id")):
             current.setdefault(set_task, set_id)
         if current:
             rows = (VersionScore.objects.filter(version__in=[v.pk for v in active.values()],
@@ -464,15 +475,17 @@ def model_qualities(*, tasks: list[str] | None = None) -> dict[str, ModelQuality
     return {task: _quality_of(task=task, version=active.get(task), score=scores.get(task)) for task in tasks}
 
 
-def model_quality(*, task: str = Task.TOKEN_CLASSIFICATION, version: ModelVersion | None = None) -> ModelQuality:
+def model_quality(*, task: str = Task.TOKEN_CLASSIFICATION,
+                  version: ModelVersion | None = None) -> ModelQuality:
     """How good a task's active version (or `version`) is, and a verdict: no model, too weak to trust (F1
     below DOCLOOP_QUALITY_WEAK_F1), not enough evidence (measured on fewer documents or entities than the
     evaluation set's floor, DOCLOOP_EVAL_MIN_DOCUMENTS / _ENTITIES), usable, or good (F1 from
     DOCLOOP_QUALITY_GOOD_F1 on)."""
     if version is None:
         return model_qualities(tasks=[task])[task]
-    current = EvaluationSet.objects.filter(task=version.task).order_by("-number").values_list("id", flat=True).first()
+    current = (EvaluationSet.objects.filter(task=version.task).order_by("-number")
+               .values_list("id", flat=True).first())
     score = (None if current is None else
-             VersionScore.objects.filter(version=version, evaluation_set_id=current).select_related("evaluation_set")
-             .first())
+             VersionScore.objects.filter(version=version, evaluation_set_id=current)
+             .select_related("evaluation_set").first())
     return _quality_of(task=version.task, version=version, score=score)

@@ -136,7 +136,8 @@ def _kind(value) -> str:
 def _check_archive(content: ExcelContent, data: bytes) -> bool:
     """A real xlsx of bounded expansion; False (with the problem recorded) when it is not."""
     if not content.name.lower().endswith(".xlsx"):
-        content.problem(_("Only .xlsx workbooks are accepted (this file is “%(name)s”).") % {"name": content.name})
+        content.problem(_("Only .xlsx workbooks are accepted (this file is “%(name)s”).")
+                        % {"name": content.name})
         return False
     if not data.startswith(b"PK\x03\x04") or not zipfile.is_zipfile(io.BytesIO(data)):
         content.problem(_("The file is not an .xlsx workbook (it is not a zip archive)."))
@@ -153,22 +154,24 @@ def _check_archive(content: ExcelContent, data: bytes) -> bool:
         return False
     expanded = sum(m.file_size for m in members)
     if expanded > max_expanded_bytes():
-        content.problem(_("The workbook expands to %(size)s MB when unzipped, over the limit of %(limit)s MB: "
-                          "refused as a possible zip bomb.") % {"size": _mb(expanded),
-                                                                "limit": settings.DOCLOOP_MAX_DATASET_EXPANDED_MB})
+        content.problem(_("The workbook expands to %(size)s MB when unzipped, over the limit of %(limit)s "
+                          "MB: refused as a possible zip bomb.")
+                        % {"size": _mb(expanded), "limit": settings.DOCLOOP_MAX_DATASET_EXPANDED_MB})
         return False
     for member in members:
         if member.file_size > 10 * 1024 * 1024 and member.file_size > 200 * max(member.compress_size, 1):
-            content.problem(_("The workbook part %(part)s expands %(ratio)d times (to %(size)s MB): refused as a "
-                              "possible zip bomb.") % {"part": member.filename,
-                                                       "ratio": member.file_size // max(member.compress_size, 1),
-                                                       "size": _mb(member.file_size)})
+            content.problem(_("The workbook part %(part)s expands %(ratio)d times (to %(size)s MB): refused "
+                              "as a possible zip bomb.")
+                            % {"part": member.filename,
+                               "ratio": member.file_size // max(member.compress_size, 1),
+                               "size": _mb(member.file_size)})
             return False
     return _check_xml_parts(content, data, members)
 
 
 def _check_xml_parts(content: ExcelContent, data: bytes, members: list[zipfile.ZipInfo]) -> bool:
-    """No XML part declares a DTD (billion laughs, external SYSTEM entities): refused before openpyxl parses."""
+    """No XML part declares a DTD (billion laughs, external SYSTEM entities): refused before openpyxl
+    parses."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for member in members:
             if member.is_dir():
@@ -214,8 +217,8 @@ def _header(content: ExcelContent, header: tuple, task: str | None) -> dict[str,
             content.problem(_("The sheet has the columns of both tasks; choose the task."), row=1)
             return None
         else:
-            content.problem(_("Missing columns: the first row needs “text” and “label” (text classification) or "
-                              "“tokens” and “tags” (token classification); it has: %(found)s.")
+            content.problem(_("Missing columns: the first row needs “text” and “label” (text classification) "
+                              "or “tokens” and “tags” (token classification); it has: %(found)s.")
                             % {"found": ", ".join(columns) or _("nothing")}, row=1)
             return None
     missing = [name for name in sheets[task].columns if name not in columns]
@@ -236,8 +239,8 @@ def _text(content: ExcelContent, value, *, row: int, column: str, cell: str, all
     if isinstance(value, str):
         problem = text_problem(value.strip(), max_length=max_length)
         if problem:  # a NUL byte (written as _x0000_ in the XML) or a label too long to be stored
-            content.problem(_("The value is refused: %(reason)s.") % {"reason": problem}, row=row, column=column,
-                            cell=cell)
+            content.problem(_("The value is refused: %(reason)s.") % {"reason": problem}, row=row,
+                            column=column, cell=cell)
             return None
         return value.strip()
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
@@ -256,15 +259,18 @@ def _check_tags(content: ExcelContent, tags: list[str], *, row: int, cell: str) 
             bad.append(_("“%(tag)s” (tag %(position)d) is not O, B-TYPE or I-TYPE") % {"tag": tag[:80],
                                                                                        "position": position})
         elif len(tag) - 2 > MAX_ENTITY_TYPE:
-            bad.append(_("the type of tag %(position)d is %(length)d characters long, over the limit of %(limit)d")
+            bad.append(_("the type of tag %(position)d is %(length)d characters long, over the limit of "
+                         "%(limit)d")
                        % {"position": position, "length": len(tag) - 2, "limit": MAX_ENTITY_TYPE})
         elif tag.startswith("I-") and previous[2:] != tag[2:]:
             bad.append(_("“%(tag)s” (tag %(position)d) does not continue a %(type)s entity")
                        % {"tag": tag, "position": position, "type": tag[2:]})
         previous = tag if TAG.match(tag) else "O"
     if bad:
-        shown = "; ".join(bad[:5]) + (_(" (and %(count)d more)") % {"count": len(bad) - 5} if len(bad) > 5 else "")
-        content.problem(_("Tags are not BIO: %(details)s.") % {"details": shown}, row=row, column="tags", cell=cell)
+        shown = "; ".join(bad[:5]) + (_(" (and %(count)d more)") % {"count": len(bad) - 5} if len(bad) > 5
+                                      else "")
+        content.problem(_("Tags are not BIO: %(details)s.") % {"details": shown}, row=row, column="tags",
+                        cell=cell)
     return not bad
 
 
@@ -283,7 +289,8 @@ def _bio_row(content: ExcelContent, tokens: str, tags: str, *, number: int, ref)
     tokens, tags = tokens.split(), tags.split()
     if len(tokens) != len(tags):
         content.problem(_("%(tokens)d tokens but %(tags)d tags: each token needs one tag.")
-                        % {"tokens": len(tokens), "tags": len(tags)}, row=number, column="tags", cell=ref("tags"))
+                        % {"tokens": len(tokens), "tags": len(tags)}, row=number, column="tags",
+                        cell=ref("tags"))
         return None
     if not _check_tags(content, tags, row=number, cell=ref("tags")):
         return None
@@ -371,7 +378,8 @@ def _read_rows(content: ExcelContent, worksheet, task: str | None) -> None:
         if number - 1 > limit:
             content.rows.clear()
             content.problem(_("The sheet has more than %(limit)d rows below its header, the limit "
-                              "(DOCLOOP_MAX_DATASET_ROWS): split it into several workbooks.") % {"limit": limit})
+                              "(DOCLOOP_MAX_DATASET_ROWS): split it into several workbooks.")
+                            % {"limit": limit})
             return
         values = {}
         for name, index in wanted.items():
@@ -399,8 +407,8 @@ def _read_rows(content: ExcelContent, worksheet, task: str | None) -> None:
                        allow_int=sheet.label_int, max_length=sheet.label_max_length)
         document = None
         if "document" in values and values["document"][1] is not None:
-            document = _text(content, values["document"][1], row=number, column="document", cell=ref("document"),
-                             allow_int=True)
+            document = _text(content, values["document"][1], row=number, column="document",
+                             cell=ref("document"), allow_int=True)
         if first is None or second is None:
             continue
         row = sheet.row(content, first, second, number=number, ref=ref)
