@@ -13,13 +13,15 @@ from training.selectors import model_version_active
 
 
 class Command(BaseCommand):
-    help = ("Print a model version's predictions for a document: for entities, one word per line in word order "
-            "(conll) or the entities (json); the output is the task's (its ml module's prediction_output).")
+    help = ("Print a model version's predictions for a document: for entities, one word per line in word "
+            "order (conll) or the entities (json); the output is the task's (its ml module's "
+            "prediction_output).")
 
     def add_arguments(self, parser):
         parser.add_argument("document_id", type=int)
         parser.add_argument("--format", choices=["conll", "json"], default="conll")
-        parser.add_argument("--model-version", type=int, default=None, help="version number (default: active)")
+        parser.add_argument("--model-version", type=int, default=None,
+                            help="version number (default: active)")
         parser.add_argument("--task", choices=list(TASKS), default=Task.TOKEN_CLASSIFICATION)
 
     def handle(self, *args, document_id: int, format: str, model_version: int | None,

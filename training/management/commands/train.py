@@ -11,8 +11,9 @@ from training.services import training_run_create, training_run_enqueue, trainin
 
 
 class Command(BaseCommand):
-    help = ("Fine-tune the base model on the reviewed documents; the new model version is activated if it passes "
-            "the gate (not worse than the active one on the evaluation set), else published inactive with why.")
+    help = ("Fine-tune the base model on the reviewed documents; the new model version is activated if it "
+            "passes the gate (not worse than the active one on the evaluation set), else published inactive "
+            "with why.")
 
     def add_arguments(self, parser):
         parser.add_argument("--task", choices=Task.values, help="required unless --dataset gives it")
@@ -55,7 +56,8 @@ class Command(BaseCommand):
             self.stdout.write(f"adapted base\tA{run.adapted_base.number}\t{run.adapted_base.artefact}")
         weak = (run.dataset_stats or {}).get("weak")
         if weak:
-            self.stdout.write(f"self-training\t{weak['documents']} unreviewed documents\t{weak['words']} words\t"
+            self.stdout.write(f"self-training\t{weak['documents']} unreviewed documents\t"
+                              f"{weak['words']} words\t"
                               f"{weak['entities']} confident entities\tweight={weak['weight']}")
         for m in run.epoch_metrics.order_by("epoch"):
             self.stdout.write(f"epoch\t{m.epoch}\ttrain_loss={m.train_loss:.4f}\teval_loss={m.eval_loss:.4f}\t"
@@ -103,5 +105,6 @@ class Command(BaseCommand):
                        f"documents={q.documents}"]
             if q.entities is not None:
                 figures.append(f"entities={q.entities}")
-            figures.append(f"on={'evaluation_set_' + str(q.evaluation_set) if q.evaluation_set else q.source}")
+            measured_on = "evaluation_set_" + str(q.evaluation_set) if q.evaluation_set else q.source
+            figures.append(f"on={measured_on}")
             self.stdout.write("\t".join(["quality", *figures, q.message]))
