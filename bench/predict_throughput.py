@@ -15,14 +15,15 @@ same model and documents, in one run, with the span F1 of each.
   document's sentences (a list, batch size 32); its entity groups mapped back to words by character offsets.
 
 The model: --model (a saved docloop artefact folder), else one trained here on the first --train-docs LeNER-Br
-train documents (--epochs, through training.ml.token_classification.train). Documents: --docs LeNER-Br dev
-documents from the --first-doc'th (0-based, sorted by name), each clipped to --max-words words (whole
-sentences; 0: whole documents): choose a variant on one range (a tuning split), report on another. Every variant runs --runs
-times over all documents; the best run counts (the least disturbed by other load). Each variant makes its
-first prediction (the ONNX export, cached beside the model, and the session) before the timed runs.
-"F1 kept" says whether a variant's span F1 is at least the fp32 torch model's minus 0.005 ("F1 - fp32" gives the
-difference with its sign: a few hundred entities move F1 by 0.003 per span either way); "= fp32" is the share
-of words tagged as the fp32 torch model tags them. The default backend must be the fastest variant whose F1
+train documents (--epochs, through training.ml.token_classification.train). Documents: --docs LeNER-Br
+--split (dev, or train documents the model did not learn from) documents from the --first-doc'th (0-based,
+by name), each clipped to --max-words words (whole sentences; 0: whole documents): choose a variant on one
+range (a tuning split), report on another. Every variant runs --runs times over all documents; the best run
+counts (the least disturbed by other load). Each variant makes its first prediction (the ONNX export, cached
+beside the model, and the session) before the timed runs.
+"F1 kept" says whether a variant's span F1 is at least the fp32 torch model's minus 0.005 ("F1 - fp32" gives
+the difference with its sign: a few hundred entities move F1 by 0.003 per span either way); "= fp32" is the
+share of words tagged as the fp32 torch model tags them. The default backend must be the fastest variant whose F1
 is kept.
 
     nice -n 10 .venv/bin/python bench/predict_throughput.py [--model DIR] [--docs 4] [--max-words 2000]
@@ -82,7 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--docs", type=int, default=4)
-    parser.add_argument("--first-doc", type=int, default=0, help="the first dev document (0-based)")
+    parser.add_argument("--first-doc", type=int, default=0, help="the first document of --split (0-based)")
+    parser.add_argument("--split", default="dev", choices=("dev", "train"))
     parser.add_argument("--max-words", type=int, default=2000)
     parser.add_argument("--train-docs", type=int, default=4)
     parser.add_argument("--train-words", type=int, default=1000)
@@ -116,7 +118,7 @@ def main() -> None:
         print(f"model: trained here on {len(train) - 1} LeNER-Br train documents, {args.epochs} epochs, "
               f"{time.monotonic() - started:.0f} s (held-out F1 {result['final']['f1']:.3f})")
 
-    docs = _docs("dev", args.docs, args.max_words, args.first_doc)
+    docs = _docs(args.split, args.docs, args.max_words, args.first_doc)
     gold = [doc.tags for doc, _ in docs]
     words = sum(len(doc.words) for doc, _ in docs)
     from training.ml.inference import onnxruntime_available
@@ -164,9 +166,11 @@ def main() -> None:
             seconds = time.monotonic() - started
             best = results.get(name)
             if best is None or seconds < best[0]:
-                results[name] = (seconds, _f1(gold, predicted), [t for doc_tags in predicted for t in doc_tags])
-    print(f"LeNER-Br dev documents {args.first_doc}..{args.first_doc + len(docs) - 1} ({len(docs)}), {words} words; "
-          f"torch threads {torch.get_num_threads()}; load average {load_average()}; default backend: {default.backend}")
+                flat = [t for doc_tags in predicted for t in doc_tags]
+                results[name] = (seconds, _f1(gold, predicted), flat)
+    print(f"LeNER-Br {args.split} documents {args.first_doc}..{args.first_doc + len(docs) - 1} ({len(docs)}), "
+          f"{words} words; torch threads {torch.get_num_threads()}; load average {load_average()}; "
+          f"default backend: {default.backend}")
     print(f"{'variant':>12} {'words/s':>9} {'x pipeline':>11} {'span F1':>8} {'F1 - fp32':>10} {'= fp32':>7} "
           f"{'F1 kept':>8}")
     baseline = words / results["pipeline"][0] if "pipeline" in results else None
@@ -174,7 +178,8 @@ def main() -> None:
     for name, (seconds, f1, tags) in results.items():
         ratio = words / seconds / baseline if baseline else float("nan")
         same = sum(a == b for a, b in zip(tags, fp32_tags, strict=True)) / max(words, 1)
-        print(f"{name:>12} {words / seconds:>9.0f} {ratio:>11.2f} {f1:>8.4f} {f1 - fp32:>+10.4f} {same:>7.2%} "
+        print(f"{name:>12} {words / seconds:>9.0f} {ratio:>11.2f} {f1:>8.4f} {f1 - fp32:>+10.4f} "
+              f"{same:>7.2%} "
               f"{'yes' if f1 >= fp32 - 0.005 else 'no':>8}")
 
 
