@@ -180,8 +180,9 @@ class OnnxRunner:
             quantized = plain.with_name(f"model-{digest}-{self.variant[5:]}-{bits}bit.onnx")
             if not quantized.exists():
                 config = json.loads((self.model_dir / "config.json").read_text())
-                _quantize(plain, quantized, hidden=config["hidden_size"], intermediate=config["intermediate_size"],
-                          ffn_only=self.variant == "onnx-int8ffn", reduce_range=bits == 7)
+                _quantize(plain, quantized, hidden=config["hidden_size"],
+                          intermediate=config["intermediate_size"], ffn_only=self.variant == "onnx-int8ffn",
+                          reduce_range=bits == 7)
             return quantized
         return plain
 

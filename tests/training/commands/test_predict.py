@@ -1,5 +1,5 @@
-"""`manage.py predict ID --format conll`: one "word TAG" line per word in word order on the default backend (int8
-ONNX Runtime, issue 22), the same on fp32 ONNX Runtime as on the torch model (int8 against torch:
+"""`manage.py predict ID --format conll`: one "word TAG" line per word in word order on the default backend
+(int8 ONNX Runtime, issue 22), the same on fp32 ONNX Runtime as on the torch model (int8 against torch:
 tests/training/ml/test_predict_backends.py)."""
 
 from __future__ import annotations

@@ -79,9 +79,9 @@ def _windows_batch(predictor: TokenPredictor, doc: TokenDocument) -> dict[str, n
     return {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": np.zeros_like(input_ids)}
 
 
-# int8 against torch's fp32 logits on this tagger (logits within -0.47..0.57, std 0.11): measured max 0.10 (8-bit
-# weights, VNNI) and 0.135 (7-bit), mean 0.015-0.017; probabilities within 0.024. The tolerance is about twice that:
-# a wrong scale, a quantized classifier or coarser weights exceed it.
+# int8 against torch's fp32 logits on this tagger (logits within -0.47..0.57, std 0.11): measured max 0.10
+# (8-bit weights, VNNI) and 0.135 (7-bit), mean 0.015-0.017; probabilities within 0.024. The tolerance is
+# about twice that: a wrong scale, a quantized classifier or coarser weights exceed it.
 INT8_LOGITS_MAX, INT8_LOGITS_MEAN, INT8_PROBABILITY = 0.25, 0.03, 0.05
 
 
@@ -105,7 +105,8 @@ def test_int8_logits_stay_within_the_stated_tolerance_of_torch(tagger, monkeypat
     assert len(tags) == len(doc.words) and set(tags) <= set(LABELS)
     assert np.abs(np.array(scores) - np.array(torch_scores)).max() <= INT8_PROBABILITY
     bits = 8 if vnni else 7
-    assert quantized._runner.graph_path().name == f"model-{inference.weights_digest(tagger)}-{backend[5:]}-{bits}bit.onnx"
+    digest = inference.weights_digest(tagger)
+    assert quantized._runner.graph_path().name == f"model-{digest}-{backend[5:]}-{bits}bit.onnx"
 
 
 def test_the_int8_graph_quantizes_the_encoder_and_leaves_the_classifier_fp32(tagger):
@@ -128,7 +129,8 @@ def test_the_default_backend_is_int8_onnx_runtime_and_predicts_nothing_for_no_wo
 def test_the_export_is_made_once_per_set_of_weights_beside_the_artefact(tagger):
     TokenPredictor(tagger, backend="onnx").tags(["Maria", "mora", "em", "Recife", "."], [False] * 4 + [True])
     digest = inference.weights_digest(tagger)
-    graphs = [g for g in (tagger / inference.ONNX_DIR).glob("*.onnx") if "-int8" not in g.name]  # int8: other tests
+    # the int8 graphs beside it are the other tests'
+    graphs = [g for g in (tagger / inference.ONNX_DIR).glob("*.onnx") if "-int8" not in g.name]
     assert [g.name for g in graphs] == [f"model-{digest}.onnx"]
     written = graphs[0].stat().st_mtime_ns
 
