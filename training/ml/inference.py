@@ -151,8 +151,9 @@ def _quantize(source: Path, target: Path, *, hidden: int, intermediate: int, ffn
              and any(shapes.get(name) in wanted for name in node.input)]
 
     def write(path: Path) -> None:
-        quantize_dynamic(str(source), str(path), op_types_to_quantize=["MatMul", "Attention"], nodes_to_quantize=nodes,
-                         weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+        quantize_dynamic(str(source), str(path), op_types_to_quantize=["MatMul", "Attention"],
+                         nodes_to_quantize=nodes, weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=reduce_range,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
     _write_atomically(target, write)
@@ -193,10 +194,11 @@ class OnnxRunner:
 
                 options = ort.SessionOptions()
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.intra_op_num_threads = torch.get_num_threads()  # the process's setting (OMP_NUM_THREADS)
+                # the process's setting (OMP_NUM_THREADS)
+                options.intra_op_num_threads = torch.get_num_threads()
                 options.inter_op_num_threads = 1
-                # Threads sleep between operators rather than spin: workers share their cores with other processes,
-                # where spinning threads slowed ONNX Runtime below torch (docs/performance.md).
+                # Threads sleep between operators rather than spin: workers share their cores with other
+                # processes, where spinning threads slowed ONNX Runtime below torch (docs/performance.md).
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 options.log_severity_level = 3
                 self._session = ort.InferenceSession(str(self.graph_path()), options,
@@ -220,7 +222,8 @@ class TorchRunner:
         self.dtype = autocast_dtype(device)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        batch = {name: torch.from_numpy(feeds[name]).to(self.device, non_blocking=True) for name in self.input_names}
+        batch = {name: torch.from_numpy(feeds[name]).to(self.device, non_blocking=True)
+                 for name in self.input_names}
         with torch.inference_mode(), torch.autocast(device_type=self.device.type, dtype=self.dtype,
                                                     enabled=self.dtype is not None):
             return self.model(**batch).logits.float().cpu().numpy()
