@@ -115,7 +115,9 @@ def job_enqueue(lifecycle: Lifecycle, pk: int) -> None:
         try:
             job_id = rq_enqueue(lifecycle.queue, lifecycle.job(), pk)
         except QUEUE_ERRORS as exc:
-            logger.exception("could not enqueue %s %s", lifecycle.name, pk)
+            # expected and handled (the row says why): one line, not a traceback
+            logger.warning("could not enqueue %s %s: the job queue is unreachable (%s)",
+                           lifecycle.name, pk, exc)
             lifecycle.model.objects.filter(pk=pk, status=lifecycle.queued).update(
                 status=lifecycle.failed, **lifecycle.on_fail(timezone.now()),
                 error=_("The job queue is unreachable (%(reason)s); try again later.") % {"reason": exc})
@@ -133,8 +135,9 @@ def job_enqueue_for(lifecycle: Lifecycle, rows, job: str, *args) -> str:
     ("" when it could not be queued)."""
     try:
         job_id = rq_enqueue(lifecycle.queue, job, *args)
-    except QUEUE_ERRORS:
-        logger.exception("could not queue %s for %s rows", job, lifecycle.name)
+    except QUEUE_ERRORS as exc:
+        logger.warning("could not queue %s for %s rows (the reaper queues them later): the job queue is "
+                       "unreachable (%s)", job, lifecycle.name, exc)
         return ""
     rows.filter(status=lifecycle.queued, job_id="").update(job_id=job_id)
     return job_id
