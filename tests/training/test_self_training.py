@@ -4,6 +4,7 @@ labels weighted below human ones, never in a dataset, an export or a count of hu
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from annotation import services as annotation_services
 from annotation.models import Annotation
@@ -89,7 +90,7 @@ def test_weak_rows_stay_within_the_word_budget_and_leave_excluded_documents_out(
 
 
 def test_a_run_with_self_training_learns_from_unreviewed_documents_but_its_dataset_holds_only_reviewed_ones(
-        import_corpus, unreviewed):
+        import_corpus, unreviewed, client, admin_user):
     reviewed = import_corpus(4)
     run = training_run_execute(run=training_run_create(task=TOKEN, user=None, epochs=1, max_length=32,
                                                        weak_weight=0.3, weak_max_ratio=10.0))
@@ -103,6 +104,10 @@ def test_a_run_with_self_training_learns_from_unreviewed_documents_but_its_datas
     assert not keys & set(weak["documents_keys"])
     # the weak documents were taught in training only: the validation (and the gate) saw reviewed ones
     assert not set(run.dataset_stats["eval_documents"]) & {d.pk for d in unreviewed}
+    # the run page says what it learnt beside the reviewed documents
+    client.force_login(admin_user)
+    page = client.get(reverse("training:run", args=[run.pk])).content.decode()
+    assert "Self-training" in page and "also 2 unreviewed documents" in page and "not human labels" in page
 
 
 def test_self_training_is_off_by_default(import_corpus, unreviewed):
