@@ -10,7 +10,8 @@ from urllib.parse import urljoin, urlsplit
 import django_rq
 import pytest
 from django.contrib.auth import get_user_model
-from rq import SimpleWorker
+
+from tests.conftest import BurstWorker
 
 
 def job_that_fails():
@@ -22,10 +23,10 @@ def busy_queues(queues, run_worker):
     default = queues["default"]
     default.enqueue("os.getcwd")
     default.enqueue(job_that_fails)
-    worker = django_rq.get_worker("default", worker_class=SimpleWorker)
+    worker = django_rq.get_worker("default", worker_class=BurstWorker)
     worker.work(burst=True, with_scheduler=False)
     default.enqueue("os.getcwd")  # one left queued
-    live = django_rq.get_worker("default", "training", worker_class=SimpleWorker, name="docloop-test-live")
+    live = django_rq.get_worker("default", "training", worker_class=BurstWorker, name="docloop-test-live")
     live.register_birth()
     yield queues
     live.register_death()

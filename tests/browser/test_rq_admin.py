@@ -15,10 +15,10 @@ if not CHROMIUM.exists():
 import django_rq  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
-from rq import SimpleWorker  # noqa: E402
 
 from tests.browser.conftest import PASSWORD  # noqa: E402
 from tests.browser.test_production import RECORD_VIOLATIONS  # noqa: E402
+from tests.conftest import BurstWorker  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -33,9 +33,9 @@ def jobs(queues):
     default = queues["default"]
     default.enqueue("os.getcwd")
     default.enqueue(job_that_fails)
-    django_rq.get_worker("default", worker_class=SimpleWorker).work(burst=True, with_scheduler=False)
+    django_rq.get_worker("default", worker_class=BurstWorker).work(burst=True, with_scheduler=False)
     queued = default.enqueue("os.getcwd")
-    live = django_rq.get_worker("default", "training", worker_class=SimpleWorker, name="docloop-browser-live")
+    live = django_rq.get_worker("default", "training", worker_class=BurstWorker, name="docloop-browser-live")
     live.register_birth()
     yield queued, live
     live.register_death()
