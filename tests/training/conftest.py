@@ -24,32 +24,34 @@ def conll_text(index: int, sentences: int = 3) -> str:
 
 @pytest.fixture(scope="session")
 def base_model_dir(tmp_path_factory):
-    """A real PESSOA/LOCAL tagger, trained once for the session on the tiny corpus (a few seconds): the base
-    version of the feedback and gate tests (test_feedback.base_version), which copy it, never train it."""
+    """A real PESSOA/LOCAL tagger, trained once for the run on the tiny corpus (a few seconds; once for all
+    of pytest-xdist's workers): the base version of the feedback and gate tests (test_feedback.base_version),
+    which copy it, never train it."""
     from django.conf import settings
 
+    from tests.conftest import built_once
     from training.ml import token_classification
 
-    docs = []
-    for i in range(10):
-        words, tags = [], []
-        for line in conll_text(i).splitlines():
-            if line:
-                word, tag = line.split()
-                words.append(word)
-                tags.append(tag)
-        docs.append(token_classification.TokenDocument(words, [w == "." for w in words], tags))
-    folder = tmp_path_factory.mktemp("base-model")
-    config = token_classification.TokenTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(folder),
-                                                   entity_types=["LOCAL", "PESSOA"], epochs=10, batch_size=4,
-                                                   learning_rate=5e-4, max_length=32, seed=3,
-                                                   # the recipe these tests were tuned with: every epoch, no
-                                                   # warmup or weight decay (not the full runs' defaults)
-                                                   warmup_ratio=0.0, weight_decay=0.0, patience=0, refit=False,
-                                                   group_by_length=False)
-    result = token_classification.train(config, docs[:8], docs[8:])
-    assert result["final"]["f1"] > 0.5, result["final"]
-    return folder
+    def build(folder) -> None:
+        docs = []
+        for i in range(10):
+            words, tags = [], []
+            for line in conll_text(i).splitlines():
+                if line:
+                    word, tag = line.split()
+                    words.append(word)
+                    tags.append(tag)
+            docs.append(token_classification.TokenDocument(words, [w == "." for w in words], tags))
+        config = token_classification.TokenTrainConfig(
+            base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(folder), entity_types=["LOCAL", "PESSOA"],
+            epochs=10, batch_size=4, learning_rate=5e-4, max_length=32, seed=3,
+            # the recipe these tests were tuned with: every epoch, no warmup or weight decay (not the full
+            # runs' defaults)
+            warmup_ratio=0.0, weight_decay=0.0, patience=0, refit=False, group_by_length=False)
+        result = token_classification.train(config, docs[:8], docs[8:])
+        assert result["final"]["f1"] > 0.5, result["final"]
+
+    return built_once(tmp_path_factory, "base-model", build)
 
 
 @pytest.fixture

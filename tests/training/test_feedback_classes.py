@@ -11,6 +11,7 @@ from django.urls import reverse
 from annotation.services_classes import document_class_import
 from documents.pdf import pdf_render_lines
 from documents.services import document_create, document_extract
+from tests.conftest import built_once
 from tests.training.conftest import CLUES, FILLER
 from training.artefacts import artefact_local_dir, artefact_upload
 from training.ml.text_classification import (
@@ -37,16 +38,19 @@ def _lines(label_words: list[str], i: int) -> list[list[str]]:
 
 @pytest.fixture(scope="session")
 def classifier_dir(tmp_path_factory):
-    """A real CIVIL/CRIMINAL classifier, trained once for the session on the corpus's kind of text."""
-    docs = [TextDocument(_text(_lines(CLUES[label], i)), label)
-            for i, label in enumerate(["CRIMINAL", "CIVIL"] * 6)]
-    folder = tmp_path_factory.mktemp("classifier")
-    config = TextTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(folder),
-                             classes=["CIVIL", "CRIMINAL"], epochs=5, batch_size=8, learning_rate=2e-4, patience=0,
-                             max_length=32, seed=3, warmup_ratio=0.0, weight_decay=0.0)
-    result = train_text_classifier(config, docs[:10], docs[10:])
-    assert result["final"]["accuracy"] == 1.0, result["final"]
-    return folder
+    """A real CIVIL/CRIMINAL classifier, trained once for the run (for all of pytest-xdist's workers) on the
+    corpus's kind of text."""
+
+    def build(folder) -> None:
+        docs = [TextDocument(_text(_lines(CLUES[label], i)), label)
+                for i, label in enumerate(["CRIMINAL", "CIVIL"] * 6)]
+        config = TextTrainConfig(base_model=settings.DOCLOOP_BASE_MODEL, output_dir=str(folder),
+                                 classes=["CIVIL", "CRIMINAL"], epochs=5, batch_size=8, learning_rate=2e-4,
+                                 patience=0, max_length=32, seed=3, warmup_ratio=0.0, weight_decay=0.0)
+        result = train_text_classifier(config, docs[:10], docs[10:])
+        assert result["final"]["accuracy"] == 1.0, result["final"]
+
+    return built_once(tmp_path_factory, "classifier", build)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from django.urls import reverse
 
 from annotation.models import Annotation
 from documents.models import Document
+from tests.conftest import file_lock
 from training import labelstudio
 from training.models import LabelStudioImport, ModelVersion
 from training.services.tokens import api_token_create
@@ -226,14 +227,15 @@ LS_PACKAGE = "label-studio==1.23.2"
 def label_studio_python():
     """Label Studio lives in its own virtualenv under var/ (installed once; it pins a Django of its own)."""
     python = LS_VENV / "bin" / "python"
-    if not (LS_VENV / "lib").exists() or subprocess.run([str(python), "-c", "import label_studio"],
-                                                         capture_output=True).returncode != 0:
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], check=True, capture_output=True, timeout=120)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", LS_PACKAGE],
-                           check=True, capture_output=True, timeout=1500)
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"label-studio could not be installed in {LS_VENV}: {exc}")
+    with file_lock(LS_VENV.with_name(LS_VENV.name + ".lock")):  # one install for all xdist workers
+        if not (LS_VENV / "lib").exists() or subprocess.run([str(python), "-c", "import label_studio"],
+                                                             capture_output=True).returncode != 0:
+            try:
+                subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], check=True, capture_output=True, timeout=120)
+                subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", LS_PACKAGE],
+                               check=True, capture_output=True, timeout=1500)
+            except (subprocess.SubprocessError, OSError) as exc:
+                pytest.skip(f"label-studio could not be installed in {LS_VENV}: {exc}")
     return python
 
 
