@@ -37,13 +37,13 @@ run: install
 	$(PY) manage.py demo_users
 	$(PY) manage.py serve
 
-# Two pytest-xdist workers (TEST_WORKERS=0 runs one process); `--dist load` hands tests out in pytest-django's
-# order, so on each worker the database tests still run before the transactional ones, two at a time
-# (`--maxschedchunk 2`) so that a worker held by a long test leaves the rest to the other.
+# Two pytest-xdist workers (TEST_WORKERS=0 runs one process). `--dist load` deals tests out in pytest-django's
+# order, in runs of consecutive tests (a module's fixtures are built once per worker), so on each worker the
+# rolled-back database tests still run before the transactional ones.
 # The 10 slowest tests are printed at the end, so a test that starts taking a minute shows in every run.
 TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 2 --durations=10 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --durations=10 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -97,30 +97,6 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Pa
     return folder
 
 
-def _database_group(item: pytest.Item) -> int:
-    """pytest-django's order: 0 database tests (rolled back), 1 transactional tests (flushed), 2 the rest."""
-    fixtures = getattr(item, "fixturenames", ())
-    marker = item.get_closest_marker("django_db")
-    if (marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))) or any(
-            name in fixtures for name in ("transactional_db", "live_server")):
-        return 1
-    return 0 if marker or "db" in fixtures else 2
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """After pytest-django's order (database tests, then transactional ones, then the rest), the slow tests
-    (they train a model) go first among the database tests and among the rest: pytest-xdist deals tests out
-    in this order (`--maxschedchunk 2` in the Makefile), so the last ones dealt are short and both workers
-    finish together. Transactional tests keep their order, which their flushes and restores depend on."""
-
-    def key(item: pytest.Item) -> tuple[int, int]:
-        group = _database_group(item)
-        return group, 0 if group != 1 and item.get_closest_marker("slow") else 1
-
-    items.sort(key=key)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def redis_for_tests(tmp_path_factory):
     """REDIS_URL when configured (CI's Redis; each xdist worker on a database of its own); else a private
