@@ -81,6 +81,27 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def virtualenv_with(folder: Path, package: str, *, module: str, timeout: int) -> Path:
+    """The python of a virtualenv at `folder` holding `package` (for tools that pin libraries of their own the
+    project must not inherit): installed once, under a file lock shared by pytest-xdist's workers; the test
+    is skipped with the reason when it cannot be installed."""
+    import subprocess
+    import sys
+
+    python = folder / "bin" / "python"
+    with file_lock(folder.with_name(folder.name + ".lock")):
+        if not python.exists() or subprocess.run([str(python), "-c", f"import {module}"],
+                                                 capture_output=True).returncode != 0:
+            try:
+                subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True,
+                               timeout=120)
+                subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", package],
+                               check=True, capture_output=True, timeout=timeout)
+            except (subprocess.SubprocessError, OSError) as exc:
+                pytest.skip(f"{package} could not be installed in {folder}: {exc}")
+    return python
+
+
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
     """The folder `name`, built by `build(folder)` once for the whole test run: under pytest-xdist the first
     worker that asks builds it and the others wait for it and reuse it (a trained tiny model, say)."""

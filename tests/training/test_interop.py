@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from django.core.management import CommandError, call_command
 from annotation import services
 from annotation.models import Annotation, AnnotationEvent
 from documents.models import Document
-from tests.conftest import file_lock
+from tests.conftest import virtualenv_with
 from training.interchange import annotations as interchange
 from training.interchange.labelstudio import labelstudio_config
 
@@ -133,16 +132,7 @@ LS_SDK = "label-studio-sdk==2.1.2"
 def label_studio_python():
     """label-studio-sdk lives in its own virtualenv under var/ (installed once, never in the project's):
     it pins libraries of its own that the project must not inherit."""
-    python = LS_VENV / "bin" / "python"
-    with file_lock(LS_VENV.with_name(LS_VENV.name + ".lock")):  # one install for all xdist workers
-        if not python.exists():
-            try:
-                subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], check=True, capture_output=True, timeout=120)
-                subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", LS_SDK],
-                               check=True, capture_output=True, timeout=900)
-            except (subprocess.SubprocessError, OSError) as exc:
-                pytest.skip(f"label-studio-sdk could not be installed in {LS_VENV}: {exc}")
-    return python
+    return virtualenv_with(LS_VENV, LS_SDK, module="label_studio_sdk", timeout=900)
 
 
 CONVERT = """

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from django.urls import reverse
 
 from annotation.models import Annotation
 from documents.models import Document
-from tests.conftest import file_lock
+from tests.conftest import virtualenv_with
 from training import labelstudio
 from training.models import LabelStudioImport, ModelVersion
 from training.services.tokens import api_token_create
@@ -226,17 +225,7 @@ LS_PACKAGE = "label-studio==1.23.2"
 @pytest.fixture(scope="session")
 def label_studio_python():
     """Label Studio lives in its own virtualenv under var/ (installed once; it pins a Django of its own)."""
-    python = LS_VENV / "bin" / "python"
-    with file_lock(LS_VENV.with_name(LS_VENV.name + ".lock")):  # one install for all xdist workers
-        if not (LS_VENV / "lib").exists() or subprocess.run([str(python), "-c", "import label_studio"],
-                                                             capture_output=True).returncode != 0:
-            try:
-                subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], check=True, capture_output=True, timeout=120)
-                subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", LS_PACKAGE],
-                               check=True, capture_output=True, timeout=1500)
-            except (subprocess.SubprocessError, OSError) as exc:
-                pytest.skip(f"label-studio could not be installed in {LS_VENV}: {exc}")
-    return python
+    return virtualenv_with(LS_VENV, LS_PACKAGE, module="label_studio", timeout=1500)
 
 
 LABEL_STUDIO = r"""
