@@ -31,6 +31,9 @@ install: $(STAMP)
 	  echo "note: $(OCR_PACKAGES) not installed; scanned PDFs will fail until they are (docs/operations.md)"
 	$(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
+	@# Bytecode for our own modules, as pip writes it for installed packages: every `manage.py` start reads
+	@# it instead of compiling the sources again (where PYTHONDONTWRITEBYTECODE is set, nothing else writes it).
+	$(PY) -m compileall -q annotation documents training lib config
 
 run: install
 	$(PY) manage.py migrate --noinput -v 0
