@@ -436,25 +436,36 @@ def document_extract(*, document: Document, worker: str | None = None) -> Docume
     return documents_extract(documents=[document], processes=1, worker=worker)[0]
 
 
-def documents_extract(*, documents: list[Document], processes: int, worker: str | None = None,
+def documents_extract(*, documents: Iterable[Document], processes: int, worker: str | None = None,
                       on_ready: Callable[[Document], None] | None = None) -> list[Document]:
-    """Extract many documents, PyMuPDF (and Tesseract) running in up to `processes` forked processes.
+    """Extract many documents, PyMuPDF (and Tesseract) running in up to `processes` forked processes; return
+    the documents taken from `documents`, refreshed.
 
     Extraction needs no database, so those processes only parse PDFs while this one writes each
     document's pages as its result arrives. Each document has its time budget (extract_with_budget).
-    `on_ready(document)` is called, in the transaction that marks it ready, for each document this call
-    claimed and extracted: what the ingestion job must do next is recorded atomically with readiness (the
-    pre-annotation it owes, training.services.predictions), so nothing sees the document ready without it.
+    `documents` is read, and each document claimed, only as the processes have room for it: it may be a
+    generator that uploads each file as it is taken (`manage.py ingest --sync`), so the first PDFs are read
+    while later ones are still being stored. `on_ready(document)` is called, in the transaction that marks it
+    ready, for each document this call claimed and extracted: what the ingestion job must do next is
+    recorded atomically with readiness (the pre-annotation it owes, training.services.predictions), so
+    nothing sees the document ready without it.
     """
     worker = worker or jobs.worker_name()
-    with transaction.atomic():  # one commit for the claims (each is its own conditional UPDATE)
-        claimed = [d for d in documents if document_claim(document=d, worker=worker)]
+    taken: list[Document] = []
     readable: list[Document] = []
+    # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread
+    # meanwhile, each from its claim on.
+    heartbeat = jobs.BackgroundHeartbeat(ingestion_lifecycle(), [], worker=worker, growing=True)
 
     def payloads() -> Iterator[bytes | str]:
-        """Each claimed PDF as the extraction processes have room for it: a local file by its path (the
-        process reads it), a remote one's bytes; memory does not grow with the number of documents."""
-        for document in claimed:
+        """Each document claimed, then its PDF, as the extraction processes have room for it: a local file by
+        its path (the process reads it), a remote one's bytes; memory does not grow with the number of
+        documents."""
+        for document in documents:
+            taken.append(document)
+            if not document_claim(document=document, worker=worker):
+                continue
+            heartbeat.add(document.pk)
             try:
                 payload = _local_path(document) or _read(document)
             except OSError as exc:
@@ -462,10 +473,9 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
                 continue
             readable.append(document)
             yield payload
+        heartbeat.complete()
 
-    # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread
-    # meanwhile.
-    with jobs.BackgroundHeartbeat(ingestion_lifecycle(), [d.pk for d in claimed], worker=worker):
+    with heartbeat:
         # A dropped database connection while storing is retried on a new one (the store is one transaction).
         extract_with_budget(payloads(), processes=processes,
                             on_results=lambda batch: db_retry(
@@ -474,8 +484,8 @@ def documents_extract(*, documents: list[Document], processes: int, worker: str 
                                 worker=worker, on_ready=on_ready,
                                 what="pages of document "
                                      + ", ".join(str(readable[i].pk) for i, _r in batch)))
-    documents_refresh(documents)
-    return documents
+    documents_refresh(taken)
+    return taken
 
 
 def documents_refresh(documents: list[Document]) -> None:

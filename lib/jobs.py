@@ -280,14 +280,18 @@ class BackgroundHeartbeat:
     """Refresh a claimed row's heartbeat (or several rows': `pk` a list) from a thread for the whole job, so
     a single step longer than the stale timeout (loading a model, scoring a validation set, extracting a
     PDF) does not get live work reaped. Stops beating as soon as the worker process that forked the job is
-    gone, or every claim is lost, so a dead worker's row still goes stale and gets reaped."""
+    gone, or every claim is lost, so a dead worker's row still goes stale and gets reaped.
+
+    Rows claimed while the job runs are added with `add(pk)`; until `complete()` says no more are coming,
+    holding none yet (or none any longer) does not stop the beating."""
 
     def __init__(self, lifecycle: Lifecycle, pk: int | list[int], *, worker: str,
-                 interval: float | None = None):
+                 interval: float | None = None, growing: bool = False):
         import threading
 
         self.lifecycle, self.pk, self.worker = lifecycle, pk, worker
         self.pks = list(pk) if isinstance(pk, list | tuple) else [pk]
+        self.growing = growing
         self.interval = settings.DOCLOOP_JOB_HEARTBEAT_SECONDS if interval is None else interval
         self.parent = os.getppid()
         self.stopping = threading.Event()
@@ -300,10 +304,12 @@ class BackgroundHeartbeat:
             while not self.stopping.wait(self.interval):
                 if os.getppid() != self.parent:
                     return
+                pks = list(self.pks)  # add() may append meanwhile
                 try:
-                    if not self.lifecycle.model.objects.filter(
-                            pk__in=self.pks, status=self.lifecycle.running, worker=self.worker).update(
-                            heartbeat_at=timezone.now()):
+                    beaten = pks and self.lifecycle.model.objects.filter(
+                        pk__in=pks, status=self.lifecycle.running, worker=self.worker).update(
+                        heartbeat_at=timezone.now())
+                    if not beaten and not self.growing:
                         return
                 except Exception as exc:
                     if not db_error_is_transient(exc):
@@ -317,6 +323,14 @@ class BackgroundHeartbeat:
             logger.exception("background heartbeat of %s %s stopped", self.lifecycle.name, self.pk)
         finally:
             connection.close()
+
+    def add(self, pk: int) -> None:
+        """Beat for a row claimed since the job started, too."""
+        self.pks.append(pk)
+
+    def complete(self) -> None:
+        """No more rows will be added: once none of them is held, the beating stops."""
+        self.growing = False
 
     def __enter__(self):
         self.thread.start()

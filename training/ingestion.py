@@ -11,6 +11,7 @@ Web requests never import this module (it loads the ML stack through the predict
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -34,11 +35,12 @@ def document_ingest(*, document: Document, worker: str | None = None) -> Documen
     return documents_ingest(documents=[document], processes=1, worker=worker)[0]
 
 
-def documents_ingest(*, documents: list[Document], processes: int,
+def documents_ingest(*, documents: Iterable[Document], processes: int,
                      worker: str | None = None) -> list[Document]:
     """Extract (in `processes` worker processes), then pre-annotate each document that this call claimed and
     made ready: the prediction claims created with its readiness (training.services.predictions), and only
-    those. A second delivery of the job claims nothing, so it predicts nothing."""
+    those. A second delivery of the job claims nothing, so it predicts nothing. `documents` may be produced
+    as extraction takes them (documents_extract); the documents taken are returned, refreshed."""
     worker = worker or jobs.worker_name()
     job_id = jobs.rq_current_job_id()  # the claims created here name it: the reaper leaves them to it
     owed: dict[int, list[int]] = {}
@@ -51,7 +53,9 @@ def documents_ingest(*, documents: list[Document], processes: int,
     documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker,
                                                     on_ready=on_ready)
     for document in documents:
-        claims = db_retry(predictions.prediction_claims_execute, claim_ids=owed.get(document.pk, []),
+        if not owed.get(document.pk):  # nothing to predict (no active model): no query either
+            continue
+        claims = db_retry(predictions.prediction_claims_execute, claim_ids=owed[document.pk],
                           worker=worker, what=f"predictions of document {document.pk}")
         for claim in claims:
             # the text is there: it can be annotated by hand

@@ -1,5 +1,6 @@
 """The job lifecycle shared by every job row (lib.jobs), shown on training runs."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -47,6 +48,36 @@ def test_the_heartbeat_writes_at_most_once_per_interval(run):
     assert TrainingRun.objects.get(pk=run.pk).heartbeat_at == before
     beat(force=True)
     assert TrainingRun.objects.get(pk=run.pk).heartbeat_at > before
+
+
+def _beaten_since(pk, since, *, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if TrainingRun.objects.get(pk=pk).heartbeat_at > since:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_background_heartbeat_beats_for_rows_claimed_after_it_started(transactional_db):
+    """As `ingest --sync` claims each document when extraction takes it: holding no row yet, or none any
+    longer, does not stop the beating until no more rows will come."""
+    lifecycle = runs_lifecycle()
+    first, second = (TrainingRun.objects.create(task="token_classification", base_model="m", hyperparameters={})
+                     for _ in range(2))
+    stale = timezone.now() - timedelta(minutes=5)
+    with jobs.BackgroundHeartbeat(lifecycle, [], worker="a:1", interval=0.05, growing=True) as heartbeat:
+        for run in (first, second):
+            time.sleep(0.2)  # beats while holding nothing (before the first claim, after the first is done)
+            jobs.job_claim(lifecycle, run.pk, worker="a:1")
+            TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=stale)
+            heartbeat.add(run.pk)
+            assert _beaten_since(run.pk, stale)
+            TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
+        assert heartbeat.thread.is_alive()
+        heartbeat.complete()
+        heartbeat.thread.join(timeout=5)
+        assert not heartbeat.thread.is_alive()  # nothing held and nothing more to come: it stopped
 
 
 def test_an_orphaned_job_stops_at_its_next_heartbeat(run, monkeypatch):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -26,26 +27,32 @@ class Command(BaseCommand):
 
     def handle(self, *args, files: list[Path], sync: bool, processes: int, **options):
         lines: list[str | Document] = []  # a rejected file's line, or the document to report
-        pending: list[Document] = []
-        for path in files:
-            try:
-                upload = document_upload(data=path.read_bytes(), name=path.name, enqueue=not sync)
-            except OSError as exc:
-                lines.append(f"-\tfailed\t{path}: {exc.strerror or exc}")
-                continue
-            except ValidationError as exc:
-                lines.append(f"-\tfailed\t{path}: {' '.join(exc.messages)}")
-                continue
-            if upload.pending and sync:
-                pending.append(upload.document)
-            lines.append(upload.document)  # refreshed when printed: an unreachable queue marks it failed
-        if pending:
-            documents_ingest(documents=pending, processes=max(1, processes))
+
+        def uploaded() -> Iterator[Document]:
+            """Store each file as it is asked for and yield the documents whose ingestion it started: with
+            --sync, extraction takes them one by one, so the first PDFs are read while the rest upload."""
+            for path in files:
+                try:
+                    upload = document_upload(data=path.read_bytes(), name=path.name, enqueue=not sync)
+                except OSError as exc:
+                    lines.append(f"-\tfailed\t{path}: {exc.strerror or exc}")
+                    continue
+                except ValidationError as exc:
+                    lines.append(f"-\tfailed\t{path}: {' '.join(exc.messages)}")
+                    continue
+                lines.append(upload.document)  # refreshed when printed: an unreachable queue marks it failed
+                if upload.pending and sync:
+                    yield upload.document
+
+        if sync:
+            ingested = {id(document) for document in documents_ingest(documents=uploaded(),
+                                                                       processes=max(1, processes))}
+        else:
+            ingested = set(map(id, uploaded()))  # nothing is yielded: each upload queued its own job
         failures = 0
-        ingested = {id(document) for document in pending}  # refreshed by documents_ingest already
         for line in lines:
             if isinstance(line, Document):
-                if id(line) not in ingested:
+                if id(line) not in ingested:  # those ingested here were refreshed already
                     line.refresh_from_db()
                 text = f"{line.pk}\t{line.status}"
                 if line.status == Document.Status.FAILED:
