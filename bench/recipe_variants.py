@@ -14,12 +14,20 @@ Wall time and CPU time of the training are printed beside each F1, with the rati
 
     nice .venv/bin/python bench/recipe_variants.py --train-docs 5 --seeds 1 2 3 \\
         --variants base cont2:refit_continue=2 lr2:refit_continue=2,learning_rate=2e-4
+
+With --adapt-docs K, an adapted base is made first (training.ml.adapt.adapt, the adaptation job's function,
+with the product's settings: DOCLOOP_ADAPT_STEPS and the rest) from the text of the first K LeNER-Br train
+documents that are not in the tuning split (what an organisation has ingested, the reviewed documents among
+it; the tuning and dev documents never are), one in twenty of them held out for the perplexity, and saved
+in --adapt-dir (reused when it already holds one). Every variant then trains twice, from the raw base model
+and from the adapted base ("name+adapted"): the F1 with and without the adaptation, like for like.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -53,6 +61,45 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, overrides
 
 
+def adapted_base(docs, args) -> str:
+    """The adapted base made from `docs`' text (lines joined, one text per document), in args.adapt_dir."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    from django.conf import settings
+
+    from training.ml.adapt import AdaptConfig, adapt
+
+    done = Path(args.adapt_dir) / "docloop_adapt.json"
+    if done.exists():
+        print(f"adapted base: reusing {args.adapt_dir}", flush=True)
+        return args.adapt_dir
+    texts = []
+    for doc in docs:
+        lines, line = [], []
+        for word, end in zip(doc.words, doc.line_ends, strict=True):
+            line.append(word)
+            if end:
+                lines.append(" ".join(line))
+                line = []
+        texts.append("\n".join(lines + ([" ".join(line)] if line else [])))
+    heldout = texts[::20]
+    train = [text for i, text in enumerate(texts) if i % 20]
+    config = AdaptConfig(base_model=args.model, output_dir=args.adapt_dir, steps=settings.DOCLOOP_ADAPT_STEPS,
+                         head_steps=settings.DOCLOOP_ADAPT_HEAD_STEPS,
+                         batch_size=settings.DOCLOOP_ADAPT_BATCH_SIZE,
+                         max_length=settings.DOCLOOP_ADAPT_MAX_LENGTH,
+                         learning_rate=settings.DOCLOOP_ADAPT_LEARNING_RATE)
+    started = time.monotonic()
+    result = adapt(config, train, heldout)
+    print(f"adapted base from {len(train)} documents ({sum(len(d.words) for d in docs)} words), {len(heldout)} "
+          f"held out: {result['steps']} steps after {result['head_steps']} head steps, perplexity "
+          f"{result['perplexity_before']:.1f} -> {result['perplexity_after']:.1f}, "
+          f"{time.monotonic() - started:.0f} s", flush=True)
+    return args.adapt_dir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-docs", type=int, default=5)
@@ -63,6 +110,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["base", "cont2:refit_continue=2"])
     parser.add_argument("--model", default=tt.base_model())
     parser.add_argument("--out", default="recipe_variants.jsonl")
+    parser.add_argument("--adapt-docs", type=int, default=0,
+                        help="adapt the base on this many train documents' text first (0: no adaptation)")
+    parser.add_argument("--adapt-dir", default="/tmp/recipe-adapted-base")
     args = parser.parse_args()
 
     from training.ml.token_classification import TokenTrainConfig, evaluate_saved, train_token_classifier
@@ -73,18 +123,21 @@ def main() -> None:
     docs, tune, dev = everything[: args.train_docs], everything[-args.tune_docs:], tt.load("dev", args.dev_docs)
     types = sorted({tag[2:] for doc in docs for tag in doc.tags if tag != "O"})
     train, holdout = docs[: -args.holdout], docs[-args.holdout:]
-    variants = [parse_variant(v) for v in args.variants]
+    variants = [(name, overrides, args.model) for name, overrides in map(parse_variant, args.variants)]
+    if args.adapt_docs:
+        adapted = adapted_base(everything[: min(args.adapt_docs, len(everything) - args.tune_docs)], args)
+        variants += [(f"{name}+adapted", overrides, adapted) for name, overrides, _model in variants]
     print(f"train {len(docs)} documents ({sum(len(d.words) for d in docs)} words, {len(holdout)} held out for "
           f"early stopping); tune {len(tune)}; dev {len(dev)}; seeds {args.seeds}", flush=True)
-    rows: dict[str, list[dict]] = {name: [] for name, _ in variants}
+    rows: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
     for seed in args.seeds:
-        for name, overrides in variants:
+        for name, overrides, model in variants:
             output = tempfile.mkdtemp(prefix="recipe-variant-")
-            config = TokenTrainConfig(base_model=args.model, output_dir=output, entity_types=types, seed=seed,
+            config = TokenTrainConfig(base_model=model, output_dir=output, entity_types=types, seed=seed,
                                       **overrides)
             started, cpu = time.monotonic(), time.process_time()
             result = train_token_classifier(config, train, holdout)
-            row = {"variant": name, "overrides": overrides, "seed": seed, "seconds": time.monotonic() - started,
+            row = {"variant": name, "overrides": overrides, "base_model": model, "seed": seed, "seconds": time.monotonic() - started,
                    "cpu_seconds": time.process_time() - cpu, "epochs": len(result["history"]),
                    "best_epoch": result["best_epoch"], "refit_epochs": result["refit_epochs"],
                    "tune_f1": evaluate_saved(output, tune)["f1"], "dev_f1": evaluate_saved(output, dev)["f1"]}
