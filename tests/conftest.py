@@ -81,24 +81,27 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def virtualenv_with(folder: Path, package: str, *, module: str, timeout: int) -> Path:
-    """The python of a virtualenv at `folder` holding `package` (for tools that pin libraries of their own the
-    project must not inherit): installed once, under a file lock shared by pytest-xdist's workers; the test
-    is skipped with the reason when it cannot be installed."""
+def virtualenv_with(folder: Path, *packages: str, module: str, timeout: int) -> Path:
+    """The python of a virtualenv at `folder` holding `packages` (for tools that pin libraries of their own the
+    project must not inherit): installed once, under a file lock shared by pytest-xdist's workers, and again
+    when the packages asked for change (they are recorded in the virtualenv) or `module` does not import; the
+    test is skipped with the reason when it cannot be installed."""
     import subprocess
     import sys
 
     python = folder / "bin" / "python"
+    stamp, wanted = folder / "docloop-packages.txt", "\n".join(packages)
     with file_lock(folder.with_name(folder.name + ".lock")):
-        if not python.exists() or subprocess.run([str(python), "-c", f"import {module}"],
-                                                 capture_output=True).returncode != 0:
+        if (not python.exists() or not stamp.exists() or stamp.read_text() != wanted
+                or subprocess.run([str(python), "-c", f"import {module}"], capture_output=True).returncode != 0):
             try:
                 subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True,
                                timeout=120)
-                subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", package],
-                               check=True, capture_output=True, timeout=timeout)
+                subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                                *packages], check=True, capture_output=True, timeout=timeout)
             except (subprocess.SubprocessError, OSError) as exc:
-                pytest.skip(f"{package} could not be installed in {folder}: {exc}")
+                pytest.skip(f"{' '.join(packages)} could not be installed in {folder}: {exc}")
+            stamp.write_text(wanted)
     return python
 
 

@@ -219,13 +219,15 @@ def test_text_words_split_punctuation_and_keep_numbers_whole():
 # A trained model, and Label Studio itself ---------------------------------------------------------------------
 
 LS_VENV = Path(settings.VAR_DIR) / "label-studio-venv"
-LS_PACKAGE = "label-studio==1.23.2"
+# label-studio 1.23.2 does not pin sentry-sdk, and sentry-sdk 3.0 (December 2026) refuses the options it passes
+# at start-up ("Unknown option 'send_default_pii'").
+LS_PACKAGES = ("label-studio==1.23.2", "sentry-sdk<3")
 
 
 @pytest.fixture(scope="session")
 def label_studio_python():
     """Label Studio lives in its own virtualenv under var/ (installed once; it pins a Django of its own)."""
-    return virtualenv_with(LS_VENV, LS_PACKAGE, module="label_studio", timeout=1500)
+    return virtualenv_with(LS_VENV, *LS_PACKAGES, module="label_studio", timeout=1500)
 
 
 LABEL_STUDIO = r"""
