@@ -212,6 +212,25 @@ def run_worker(queues):
     return run
 
 
+@pytest.fixture(autouse=True)
+def _post_migrate_rows_after_a_serialized_flush(request):
+    """A serialized_rollback test's teardown flushes the database without post_migrate (Django restores the
+    migrated rows for the next serialized test), leaving no content types, permissions or role groups. A
+    plain transactional test dealt right after one (pytest-xdist deals tests in varying runs) gets them back
+    here, as the flush at the end of any other transactional test leaves them."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server"))
+    if not transactional or (marker is not None and marker.kwargs.get("serialized_rollback")):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.contrib.contenttypes.models import ContentType
+    from django.core.management.sql import emit_post_migrate_signal
+
+    if not ContentType.objects.exists():
+        emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+
+
 def _user(username: str, group: str | None):
     user = get_user_model().objects.create_user(username=username, password="secret-pass-123")
     if group:
