@@ -15,6 +15,8 @@ Backends (`DOCLOOP_PREDICT_BACKEND`, or the predictor's `backend` argument):
   words/s; 99.3-99.6% of words tagged as fp32 tags them, span F1 within 0.005 of fp32 on the tuning split
   (docs/performance.md, issue 22).
 - onnx: ONNX Runtime, fp32 weights (the same tags as torch).
+- onnx-int8partial: every encoder matrix product in int8 but the feed-forward output (the product after GELU,
+  whose inputs' long-tailed range loses most to one scale per batch).
 - onnx-int8ffn: only the feed-forward matrix products in int8 (slower than onnx-int8, no better F1).
 - torch: the torch model.
 
@@ -36,7 +38,14 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnx", "onnx-int8ffn", "onnx-int8", "torch")
+BACKENDS = ("auto", "onnx", "onnx-int8ffn", "onnx-int8partial", "onnx-int8", "torch")
+# The encoder's matrix products each int8 backend quantizes, by the shape of their weight (rows, columns):
+# the attention's projections (fused q/k/v, or each alone), its output, the feed-forward input and output.
+QUANTIZED_PRODUCTS = {
+    "onnx-int8": ("attention", "attention_output", "ffn_in", "ffn_out"),
+    "onnx-int8partial": ("attention", "attention_output", "ffn_in"),
+    "onnx-int8ffn": ("ffn_in", "ffn_out"),
+}
 ONNX_DIR = "onnx"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
 # Architectures whose graph onnxruntime.transformers' optimizer fuses (its "bert" pattern covers these).
@@ -136,17 +145,20 @@ def _export(model_dir: Path, input_names: list[str], target: Path) -> None:
     _write_atomically(target, write)
 
 
-def _quantize(source: Path, target: Path, *, hidden: int, intermediate: int, ffn_only: bool,
+def _quantize(source: Path, target: Path, *, hidden: int, intermediate: int, products: tuple[str, ...],
               reduce_range: bool) -> None:
     """Dynamic int8 quantization (weights per output channel, 7-bit with reduce_range) of the encoder's
-    matrix products: the feed-forward ones only (hidden x intermediate), or every one (also the attention's
-    projections); the classifier stays fp32."""
+    matrix products named in `products` (QUANTIZED_PRODUCTS), told apart by their weight's shape; the
+    classifier stays fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    shapes_of = {"attention": {(hidden, 3 * hidden), (hidden, hidden)},
+                 "attention_output": {(hidden, hidden)},
+                 "ffn_in": {(hidden, intermediate)}, "ffn_out": {(intermediate, hidden)}}
+    wanted = set().union(*(shapes_of[product] for product in products))
     graph = onnx.load(str(source), load_external_data=False).graph
-    shapes = {init.name: set(init.dims) for init in graph.initializer if len(init.dims) == 2}
-    wanted = [{hidden, intermediate}] + ([] if ffn_only else [{hidden}, {hidden, 3 * hidden}])
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer if len(init.dims) == 2}
     nodes = [node.name for node in graph.node if node.op_type in ("MatMul", "Attention")
              and any(shapes.get(name) in wanted for name in node.input)]
 
@@ -176,13 +188,13 @@ class OnnxRunner:
         plain = self.model_dir / ONNX_DIR / f"model-{digest}.onnx"
         if not plain.exists():
             _export(self.model_dir, self.input_names, plain)
-        if self.variant in ("onnx-int8ffn", "onnx-int8"):
+        if self.variant in QUANTIZED_PRODUCTS:
             bits = 8 if cpu_has_vnni() else 7  # workers on other CPUs share the folder: both may be cached
             quantized = plain.with_name(f"model-{digest}-{self.variant[5:]}-{bits}bit.onnx")
             if not quantized.exists():
                 config = json.loads((self.model_dir / "config.json").read_text())
                 _quantize(plain, quantized, hidden=config["hidden_size"],
-                          intermediate=config["intermediate_size"], ffn_only=self.variant == "onnx-int8ffn",
+                          intermediate=config["intermediate_size"], products=QUANTIZED_PRODUCTS[self.variant],
                           reduce_range=bits == 7)
             return quantized
         return plain

@@ -4,6 +4,7 @@ artefact, and torch when onnxruntime is missing."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -86,7 +87,7 @@ INT8_LOGITS_MAX, INT8_LOGITS_MEAN, INT8_PROBABILITY = 0.25, 0.03, 0.05
 
 
 @pytest.mark.parametrize("vnni", [True, False], ids=["8-bit weights", "7-bit weights"])
-@pytest.mark.parametrize("backend", ["onnx-int8", "onnx-int8ffn"])
+@pytest.mark.parametrize("backend", ["onnx-int8", "onnx-int8partial", "onnx-int8ffn"])
 def test_int8_logits_stay_within_the_stated_tolerance_of_torch(tagger, monkeypatch, backend, vnni):
     monkeypatch.setattr(inference, "cpu_has_vnni", lambda: vnni)
     doc = _document()
@@ -109,12 +110,23 @@ def test_int8_logits_stay_within_the_stated_tolerance_of_torch(tagger, monkeypat
     assert quantized._runner.graph_path().name == f"model-{digest}-{backend[5:]}-{bits}bit.onnx"
 
 
-def test_the_int8_graph_quantizes_the_encoder_and_leaves_the_classifier_fp32(tagger):
+@pytest.mark.parametrize(("backend", "int8_products_per_layer"), [("onnx-int8", 3), ("onnx-int8partial", 2)])
+def test_the_int8_graph_quantizes_the_encoder_and_leaves_the_classifier_fp32(tagger, backend,
+                                                                            int8_products_per_layer):
     import onnx
+    from onnx import numpy_helper
 
-    graph = onnx.load(str(TokenPredictor(tagger, backend="onnx-int8")._runner.graph_path())).graph
+    graph = onnx.load(str(TokenPredictor(tagger, backend=backend)._runner.graph_path())).graph
     ops = [node.op_type for node in graph.node]
-    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") == 6 * 3  # every encoder product
+    # the attention's projections always; its output and the feed-forward input always; the feed-forward output
+    # (intermediate x hidden) only in onnx-int8
+    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") == 6 * int8_products_per_layer
+    weights = {init.name: numpy_helper.to_array(init).shape for init in graph.initializer}
+    fp32_shapes = sorted(weights[name] for node in graph.node if node.op_type == "MatMul"
+                         for name in node.input if name in weights)
+    config = json.loads((tagger / "config.json").read_text())
+    ffn_out = (config["intermediate_size"], config["hidden_size"])
+    assert fp32_shapes.count(ffn_out) == (6 if backend == "onnx-int8partial" else 0)
     assert sorted(node.op_type for node in graph.node if "classifier" in node.name) == ["Add", "MatMul"]
 
 
