@@ -124,6 +124,9 @@ def main() -> None:
     parser.add_argument("--train-words", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--also", action="append", default=[], metavar="SPLIT:FIRST:COUNT",
+                        help="more documents in the same run, e.g. --split train --first-doc 38 --docs 12 "
+                             "--also dev:3:6")
     parser.add_argument("--variants", default="",
                         help="comma-separated subset to run (torch, the F1 reference, always runs; without the "
                              "pipeline no ratio is printed), e.g. onnx,onnx-int8 with --docs 9 --max-words 0")
@@ -154,6 +157,9 @@ def main() -> None:
               f"(--model {model_dir} reuses it)")
 
     docs = _docs(args.split, args.docs, args.max_words, args.first_doc)
+    for extra in args.also:  # more document ranges in the same run (a tuning split pooled from two)
+        split, first, count = extra.split(":")
+        docs += _docs(split, int(count), args.max_words, int(first))
     gold = [doc.tags for doc, _ in docs]
     words = sum(len(doc.words) for doc, _ in docs)
     from training.ml.inference import onnxruntime_available
@@ -203,7 +209,8 @@ def main() -> None:
             if best is None or seconds < best[0]:
                 flat = [t for doc_tags in predicted for t in doc_tags]
                 results[name] = (seconds, _f1(gold, predicted), flat, _counts(gold, predicted))
-    print(f"LeNER-Br {args.split} documents {args.first_doc}..{args.first_doc + len(docs) - 1} ({len(docs)}), "
+    print(f"LeNER-Br {args.split} documents {args.first_doc}..{args.first_doc + args.docs - 1} "
+          f"{' '.join('+ ' + extra for extra in args.also)} ({len(docs)}), "
           f"{words} words; torch threads {torch.get_num_threads()}; load average {load_average()}; "
           f"default backend: {default.backend}")
     print(f"{'variant':>16} {'words/s':>9} {'x pipeline':>11} {'span F1':>8} {'F1 - fp32':>10} {'5th pct':>8} "

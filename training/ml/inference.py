@@ -12,7 +12,8 @@ Backends (`DOCLOOP_PREDICT_BACKEND`, or the predictor's `backend` argument):
 - onnx-int8: ONNX Runtime with every matrix product of the encoder quantized to int8 (dynamic quantization:
   weights per output channel, activations per batch; full 8-bit weights on CPUs with VNNI, 7-bit without,
   where the AVX2 kernel's 16-bit sums would saturate); the classifier stays fp32. 1.7-2x the fp32 graph's
-  words/s; 99.3-99.6% of words tagged as fp32 tags them, span F1 within 0.005 of fp32 on the tuning split
+  words/s; 99.3-99.6% of words tagged as fp32 tags them; span F1 within 0.005 of fp32 over a bootstrap of the
+  pooled tuning documents, and 7.8x the pipeline at +0.0006 F1 on a report split never used to choose
   (docs/performance.md, issue 22).
 - onnx: ONNX Runtime, fp32 weights (the same tags as torch).
 - onnx-int8partial: every encoder matrix product in int8 but the feed-forward output (the product after GELU,
