@@ -352,14 +352,14 @@ def _curve(args, checkpoints: list[int], var: Path) -> None:
     transformers_logging.disable_progress_bar()
     datasets.disable_progress_bars()
 
-    from training.ml.hyperparameters import DEFAULTS
+    from training.ml.hyperparameters import defaults_for
 
     dev = [_token_document(read_conll(path, max_words=args.max_words))
            for path in lener_files("dev")[: args.dev_docs]]
     args.dev_docs = len(dev)
     given = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
                                ("batch_size", args.batch_size)) if v is not None}
-    print(f"full runs: the product's defaults ({', '.join(f'{k} {v}' for k, v in DEFAULTS.items())})"
+    print(f"full runs: the product's defaults ({', '.join(f'{k} {v}' for k, v in defaults_for('token_classification').items())})"
           + (f", except {', '.join(f'{k} {v}' for k, v in given.items())}" if given else "")
           + f"; dev: {len(dev)} documents, {sum(len(d.words) for d in dev)} words "
           f"({'full length' if not args.max_words else f'<= {args.max_words} words each'}); feedback "

@@ -1,9 +1,10 @@
 from django import forms
+from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy as _
 
 from lib.inputs import InputError, id_list_field, moment_field, text_list_field
 from training.dataset_builder import FINISH_EXCLUDE, FINISH_KEEP, FINISH_WEIGHT, DatasetFilters
-from training.ml.hyperparameters import HYPERPARAMETERS
+from training.ml.hyperparameters import HYPERPARAMETERS, TASK_DEFAULTS
 from training.ml.snapshot import SPLIT_SEED, TEST_FRACTION, VALIDATION_FRACTION
 from training.models import Dataset, Task
 from training.services.datasets import finish_treatment_default
@@ -29,13 +30,24 @@ LABELS = {
 }
 
 
+def _task_defaults_text(name: str) -> str:
+    h = HYPERPARAMETERS[name]
+    per_task = {task: values[name] for task, values in TASK_DEFAULTS.items() if name in values}
+    defaults = "; ".join(f"{label}: {per_task.get(task, h.default):g}" for task, label in Task.choices)
+    return _("Empty: the task's default (%(defaults)s).") % {"defaults": defaults}
+
+
 def _field(name: str, *, required: bool = True) -> forms.Field:
     """A form field with the hyperparameter's default and bounds (training.ml.hyperparameters); an optional
-    one left empty takes the default."""
+    one left empty takes the default. One whose default depends on the task (TASK_DEFAULTS) starts empty and
+    says each task's default."""
     h = HYPERPARAMETERS[name]
     if h.type is bool:  # a checkbox: unticked is False, never "empty"
         return forms.BooleanField(label=LABELS[name], initial=h.default, required=False)
     kind = forms.IntegerField if h.type is int else forms.FloatField
+    if any(name in values for values in TASK_DEFAULTS.values()):
+        return kind(label=LABELS[name], min_value=h.low, max_value=h.high, required=False,
+                    help_text=lazy(_task_defaults_text, str)(name))
     return kind(label=LABELS[name], initial=h.default, min_value=h.low, max_value=h.high, required=required)
 
 

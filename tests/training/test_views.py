@@ -65,3 +65,22 @@ def test_pages_that_serve_htmx_fragments_vary_on_the_hx_request_header(client, r
         for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
             response = client.get(url, **headers)
             assert response.status_code == 200 and "HX-Request" in response["Vary"]
+
+
+def test_a_learning_rate_left_empty_takes_the_tasks_default_and_the_form_says_which(client, admin_user, tmp_path,
+                                                                                   queues):
+    from training.ml.hyperparameters import DEFAULTS, TASK_DEFAULTS
+
+    for n in range(2):
+        (tmp_path / f"d{n}.conll").write_text(f"Ana B-PESSOA\nmora O\nem O\nRecife{n} B-LOCAL\n. O\n")
+    call_command("import_conll", str(tmp_path), "--reviewed")
+    client.force_login(admin_user)
+    page = client.get(reverse("training:index"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f"token classification (entities): {TASK_DEFAULTS['token_classification']['learning_rate']:g}" in page
+    for task in ("token_classification", "text_classification"):
+        response = client.post(reverse("training:start"), {"task": task, "epochs": 1, "batch_size": 8,
+                                                           "learning_rate": "", "max_length": 128, "seed": 1})
+        assert response.status_code in (200, 302), response.content.decode()[:500]
+    entities, classes = TrainingRun.objects.order_by("id")
+    assert entities.hyperparameters["learning_rate"] == TASK_DEFAULTS["token_classification"]["learning_rate"]
+    assert classes.hyperparameters["learning_rate"] == DEFAULTS["learning_rate"]

@@ -31,7 +31,7 @@ from transformers import (
 from training.ml.bio import bio_to_spans
 from training.ml.device import autocast_dtype, describe_device, pick_device
 from training.ml.fit import fit
-from training.ml.hyperparameters import DEFAULTS
+from training.ml.hyperparameters import DEFAULTS, defaults_for
 from training.ml.metrics import (
     entity_type_confusion,
     macro_f1,
@@ -105,7 +105,7 @@ class TokenTrainConfig:
     entity_types: list[str]
     epochs: int = DEFAULTS["epochs"]
     batch_size: int = DEFAULTS["batch_size"]
-    learning_rate: float = DEFAULTS["learning_rate"]
+    learning_rate: float = defaults_for("token_classification")["learning_rate"]
     weight_decay: float = DEFAULTS["weight_decay"]
     warmup_ratio: float = DEFAULTS["warmup_ratio"]
     max_grad_norm: float = 1.0

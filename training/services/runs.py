@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from lib import jobs
 from lib.db_retry import db_error_is_transient, db_retry
 from lib.tempfiles import job_tempdir
-from training.ml.hyperparameters import DEFAULTS, HYPERPARAMETERS, hyperparameters_invalid
+from training.ml.hyperparameters import HYPERPARAMETERS, defaults_for, hyperparameters_invalid
 from training.models import AdaptedBase, Dataset, EpochMetric, TrainingRun
 from training.registry import TASKS
 from training.selectors import adapted_base_newest, reviewed_documents
@@ -70,7 +70,7 @@ def training_run_create(*, task: str | None = None, user: AbstractBaseUser | Non
     if unknown:
         raise ValidationError(_("Unknown hyperparameters: %(names)s.")
                               % {"names": ", ".join(sorted(unknown))})
-    values = {**DEFAULTS, **{k: v for k, v in hyperparameters.items() if v is not None}}
+    values = {**defaults_for(task), **{k: v for k, v in hyperparameters.items() if v is not None}}
     _check_hyperparameters(values)
     count = dataset.statistics["documents"] if dataset is not None else reviewed_documents().count()
     if count < 2:

@@ -83,3 +83,16 @@ def test_runs_recorded_before_the_step_budget_keep_training_as_they_were(db):
     assert old.hyperparameters == {"epochs": 20, "refit": True, "refit_continue": 0, "max_steps": 0,
                                    "min_validation_entities": 0}
     assert new.hyperparameters["refit_continue"] == 2 and new.hyperparameters["max_steps"] == 1000
+
+
+def test_a_run_takes_its_tasks_own_default_learning_rate_unless_given_one(tmp_path, db):
+    from training.ml.hyperparameters import DEFAULTS, TASK_DEFAULTS
+
+    _import(tmp_path, ["Nada O\naqui O\n. O\n", "Nem O\nali O\n. O\n"])
+    entities = training_run_create(task="token_classification", user=None)
+    classes = training_run_create(task="text_classification", user=None)
+    given = training_run_create(task="token_classification", user=None, learning_rate=5e-5)
+    assert entities.hyperparameters["learning_rate"] == TASK_DEFAULTS["token_classification"]["learning_rate"]
+    assert classes.hyperparameters["learning_rate"] == DEFAULTS["learning_rate"]
+    assert given.hyperparameters["learning_rate"] == 5e-5
+    assert entities.hyperparameters["epochs"] == classes.hyperparameters["epochs"] == DEFAULTS["epochs"]

@@ -5,7 +5,7 @@ import argparse
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from training.ml.hyperparameters import HYPERPARAMETERS
+from training.ml.hyperparameters import HYPERPARAMETERS, TASK_DEFAULTS
 from training.models import Dataset, ModelVersion, Task, TrainingRun
 from training.services import training_run_create, training_run_enqueue, training_run_execute
 
@@ -29,8 +29,10 @@ class Command(BaseCommand):
                 parser.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
                                     default=None, help=f"default {'on' if h.default else 'off'}")
                 continue
+            per_task = "".join(f", {task}: {values[name]}" for task, values in TASK_DEFAULTS.items()
+                               if name in values)
             parser.add_argument(f"--{name.replace('_', '-')}", type=h.type, default=None,
-                                help=f"default {h.default}, from {h.low} to {h.high}")
+                                help=f"default {h.default}{per_task}, from {h.low} to {h.high}")
 
     def handle(self, *args, **o):
         dataset = None
