@@ -208,6 +208,9 @@ def test_an_admin_finds_the_training_form_and_a_clear_error_without_reviewed_doc
     page.get_by_role("link", name="Training", exact=True).click()
     expect(page.get_by_role("heading", name="Start a training run")).to_be_visible()
     expect(page.locator("#id_max_length")).to_have_value("64")
+    # the learning rate's default depends on the task: the field starts empty and says each task's default
+    expect(page.locator("#id_learning_rate")).to_have_value("")
+    expect(page.locator("#id_learning_rate_helptext")).to_contain_text("token classification (entities): 0.0003")
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.locator("#train-form")).to_contain_text("at least 2 reviewed documents")
     # The refused form is a deliberate 400, which chromium logs; anything else would be a script error.
