@@ -38,6 +38,12 @@ created when missing, EMPTIED; a seed version the gate keeps inactive (it finds 
         [--vanilla-epochs 10 --vanilla-lr 1e-4 --vanilla-batch-size 16 --vanilla-window 64]
         [--plot learning_curve.png] [--out learning_curve.jsonl]
         [--adapted-base [--unlabelled-docs 60] [--adapt-steps 1000] [--adapt-head-steps 100]]
+        [--no-full] [--score-on tune [--tune-docs 5]]
+
+Feedback settings (DOCLOOP_FEEDBACK_STEPS, _PASSES, _MAX_STEPS, _LEARNING_RATE, _WARMUP, _L2SP, from the
+environment) are compared like for like with --no-full (the full runs do not depend on them) and --score-on
+tune: the last --tune-docs LeNER-Br train documents are left out of every order and scored instead of dev,
+so that the setting chosen there is reported on dev documents it was not chosen on.
 """
 
 from __future__ import annotations
@@ -124,7 +130,7 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
     from training.models import ModelVersion
     from training.services.feedback import feedback_request_create, feedback_update_execute
 
-    files = lener_files("train")
+    files = [p for p in lener_files("train") if p.stem not in args.held_out]
     if order:
         random.Random(order).shuffle(files)
     if len(files) < args.seed_docs + max(checkpoints):
@@ -147,13 +153,14 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
           f"{time.monotonic() - started:.0f} s (epochs {first.run.hyperparameters['epochs']}, lr "
           f"{first.run.hyperparameters['learning_rate']}, batch {first.run.hyperparameters['batch_size']}); "
           f"load average {load_average()}", flush=True)
-    sent, rows, outcomes, feedback_seconds = [], [], [], 0.0
+    sent, rows, outcomes, feedback_seconds, update_seconds = [], [], [], 0.0, []
     for index, path in enumerate(files[args.seed_docs: args.seed_docs + max(checkpoints)], start=1):
         document, _tags = store_document(path.stem, sentences[path], reviewed=False)
         began = time.monotonic()
         request = feedback_request_create(document=document, user=None)
         update = feedback_update_execute(update=request.update)
         feedback_seconds += time.monotonic() - began
+        update_seconds.append(round(time.monotonic() - began, 1))
         outcomes.append(update.status)
         document_mark_reviewed(document=document, user=None)
         sent.append(document.pk)
@@ -163,12 +170,13 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
             continue
         active = ModelVersion.objects.get(task="token_classification", is_active=True)
         feedback = _scores(active, dev)
-        began = time.monotonic()
-        full = full_run(**hp, seed=SEED, document_ids=[d.pk for d in seed] + sent, activate=False)
-        full_seconds = time.monotonic() - began
-        full_scores = _scores(full, dev)
-        raw_scores = None
-        if args.adapted_base:  # the same run from the raw base model: what the adaptation is worth
+        full, full_scores, full_seconds, raw_scores = None, None, None, None
+        if not args.no_full:
+            began = time.monotonic()
+            full = full_run(**hp, seed=SEED, document_ids=[d.pk for d in seed] + sent, activate=False)
+            full_seconds = time.monotonic() - began
+            full_scores = _scores(full, dev)
+        if args.adapted_base and full is not None:  # the same run from the raw base model: what the adaptation is worth
             assert full.run.adapted_base_id is not None
             raw = full_run(**hp, seed=SEED, document_ids=[d.pk for d in seed] + sent, activate=False,
                            use_adapted_base=False)
@@ -183,14 +191,16 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
         row = {
             "order": order, "n": index, "seed_docs": args.seed_docs,
             "documents": [p.stem for p in files[: args.seed_docs + index]],
-            "feedback_f1": feedback["f1"], "full_f1": full_scores["f1"],
+            "feedback_f1": feedback["f1"], "full_f1": full_scores["f1"] if full_scores else None,
             "raw_f1": raw_scores["f1"] if raw_scores else None,
             "vanilla_f1": vanilla_f1,
             "published": outcomes.count("published"), "rejected": outcomes.count("rejected"),
             "failed": outcomes.count("failed"),
-            "feedback_seconds": round(feedback_seconds, 1), "full_seconds": round(full_seconds, 1),
+            "feedback_seconds": round(feedback_seconds, 1),
+            "feedback_update_seconds": list(update_seconds),
+            "full_seconds": round(full_seconds, 1) if full_seconds is not None else None,
             "vanilla_seconds": round(vanilla_seconds, 1) if vanilla_seconds is not None else None,
-            "full_hyperparameters": full.run.hyperparameters,
+            "full_hyperparameters": full.run.hyperparameters if full else None,
             "per_label": {name: {label: {"f1": s["f1"], "support": s["support"]}
                                  for label, s in scores["per_label"].items()}
                           for name, scores in (("feedback", feedback), ("full", full_scores), ("raw", raw_scores))
@@ -199,11 +209,13 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
         }
         rows.append(row)
         emit(row)
-        print(f"order {order} N {index:>2}: feedback {row['feedback_f1']:.3f}, full run {row['full_f1']:.3f}"
+        print(f"order {order} N {index:>2}: feedback {row['feedback_f1']:.3f}"
+              + (f", full run {row['full_f1']:.3f}" if row["full_f1"] is not None else "")
               + (f", raw base {row['raw_f1']:.3f}" if row["raw_f1"] is not None else "")
               + (f", Trainer {row['vanilla_f1']:.3f}" if row["vanilla_f1"] is not None else "")
               + f"; updates {row['published']}/{row['rejected']} published/rejected; {row['feedback_seconds']:.0f} s "
-                f"feedback, {row['full_seconds']:.0f} s full run"
+                f"feedback (median update {statistics.median(update_seconds):.1f} s)"
+              + (f", {row['full_seconds']:.0f} s full run" if row["full_seconds"] is not None else "")
               + (f", {row['vanilla_seconds']:.0f} s Trainer" if row["vanilla_seconds"] is not None else "")
               + f"; load {row['load']}", flush=True)
     return rows
@@ -236,17 +248,20 @@ def _cell(values, width: int, digits: int = 3) -> str:
 
 def _summary(rows: list[dict], args, checkpoints: list[int]) -> None:
     orders = sorted({r["order"] for r in rows})
-    columns = [("feedback F1", "feedback_f1", 3), ("full run F1", "full_f1", 3)]
+    columns = [("feedback F1", "feedback_f1", 3)]
+    if not args.no_full:
+        columns.append(("full run F1", "full_f1", 3))
     if args.adapted_base:
         columns.append(("raw-base F1", "raw_f1", 3))
     if not args.no_vanilla:
         columns.append(("Trainer F1", "vanilla_f1", 3))
-    columns += [("published", "published", 1), ("rejected", "rejected", 1), ("feedback s", "feedback_seconds", 0),
-                ("full run s", "full_seconds", 0)]
+    columns += [("published", "published", 1), ("rejected", "rejected", 1), ("feedback s", "feedback_seconds", 0)]
+    if not args.no_full:
+        columns.append(("full run s", "full_seconds", 0))
     if not args.no_vanilla:
         columns.append(("Trainer s", "vanilla_seconds", 0))
     print(f"\nmean ± sample sd over {len(orders)} order(s) (orders {', '.join(map(str, orders))}); seed "
-          f"{args.seed_docs} documents; dev {args.dev_docs} documents; "
+          f"{args.seed_docs} documents; scored on {args.score_on}: {args.dev_docs} documents; "
           f"{'full length' if not args.max_words else f'<= {args.max_words} words'}")
     print(f"{'N':>3} {'orders':>6} " + " ".join(f"{title:>15}" for title, _, _ in columns))
     for n in checkpoints:
@@ -257,6 +272,10 @@ def _summary(rows: list[dict], args, checkpoints: list[int]) -> None:
     largest = [r for r in rows if r["n"] == max(r["n"] for r in rows)] if rows else []
     if not largest:
         return
+    updates = [s for r in largest for s in r.get("feedback_update_seconds") or []]
+    if updates:
+        print(f"\nfeedback updates: {len(updates)}, median {statistics.median(updates):.1f} s, "
+              f"longest {max(updates):.1f} s")
     models = [m for m in ("feedback", "full", "raw") if m in largest[0]["per_label"]]
     labels = sorted({label for r in largest for m in models for label in r["per_label"][m]})
     names = {"feedback": "feedback", "full": "full run", "raw": "raw base"}
@@ -296,7 +315,7 @@ def _plot(rows: list[dict], args, checkpoints: list[int]) -> None:
     axes.set_xticks(checkpoints, [str(n) for n in checkpoints])
     axes.minorticks_off()
     axes.set_xlabel(f"documents reviewed after the {args.seed_docs}-document seed ({orders} order(s), mean ± sd)")
-    axes.set_ylabel(f"span F1, LeNER-Br dev ({args.dev_docs} documents)")
+    axes.set_ylabel(f"span F1, LeNER-Br {args.score_on} ({args.dev_docs} documents)")
     axes.set_ylim(0, 1)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
@@ -317,6 +336,12 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None, help="of the full runs (default: the product's)")
     parser.add_argument("--batch-size", type=int, default=None, help="of the full runs (default: the product's)")
     parser.add_argument("--no-vanilla", action="store_true", help="skip the vanilla Trainer baseline")
+    parser.add_argument("--no-full", action="store_true",
+                        help="skip the full runs: feedback settings (DOCLOOP_FEEDBACK_*) compared like for like")
+    parser.add_argument("--score-on", choices=("dev", "tune"), default="dev",
+                        help="tune: score on the last --tune-docs LeNER-Br train documents (left out of every "
+                             "order) instead of dev; choose settings there, report dev")
+    parser.add_argument("--tune-docs", type=int, default=5)
     parser.add_argument("--vanilla-epochs", type=int, default=10)
     parser.add_argument("--vanilla-lr", type=float, default=1e-4)
     parser.add_argument("--vanilla-batch-size", type=int, default=16)
@@ -354,16 +379,21 @@ def _curve(args, checkpoints: list[int], var: Path) -> None:
 
     from training.ml.hyperparameters import defaults_for
 
-    dev = [_token_document(read_conll(path, max_words=args.max_words))
-           for path in lener_files("dev")[: args.dev_docs]]
+    scored = (lener_files("dev")[: args.dev_docs] if args.score_on == "dev"
+              else lener_files("train")[-args.tune_docs:])
+    args.held_out = {p.stem for p in scored} if args.score_on == "tune" else set()
+    dev = [_token_document(read_conll(path, max_words=args.max_words)) for path in scored]
     args.dev_docs = len(dev)
     given = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
                                ("batch_size", args.batch_size)) if v is not None}
     print(f"full runs: the product's defaults ({', '.join(f'{k} {v}' for k, v in defaults_for('token_classification').items())})"
           + (f", except {', '.join(f'{k} {v}' for k, v in given.items())}" if given else "")
-          + f"; dev: {len(dev)} documents, {sum(len(d.words) for d in dev)} words "
+          + f"; scored on {args.score_on}: {len(dev)} documents, {sum(len(d.words) for d in dev)} words "
           f"({'full length' if not args.max_words else f'<= {args.max_words} words each'}); feedback "
-          f"{settings.DOCLOOP_FEEDBACK_STEPS} steps, replay ratio {settings.DOCLOOP_FEEDBACK_REPLAY_RATIO}; "
+          f"{settings.DOCLOOP_FEEDBACK_STEPS} steps (passes {settings.DOCLOOP_FEEDBACK_PASSES}, at most "
+          f"{settings.DOCLOOP_FEEDBACK_MAX_STEPS}), lr {settings.DOCLOOP_FEEDBACK_LEARNING_RATE}, warm-up "
+          f"{settings.DOCLOOP_FEEDBACK_WARMUP}, L2-SP {settings.DOCLOOP_FEEDBACK_L2SP}, replay ratio "
+          f"{settings.DOCLOOP_FEEDBACK_REPLAY_RATIO}; "
           + ("no Trainer baseline" if args.no_vanilla else
              f"Trainer: {args.vanilla_epochs} epochs, lr {args.vanilla_lr}, batch {args.vanilla_batch_size}, window "
              f"{args.vanilla_window}, " + ("plain (fp32, random batches)" if args.vanilla_plain
@@ -371,7 +401,9 @@ def _curve(args, checkpoints: list[int], var: Path) -> None:
           + f"; load average {load_average()}", flush=True)
 
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    config = {k: v for k, v in vars(args).items() if k not in ("database_url", "plot", "out")}
+    config = {k: v for k, v in vars(args).items() if k not in ("database_url", "plot", "out", "held_out")}
+    config["feedback"] = {name: getattr(settings, f"DOCLOOP_FEEDBACK_{name.upper()}") for name in (
+        "steps", "passes", "max_steps", "learning_rate", "warmup", "l2sp", "replay_ratio", "batch_size")}
 
     def emit(row: dict) -> None:
         with open(args.out, "a", encoding="utf-8") as handle:

@@ -22,6 +22,7 @@ LABELS = {
     "refit_continue": _("retraining continues from the best epoch for at most this many epochs "
                         "(0: from scratch)"),
     "max_steps": _("at most this many optimizer steps (0: no limit)"),
+    "min_epochs": _("at least this many epochs, whatever the step budget (0: no floor)"),
     "min_validation_entities": _("entities the validation documents need before early stopping trusts them"),
     "weak_weight": _("weight of unreviewed documents' confident predictions (entities; 0: not used)"),
     "weak_threshold": _("confidence a prediction needs to be learnt from an unreviewed document"),
@@ -65,6 +66,7 @@ class TrainingForm(forms.Form):
     refit = _field("refit")
     refit_continue = _field("refit_continue", required=False)
     max_steps = _field("max_steps", required=False)
+    min_epochs = _field("min_epochs", required=False)
     min_validation_entities = _field("min_validation_entities", required=False)
     eval_fraction = _field("eval_fraction", required=False)
     weak_weight = _field("weak_weight", required=False)

@@ -189,11 +189,13 @@ def planned_epochs(config, steps_per_epoch: int) -> int:
     """The search's epoch count: `config.epochs`, capped by a budget of optimizer steps (`max_steps`, 0: none)
     where the data is large: on many documents a few epochs hold as many steps as twenty on few, and time
     follows steps. The learning-rate schedule spans the planned epochs, so it decays within the budget
-    instead of being cut while still high. At least one epoch."""
+    instead of being cut while still high. At least one epoch, and at least `min_epochs` (0: no floor) where
+    the budget would plan fewer: past that many documents, the steps grow with them."""
     epochs = int(config.epochs)
     max_steps = int(getattr(config, "max_steps", 0) or 0)
     if max_steps > 0:
-        epochs = min(epochs, max(1, max_steps // max(steps_per_epoch, 1)))
+        floor = int(getattr(config, "min_epochs", 0) or 0)
+        epochs = min(epochs, max(1, floor, max_steps // max(steps_per_epoch, 1)))
     return epochs
 
 

@@ -48,6 +48,9 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (
     # A budget in optimizer steps (0: off): where there are many windows the epochs shrink to fit it, the
     # learning-rate schedule with them, so time stops growing with the documents (training.ml.fit).
     Hyperparameter("max_steps", 1000, 0, 1_000_000, int),
+    # The budget never plans fewer epochs than this (0: no floor): where documents are many, the steps grow
+    # with them past `max_steps` rather than the search ending after a few epochs (training.ml.fit).
+    Hyperparameter("min_epochs", 0, 0, 100, int),
     # Early stopping (patience > 0) trusts the validation documents only when they hold at least this many
     # entities (token classification): below, every planned epoch runs and the last is kept, since the F1 of
     # a few entities moves more from noise than from one epoch to the next.

@@ -120,6 +120,7 @@ class TokenTrainConfig:
     refit_continue: int = DEFAULTS["refit_continue"]
     # The budget of optimizer steps (training.ml.fit.planned_epochs) and the validation set's entity floor.
     max_steps: int = DEFAULTS["max_steps"]
+    min_epochs: int = DEFAULTS["min_epochs"]
     min_validation_entities: int = DEFAULTS["min_validation_entities"]
     validation_trusted: bool = True  # set by train_token_classifier from the floor
     group_by_length: bool = True

@@ -226,6 +226,23 @@ def test_a_budget_of_optimizer_steps_shrinks_the_epochs_and_the_schedule_with_th
     assert {s["epochs"] for s in steps} == {2}
 
 
+def test_a_floor_of_epochs_lets_the_steps_grow_past_the_budget_on_many_documents():
+    """min_epochs: where the budget would plan fewer epochs than the floor, the floor wins (the steps grow with
+    the documents); it never raises the epochs above `epochs`, and 0 leaves the budget alone."""
+    from types import SimpleNamespace
+
+    from training.ml.fit import planned_epochs
+
+    def planned(steps_per_epoch, **config):
+        return planned_epochs(SimpleNamespace(**{"epochs": 20, "max_steps": 1000, **config}), steps_per_epoch)
+
+    assert planned(214, min_epochs=8) == 8  # twenty LeNER-Br documents: 4 by the budget alone
+    assert planned(107, min_epochs=8) == 9  # ten: the budget already plans more than the floor
+    assert planned(5000, min_epochs=8, epochs=5) == 5  # never more than `epochs`
+    assert planned(214, min_epochs=0) == planned(214) == 4
+    assert planned(214, min_epochs=8, max_steps=0) == 20  # no budget: the floor has nothing to lift
+
+
 def test_early_stopping_does_not_trust_a_validation_set_with_few_entities(tmp_path):
     """Below min_validation_entities the held-out F1 is mostly noise: patience stops nothing, every planned
     epoch runs and the last one is kept (its metrics are the ones reported)."""
