@@ -238,9 +238,10 @@ DOCLOOP_INGEST_JOB = "training.jobs.document_ingest"
 DOCLOOP_PREDICTIONS_STATE = "training.selectors.document_predictions_state"
 # Called as fn(document=, user=) once a reviewer has marked a document reviewed on the review page; what it
 # returns (if anything) is shown to the reviewer. `annotation` calls it by this dotted path, never importing
-# `training`: training's sends the document to the model when DOCLOOP_FEEDBACK_ON_REVIEW is on.
+# `training`: training's sends the document to the model when DOCLOOP_FEEDBACK_ON_REVIEW is on and queues a
+# full run when DOCLOOP_RETRAIN_AUTO is on and the reviewed documents have grown enough.
 # Empty: nothing is called.
-DOCLOOP_REVIEW_FINISHED_HOOK = "training.services.feedback.feedback_on_review"
+DOCLOOP_REVIEW_FINISHED_HOOK = "training.services.review.review_finished"
 
 # Uploads
 DOCLOOP_MAX_UPLOAD_MB = env_int("DOCLOOP_MAX_UPLOAD_MB", 50)
@@ -381,6 +382,13 @@ DOCLOOP_FEEDBACK_VALIDATION_EVERY = env_int("DOCLOOP_FEEDBACK_VALIDATION_EVERY",
 DOCLOOP_FEEDBACK_ON_REVIEW = env_bool("DOCLOOP_FEEDBACK_ON_REVIEW", False)
 # After a version is activated, re-predict at most this many documents not yet reviewed (0: none).
 DOCLOOP_FEEDBACK_RESCORE_LIMIT = env_int("DOCLOOP_FEEDBACK_RESCORE_LIMIT", 500)
+# "Mark as reviewed" also queues a full run of each task that has been trained before, once the reviewed
+# documents number DOCLOOP_RETRAIN_GROWTH times more than when the task's last run was created (0.5: half as
+# many again: 2, 3, 5, 8, 12, 18...), and no run of the task is queued or running. Feedback updates learn
+# each document in seconds; these runs consolidate (training.selectors.retraining_due). A run takes the
+# training worker for minutes on a CPU: off by default; on where a GPU worker (or a second worker) serves it.
+DOCLOOP_RETRAIN_AUTO = env_bool("DOCLOOP_RETRAIN_AUTO", False)
+DOCLOOP_RETRAIN_GROWTH = env_float("DOCLOOP_RETRAIN_GROWTH", 0.5, low=0.01, high=100.0)
 
 
 # Runs and workers

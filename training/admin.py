@@ -29,10 +29,11 @@ class EpochMetricInline(ReadOnlyTabularInline):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "task", "kind", "status", "base_model", "seed", "created_by", "created_at",
-                    "finished_at"]
-    list_filter = ["status", "task", "kind"]
-    readonly_fields = ["task", "kind", "base_model", "parent_version", "hyperparameters", "seed", "dataset",
+    list_display = ["id", "task", "kind", "status", "base_model", "seed", "created_by", "trigger",
+                    "created_at", "finished_at"]
+    list_filter = ["status", "task", "kind", "trigger"]
+    readonly_fields = ["task", "kind", "trigger", "reviewed_documents", "base_model", "parent_version",
+                       "hyperparameters", "seed", "dataset",
                        "dataset_hash",
                        "dataset_stats", "status", "error", "job_id", "worker", "device", "created_by",
                        "created_at", "started_at", "finished_at", "attempts", "heartbeat_at", "progress",

@@ -72,7 +72,17 @@ class TrainingRun(JobRow):
         FULL = "full", _("full run")
         FEEDBACK = "feedback", _("feedback update")
 
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", _("started by hand")
+        # DOCLOOP_RETRAIN_AUTO: the reviewed documents grew by DOCLOOP_RETRAIN_GROWTH since the last run.
+        GROWTH = "growth", _("the reviewed documents grew")
+
     task = models.CharField(_("task"), max_length=32, choices=Task.choices)
+    trigger = models.CharField(_("trigger"), max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    # How many documents were reviewed when the run was created (what the next automatic run is measured
+    # against, whatever became of this one: a failed run is not retried until the documents grow again).
+    reviewed_documents = models.PositiveIntegerField(_("reviewed documents when created"), null=True,
+                                                     blank=True)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.FULL)
     base_model = models.CharField(_("base model"), max_length=500)
     parent_version = models.ForeignKey(

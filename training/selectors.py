@@ -241,6 +241,30 @@ def adaptation_due(*, words: int | None = None, base_model: str | None = None) -
     return last is None or words >= (last.words or 0) * (1 + settings.DOCLOOP_ADAPT_GROWTH)
 
 
+def retraining_due(*, task: str, reviewed: int | None = None) -> bool:
+    """Whether a full run of `task` is due for the reviewed documents' growth (DOCLOOP_RETRAIN_AUTO): the
+    task has been trained before (its first run is started by hand), none of its full runs is queued or
+    running, and there are DOCLOOP_RETRAIN_GROWTH times more reviewed documents than when its last full run
+    was created, whatever became of that run (a failed or cancelled one waits for the documents to grow
+    again, so that nothing is retried in a loop)."""
+    import math
+
+    from django.conf import settings
+
+    if not settings.DOCLOOP_RETRAIN_AUTO:
+        return False
+    runs = TrainingRun.objects.filter(task=task, kind=TrainingRun.Kind.FULL)
+    last = runs.order_by("-created_at", "-id").first()
+    busy = runs.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists()
+    if last is None or busy:
+        return False
+    reviewed = reviewed_documents().count() if reviewed is None else reviewed
+    before = last.reviewed_documents
+    if before is None:  # a run recorded before the count was kept: its dataset says how many it trained on
+        before = int((last.dataset_stats or {}).get("documents") or 0)
+    return reviewed >= max(2, before + 1, math.ceil(before * (1 + settings.DOCLOOP_RETRAIN_GROWTH)))
+
+
 def adapted_base_progress(*, adapted, now: float | None = None) -> dict:
     """Step, phase, share done and the ETA in seconds (from this attempt's pace) of an adaptation."""
     import time

@@ -52,7 +52,8 @@ def _check_hyperparameters(values: dict) -> None:
 def training_run_create(*, task: str | None = None, user: AbstractBaseUser | None,
                         base_model: str | None = None, dataset: Dataset | None = None,
                         adapted_base: AdaptedBase | None = None,
-                        use_adapted_base: bool = True, **hyperparameters) -> TrainingRun:
+                        use_adapted_base: bool = True, trigger: str = TrainingRun.Trigger.MANUAL,
+                        **hyperparameters) -> TrainingRun:
     """A queued run; hyperparameters not given take the defaults of training.ml.hyperparameters.
 
     With a dataset, the run trains on that snapshot (the task follows from it); without one, it snapshots
@@ -72,7 +73,8 @@ def training_run_create(*, task: str | None = None, user: AbstractBaseUser | Non
                               % {"names": ", ".join(sorted(unknown))})
     values = {**defaults_for(task), **{k: v for k, v in hyperparameters.items() if v is not None}}
     _check_hyperparameters(values)
-    count = dataset.statistics["documents"] if dataset is not None else reviewed_documents().count()
+    reviewed = reviewed_documents().count()
+    count = dataset.statistics["documents"] if dataset is not None else reviewed
     if count < 2:
         raise ValidationError(
             _("Training needs at least 2 reviewed documents; there are %(count)d.") % {"count": count})
@@ -85,7 +87,7 @@ def training_run_create(*, task: str | None = None, user: AbstractBaseUser | Non
                               % {"id": adapted_base.pk, "base": base_model})
     return TrainingRun.objects.create(
         task=task, base_model=base_model, adapted_base=adapted_base, seed=values["seed"], created_by=user,
-        dataset=dataset,
+        dataset=dataset, trigger=trigger, reviewed_documents=reviewed,
         hyperparameters={name: values[name] for name in RUN_HYPERPARAMETERS},
     )
 
@@ -102,6 +104,34 @@ def _run_base_weights(run: TrainingRun) -> str:
 
 def training_run_enqueue(*, run: TrainingRun) -> None:
     jobs.job_enqueue(runs_lifecycle(), run.pk)
+
+
+def retraining_after_review() -> list[TrainingRun]:
+    """Queue a full run, with the task's defaults, of each task for which one is due (selectors.
+    retraining_due: DOCLOOP_RETRAIN_AUTO and the reviewed documents' growth); the review page calls it after
+    a document is marked reviewed. Never raises: finishing a review must not fail for it."""
+    from django.db import transaction
+
+    from training.selectors import retraining_due
+
+    queued = []
+    for task in TASKS:
+        try:
+            with transaction.atomic():
+                # One process at a time decides, so that two reviewers finishing together queue one run.
+                list(TrainingRun.objects.select_for_update().filter(task=task).order_by("-id")
+                     .values_list("pk", flat=True)[:1])
+                if not retraining_due(task=task):
+                    continue
+                run = training_run_create(task=task, user=None, trigger=TrainingRun.Trigger.GROWTH)
+            training_run_enqueue(run=run)
+            logger.info("%s reviewed documents: run %s of %s queued", run.reviewed_documents, run.pk, task)
+            queued.append(run)
+        except ValidationError as exc:  # e.g. fewer than 2 reviewed documents
+            logger.info("no %s run queued: %s", task, " ".join(exc.messages))
+        except Exception:
+            logger.exception("could not queue a %s run for the reviewed documents' growth", task)
+    return queued
 
 
 def training_run_execute(*, run: TrainingRun, worker: str | None = None) -> TrainingRun:
