@@ -140,3 +140,30 @@ def test_on_one_long_document_the_gate_resamples_passages(settings):
     status, _reason, figures = gate_judge(task="token_classification", candidate=old, reference=reference,
                                           reference_version=parent, evaluation_set=None)
     assert figures["units"] == "documents" and status == "rejected"
+
+
+def test_on_a_short_document_of_few_passages_the_reason_names_the_rule_that_refused(settings):
+    """Fewer passages than DOCLOOP_EVAL_MIN_DOCUMENTS: the observed drop decides (the bootstrap's interval is
+    too wide), and the reason says so rather than quoting an interval that does not lie below the tolerance."""
+    from training.ml.metrics import span_counts_per_block, span_counts_per_document
+    from training.models import ModelVersion
+    from training.services.gates import gate_judge
+
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_GATE_TOLERANCE = 10, 0.01
+    ends = [i % 25 == 24 for i in range(1500)]  # 1,500 words: 6 passages
+    gold = [(i * 10, i * 10 + 2, "PESSOA") for i in range(150)]
+
+    def scores(predicted) -> dict:
+        return {"per_label": {"PESSOA": {}}, "per_document": span_counts_per_document([gold], [predicted]),
+                "per_block": span_counts_per_block([gold], [predicted], [ends])}
+
+    reference = scores(gold[:120])
+    status, reason, figures = gate_judge(task="token_classification", candidate=scores(gold[:110]),
+                                         reference=reference, reference_version=ModelVersion(number=2),
+                                         evaluation_set=None)
+    assert (figures["units"], figures["samples_of"], figures["rule"]) == ("passages", 6, "observed drop")
+    assert status == "rejected" and "On fewer than 10 passages of about 250 words (they make 6)" in reason
+    status, _reason, _figures = gate_judge(task="token_classification", candidate=scores(gold[:120]),
+                                           reference=reference, reference_version=ModelVersion(number=2),
+                                           evaluation_set=None)
+    assert status == "passed"  # a change of nothing never is refused
