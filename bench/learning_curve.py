@@ -329,6 +329,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/feedback_curve")
     parser.add_argument("--n", default="1,2,5,10,20", help="checkpoints: documents reviewed after the seed")
     parser.add_argument("--orders", type=int, default=3, help="document orders (0: by name; k: random.Random(k))")
+    parser.add_argument("--only-orders", default="", help="run just these orders (e.g. 1,2), not 0 to --orders - 1")
     parser.add_argument("--seed-docs", type=int, default=2)
     parser.add_argument("--dev-docs", type=int, default=9, help="first LeNER-Br dev documents (9: all)")
     parser.add_argument("--max-words", type=int, default=0, help="clip each document to about N words (0: full length)")
@@ -410,8 +411,9 @@ def _curve(args, checkpoints: list[int], var: Path) -> None:
             handle.write(json.dumps({"run": stamp, **row, "config": config}) + "\n")
 
     rows: list[dict] = []
-    for order in range(args.orders):
-        if order:
+    orders = [int(o) for o in args.only_orders.split(",")] if args.only_orders else list(range(args.orders))
+    for position, order in enumerate(orders):
+        if position:
             _empty_database(args.database_url, var)
         rows += _order(order, args, checkpoints, dev, emit)
     _summary(rows, args, checkpoints)
