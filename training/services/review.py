@@ -18,7 +18,7 @@ def review_finished(*, document: Document, user: AbstractBaseUser) -> str:
     runs = retraining_after_review()
     if runs:
         notes.append(ngettext(
-            "%(count)d documents are reviewed now: a full training run is queued.",
+            "%(count)d documents are reviewed now: %(runs)d full training run is queued.",
             "%(count)d documents are reviewed now: %(runs)d full training runs are queued.",
             len(runs)) % {"count": runs[0].reviewed_documents, "runs": len(runs)})
     return " ".join(note for note in notes if note)

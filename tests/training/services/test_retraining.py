@@ -76,7 +76,7 @@ def test_the_reviewer_is_told_that_a_run_was_queued(import_corpus, reviewer, que
     documents = import_corpus(3)
     _last_run(2)
     note = review_finished(document=documents[-1], user=reviewer)
-    assert note == "3 documents are reviewed now: a full training run is queued."
+    assert note == "3 documents are reviewed now: 1 full training run is queued."
     assert TrainingRun.objects.filter(trigger=TrainingRun.Trigger.GROWTH).count() == 1
     assert review_finished(document=documents[-1], user=reviewer) == ""  # already queued: nothing more
 
