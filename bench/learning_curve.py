@@ -357,10 +357,26 @@ def main() -> None:
     parser.add_argument("--unlabelled-docs", type=int, default=60, help="unreviewed documents added for the adaptation")
     parser.add_argument("--adapt-steps", type=int, default=None, help="default DOCLOOP_ADAPT_STEPS")
     parser.add_argument("--adapt-head-steps", type=int, default=None, help="default DOCLOOP_ADAPT_HEAD_STEPS")
+    parser.add_argument("--summary-from", default="",
+                        help="train nothing: print the table and draw the plot from the rows of this --out file "
+                             "(runs of single orders pooled; a row's N must be in --n)")
     args = parser.parse_args()
     checkpoints = sorted({int(n) for n in args.n.split(",")})
     if args.orders < 1 or min(checkpoints) < 1:
         raise SystemExit("--orders and every --n must be at least 1")
+    if args.summary_from:
+        rows = [json.loads(line) for line in Path(args.summary_from).read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+        rows = [row for row in rows if row["n"] in checkpoints]
+        if not rows:
+            raise SystemExit(f"{args.summary_from} has no rows for N in {checkpoints}")
+        first = rows[0]["config"]
+        for key in ("seed_docs", "dev_docs", "max_words", "adapted_base", "no_vanilla", "no_full", "score_on"):
+            if key in first:
+                setattr(args, key, first[key])
+        _summary(rows, args, checkpoints)
+        _plot(rows, args, checkpoints)
+        return
 
     var = setup(args.database_url)
     try:
