@@ -349,10 +349,10 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
         from training.ml.metrics import BLOCK_WORDS
 
         return Gate.REJECTED, _(
-            "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s. On fewer "
-            "than %(floor)d passages of about %(words)d words (they make %(passages)d) the bootstrap cannot tell "
-            "a fall from noise, so a drop beyond the tolerance of %(tolerance).3f is refused. Version %(ref)d "
-            "stays active.") % {
+            "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s. On "
+            "fewer than %(floor)d passages of about %(words)d words (they make %(passages)d) the bootstrap "
+            "cannot tell a fall from noise, so a drop beyond the tolerance of %(tolerance).3f is refused. "
+            "Version %(ref)d stays active.") % {
             "before": result["reference_f1"], "after": result["candidate_f1"],
             "ref": reference_version.number, "where": where, "floor": result["min_documents"],
             "words": BLOCK_WORDS, "passages": len(candidate_units), "tolerance": result["tolerance"]}, figures

@@ -115,6 +115,8 @@ def retraining_after_review() -> list[TrainingRun]:
     from training.selectors import retraining_due
 
     queued = []
+    if not settings.DOCLOOP_RETRAIN_AUTO:  # no lock, no query: finishing a review costs nothing more
+        return queued
     for task in TASKS:
         try:
             with transaction.atomic():
