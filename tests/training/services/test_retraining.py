@@ -109,3 +109,15 @@ def test_reviewers_finishing_together_queue_one_run(import_corpus, retrain, queu
     assert errors == [] and len(queued) == 1
     assert TrainingRun.objects.filter(trigger=TrainingRun.Trigger.GROWTH).count() == 1
     assert queues["training"].count == 1
+
+
+def test_the_training_pages_name_the_growth_where_a_person_would_be(client, reviewer, import_corpus, retrain):
+    from django.urls import reverse
+
+    import_corpus(3)
+    _last_run(2)
+    [run] = retraining_after_review()
+    client.force_login(reviewer)
+    for url in (reverse("training:index"), reverse("training:run", args=[run.pk])):
+        page = client.get(url).content.decode()
+        assert "the reviewed documents grew" in page, url
