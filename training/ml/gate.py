@@ -101,6 +101,27 @@ def gate_compare(reference: Sequence[DocumentCounts], candidate: Sequence[Docume
             "average": average}
 
 
+def passages(blocks: Sequence[DocumentCounts], *, min_units: int, fine_words: int,
+             coarse_words: int) -> tuple[list[DocumentCounts], int]:
+    """The units a bootstrap over passages resamples, from the fine passages (`fine_words` words each) scores
+    keep: consecutive ones summed into passages of about `coarse_words` words where they still make
+    `min_units` units, else the fine ones as they are, so that one document of a couple of thousand words
+    is judged by the bootstrap rather than by its observed drop alone. Returns (units, words per unit)."""
+    group = max(1, coarse_words // fine_words)
+    if group == 1 or len(blocks) < group * min_units:
+        return list(blocks), fine_words
+    merged: list[DocumentCounts] = []
+    for start in range(0, len(blocks), group):
+        summed: dict[str, list[int]] = {}
+        for counts in blocks[start:start + group]:
+            for label, values in counts.items():
+                row = summed.setdefault(label, [0, 0, 0])
+                for i in range(3):
+                    row[i] += values[i]
+        merged.append(summed)
+    return merged, fine_words * group
+
+
 def floor_check(candidate: Sequence[DocumentCounts], *, average: str = "micro",
                 labels: Sequence[str] | None = None, min_f1: float = 0.0) -> dict:
     """A task's first version: is its F1 on the evaluation documents above `min_f1` (by default: does it

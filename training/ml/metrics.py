@@ -108,11 +108,12 @@ def span_counts_per_document(gold: list[list[SpanTuple]], predicted: list[list[S
     return documents
 
 
-BLOCK_WORDS = 250  # the passage a document is cut into for the gate's bootstrap when documents are few
+BLOCK_WORDS = 250  # the passage the gate's bootstrap resamples when documents are few (training.ml.gate)
+PASSAGE_WORDS = 125  # the finer cut scores keep: two make a BLOCK_WORDS passage, one alone on short text
 
 
 def span_counts_per_block(gold: list[list[SpanTuple]], predicted: list[list[SpanTuple]],
-                          line_ends: list[list[bool]], *, block_words: int = BLOCK_WORDS) -> list[dict]:
+                          line_ends: list[list[bool]], *, block_words: int = PASSAGE_WORDS) -> list[dict]:
     """span_counts_per_document over passages instead of documents: each document cut at the first line end
     after every `block_words` words, a span counted in the passage where it starts. On a validation set of
     one or two long documents, these are the units a paired bootstrap can resample (training.ml.gate)."""

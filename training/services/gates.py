@@ -331,23 +331,30 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
     labels = sorted(set(candidate.get("per_label") or {}) | set(reference.get("per_label") or {}))
     units, reference_units, candidate_units = "documents", reference["per_document"], counts
     blocks = (candidate.get("per_block") or [], reference.get("per_block") or [])
+    words = 0
     if (len(counts) < settings.DOCLOOP_EVAL_MIN_DOCUMENTS and len(blocks[0]) > len(counts)
             and len(blocks[0]) == len(blocks[1])):
-        # Too few documents for a bootstrap over documents (entities only): resample the passages of about
-        # BLOCK_WORDS words they are cut into, so that one or two long documents still tell noise from a fall.
-        units, candidate_units, reference_units = "passages", blocks[0], blocks[1]
+        # Too few documents for a bootstrap over documents (entities only): resample the passages they are
+        # cut into (about BLOCK_WORDS words, shorter where that makes too few), so that one or two long
+        # documents still tell noise from a fall.
+        from training.ml.gate import passages
+        from training.ml.metrics import BLOCK_WORDS, PASSAGE_WORDS
+
+        cut = {"min_units": settings.DOCLOOP_EVAL_MIN_DOCUMENTS, "fine_words": PASSAGE_WORDS,
+               "coarse_words": BLOCK_WORDS}
+        candidate_units, words = passages(blocks[0], **cut)
+        reference_units, _words = passages(blocks[1], **cut)
+        units = "passages"
     result = gate_compare(reference_units, candidate_units, average=_average(task), labels=labels,
                           tolerance=settings.DOCLOOP_GATE_TOLERANCE,
                           confidence=settings.DOCLOOP_GATE_CONFIDENCE,
                           samples=settings.DOCLOOP_GATE_BOOTSTRAP_SAMPLES, seed=seed,
                           min_documents=settings.DOCLOOP_EVAL_MIN_DOCUMENTS)
     figures = {**base, **result, "documents": len(counts), "units": units, "samples_of": len(candidate_units),
-               "reference_version": reference_version.number}
+               "reference_version": reference_version.number, **({"passage_words": words} if words else {})}
     if not result["worse"]:
         return Gate.PASSED, "", figures
     if result["rule"] == "observed drop" and units == "passages":
-        from training.ml.metrics import BLOCK_WORDS
-
         return Gate.REJECTED, _(
             "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s. On "
             "fewer than %(floor)d passages of about %(words)d words (they make %(passages)d) the bootstrap "
@@ -355,10 +362,8 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
             "Version %(ref)d stays active.") % {
             "before": result["reference_f1"], "after": result["candidate_f1"],
             "ref": reference_version.number, "where": where, "floor": result["min_documents"],
-            "words": BLOCK_WORDS, "passages": len(candidate_units), "tolerance": result["tolerance"]}, figures
+            "words": words, "passages": len(candidate_units), "tolerance": result["tolerance"]}, figures
     if units == "passages":
-        from training.ml.metrics import BLOCK_WORDS
-
         return Gate.REJECTED, _(
             "Validation F1 fell from %(before).3f (version %(ref)d) to %(after).3f on %(where)s, beyond "
             "noise: a paired bootstrap over their %(passages)d passages of about %(words)d words puts the "
@@ -366,7 +371,7 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
             "-%(tolerance).3f. Version %(ref)d stays active.") % {
             "before": result["reference_f1"], "after": result["candidate_f1"],
             "ref": reference_version.number, "where": where, "passages": len(candidate_units),
-            "words": BLOCK_WORDS, "low": result["low"], "high": result["high"],
+            "words": words, "low": result["low"], "high": result["high"],
             "confidence": round(100 * result["confidence"]), "tolerance": result["tolerance"]}, figures
     if result["rule"] == "observed drop":
         return Gate.REJECTED, _(

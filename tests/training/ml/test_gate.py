@@ -97,11 +97,25 @@ def test_passages_cut_a_document_at_line_ends_and_count_each_span_once():
     ends = [i % 50 == 49 for i in range(600)]
     gold = [[(i * 20, i * 20 + 2, "PESSOA") for i in range(30)]]
     predicted = [[s for k, s in enumerate(gold[0]) if k % 3]]
-    blocks = span_counts_per_block(gold, predicted, [ends])
+    blocks = span_counts_per_block(gold, predicted, [ends], block_words=250)
     assert len(blocks) == 3
     assert [b["PESSOA"][2] for b in blocks] == [13, 12, 5]  # spans starting in words 0-249, 250-499, 500-599
     assert f1_from_counts(blocks) == pytest.approx(f1_from_counts(span_counts_per_document(gold, predicted)))
     assert span_counts_per_block([[]], [[]], [[False] * 10]) == [{}]  # a short document is one passage
+    # Scores keep the finer cut (PASSAGE_WORDS, 125): 150-word passages here, at every third line end.
+    assert len(span_counts_per_block(gold, predicted, [ends])) == 4
+
+
+def test_fine_passages_are_summed_in_pairs_only_where_the_pairs_still_make_enough_units():
+    from training.ml.gate import passages
+
+    fine = [{"PESSOA": [1, 2, 3]}] * 25
+    merged, words = passages(fine, min_units=10, fine_words=125, coarse_words=250)
+    assert (len(merged), words) == (13, 250) and merged[0] == {"PESSOA": [2, 4, 6]}
+    assert merged[-1] == {"PESSOA": [1, 2, 3]}  # the odd one out stays alone
+    assert f1_from_counts(merged) == pytest.approx(f1_from_counts(fine))
+    kept, words = passages(fine[:19], min_units=10, fine_words=125, coarse_words=250)
+    assert (len(kept), words) == (19, 125)  # pairs would make 10 units of 19 passages: too few to halve
 
 
 def _one_long_document(rng: random.Random, keep: float):
@@ -142,28 +156,55 @@ def test_on_one_long_document_the_gate_resamples_passages(settings):
     assert figures["units"] == "documents" and status == "rejected"
 
 
-def test_on_a_short_document_of_few_passages_the_reason_names_the_rule_that_refused(settings):
-    """Fewer passages than DOCLOOP_EVAL_MIN_DOCUMENTS: the observed drop decides (the bootstrap's interval is
-    too wide), and the reason says so rather than quoting an interval that does not lie below the tolerance."""
+def _short_document_scores(words: int):
     from training.ml.metrics import span_counts_per_block, span_counts_per_document
-    from training.models import ModelVersion
-    from training.services.gates import gate_judge
 
-    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_GATE_TOLERANCE = 10, 0.01
-    ends = [i % 25 == 24 for i in range(1500)]  # 1,500 words: 6 passages
-    gold = [(i * 10, i * 10 + 2, "PESSOA") for i in range(150)]
+    ends = [i % 25 == 24 for i in range(words)]
+    gold = [(i * 10, i * 10 + 2, "PESSOA") for i in range(words // 10)]
 
     def scores(predicted) -> dict:
         return {"per_label": {"PESSOA": {}}, "per_document": span_counts_per_document([gold], [predicted]),
                 "per_block": span_counts_per_block([gold], [predicted], [ends])}
 
-    reference = scores(gold[:120])
-    status, reason, figures = gate_judge(task="token_classification", candidate=scores(gold[:110]),
+    return gold, scores
+
+
+def test_on_a_short_document_of_few_passages_the_reason_names_the_rule_that_refused(settings):
+    """Fewer passages than DOCLOOP_EVAL_MIN_DOCUMENTS: the observed drop decides (the bootstrap's interval is
+    too wide), and the reason says so rather than quoting an interval that does not lie below the tolerance."""
+    from training.models import ModelVersion
+    from training.services.gates import gate_judge
+
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_GATE_TOLERANCE = 10, 0.01
+    gold, scores = _short_document_scores(900)  # 900 words: 8 passages of 125 words
+    reference = scores(gold[:80])
+    status, reason, figures = gate_judge(task="token_classification", candidate=scores(gold[:72]),
                                          reference=reference, reference_version=ModelVersion(number=2),
                                          evaluation_set=None)
-    assert (figures["units"], figures["samples_of"], figures["rule"]) == ("passages", 6, "observed drop")
-    assert status == "rejected" and "On fewer than 10 passages of about 250 words (they make 6)" in reason
-    status, _reason, _figures = gate_judge(task="token_classification", candidate=scores(gold[:120]),
+    assert (figures["units"], figures["samples_of"], figures["rule"]) == ("passages", 8, "observed drop")
+    assert status == "rejected" and "On fewer than 10 passages of about 125 words (they make 8)" in reason
+    status, _reason, _figures = gate_judge(task="token_classification", candidate=scores(gold[:80]),
                                            reference=reference, reference_version=ModelVersion(number=2),
                                            evaluation_set=None)
     assert status == "passed"  # a change of nothing never is refused
+
+
+def test_on_one_document_of_a_couple_of_thousand_words_the_bootstrap_decides_on_shorter_passages(settings):
+    """1,750 words make 7 passages of 250 words, too few for the bootstrap; cut at 125 words they make 14, and
+    the bootstrap decides: a drop it cannot tell from noise is published, a destructive update refused."""
+    from training.models import ModelVersion
+    from training.services.gates import gate_judge
+
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_GATE_TOLERANCE = 10, 0.01
+    gold, scores = _short_document_scores(1750)
+    reference = scores(gold[:150])
+    rng = random.Random(5)
+    noisy = scores([s for s in gold[:150] if rng.random() > 0.05] + gold[150:155])  # loses 7, gains 5
+    status, reason, figures = gate_judge(task="token_classification", candidate=noisy, reference=reference,
+                                         reference_version=ModelVersion(number=2), evaluation_set=None)
+    assert (figures["units"], figures["samples_of"], figures["passage_words"]) == ("passages", 14, 125)
+    assert figures["rule"] == "bootstrap" and figures["delta"] < -0.01 and status == "passed", (figures, reason)
+    shuffled = scores([(start + 3, end + 3, label) for start, end, label in gold[:150]])  # every span misplaced
+    status, reason, figures = gate_judge(task="token_classification", candidate=shuffled, reference=reference,
+                                         reference_version=ModelVersion(number=2), evaluation_set=None)
+    assert status == "rejected" and "14 passages of about 125 words" in reason and figures["high"] < -0.5
