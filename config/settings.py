@@ -344,6 +344,9 @@ DOCLOOP_FEEDBACK_PASSES = env_float("DOCLOOP_FEEDBACK_PASSES", 0.0, low=0.0, hig
 DOCLOOP_FEEDBACK_MAX_STEPS = env_int("DOCLOOP_FEEDBACK_MAX_STEPS", 0)
 DOCLOOP_FEEDBACK_L2SP = env_float("DOCLOOP_FEEDBACK_L2SP", 0.0, low=0.0, high=100.0)
 DOCLOOP_FEEDBACK_WARMUP = env_float("DOCLOOP_FEEDBACK_WARMUP", 0.0, low=0.0, high=0.5)
+# How many times faster than the encoder the classifier head learns in an update (1: at the same rate).
+DOCLOOP_FEEDBACK_HEAD_LR_MULTIPLIER = env_float("DOCLOOP_FEEDBACK_HEAD_LR_MULTIPLIER", 10.0,
+                                                low=1.0, high=100.0)
 # The gate (training.services.gates; issue 17), one rule for full runs and feedback updates: a new version
 # replaces the active one unless, on the task's evaluation set, a paired bootstrap over documents says its
 # F1 is lower by more than the tolerance with this confidence. DOCLOOP_FEEDBACK_TOLERANCE is the old name.

@@ -5,6 +5,7 @@ arrives during a running update is batched into exactly one follow-up; 401/403/4
 from __future__ import annotations
 
 import io
+import json
 import threading
 
 import pytest
@@ -103,6 +104,7 @@ def test_feedback_teaches_the_active_version_an_entity_it_missed(client, admin_u
                                                                   run_worker, fast_feedback,
                                                                   django_capture_on_commit_callbacks):
     fast_feedback.DOCLOOP_FEEDBACK_STEPS = 20
+    fast_feedback.DOCLOOP_FEEDBACK_HEAD_LR_MULTIPLIER = 5.0
     court = (1, 4, "ORGANIZACAO")
     assert court not in _predicted_spans(base_version, court_document)
 
@@ -130,6 +132,10 @@ def test_feedback_teaches_the_active_version_an_entity_it_missed(client, admin_u
     assert version.events_through == update.learnt_from["events"][str(court_document.pk)]
     assert update.metrics["after"]["f1"] >= update.metrics["before"]["f1"] - fast_feedback.DOCLOOP_GATE_TOLERANCE
     assert version.run.kind == "feedback" and version.run.dataset_stats["train_documents"] == [court_document.pk]
+    # The recipe it trained with is the settings', kept with the update and inside the artefact.
+    assert update.metrics["hyperparameters"]["head_lr_multiplier"] == 5.0
+    meta = json.loads((artefact_local_dir(location=version.artefact) / token_classification.META_FILE).read_text())
+    assert meta["feedback"]["head_lr_multiplier"] == 5.0 and meta["feedback"]["steps"] == 20
 
 
 def test_a_guardrail_rejection_keeps_the_old_version_active(client, admin_user, base_version, court_document,

@@ -80,7 +80,8 @@ def feedback_config() -> dict:
             "learning_rate": settings.DOCLOOP_FEEDBACK_LEARNING_RATE,
             "replay_ratio": settings.DOCLOOP_FEEDBACK_REPLAY_RATIO,
             "passes": settings.DOCLOOP_FEEDBACK_PASSES, "max_steps": settings.DOCLOOP_FEEDBACK_MAX_STEPS,
-            "l2sp": settings.DOCLOOP_FEEDBACK_L2SP, "warmup_ratio": settings.DOCLOOP_FEEDBACK_WARMUP}
+            "l2sp": settings.DOCLOOP_FEEDBACK_L2SP, "warmup_ratio": settings.DOCLOOP_FEEDBACK_WARMUP,
+            "head_lr_multiplier": settings.DOCLOOP_FEEDBACK_HEAD_LR_MULTIPLIER}
 
 
 def _lock_task(task: str) -> None:
