@@ -142,7 +142,7 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
         adaptation = _adapt(files[args.seed_docs + max(checkpoints):][: args.unlabelled_docs], args)
     hp = {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size}
     started = time.monotonic()
-    first = full_run(**hp, seed=SEED)
+    first = full_run(**hp, seed=SEED, **({"refit": False} if args.seed_no_refit else {}))
     if not first.is_active:  # a first version finding nothing is kept inactive; feedback needs one
         from training.services.versions import model_version_activate
 
@@ -153,7 +153,7 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
           f"{time.monotonic() - started:.0f} s (epochs {first.run.hyperparameters['epochs']}, lr "
           f"{first.run.hyperparameters['learning_rate']}, batch {first.run.hyperparameters['batch_size']}); "
           f"load average {load_average()}", flush=True)
-    sent, rows, outcomes, feedback_seconds, update_seconds = [], [], [], 0.0, []
+    sent, rows, outcomes, feedback_seconds, update_seconds, gates = [], [], [], 0.0, [], []
     for index, path in enumerate(files[args.seed_docs: args.seed_docs + max(checkpoints)], start=1):
         document, _tags = store_document(path.stem, sentences[path], reviewed=False)
         began = time.monotonic()
@@ -162,6 +162,11 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
         feedback_seconds += time.monotonic() - began
         update_seconds.append(round(time.monotonic() - began, 1))
         outcomes.append(update.status)
+        figures = update.model_version.gate if update.model_version_id else {}
+        gates.append({"status": update.status, **{k: (round(v, 4) if isinstance(v, float) else v)
+                                                  for k, v in (figures or {}).items()
+                                                  if k in ("rule", "units", "samples_of", "passage_words", "delta",
+                                                           "low", "high", "documents")}})
         document_mark_reviewed(document=document, user=None)
         sent.append(document.pk)
         for name in ("training", "default"):  # the jobs the requests queued: this process ran them already
@@ -197,7 +202,7 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
             "published": outcomes.count("published"), "rejected": outcomes.count("rejected"),
             "failed": outcomes.count("failed"),
             "feedback_seconds": round(feedback_seconds, 1),
-            "feedback_update_seconds": list(update_seconds),
+            "feedback_update_seconds": list(update_seconds), "gates": list(gates),
             "full_seconds": round(full_seconds, 1) if full_seconds is not None else None,
             "vanilla_seconds": round(vanilla_seconds, 1) if vanilla_seconds is not None else None,
             "full_hyperparameters": full.run.hyperparameters if full else None,
@@ -331,6 +336,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3, help="document orders (0: by name; k: random.Random(k))")
     parser.add_argument("--only-orders", default="", help="run just these orders (e.g. 1,2), not 0 to --orders - 1")
     parser.add_argument("--seed-docs", type=int, default=2)
+    parser.add_argument("--seed-no-refit", action="store_true",
+                        help="the seed run keeps its held-out document unseen (no refit): feedback's guardrail then "
+                             "validates on a document the parent never learnt")
     parser.add_argument("--dev-docs", type=int, default=9, help="first LeNER-Br dev documents (9: all)")
     parser.add_argument("--max-words", type=int, default=0, help="clip each document to about N words (0: full length)")
     parser.add_argument("--epochs", type=int, default=None, help="of the full runs (default: the product's)")
@@ -409,7 +417,8 @@ def _curve(args, checkpoints: list[int], var: Path) -> None:
           f"({'full length' if not args.max_words else f'<= {args.max_words} words each'}); feedback "
           f"{settings.DOCLOOP_FEEDBACK_STEPS} steps (passes {settings.DOCLOOP_FEEDBACK_PASSES}, at most "
           f"{settings.DOCLOOP_FEEDBACK_MAX_STEPS}), lr {settings.DOCLOOP_FEEDBACK_LEARNING_RATE}, warm-up "
-          f"{settings.DOCLOOP_FEEDBACK_WARMUP}, L2-SP {settings.DOCLOOP_FEEDBACK_L2SP}, replay ratio "
+          f"{settings.DOCLOOP_FEEDBACK_WARMUP}, L2-SP {settings.DOCLOOP_FEEDBACK_L2SP}, head lr × "
+          f"{settings.DOCLOOP_FEEDBACK_HEAD_LR_MULTIPLIER}, replay ratio "
           f"{settings.DOCLOOP_FEEDBACK_REPLAY_RATIO}; "
           + ("no Trainer baseline" if args.no_vanilla else
              f"Trainer: {args.vanilla_epochs} epochs, lr {args.vanilla_lr}, batch {args.vanilla_batch_size}, window "
