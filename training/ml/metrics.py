@@ -112,6 +112,12 @@ BLOCK_WORDS = 250  # the passage the gate's bootstrap resamples when documents a
 PASSAGE_WORDS = 125  # the finer cut scores keep: two make a BLOCK_WORDS passage, one alone on short text
 
 
+def passages_current(scores: dict) -> bool:
+    """Whether scores' per-passage counts (if any) were cut as the gate cuts them now (PASSAGE_WORDS):
+    counts kept before the cut changed must be measured again before a version is compared on them."""
+    return scores.get("per_block") is None or scores.get("passage_words") == PASSAGE_WORDS
+
+
 def span_counts_per_block(gold: list[list[SpanTuple]], predicted: list[list[SpanTuple]],
                           line_ends: list[list[bool]], *, block_words: int = PASSAGE_WORDS) -> list[dict]:
     """span_counts_per_document over passages instead of documents: each document cut at the first line end

@@ -341,6 +341,7 @@ def _class_rows(document_ids: list[int]) -> list[dict]:
 
 def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
     from training.ml import feedback as ml_feedback
+    from training.ml.metrics import passages_current
     from training.predictor_cache import predictor_for
     from training.registry import task_spec
 
@@ -386,8 +387,9 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
              and made_parent.learnt_from.get("validation_documents") == validation else None)
     if evaluation_set is not None:
         known = version_score_cached(version=parent, evaluation_set=evaluation_set)
-    if known is not None and any(known.get(counts) is None for counts in task_spec(update.task).gate_counts):
-        known = None  # measured before the gate kept per-document (per-passage) counts: measure again
+    if known is not None and (any(known.get(counts) is None for counts in task_spec(update.task).gate_counts)
+                              or not passages_current(known)):
+        known = None  # measured before the gate kept its per-document (per-passage) counts as now: again
     mark = time.monotonic()
     predictor = predictor_for(parent)
     load_seconds = time.monotonic() - mark
@@ -430,8 +432,8 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
 def _scores(scores: dict) -> dict:
     """What an update keeps of a version's validation scores; the per-document counts let the next
     update reuse them and the gate resample them."""
-    return {k: scores[k] for k in ("precision", "recall", "f1", "per_label", "per_document", "per_block")
-            if k in scores}
+    return {k: scores[k] for k in ("precision", "recall", "f1", "per_label", "per_document", "per_block",
+                                   "passage_words") if k in scores}
 
 
 def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle,

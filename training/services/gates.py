@@ -218,7 +218,8 @@ def evaluation_keys(*, task: str) -> set[str]:
 
 # Scores --------------------------------------------------------------------------------------------------
 
-SCORE_KEYS = ("precision", "recall", "f1", "macro_f1", "accuracy", "per_label", "per_document", "per_block")
+SCORE_KEYS = ("precision", "recall", "f1", "macro_f1", "accuracy", "per_label", "per_document", "per_block",
+              "passage_words")
 
 
 def scores_summary(scores: dict) -> dict:
@@ -228,8 +229,12 @@ def scores_summary(scores: dict) -> dict:
 def version_score_cached(*, version: ModelVersion, evaluation_set: EvaluationSet | None) -> dict | None:
     if evaluation_set is None:
         return None
+    from training.ml.metrics import passages_current
+
     row = VersionScore.objects.filter(version=version, evaluation_set=evaluation_set).first()
-    return row.scores if row is not None and row.scores.get("per_document") is not None else None
+    if row is None or row.scores.get("per_document") is None or not passages_current(row.scores):
+        return None  # never scored, or scored before the gate kept the counts it compares now
+    return row.scores
 
 
 def version_score_store(*, version: ModelVersion, evaluation_set: EvaluationSet,
@@ -333,7 +338,8 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
     blocks = (candidate.get("per_block") or [], reference.get("per_block") or [])
     words = 0
     if (len(counts) < settings.DOCLOOP_EVAL_MIN_DOCUMENTS and len(blocks[0]) > len(counts)
-            and len(blocks[0]) == len(blocks[1])):
+            and len(blocks[0]) == len(blocks[1])
+            and candidate.get("passage_words") == reference.get("passage_words")):
         # Too few documents for a bootstrap over documents (entities only): resample the passages they are
         # cut into (about BLOCK_WORDS words, shorter where that makes too few), so that one or two long
         # documents still tell noise from a fall.

@@ -208,3 +208,26 @@ def test_on_one_document_of_a_couple_of_thousand_words_the_bootstrap_decides_on_
     status, reason, figures = gate_judge(task="token_classification", candidate=shuffled, reference=reference,
                                          reference_version=ModelVersion(number=2), evaluation_set=None)
     assert status == "rejected" and "14 passages of about 125 words" in reason and figures["high"] < -0.5
+
+
+def test_counts_cut_before_the_passages_changed_are_not_compared_with_new_ones(settings):
+    """A parent scored when passages were 250 words, a child scored now: the passages are not the same units,
+    so the gate does not pair them (it falls back to documents), and the stored scores count as stale (a
+    cached score is measured again, feedback measures its parent again)."""
+    from training.ml.metrics import PASSAGE_WORDS, passages_current, span_counts_per_block
+    from training.models import ModelVersion
+    from training.services.gates import gate_judge
+
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_GATE_TOLERANCE = 10, 0.01
+    gold, scores = _short_document_scores(5000)
+    ends = [i % 25 == 24 for i in range(5000)]
+    old = {**scores(gold[:400]), "per_block": span_counts_per_block([gold], [gold[:400]], [ends], block_words=250)}
+    new = {**scores(gold[:400]), "passage_words": PASSAGE_WORDS}
+    assert len(old["per_block"]) == 20 and len(new["per_block"]) == 40
+    assert not passages_current(old) and passages_current(new) and passages_current({"per_document": []})
+    # Same length by chance is not enough either: the cut must be the same.
+    same_length = {**old, "per_block": new["per_block"][:20]}
+    for reference in (old, same_length):
+        status, _reason, figures = gate_judge(task="token_classification", candidate=new, reference=reference,
+                                              reference_version=ModelVersion(number=2), evaluation_set=None)
+        assert figures["units"] == "documents" and status == "passed"
