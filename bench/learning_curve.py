@@ -153,6 +153,8 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
           f"{time.monotonic() - started:.0f} s (epochs {first.run.hyperparameters['epochs']}, lr "
           f"{first.run.hyperparameters['learning_rate']}, batch {first.run.hyperparameters['batch_size']}); "
           f"load average {load_average()}", flush=True)
+    seed_f1 = _scores(first, dev)["f1"]  # where feedback starts: every row says how far it has come
+    print(f"order {order}: the seed version scores {seed_f1:.3f} on {args.score_on}", flush=True)
     sent, rows, outcomes, feedback_seconds, update_seconds, gates = [], [], [], 0.0, [], []
     for index, path in enumerate(files[args.seed_docs: args.seed_docs + max(checkpoints)], start=1):
         document, _tags = store_document(path.stem, sentences[path], reviewed=False)
@@ -196,7 +198,8 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
         row = {
             "order": order, "n": index, "seed_docs": args.seed_docs,
             "documents": [p.stem for p in files[: args.seed_docs + index]],
-            "feedback_f1": feedback["f1"], "full_f1": full_scores["f1"] if full_scores else None,
+            "seed_f1": seed_f1, "feedback_f1": feedback["f1"],
+            "full_f1": full_scores["f1"] if full_scores else None,
             "raw_f1": raw_scores["f1"] if raw_scores else None,
             "vanilla_f1": vanilla_f1,
             "published": outcomes.count("published"), "rejected": outcomes.count("rejected"),
