@@ -313,6 +313,7 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
     """(status, reason, figures) of a new version, from its scores and the active version's on the same
     documents (each with `per_document` counts). Pure apart from the settings; no database writes."""
     from training.ml.gate import floor_check, gate_compare
+    from training.ml.metrics import BLOCK_WORDS, PASSAGE_WORDS, passages_current
 
     counts = candidate.get("per_document") or []
     where = _where(evaluation_set, len(counts))
@@ -339,12 +340,11 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
     words = 0
     if (len(counts) < settings.DOCLOOP_EVAL_MIN_DOCUMENTS and len(blocks[0]) > len(counts)
             and len(blocks[0]) == len(blocks[1])
-            and candidate.get("passage_words") == reference.get("passage_words")):
+            and passages_current(candidate) and passages_current(reference)):
         # Too few documents for a bootstrap over documents (entities only): resample the passages they are
         # cut into (about BLOCK_WORDS words, shorter where that makes too few), so that one or two long
         # documents still tell noise from a fall.
         from training.ml.gate import passages
-        from training.ml.metrics import BLOCK_WORDS, PASSAGE_WORDS
 
         cut = {"min_units": settings.DOCLOOP_EVAL_MIN_DOCUMENTS, "fine_words": PASSAGE_WORDS,
                "coarse_words": BLOCK_WORDS}

@@ -5,7 +5,13 @@ import random
 import pytest
 
 from training.ml.gate import f1_from_counts, floor_check, gate_compare, paired_bootstrap
-from training.ml.metrics import class_counts_per_document, class_scores, span_counts_per_document, span_scores
+from training.ml.metrics import (
+    PASSAGE_WORDS,
+    class_counts_per_document,
+    class_scores,
+    span_counts_per_document,
+    span_scores,
+)
 
 
 def _corpus(documents: int, seed: int = 1):
@@ -135,7 +141,7 @@ def test_on_one_long_document_the_gate_resamples_passages(settings):
     def scores(keep: float, seed: int) -> dict:
         gold, predicted = _one_long_document(random.Random(seed), keep)
         return {"per_label": {"PESSOA": {}}, "per_document": span_counts_per_document([gold], [predicted]),
-                "per_block": span_counts_per_block([gold], [predicted], [ends])}
+                "per_block": span_counts_per_block([gold], [predicted], [ends]), "passage_words": PASSAGE_WORDS}
 
     parent = ModelVersion(number=3)
     reference = scores(0.80, 1)
@@ -164,7 +170,7 @@ def _short_document_scores(words: int):
 
     def scores(predicted) -> dict:
         return {"per_label": {"PESSOA": {}}, "per_document": span_counts_per_document([gold], [predicted]),
-                "per_block": span_counts_per_block([gold], [predicted], [ends])}
+                "per_block": span_counts_per_block([gold], [predicted], [ends]), "passage_words": PASSAGE_WORDS}
 
     return gold, scores
 
@@ -214,7 +220,7 @@ def test_counts_cut_before_the_passages_changed_are_not_compared_with_new_ones(s
     """A parent scored when passages were 250 words, a child scored now: the passages are not the same units,
     so the gate does not pair them (it falls back to documents), and the stored scores count as stale (a
     cached score is measured again, feedback measures its parent again)."""
-    from training.ml.metrics import PASSAGE_WORDS, passages_current, span_counts_per_block
+    from training.ml.metrics import passages_current, span_counts_per_block
     from training.models import ModelVersion
     from training.services.gates import gate_judge
 
@@ -222,12 +228,18 @@ def test_counts_cut_before_the_passages_changed_are_not_compared_with_new_ones(s
     gold, scores = _short_document_scores(5000)
     ends = [i % 25 == 24 for i in range(5000)]
     old = {**scores(gold[:400]), "per_block": span_counts_per_block([gold], [gold[:400]], [ends], block_words=250)}
-    new = {**scores(gold[:400]), "passage_words": PASSAGE_WORDS}
+    del old["passage_words"]
+    new = scores(gold[:400])
     assert len(old["per_block"]) == 20 and len(new["per_block"]) == 40
     assert not passages_current(old) and passages_current(new) and passages_current({"per_document": []})
-    # Same length by chance is not enough either: the cut must be the same.
+    # Same length by chance is not enough either: the cut must be known to be the same.
     same_length = {**old, "per_block": new["per_block"][:20]}
     for reference in (old, same_length):
         status, _reason, figures = gate_judge(task="token_classification", candidate=new, reference=reference,
                                               reference_version=ModelVersion(number=2), evaluation_set=None)
         assert figures["units"] == "documents" and status == "passed"
+    # Neither says how it was cut: not paired either, even where the lengths agree.
+    unknown = {k: v for k, v in new.items() if k != "passage_words"}
+    _status, _reason, figures = gate_judge(task="token_classification", candidate=unknown, reference=unknown,
+                                           reference_version=ModelVersion(number=2), evaluation_set=None)
+    assert figures["units"] == "documents"
