@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from documents.models import Document
+from training.ml.metrics import BLOCK_WORDS, evidence_units
 from training.models import (
     Dataset,
     EpochMetric,
@@ -325,6 +326,11 @@ def _documents(n: int) -> str:
     return ngettext("%(n)d document", "%(n)d documents", n) % {"n": n}
 
 
+def _passages(n: int) -> str:
+    return ngettext("%(n)d passage of %(words)d words", "%(n)d passages of %(words)d words", n) % {
+        "n": n, "words": BLOCK_WORDS}
+
+
 def _entity_count(n: int) -> str:
     return ngettext("%(n)d entity", "%(n)d entities", n) % {"n": n}
 
@@ -347,6 +353,9 @@ class ModelQuality:
     source: str = ""  # "evaluation_set" or "validation"
     evaluation_set: int | None = None  # the set's number, with source "evaluation_set"
     documents: int = 0
+    # The evidence the floor counts (training.ml.metrics.evidence_units): the documents, or for entities
+    # their 250-word passages where those are more.
+    units: int = 0
     entities: int | None = None
     # {"label", "f1", "precision", "recall", "support", "weak"} by label name.
     per_label: tuple = field(default_factory=tuple)
@@ -371,8 +380,12 @@ class ModelQuality:
 
     @property
     def figures(self) -> str:
-        """'2 documents, 77 entities' (a document class: '12 documents')."""
+        """'2 documents, 77 entities' (a document class: '12 documents'); '4 documents (80 passages of 250
+        words), 312 entities' where the passages are what meets the floor."""
         parts = [_documents(self.documents)]
+        if self.units > self.documents:
+            parts[0] = _("%(documents)s (%(passages)s)") % {"documents": parts[0],
+                                                           "passages": _passages(self.units)}
         if self.entities is not None:
             parts.append(_entity_count(self.entities))
         return ", ".join(parts)
@@ -382,8 +395,9 @@ class ModelQuality:
         documents = _documents(self.floor["documents"])
         if not task_spec(self.task).review().counts_entities:
             return documents
-        return _("%(documents)s and %(entities)s") % {"documents": documents,
-                                                     "entities": _entity_count(self.floor["entities"])}
+        return _("%(documents)s (or %(passages)s) and %(entities)s") % {
+            "documents": documents, "passages": _passages(self.floor["documents"]),
+            "entities": _entity_count(self.floor["entities"])}
 
     @property
     def where(self) -> str:
@@ -456,15 +470,17 @@ def _quality_of(*, task: str, version: ModelVersion | None, score: VersionScore 
                     "source": "evaluation_set", "evaluation_set": score.evaluation_set.number,
                     "documents": scores.get("documents") or len(per_document or [])}
     else:
-        metrics = version.metrics or {}
+        metrics = scores = version.metrics or {}
         per_label, per_document = metrics.get("per_label") or {}, None
         measured = {"f1": metrics.get("f1"), "precision": metrics.get("precision"),
                     "recall": metrics.get("recall"), "source": "validation",
                     "documents": len((version.run.dataset_stats or {}).get("eval_documents") or [])}
     entities = _entities(task, per_label, per_document)
+    counts_entities = task_spec(task).review().counts_entities
+    units = (evidence_units(documents=measured["documents"], words=scores.get("words") or 0)
+             if counts_entities else measured["documents"])
     f1 = measured["f1"]
-    short = measured["documents"] < floor["documents"] or (
-        task_spec(task).review().counts_entities and (entities or 0) < floor["entities"])
+    short = units < floor["documents"] or (counts_entities and (entities or 0) < floor["entities"])
     if f1 is None:
         verdict = Verdict.UNPROVEN
     elif f1 < weak:
@@ -473,7 +489,7 @@ def _quality_of(*, task: str, version: ModelVersion | None, score: VersionScore 
         verdict = Verdict.UNPROVEN
     else:
         verdict = Verdict.GOOD if f1 >= good else Verdict.USABLE
-    return ModelQuality(verdict=verdict, version=version, entities=entities,
+    return ModelQuality(verdict=verdict, version=version, entities=entities, units=units,
                         per_label=_label_rows(per_label, weak_f1=weak), **measured, **common)
 
 

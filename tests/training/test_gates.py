@@ -71,6 +71,31 @@ def test_sampling_freezes_a_set_that_training_leaves_out(import_corpus, small_fl
         call_command("evaluation_set", "--sample", "99")
 
 
+def test_a_few_long_documents_meet_the_floor_without_holding_out_ten(import_corpus, settings, client, reviewer):
+    """The default floor (10 documents or 250-word passages, 100 entities): three 1,000-word documents hold
+    12 passages and 600 entities, so the sample stops there rather than taking half of the ten reviewed."""
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_EVAL_MIN_ENTITIES = 10, 100
+    settings.DOCLOOP_EVAL_FRACTION = 0.2
+    import_corpus(10, sentences=100)
+    evaluation_set = evaluation_set_sample(task="token_classification")
+    stats = evaluation_set.statistics
+    assert (stats["documents"], stats["words"], stats["units"], stats["entities"]) == (3, 3000, 12, 600)
+    assert stats["meets_floor"]
+    client.force_login(reviewer)
+    page = client.get(reverse("training:models")).content.decode()
+    assert 'data-floor="met"' in page and 'data-units="12"' in page and "12 passages of 250 words" in page
+
+
+def test_short_documents_still_need_the_floors_documents(import_corpus, settings):
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_EVAL_MIN_ENTITIES = 10, 100
+    settings.DOCLOOP_EVAL_FRACTION = 0.2
+    import_corpus(24)  # 30 words and 6 entities each: 20 % is 5 documents, the floor asks for 10 and 100
+    evaluation_set = evaluation_set_sample(task="token_classification")
+    stats = evaluation_set.statistics
+    assert (stats["documents"], stats["units"], stats["entities"]) == (12, 12, 72)  # at most half
+    assert not stats["meets_floor"]
+
+
 @pytest.mark.slow
 def test_a_run_that_cannot_have_learnt_leaves_the_active_version_active_and_says_why(
         client, admin_user, reviewer, import_corpus, small_floor, queues):

@@ -80,7 +80,8 @@ def test_a_good_f1_on_too_few_documents_is_not_enough_evidence(db, floor):
     quality = model_quality(task="token_classification")
     assert quality.verdict == Verdict.UNPROVEN and quality.f1 > 0.9 and not quality.trusted
     assert quality.message == ("Too little evidence to trust the model: its F1 of 0.97 was measured on only "
-                               "2 documents, 77 entities (at least 10 documents and 100 entities are needed). "
+                               "2 documents, 77 entities (at least 10 documents (or 10 passages of 250 words) and 100 "
+                               "entities are needed). "
                                "Check every prediction.")
 
 
@@ -136,6 +137,24 @@ def test_the_score_on_the_current_evaluation_set_comes_before_the_validation_met
     evaluation_set_freeze(task="token_classification", document_ids=[d.pk for d in documents[:4]])
     quality = model_quality(task="token_classification")
     assert (quality.source, quality.verdict, quality.documents) == ("validation", Verdict.GOOD, 12)
+
+
+def test_a_few_long_documents_are_enough_evidence_counted_in_passages(import_corpus, floor):
+    """Four documents of 1,000 words on the evaluation set make 16 passages of 250 words, over the floor of
+    10: a good F1 there is trusted, and the message says what the evidence was."""
+    documents = import_corpus(6)
+    version = _version(metrics={}, eval_documents=0)
+    evaluation_set = evaluation_set_freeze(task="token_classification", document_ids=[d.pk for d in documents[:4]])
+    gold, predicted = _spans([40, 40, 40, 40], [38, 37, 36, 38])
+    scores = {**span_scores(gold, predicted), "per_document": span_counts_per_document(gold, predicted)}
+    version_score_store(version=version, evaluation_set=evaluation_set, scores={**scores, "words": 4000})
+    quality = model_quality(task="token_classification")
+    assert (quality.verdict, quality.documents, quality.units, quality.entities) == (Verdict.GOOD, 4, 16, 160)
+    assert quality.message.startswith("The model is good (F1 0.96 on 4 documents (16 passages of 250 words), "
+                                      "160 entities)")
+    # The same counts on 2,000 words (8 passages) are too little evidence.
+    version_score_store(version=version, evaluation_set=evaluation_set, scores={**scores, "words": 2000})
+    assert model_quality(task="token_classification").verdict == Verdict.UNPROVEN
 
 
 def test_a_document_class_model_counts_documents_not_entities(db, floor):

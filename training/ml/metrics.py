@@ -112,6 +112,13 @@ BLOCK_WORDS = 250  # the passage the gate's bootstrap resamples when documents a
 PASSAGE_WORDS = 125  # the finer cut scores keep: two make a BLOCK_WORDS passage, one alone on short text
 
 
+def evidence_units(*, documents: int, words: int) -> int:
+    """How much evidence an entity evaluation holds, as the evaluation floor counts it: its documents, or
+    its passages of BLOCK_WORDS words where they are more (a few long documents: the gate then resamples
+    passages, training.ml.gate.passages), so that five 5,000-word documents are not judged "too few"."""
+    return max(documents, words // BLOCK_WORDS)
+
+
 def passages_current(scores: dict) -> bool:
     """Whether scores' per-passage counts (if any) were cut as the gate cuts them now (PASSAGE_WORDS):
     counts kept before the cut changed must be measured again before a version is compared on them."""

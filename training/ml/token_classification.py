@@ -245,6 +245,7 @@ def evaluate(model, tokenizer, docs: Sequence[TokenDocument], *, max_length: int
     scores["per_document"] = span_counts_per_document(gold, predicted)  # for the gate's bootstrap
     scores["per_block"] = span_counts_per_block(gold, predicted, [list(doc.line_ends) for doc in docs])
     scores["passage_words"] = PASSAGE_WORDS  # how they were cut: counts cut otherwise do not compare
+    scores["words"] = sum(len(doc.words) for doc in docs)  # the evidence behind them (evidence_units)
     return scores
 
 

@@ -46,6 +46,7 @@ from training.services.gates import (
     evaluation_rows,
     evaluation_set_for_training,
     gate_judge,
+    scores_summary,
     version_score_cached,
     version_score_store,
 )
@@ -417,7 +418,7 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
         # The gate full runs pass too (training.services.gates): worse beyond noise, or not.
         gate = gate_judge(task=update.task, candidate=after, reference=before, reference_version=parent,
                           evaluation_set=evaluation_set, seed=seed)
-        metrics = {"before": _scores(before), "after": _scores(after), "hyperparameters": hp,
+        metrics = {"before": scores_summary(before), "after": scores_summary(after), "hyperparameters": hp,
                    **{k: result[k] for k in ("feedback_windows", "replay_windows", "steps", "first_loss",
                                              "last_loss", "seconds")},
                    "timings": {"load_parent": load_seconds, **result["timings"]}}
@@ -427,13 +428,6 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
             user=requests[0].requested_by if requests else None, device=result["device"])
     if version.is_active:
         transaction.on_commit(lambda: _enqueue_rescore(version.pk))
-
-
-def _scores(scores: dict) -> dict:
-    """What an update keeps of a version's validation scores; the per-document counts let the next
-    update reuse them and the gate resample them."""
-    return {k: scores[k] for k in ("precision", "recall", "f1", "per_label", "per_document", "per_block",
-                                   "passage_words") if k in scores}
 
 
 def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle,

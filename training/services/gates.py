@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 
 from documents.models import Document
 from lib import jobs
+from training.ml.metrics import BLOCK_WORDS, evidence_units
 from training.models import EvaluationSet, Gate, ModelVersion, TrainingRun, VersionScore
 from training.registry import TASKS, task_spec
 from training.selectors import reviewed_documents
@@ -57,6 +58,22 @@ def learnable_documents(*, task: str):
 def _items_per_document(*, task: str, ids: list[int]) -> dict[int, int]:
     """What the floor counts, per document: accepted entities, or 1 where the floor counts documents only."""
     return task_spec(task).review().items_per_document(ids)
+
+
+def _units(*, task: str, documents: int, words: int) -> int:
+    """The evidence units documents make for the floor: for entities, the documents or their 250-word
+    passages, whichever is more (training.ml.metrics.evidence_units); for a document class, the documents."""
+    if not task_spec(task).review().counts_entities:
+        return documents
+    return evidence_units(documents=documents, words=words)
+
+
+def _meets_floor(*, task: str, documents: int, words: int, entities: int) -> bool:
+    """Whether an evaluation set holds the floor's evidence (DOCLOOP_EVAL_MIN_DOCUMENTS units, and for
+    entities DOCLOOP_EVAL_MIN_ENTITIES of them)."""
+    return (_units(task=task, documents=documents, words=words) >= settings.DOCLOOP_EVAL_MIN_DOCUMENTS
+            and (not task_spec(task).review().counts_entities
+                 or entities >= settings.DOCLOOP_EVAL_MIN_ENTITIES))
 
 
 def _learnt_by_active(task: str) -> set[int]:
@@ -103,12 +120,13 @@ def evaluation_set_freeze(*, task: str, document_ids: list[int], user: AbstractB
     entities = sum(items.values())
     floor = evaluation_floor()
     labels = dataset.statistics.get("entities") or dataset.statistics.get("classes") or {}
+    words = dataset.statistics.get("tokens", 0)
     statistics = {
-        "documents": len(ids), "entities": entities, "words": dataset.statistics.get("tokens", 0),
+        "documents": len(ids), "entities": entities, "words": words,
+        "units": _units(task=task, documents=len(ids), words=words),
         "per_label": labels, "per_document": {str(pk): n for pk, n in items.items()},
         "seen": len(set(ids) & _learnt_by_active(task)), "floor": floor,
-        "meets_floor": len(ids) >= floor["documents"] and (not task_spec(task).review().counts_entities
-                                                           or entities >= floor["entities"]),
+        "meets_floor": _meets_floor(task=task, documents=len(ids), words=words, entities=entities),
     }
     shas = sorted(Document.objects.filter(pk__in=ids).values_list("sha256", flat=True))
     try:
@@ -132,10 +150,11 @@ def evaluation_set_sample(*, task: str, size: int | None = None,
     """Sample and freeze the task's next evaluation set from its reviewed documents.
 
     The rule: documents the active version has not learnt from come first (their scores are honest), each
-    group in a fixed order given by its SHA-256; `size` documents, or by default the larger of the floor's
-    documents and DOCLOOP_EVAL_FRACTION of the reviewed documents, growing until the floor's entities are
-    reached, never more than half of the reviewed documents (the rest is for learning). A previous set's
-    documents are kept: a set grows, it never swaps documents."""
+    group in a fixed order given by its SHA-256; `size` documents, or by default DOCLOOP_EVAL_FRACTION of
+    the reviewed documents, growing until the floor is met (its entities, and its documents or, for
+    entities, as many 250-word passages: a few long documents are enough evidence, and every document held
+    out is one training never sees), never more than half of the reviewed documents (the rest is for
+    learning). A previous set's documents are kept: a set grows, it never swaps documents."""
     pool = list(learnable_documents(task=task).values_list("pk", "sha256"))
     total = len(pool)
     current = evaluation_set_current(task=task)
@@ -153,17 +172,18 @@ def evaluation_set_sample(*, task: str, size: int | None = None,
         if cap < 1:
             raise ValidationError(_("Too few reviewed documents (%(total)d) to sample an evaluation set.")
                                   % {"total": total})
-        target = min(cap, max(settings.DOCLOOP_EVAL_MIN_DOCUMENTS,
-                              math.ceil(settings.DOCLOOP_EVAL_FRACTION * total), len(kept)))
-        items = _items_per_document(task=task, ids=[pk for pk, _sha in pool])
-        chosen, entities = [], 0
-        for pk, _sha in pool:
-            if len(chosen) >= cap or (len(chosen) >= target
-                                      and (not task_spec(task).review().counts_entities
-                                           or entities >= settings.DOCLOOP_EVAL_MIN_ENTITIES)):
+        target = min(cap, max(1, math.ceil(settings.DOCLOOP_EVAL_FRACTION * total), len(kept)))
+        ids = [pk for pk, _sha in pool]
+        items = _items_per_document(task=task, ids=ids)
+        words = dict(Document.objects.filter(pk__in=ids).values_list("pk", "word_count"))
+        chosen, entities, chosen_words = [], 0, 0
+        for pk in ids:
+            if len(chosen) >= cap or (len(chosen) >= target and _meets_floor(
+                    task=task, documents=len(chosen), words=chosen_words, entities=entities)):
                 break
             chosen.append(pk)
             entities += items[pk]
+            chosen_words += words.get(pk) or 0
     return evaluation_set_freeze(task=task, document_ids=chosen, user=user,
                                  method=EvaluationSet.Method.SAMPLED)
 
@@ -198,7 +218,8 @@ def evaluation_set_status(*, task: str) -> dict:
     return {"task": task, "task_label": task_spec(task).label,
             "counts_entities": task_spec(task).review().counts_entities, "set": current,
             "documents": documents, "reviewed": reviewed, "floor": floor,
-            "needed_for_sampling": 2 * floor["documents"],
+            "needed_for_sampling": 2 * floor["documents"], "passage_words": BLOCK_WORDS,
+            "fraction_percent": round(100 * settings.DOCLOOP_EVAL_FRACTION),
             "versions": EvaluationSet.objects.filter(task=task).count()}
 
 
@@ -219,7 +240,7 @@ def evaluation_keys(*, task: str) -> set[str]:
 # Scores --------------------------------------------------------------------------------------------------
 
 SCORE_KEYS = ("precision", "recall", "f1", "macro_f1", "accuracy", "per_label", "per_document", "per_block",
-              "passage_words")
+              "passage_words", "words")
 
 
 def scores_summary(scores: dict) -> dict:
