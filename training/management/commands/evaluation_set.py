@@ -48,7 +48,8 @@ class Command(BaseCommand):
             return
         stats = current.statistics
         self.stdout.write(f"set\t{current.number}\t{current.method}\tdocuments={stats['documents']}\t"
-                          f"entities={stats['entities']}\tunits={stats.get('units', stats['documents'])}\tfloor={stats['floor']['documents']}/"
+                          f"entities={stats['entities']}\tunits={stats.get('units', stats['documents'])}\t"
+                          f"floor={stats['floor']['documents']}/"
                           f"{stats['floor']['entities']}\tmeets_floor={stats['meets_floor']}\t"
                           f"sha256={current.dataset.sha256}")
         for document in status["documents"]:
