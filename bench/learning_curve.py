@@ -141,6 +141,8 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
     if args.adapted_base:
         adaptation = _adapt(files[args.seed_docs + max(checkpoints):][: args.unlabelled_docs], args)
     hp = {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size}
+    # The checkpoints' full runs only: the seed run (where every feedback chain starts) stays as it is.
+    checkpoint_hp = {"min_epochs": args.min_epochs} if args.min_epochs is not None else {}
     started = time.monotonic()
     first = full_run(**hp, seed=SEED, **({"refit": False} if args.seed_no_refit else {}))
     if not first.is_active:  # a first version finding nothing is kept inactive; feedback needs one
@@ -180,7 +182,8 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
         full, full_scores, full_seconds, raw_scores = None, None, None, None
         if not args.no_full:
             began = time.monotonic()
-            full = full_run(**hp, seed=SEED, document_ids=[d.pk for d in seed] + sent, activate=False)
+            full = full_run(**hp, **checkpoint_hp, seed=SEED, document_ids=[d.pk for d in seed] + sent,
+                            activate=False)
             full_seconds = time.monotonic() - began
             full_scores = _scores(full, dev)
         if args.adapted_base and full is not None:  # the same run from the raw base model: what the adaptation is worth
@@ -347,6 +350,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="of the full runs (default: the product's)")
     parser.add_argument("--learning-rate", type=float, default=None, help="of the full runs (default: the product's)")
     parser.add_argument("--batch-size", type=int, default=None, help="of the full runs (default: the product's)")
+    parser.add_argument("--min-epochs", type=int, default=None,
+                        help="of the checkpoints' full runs, not the seed's: a floor under the epochs the step "
+                             "budget plans (default: the product's)")
     parser.add_argument("--no-vanilla", action="store_true", help="skip the vanilla Trainer baseline")
     parser.add_argument("--no-full", action="store_true",
                         help="skip the full runs: feedback settings (DOCLOOP_FEEDBACK_*) compared like for like")
@@ -413,7 +419,7 @@ def _curve(args, checkpoints: list[int], var: Path) -> None:
     dev = [_token_document(read_conll(path, max_words=args.max_words)) for path in scored]
     args.dev_docs = len(dev)
     given = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
-                               ("batch_size", args.batch_size)) if v is not None}
+                               ("batch_size", args.batch_size), ("min_epochs", args.min_epochs)) if v is not None}
     print(f"full runs: the product's defaults ({', '.join(f'{k} {v}' for k, v in defaults_for('token_classification').items())})"
           + (f", except {', '.join(f'{k} {v}' for k, v in given.items())}" if given else "")
           + f"; scored on {args.score_on}: {len(dev)} documents, {sum(len(d.words) for d in dev)} words "
