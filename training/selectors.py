@@ -469,16 +469,18 @@ def _quality_of(*, task: str, version: ModelVersion | None, score: VersionScore 
         measured = {"f1": score.f1, "precision": scores.get("precision"), "recall": scores.get("recall"),
                     "source": "evaluation_set", "evaluation_set": score.evaluation_set.number,
                     "documents": scores.get("documents") or len(per_document or [])}
+        words = scores.get("words") or 0
     else:
-        metrics = scores = version.metrics or {}
+        metrics = version.metrics or {}
+        words = metrics.get("words") or 0
         per_label, per_document = metrics.get("per_label") or {}, None
         measured = {"f1": metrics.get("f1"), "precision": metrics.get("precision"),
                     "recall": metrics.get("recall"), "source": "validation",
                     "documents": len((version.run.dataset_stats or {}).get("eval_documents") or [])}
     entities = _entities(task, per_label, per_document)
     counts_entities = task_spec(task).review().counts_entities
-    units = (evidence_units(documents=measured["documents"], words=scores.get("words") or 0)
-             if counts_entities else measured["documents"])
+    units = (evidence_units(documents=measured["documents"], words=words) if counts_entities
+             else measured["documents"])
     f1 = measured["f1"]
     short = units < floor["documents"] or (counts_entities and (entities or 0) < floor["entities"])
     if f1 is None:

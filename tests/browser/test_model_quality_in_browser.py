@@ -35,3 +35,39 @@ def test_the_review_pages_badge_opens_to_the_verdict_and_the_labels(page, log_in
     expect(badge).to_contain_text("check every prediction (F1 0.05 on 2 documents, 77 entities)")
     expect(table.locator("tr[data-label='LOCAL'] td").nth(4)).to_have_text("38")
     assert page.console_errors == []
+
+
+def test_the_models_page_counts_a_few_long_documents_in_passages(page, log_in, reviewer, settings, tmp_path):
+    """Three 1,000-word documents meet the default floor (10 units, 100 entities) as 12 passages of 250
+    words: the evaluation set's card says so, and the badge trusts a good score measured on them."""
+    import io
+
+    from django.core.management import call_command
+
+    from tests.training.conftest import conll_text
+    from tests.training.test_quality import _spans
+    from training.ml.metrics import span_counts_per_document, span_scores
+    from training.services.gates import evaluation_set_sample, version_score_store
+
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_EVAL_MIN_ENTITIES = 10, 100
+    settings.DOCLOOP_EVAL_FRACTION = 0.2
+    for i in range(10):
+        (tmp_path / f"doc{i:03d}.conll").write_text(conll_text(i, 100), encoding="utf-8")
+    call_command("import_conll", str(tmp_path), "--reviewed", stdout=io.StringIO())
+    evaluation_set = evaluation_set_sample(task="token_classification")
+    version = _version(metrics={}, eval_documents=0)
+    gold, predicted = _spans([200, 200, 200], [190, 185, 195])
+    version_score_store(version=version, evaluation_set=evaluation_set,
+                        scores={**span_scores(gold, predicted), "words": 3000,
+                                "per_document": span_counts_per_document(gold, predicted)})
+    log_in(reviewer)
+    page.goto(reverse("training:models"))
+    card = page.locator("#evaluation-set-token_classification")
+    expect(card).to_contain_text("3 documents, 600 entities.")
+    expect(card.locator("[data-units]")).to_contain_text("12 passages of 250 words")
+    expect(card.locator("[data-floor='met']")).to_be_visible()
+    badge = page.locator("#model-quality-token_classification")
+    expect(badge.locator("summary")).to_contain_text("Good")
+    badge.locator("summary").click()
+    expect(badge).to_contain_text("on 3 documents (12 passages of 250 words), 600 entities")
+    assert page.console_errors == []
