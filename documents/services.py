@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import count
+from itertools import count, islice
 from multiprocessing.connection import wait
 
 from django.conf import settings
@@ -50,6 +50,14 @@ def pdf_validate(*, data: bytes) -> None:
         raise ValidationError(str(exc), code="invalid_pdf") from None
 
 
+def _document_new(*, data: bytes, name: str, sha256: str, user: AbstractBaseUser | None) -> Document:
+    """A new document's row (not saved yet) with its file stored under its content address."""
+    document = Document(original_name=name[:255] or "document.pdf", sha256=sha256, size=len(data),
+                        uploaded_by=user)
+    document.file.save(f"{sha256}.pdf", ContentFile(data), save=False)
+    return document
+
+
 def document_create(*, data: bytes, name: str, user: AbstractBaseUser | None = None) -> tuple[Document, bool]:
     """Store an uploaded PDF; return (document, created). The same bytes twice give the same document."""
     pdf_validate(data=data)
@@ -57,9 +65,7 @@ def document_create(*, data: bytes, name: str, user: AbstractBaseUser | None = N
     existing = Document.objects.filter(sha256=sha256).first()
     if existing is not None:
         return existing, False
-    document = Document(original_name=name[:255] or "document.pdf", sha256=sha256, size=len(data),
-                        uploaded_by=user)
-    document.file.save(f"{sha256}.pdf", ContentFile(data), save=False)
+    document = _document_new(data=data, name=name, sha256=sha256, user=user)
     try:
         with transaction.atomic():
             document.save()
@@ -72,6 +78,46 @@ def document_create(*, data: bytes, name: str, user: AbstractBaseUser | None = N
             return existing, False
         raise
     return document, True
+
+
+def documents_create(*, files: list[tuple[bytes, str]], user: AbstractBaseUser | None = None,
+                     ) -> list[tuple[Document, bool] | ValidationError]:
+    """Store many uploaded PDFs (bytes, name) at once: one query for those stored before, one transaction for
+    the new rows. For each file, in order, (document, created) as document_create gives it, or the
+    ValidationError that refused it. The same bytes twice, in this batch or before, give the same document.
+    A bulk import pays a few queries per batch instead of a few per file (docs/performance.md, ingestion)."""
+    results: list = [None] * len(files)
+    shas: dict[int, str] = {}
+    for index, (data, _name) in enumerate(files):
+        try:
+            pdf_validate(data=data)
+        except ValidationError as exc:
+            results[index] = exc
+            continue
+        shas[index] = hashlib.sha256(data).hexdigest()
+    stored = Document.objects.in_bulk(set(shas.values()), field_name="sha256") if shas else {}
+    new: dict[str, Document] = {}
+    for index, sha256 in shas.items():
+        if sha256 in stored or sha256 in new:
+            results[index] = (stored.get(sha256) or new[sha256], False)
+            continue
+        data, name = files[index]
+        new[sha256] = _document_new(data=data, name=name, sha256=sha256, user=user)
+        results[index] = (new[sha256], True)
+    if new:
+        try:
+            with transaction.atomic():
+                Document.objects.bulk_create(new.values())
+        except Exception:
+            # A concurrent upload of some of the same bytes won the unique constraint (or the batch could not
+            # be written): no orphan files, and each file settled on its own, as document_create does.
+            for document in new.values():
+                document.file.storage.delete(document.file.name)
+            for index, sha256 in shas.items():
+                if sha256 in new:
+                    data, name = files[index]
+                    results[index] = document_create(data=data, name=name, user=user)
+    return results
 
 
 # Upload: the one place that decides what an upload queues ------------------------------------------------
@@ -97,17 +143,34 @@ def document_upload(*, data: bytes, name: str, user: AbstractBaseUser | None = N
     """Store an upload and start its ingestion: a new document, a failed one (uploading again is how
     users retry) or one whose worker died. A document already queued, being ingested or ready is left
     alone, so concurrent uploads of the same bytes start one ingestion. With enqueue=False the caller
-    ingests pending documents itself (`manage.py ingest --sync`)."""
-    document, created = document_create(data=data, name=name, user=user)
-    if created:
-        if enqueue:
-            jobs.job_enqueue(ingestion_lifecycle(), document.pk)
-        pending = True
-    else:
-        pending = jobs.job_retry(ingestion_lifecycle(), document.pk, enqueue=enqueue)
-    if pending and (enqueue or not created):  # a new row not queued is as it was saved
-        document.refresh_from_db()
-    return Upload(document=document, created=created, pending=pending)
+    ingests pending documents itself (`manage.py ingest --sync`). Raises ValidationError for a file that is
+    not a usable PDF."""
+    upload = documents_upload(files=[(data, name)], user=user, enqueue=enqueue)[0]
+    if isinstance(upload, ValidationError):
+        raise upload
+    return upload
+
+
+def documents_upload(*, files: list[tuple[bytes, str]], user: AbstractBaseUser | None = None,
+                     enqueue: bool = True) -> list[Upload | ValidationError]:
+    """document_upload for many files (bytes, name) at once (documents_create): for each, in order, its
+    Upload or the ValidationError that refused it."""
+    uploads: list[Upload | ValidationError] = []
+    for result in documents_create(files=files, user=user):
+        if isinstance(result, ValidationError):
+            uploads.append(result)
+            continue
+        document, created = result
+        if created:
+            if enqueue:
+                jobs.job_enqueue(ingestion_lifecycle(), document.pk)
+            pending = True
+        else:
+            pending = jobs.job_retry(ingestion_lifecycle(), document.pk, enqueue=enqueue)
+        if pending and (enqueue or not created):  # a new row not queued is as it was saved
+            document.refresh_from_db()
+        uploads.append(Upload(document=document, created=created, pending=pending))
+    return uploads
 
 
 def document_reingest(*, document: Document) -> bool:
@@ -254,6 +317,12 @@ def _overrun_reason(page: int, deadline: float, now: float) -> str:
             % {"number": max(page, 1), "seconds": settings.DOCLOOP_INGEST_PAGE_SECONDS})
 
 
+# A bulk import works in batches: documents_extract claims the documents it is given this many at a time (one
+# statement a batch), and `manage.py ingest` uploads its files in batches of as many (documents_upload), or
+# fewer when their bytes reach BULK_BATCH_BYTES.
+BULK_BATCH = 16
+BULK_BATCH_BYTES = 64 * 1024 * 1024
+
 # Extraction results are stored together (one transaction, one bulk insert of their pages): up to this many
 # pages, or what has finished within this many seconds, or when nothing else is being read.
 _STORE_BATCH_PAGES = 256
@@ -384,18 +453,18 @@ def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
 
 
 def _extraction_store(document: Document, result: Result, *, worker: str,
-                      on_ready: Callable[[Document], None] | None = None) -> None:
+                      on_ready: Callable[[list[Document]], None] | None = None) -> None:
     """Write one document's pages (or the reason extraction failed); see _extraction_store_many."""
     _extraction_store_many([(document, result)], worker=worker, on_ready=on_ready)
 
 
 def _extraction_store_many(results: list[tuple[Document, Result]], *, worker: str,
-                           on_ready: Callable[[Document], None] | None = None) -> None:
+                           on_ready: Callable[[list[Document]], None] | None = None) -> None:
     """Write the documents' pages (or the reason extraction failed), those this worker still holds: the
-    extracted ones in one transaction (one bulk insert of their pages), `on_ready(document)` running inside
-    it once each is marked ready. A document another worker holds now is left to it, and JobLost is raised
-    once the others are stored. The documents are not refreshed (documents_extract refreshes them all at
-    the end, in one query)."""
+    extracted ones in one transaction (one bulk insert of their pages, one update of their rows),
+    `on_ready(documents)` running inside it once they are marked ready. A document another worker holds now
+    is left to it, and JobLost is raised once the others are stored. The documents are not refreshed
+    (documents_extract refreshes them all at the end, in one query)."""
     lifecycle = ingestion_lifecycle()
     for document, result in results:
         if isinstance(result, str):
@@ -410,21 +479,21 @@ def _extraction_store_many(results: list[tuple[Document, Result]], *, worker: st
         ).values_list("pk", flat=True))
         stored = [(document, pages) for document, pages in extracted if document.pk in owned]
         Page.objects.filter(document_id__in=owned).delete()
-        rows, counts = [], []
+        rows, ready = [], []
         for document, pages in stored:
             start = 0
             for page in pages:
                 rows.append(Page(document=document, number=page.number, width=page.width, height=page.height,
                                  text=page.text, words=page.words, boxes=page.boxes, lines=page.lines,
                                  word_start=start, ocr=page.ocr, ocr_confidence=page.ocr_confidence))
-                start += len(page.words)
-            counts.append(start)
+                start += page.word_count
+            # The row as it is now in the database: the caller's instance is refreshed later.
+            ready.append(Document(pk=document.pk, status=Document.Status.READY, error="",
+                                  page_count=len(pages), word_count=start))
         Page.objects.bulk_create(rows, batch_size=200)
-        for (document, pages), words in zip(stored, counts, strict=True):
-            Document.objects.filter(pk=document.pk).update(status=Document.Status.READY, error="",
-                                                           page_count=len(pages), word_count=words)
-            if on_ready is not None:
-                on_ready(document)
+        Document.objects.bulk_update(ready, ["status", "error", "page_count", "word_count"])
+        if on_ready is not None and stored:
+            on_ready([document for document, _pages in stored])
     lost = [document.pk for document, _pages in extracted if document.pk not in owned]
     if lost:
         raise jobs.JobLost(f"document {', '.join(map(str, lost))} was claimed by another worker")
@@ -437,18 +506,18 @@ def document_extract(*, document: Document, worker: str | None = None) -> Docume
 
 
 def documents_extract(*, documents: Iterable[Document], processes: int, worker: str | None = None,
-                      on_ready: Callable[[Document], None] | None = None) -> list[Document]:
+                      on_ready: Callable[[list[Document]], None] | None = None) -> list[Document]:
     """Extract many documents, PyMuPDF (and Tesseract) running in up to `processes` forked processes; return
     the documents taken from `documents`, refreshed.
 
     Extraction needs no database, so those processes only parse PDFs while this one writes each
     document's pages as its result arrives. Each document has its time budget (extract_with_budget).
-    `documents` is read, and each document claimed, only as the processes have room for it: it may be a
-    generator that uploads each file as it is taken (`manage.py ingest --sync`), so the first PDFs are read
-    while later ones are still being stored. `on_ready(document)` is called, in the transaction that marks it
-    ready, for each document this call claimed and extracted: what the ingestion job must do next is
-    recorded atomically with readiness (the pre-annotation it owes, training.services.predictions), so
-    nothing sees the document ready without it.
+    `documents` is read, and its documents claimed, a batch (BULK_BATCH) at a time as the processes have
+    room for them: it may be a generator that uploads the files as they are taken (`manage.py ingest
+    --sync`), so the first PDFs are read while later ones are still being stored. `on_ready(documents)` is
+    called, in the transaction that marks them ready, with the documents this call claimed and extracted:
+    what the ingestion job must do next is recorded atomically with readiness (the pre-annotation they owe,
+    training.services.predictions), so nothing sees a document ready without it.
     """
     worker = worker or jobs.worker_name()
     taken: list[Document] = []
@@ -458,21 +527,29 @@ def documents_extract(*, documents: Iterable[Document], processes: int, worker: 
     heartbeat = jobs.BackgroundHeartbeat(ingestion_lifecycle(), [], worker=worker, growing=True)
 
     def payloads() -> Iterator[bytes | str]:
-        """Each document claimed, then its PDF, as the extraction processes have room for it: a local file by
-        its path (the process reads it), a remote one's bytes; memory does not grow with the number of
-        documents."""
-        for document in documents:
-            taken.append(document)
-            if not document_claim(document=document, worker=worker):
-                continue
-            heartbeat.add(document.pk)
-            try:
-                payload = _local_path(document) or _read(document)
-            except OSError as exc:
-                _extraction_store(document, str(exc), worker=worker)
-                continue
-            readable.append(document)
-            yield payload
+        """The documents claimed a few at a time (one statement for BULK_BATCH of them), then each one's PDF
+        as the extraction processes have room for it: a local file by its path (the process reads it), a
+        remote one's bytes; memory does not grow with the number of documents."""
+        source = iter(documents)
+        while batch := list(islice(source, BULK_BATCH)):
+            taken.extend(batch)
+            claimed = jobs.job_claim_many(ingestion_lifecycle(), [document.pk for document in batch],
+                                          worker=worker, error="")
+            for document in batch:
+                if document.pk not in claimed:
+                    logger.info("document %s is not waiting for extraction", document.pk)
+                    continue
+                heartbeat.add(document.pk)
+            for document in batch:
+                if document.pk not in claimed:
+                    continue
+                try:
+                    payload = _local_path(document) or _read(document)
+                except OSError as exc:
+                    _extraction_store(document, str(exc), worker=worker)
+                    continue
+                readable.append(document)
+                yield payload
         heartbeat.complete()
 
     with heartbeat:

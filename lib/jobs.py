@@ -243,6 +243,21 @@ def job_claim(lifecycle: Lifecycle, pk: int, *, worker: str, **fields) -> bool:
         status=lifecycle.running, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1, **fields) == 1
 
 
+def job_claim_many(lifecycle: Lifecycle, pks: list[int], *, worker: str, **fields) -> set[int]:
+    """job_claim for many rows in one statement (a bulk import claims its documents a batch at a time);
+    returns the primary keys this call claimed. The rows claimed are those this worker holds with this
+    call's heartbeat, read back in the same transaction."""
+    now = timezone.now()
+    claimable = Q(status=lifecycle.queued) | _stale_running(lifecycle, now)
+    with transaction.atomic():
+        if not lifecycle.model.objects.filter(claimable, pk__in=pks).update(
+                status=lifecycle.running, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1,
+                **fields):
+            return set()
+        return set(lifecycle.model.objects.filter(pk__in=pks, status=lifecycle.running, worker=worker,
+                                                  heartbeat_at=now).values_list("pk", flat=True))
+
+
 def job_owned(lifecycle: Lifecycle, pk: int, *, worker: str):
     """The row, as a queryset, while `worker` still holds its claim (for conditional final writes)."""
     return lifecycle.model.objects.filter(pk=pk, status=lifecycle.running, worker=worker)

@@ -45,10 +45,12 @@ def documents_ingest(*, documents: Iterable[Document], processes: int,
     job_id = jobs.rq_current_job_id()  # the claims created here name it: the reaper leaves them to it
     owed: dict[int, list[int]] = {}
 
-    def on_ready(document: Document) -> None:  # in the transaction that marks the document ready
-        # One cheap query when no model is active (a first bulk import), instead of one per task.
+    def on_ready(ready: list[Document]) -> None:  # in the transaction that marks the documents ready
+        # One cheap query per stored batch when no model is active (a first bulk import), instead of one per
+        # task and document.
         if ModelVersion.objects.filter(is_active=True, task__in=list(TASKS)).exists():
-            owed[document.pk] = predictions.prediction_claims_ingest(document=document, job_id=job_id)
+            for document in ready:
+                owed[document.pk] = predictions.prediction_claims_ingest(document=document, job_id=job_id)
 
     documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker,
                                                     on_ready=on_ready)

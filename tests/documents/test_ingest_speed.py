@@ -49,7 +49,7 @@ def test_a_batch_stores_the_documents_this_worker_holds_and_leaves_the_other_one
     ready = []
     results = [(d, pdf_extract(make_pdf(repeat=n), max_pages=10)) for d, n in zip(documents, (1, 2, 3), strict=True)]
     with pytest.raises(jobs.JobLost, match=str(documents[1].pk)):
-        _extraction_store_many(results, worker="here", on_ready=ready.append)
+        _extraction_store_many(results, worker="here", on_ready=ready.extend)
     assert ready == [documents[0], documents[2]]
     statuses = dict(Document.objects.values_list("pk", "status"))
     assert [statuses[d.pk] for d in documents] == ["ready", "extracting", "ready"]

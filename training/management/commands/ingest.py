@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from documents.models import Document
-from documents.services import document_upload
+from documents.services import BULK_BATCH, BULK_BATCH_BYTES, documents_upload
 from training.ingestion import documents_ingest
 
 
@@ -26,23 +26,39 @@ class Command(BaseCommand):
                             help="with --sync: PDFs extracted in parallel (default: one per CPU)")
 
     def handle(self, *args, files: list[Path], sync: bool, processes: int, **options):
-        lines: list[str | Document] = []  # a rejected file's line, or the document to report
+        # a rejected file's line, or the document to report (a file's path while its batch uploads)
+        lines: list[str | Path | Document] = []
 
         def uploaded() -> Iterator[Document]:
-            """Store each file as it is asked for and yield the documents whose ingestion it started: with
-            --sync, extraction takes them one by one, so the first PDFs are read while the rest upload."""
-            for path in files:
-                try:
-                    upload = document_upload(data=path.read_bytes(), name=path.name, enqueue=not sync)
-                except OSError as exc:
-                    lines.append(f"-\tfailed\t{path}: {exc.strerror or exc}")
-                    continue
-                except ValidationError as exc:
-                    lines.append(f"-\tfailed\t{path}: {' '.join(exc.messages)}")
-                    continue
-                lines.append(upload.document)  # refreshed when printed: an unreachable queue marks it failed
-                if upload.pending and sync:
-                    yield upload.document
+            """Store the files a batch at a time as they are asked for (documents_upload: a few queries a
+            batch) and yield the documents whose ingestion they started: with --sync, extraction takes them
+            as it has room, so the first PDFs are read while the rest upload."""
+            for batch in _batches(files):
+                first = len(lines)
+                readable: list[tuple[bytes, str]] = []
+                for path in batch:
+                    try:
+                        readable.append((path.read_bytes(), path.name))
+                    except OSError as exc:
+                        lines.append(f"-\tfailed\t{path}: {exc.strerror or exc}")
+                        continue
+                    lines.append(path)  # replaced by the upload's outcome below, in the same place
+                outcomes = iter(documents_upload(files=readable, enqueue=not sync))
+                del readable  # the bytes are stored: not held while the batch is extracted
+                pending = []
+                for position in range(first, len(lines)):
+                    line = lines[position]
+                    if not isinstance(line, Path):
+                        continue
+                    upload = next(outcomes)
+                    if isinstance(upload, ValidationError):
+                        lines[position] = f"-\tfailed\t{line}: {' '.join(upload.messages)}"
+                        continue
+                    # refreshed when printed: an unreachable queue marks it failed
+                    lines[position] = upload.document
+                    if upload.pending and sync:
+                        pending.append(upload.document)
+                yield from pending
 
         if sync:
             ingested = {id(document) for document in documents_ingest(documents=uploaded(),
@@ -62,3 +78,19 @@ class Command(BaseCommand):
             self.stdout.write(line)
         if failures:
             raise CommandError(f"{failures} of {len(files)} file(s) failed", returncode=1)
+
+
+def _batches(files: list[Path]) -> Iterator[list[Path]]:
+    """The files in upload batches: BULK_BATCH files, or fewer once their sizes reach BULK_BATCH_BYTES."""
+    batch, size = [], 0
+    for path in files:
+        try:
+            size += path.stat().st_size
+        except OSError:
+            pass  # reading it says why
+        batch.append(path)
+        if len(batch) >= BULK_BATCH or size >= BULK_BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
