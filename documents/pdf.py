@@ -53,10 +53,6 @@ class ExtractedPage:
     ocr: bool = False  # the words were read by Tesseract from the rendered page
     ocr_confidence: float | None = None  # Tesseract's mean word confidence, 0-100
 
-    @property
-    def word_count(self) -> int:
-        return len(self.boxes) // 16  # four float32 per word
-
     @classmethod
     def from_pymupdf(cls, number: int, page: pymupdf.Page) -> ExtractedPage:
         raw = page.get_text("words")  # (x0, y0, x1, y1, text, block, line, word) in reading order

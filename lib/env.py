@@ -93,7 +93,8 @@ def database_from_url(url: str, *, base_dir: str) -> dict:
         # stores its pages without stopping for an fsync every few documents.
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {
             "timeout": 30, "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;",
+            "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                             "PRAGMA wal_autocheckpoint=16384;"),
         }}
     if parsed.scheme in {"postgres", "postgresql", "pgsql"}:
         name = unquote(parsed.path.lstrip("/"))

@@ -1,7 +1,10 @@
-"""Ingestion's fast path (issue 22): PDFs read a few at a time by forked processes, their pages stored a
-few documents per transaction, remote storage sent as bytes. Real processes and a real database."""
+"""Ingestion's fast path (issue 22): files uploaded and claimed in batches, PDFs read a few at a time by
+forked processes, their pages stored a few documents per transaction, remote storage sent as bytes. Real
+processes and a real database."""
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 
 from documents import services
 from documents.models import Document, Page
@@ -11,6 +14,7 @@ from documents.services import (
     document_claim,
     document_upload,
     documents_extract,
+    documents_upload,
     extract_with_budget,
 )
 from lib import jobs
@@ -55,3 +59,59 @@ def test_a_batch_stores_the_documents_this_worker_holds_and_leaves_the_other_one
     assert [statuses[d.pk] for d in documents] == ["ready", "extracting", "ready"]
     assert not Page.objects.filter(document=documents[1]).exists()
     assert Document.objects.get(pk=documents[2].pk).word_count == 144
+
+
+def test_pages_stored_in_bulk_read_back_as_extracted_and_their_words_are_json(db, make_pdf):
+    data = make_pdf(repeat=40)  # several pages
+    document = document_upload(data=data, name="longo.pdf", enqueue=False).document
+    documents_extract(documents=[document], processes=1)
+    expected = pdf_extract(data, max_pages=10)
+    assert len(expected) > 1
+    pages = list(Page.objects.filter(document=document).order_by("number"))
+    starts = [sum(len(p.words) for p in expected[:i]) for i in range(len(expected))]
+    assert [(p.number, p.width, p.height, p.text, p.words, bytes(p.boxes), bytes(p.lines), p.word_start, p.ocr,
+             p.ocr_confidence) for p in pages] == [
+        (p.number, p.width, p.height, p.text, p.words, p.boxes, p.lines, start, False, None)
+        for p, start in zip(expected, starts, strict=True)]
+    # a JSON array the database can look into, not a string holding JSON
+    assert Page.objects.filter(document=document, number=2, words__0=expected[1].words[0]).exists()
+    document.refresh_from_db()
+    assert (document.page_count, document.word_count) == (len(expected), sum(len(p.words) for p in expected))
+
+
+def test_a_batch_upload_stores_each_new_file_once_in_order_and_refuses_the_bad_one(db, make_pdf):
+    first, second = make_pdf(repeat=1), make_pdf(repeat=2)
+    before = document_upload(data=second, name="antes.pdf", enqueue=False).document
+    uploads = documents_upload(files=[(first, "a.pdf"), (b"not a pdf", "x.pdf"), (first, "a-de-novo.pdf"),
+                                      (second, "b.pdf")], enqueue=False)
+    assert uploads[0].created and uploads[0].pending and uploads[0].document.original_name == "a.pdf"
+    assert isinstance(uploads[1], ValidationError) and "not a PDF" in " ".join(uploads[1].messages)
+    assert uploads[2].document.pk == uploads[0].document.pk and not uploads[2].created and not uploads[2].pending
+    assert uploads[3].document.pk == before.pk and not uploads[3].created
+    assert Document.objects.count() == 2
+
+
+def test_a_batch_that_loses_the_race_for_the_same_bytes_takes_the_winner_and_leaves_no_orphan_file(
+        db, make_pdf, monkeypatch):
+    data = make_pdf(repeat=3)
+    winner = document_upload(data=data, name="primeiro.pdf", enqueue=False).document
+    # As if the other upload committed between this batch's lookup and its insert.
+    monkeypatch.setattr(Document.objects, "in_bulk", lambda *args, **kwargs: {})
+    uploads = documents_upload(files=[(make_pdf(repeat=4), "novo.pdf"), (data, "segundo.pdf")], enqueue=False)
+    assert uploads[1].document.pk == winner.pk and not uploads[1].created
+    assert uploads[0].created and Document.objects.count() == 2
+    folder = f"documents/{winner.sha256[:2]}"
+    assert [name for name in default_storage.listdir(folder)[1] if name.startswith(winner.sha256)] == [
+        f"{winner.sha256}.pdf"]
+
+
+def test_a_batch_claims_only_the_documents_waiting_for_extraction(db, make_pdf):
+    documents = [document_upload(data=make_pdf(repeat=n), name=f"{n}.pdf", enqueue=False).document
+                 for n in (1, 2, 3)]
+    assert document_claim(document=documents[1], worker="elsewhere")
+    claimed = jobs.job_claim_many(services.ingestion_lifecycle(), [d.pk for d in documents], worker="here")
+    assert claimed == {documents[0].pk, documents[2].pk}
+    rows = {d.pk: d for d in Document.objects.all()}
+    assert [(rows[d.pk].worker, rows[d.pk].attempts) for d in documents] == [
+        ("here", 1), ("elsewhere", 1), ("here", 1)]
+    assert jobs.job_claim_many(services.ingestion_lifecycle(), [d.pk for d in documents], worker="again") == set()
