@@ -52,7 +52,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = DOCLOOP_HTTPS and env_bool("DOCLOOP_HSTS_INCLUD
 SECURE_HSTS_PRELOAD = DOCLOOP_HTTPS and env_bool("DOCLOOP_HSTS_PRELOAD", True)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "lib.admin_config.AdminConfig",  # django.contrib.admin, its modules discovered by the URLconf
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

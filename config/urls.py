@@ -12,6 +12,8 @@ from lib.axes_admin import AccessAttemptAdmin
 from lib.rq_admin import SafeQueueAdmin, rq_urlpatterns
 from training.views import feedback as feedback_views
 
+admin.autodiscover()  # the apps' admin modules: not imported at start-up (lib/admin_config.py)
+
 # django-rq's dashboard, with its missing-object errors turned into 404s (lib/rq_admin.py).
 if admin.site.is_registered(Dashboard):
     admin.site.unregister(Dashboard)
