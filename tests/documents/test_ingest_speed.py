@@ -115,3 +115,14 @@ def test_a_batch_claims_only_the_documents_waiting_for_extraction(db, make_pdf):
     assert [(rows[d.pk].worker, rows[d.pk].attempts) for d in documents] == [
         ("here", 1), ("elsewhere", 1), ("here", 1)]
     assert jobs.job_claim_many(services.ingestion_lifecycle(), [d.pk for d in documents], worker="again") == set()
+
+
+def test_on_postgresql_the_pages_large_columns_are_compressed_with_lz4(db):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("TOAST compression is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT attname, attcompression FROM pg_attribute WHERE attrelid = 'documents_page'::regclass "
+                       "AND attname IN ('text', 'words', 'boxes', 'lines')")
+        assert dict(cursor.fetchall()) == {"text": "l", "words": "l", "boxes": "l", "lines": "l"}
