@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -375,8 +375,6 @@ def _pages_insert(rows: list[tuple[int, int, PageRow]]) -> None:
     prepares each of the eleven values of each page through its field and costs three times as much on a
     bulk import (docs/performance.md, ingestion). The values go through the same field preparation where it
     matters (the binary arrays) and the words, already JSON, through the backend's own JSON adaptation."""
-    from django.db import connection
-
     fields = [Page._meta.get_field(name) for name in _PAGE_COLUMNS]
     boxes, lines = fields[6], fields[7]
     quote = connection.ops.quote_name
@@ -568,8 +566,53 @@ def document_extract(*, document: Document, worker: str | None = None) -> Docume
     return documents_extract(documents=[document], processes=1, worker=worker)[0]
 
 
+class _BackgroundWriter:
+    """Writes the extraction's results on a thread of its own (with its own database connection), a batch at a
+    time, while the calling thread keeps the extraction processes fed: on PostgreSQL the server takes about
+    as long to store a batch of pages as the processes take to read the next one, and the two now overlap.
+    At most one batch waits for the thread, so memory stays bounded. The first error the thread meets (JobLost
+    included) stops the writing and is raised in the calling thread, at its next batch or at close()."""
+
+    def __init__(self, write: Callable[[list], None]):
+        import queue
+        import threading
+
+        self.write = write
+        self.batches: queue.Queue = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="extraction-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (batch := self.batches.get()) is not None:
+                if self.error is None:
+                    try:
+                        self.write(batch)
+                    except BaseException as exc:  # raised in the calling thread
+                        self.error = exc
+        finally:
+            connection.close()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def __call__(self, batch: list) -> None:
+        self._raise()
+        self.batches.put(batch)
+
+    def close(self) -> None:
+        """Wait for the batches given so far to be written; raise the thread's error, if any."""
+        self.batches.put(None)
+        self.thread.join()
+        self._raise()
+
+
 def documents_extract(*, documents: Iterable[Document], processes: int, worker: str | None = None,
-                      on_ready: Callable[[list[Document]], None] | None = None) -> list[Document]:
+                      on_ready: Callable[[list[Document]], None] | None = None,
+                      background_writes: bool = False) -> list[Document]:
     """Extract many documents, PyMuPDF (and Tesseract) running in up to `processes` forked processes; return
     the documents taken from `documents`, refreshed.
 
@@ -581,6 +624,10 @@ def documents_extract(*, documents: Iterable[Document], processes: int, worker: 
     called, in the transaction that marks them ready, with the documents this call claimed and extracted:
     what the ingestion job must do next is recorded atomically with readiness (the pre-annotation they owe,
     training.services.predictions), so nothing sees a document ready without it.
+
+    With `background_writes` (a bulk import, `manage.py ingest --sync`) the pages are written by a
+    _BackgroundWriter thread while this one keeps the processes fed; not inside a transaction, whose
+    uncommitted rows another connection could not see.
     """
     worker = worker or jobs.worker_name()
     taken: list[Document] = []
@@ -615,15 +662,19 @@ def documents_extract(*, documents: Iterable[Document], processes: int, worker: 
                 yield payload
         heartbeat.complete()
 
-    with heartbeat:
+    def store(batch: list[tuple[int, Result]]) -> None:
         # A dropped database connection while storing is retried on a new one (the store is one transaction).
-        extract_with_budget(payloads(), processes=processes,
-                            on_results=lambda batch: db_retry(
-                                _extraction_store_many,
-                                [(readable[index], result) for index, result in batch],
-                                worker=worker, on_ready=on_ready,
-                                what="pages of document "
-                                     + ", ".join(str(readable[i].pk) for i, _r in batch)))
+        results = [(readable[index], result) for index, result in batch]
+        db_retry(_extraction_store_many, results, worker=worker, on_ready=on_ready,
+                 what="pages of document " + ", ".join(str(document.pk) for document, _r in results))
+
+    writer = _BackgroundWriter(store) if background_writes and not connection.in_atomic_block else None
+    with heartbeat:
+        try:
+            extract_with_budget(payloads(), processes=processes, on_results=writer or store)
+        finally:
+            if writer is not None:
+                writer.close()
     documents_refresh(taken)
     return taken
 

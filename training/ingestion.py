@@ -35,8 +35,8 @@ def document_ingest(*, document: Document, worker: str | None = None) -> Documen
     return documents_ingest(documents=[document], processes=1, worker=worker)[0]
 
 
-def documents_ingest(*, documents: Iterable[Document], processes: int,
-                     worker: str | None = None) -> list[Document]:
+def documents_ingest(*, documents: Iterable[Document], processes: int, worker: str | None = None,
+                     background_writes: bool = False) -> list[Document]:
     """Extract (in `processes` worker processes), then pre-annotate each document that this call claimed and
     made ready: the prediction claims created with its readiness (training.services.predictions), and only
     those. A second delivery of the job claims nothing, so it predicts nothing. `documents` may be produced
@@ -53,7 +53,7 @@ def documents_ingest(*, documents: Iterable[Document], processes: int,
                 owed[document.pk] = predictions.prediction_claims_ingest(document=document, job_id=job_id)
 
     documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker,
-                                                    on_ready=on_ready)
+                                                    on_ready=on_ready, background_writes=background_writes)
     for document in documents:
         if not owed.get(document.pk):  # nothing to predict (no active model): no query either
             continue

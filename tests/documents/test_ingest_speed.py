@@ -126,3 +126,52 @@ def test_on_postgresql_the_pages_large_columns_are_compressed_with_lz4(db):
         cursor.execute("SELECT attname, attcompression FROM pg_attribute WHERE attrelid = 'documents_page'::regclass "
                        "AND attname IN ('text', 'words', 'boxes', 'lines')")
         assert dict(cursor.fetchall()) == {"text": "l", "words": "l", "boxes": "l", "lines": "l"}
+
+
+def test_a_bulk_import_writes_its_pages_on_a_thread_of_its_own_and_loses_none(transactional_db, make_pdf,
+                                                                              tmp_path, capsys, monkeypatch):
+    import threading
+
+    from django.core.management import CommandError, call_command
+
+    writers = []
+    store = services._extraction_store_many
+
+    def spy(results, **kwargs):
+        writers.append(threading.current_thread().name)
+        return store(results, **kwargs)
+
+    monkeypatch.setattr(services, "_extraction_store_many", spy)
+    names = []
+    for n in range(1, 7):
+        (tmp_path / f"{n}.pdf").write_bytes(make_pdf(repeat=n))
+        names.append(f"{n}.pdf")
+    (tmp_path / "cut.pdf").write_bytes(make_pdf(repeat=9)[:400])
+    names.insert(3, "cut.pdf")
+    with pytest.raises(CommandError, match="1 of 7"):
+        call_command("ingest", *(str(tmp_path / name) for name in names), "--sync", "--processes", "2")
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [line[1] for line in lines] == ["ready"] * 3 + ["failed"] + ["ready"] * 3
+    documents = Document.objects.in_bulk([int(line[0]) for line in lines if line[0] != "-"])
+    assert sorted(d.word_count for d in documents.values()) == [48 * n for n in range(1, 7)]
+    assert Page.objects.filter(document__in=documents.values()).count() == sum(
+        d.page_count for d in documents.values())
+    assert writers and set(writers) == {"extraction-writer"}
+
+
+def test_the_writer_raises_its_first_error_in_the_calling_thread_and_writes_nothing_after_it():
+    written = []
+
+    def write(batch):
+        if batch == ["second"]:
+            raise jobs.JobLost("document 2 was claimed by another worker")
+        written.append(batch)
+
+    writer = services._BackgroundWriter(write)
+    writer(["first"])
+    writer(["second"])
+    with pytest.raises(jobs.JobLost, match="document 2"):
+        writer(["third"])  # raised here or at close(), whichever comes first
+        writer(["fourth"])
+        writer.close()
+    assert written == [["first"]]

@@ -61,8 +61,10 @@ class Command(BaseCommand):
                 yield from pending
 
         if sync:
+            # The pages are written on a thread of their own while the next PDFs are read (documents_extract).
             ingested = {id(document) for document in documents_ingest(documents=uploaded(),
-                                                                       processes=max(1, processes))}
+                                                                       processes=max(1, processes),
+                                                                       background_writes=True)}
         else:
             ingested = set(map(id, uploaded()))  # nothing is yielded: each upload queued its own job
         failures = 0
