@@ -88,13 +88,10 @@ def database_from_url(url: str, *, base_dir: str) -> dict:
         if not os.path.isabs(path):
             path = os.path.join(base_dir, path)
         # WAL lets the web process read while a worker writes; IMMEDIATE transactions avoid "database is
-        # locked" upgrades; synchronous=NORMAL is durable in WAL mode without an fsync per commit. Only a
-        # checkpoint syncs: one per 64 MB of WAL (16,384 pages) rather than SQLite's 4 MB, so a bulk import
-        # stores its pages without stopping for an fsync every few documents.
+        # locked" upgrades; synchronous=NORMAL is durable in WAL mode without an fsync per commit.
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {
             "timeout": 30, "transaction_mode": "IMMEDIATE",
-            "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                             "PRAGMA wal_autocheckpoint=16384;"),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }}
     if parsed.scheme in {"postgres", "postgresql", "pgsql"}:
         name = unquote(parsed.path.lstrip("/"))
