@@ -329,6 +329,7 @@ BULK_BATCH_BYTES = 64 * 1024 * 1024
 _STORE_BATCH_PAGES = 256
 _STORE_BATCH_SECONDS = 0.5
 
+
 @dataclass(frozen=True)
 class PageRow:
     """An extracted page as the Page table stores it, encoded by the process that extracted it (the words as
