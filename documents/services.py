@@ -180,14 +180,6 @@ def document_reingest(*, document: Document) -> bool:
 
 # Extraction (called by the ingestion job) -----------------------------------------------------------------
 
-def document_claim(*, document: Document, worker: str) -> bool:
-    """Claim a queued (or abandoned) document for extraction; False when it is not this worker's to do."""
-    claimed = jobs.job_claim(ingestion_lifecycle(), document.pk, worker=worker, error="")
-    if not claimed:
-        logger.info("document %s is not waiting for extraction", document.pk)
-    return claimed
-
-
 def _read(document: Document) -> bytes:
     with document.file.open("rb") as handle:
         return handle.read()

@@ -235,12 +235,16 @@ def job_retry(lifecycle: Lifecycle, pk: int, *, from_statuses: tuple[str, ...] =
 
 # Claim and heartbeat --------------------------------------------------------------------------------------
 
+def _claim(lifecycle: Lifecycle, rows: Q, *, worker: str, now: datetime, **fields) -> int:
+    """The conditional UPDATE every claim is: queued (or abandoned) rows among `rows` to running."""
+    claimable = Q(status=lifecycle.queued) | _stale_running(lifecycle, now)
+    return lifecycle.model.objects.filter(claimable, rows).update(
+        status=lifecycle.running, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1, **fields)
+
+
 def job_claim(lifecycle: Lifecycle, pk: int, *, worker: str, **fields) -> bool:
     """Move a queued (or abandoned) row to running for `worker`; exactly one caller wins."""
-    now = timezone.now()
-    claimable = Q(status=lifecycle.queued) | _stale_running(lifecycle, now)
-    return lifecycle.model.objects.filter(claimable, pk=pk).update(
-        status=lifecycle.running, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1, **fields) == 1
+    return _claim(lifecycle, Q(pk=pk), worker=worker, now=timezone.now(), **fields) == 1
 
 
 def job_claim_many(lifecycle: Lifecycle, pks: list[int], *, worker: str, **fields) -> set[int]:
@@ -248,11 +252,8 @@ def job_claim_many(lifecycle: Lifecycle, pks: list[int], *, worker: str, **field
     returns the primary keys this call claimed. The rows claimed are those this worker holds with this
     call's heartbeat, read back in the same transaction."""
     now = timezone.now()
-    claimable = Q(status=lifecycle.queued) | _stale_running(lifecycle, now)
     with transaction.atomic():
-        if not lifecycle.model.objects.filter(claimable, pk__in=pks).update(
-                status=lifecycle.running, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1,
-                **fields):
+        if not _claim(lifecycle, Q(pk__in=pks), worker=worker, now=now, **fields):
             return set()
         return set(lifecycle.model.objects.filter(pk__in=pks, status=lifecycle.running, worker=worker,
                                                   heartbeat_at=now).values_list("pk", flat=True))

@@ -11,7 +11,6 @@ from documents.models import Document, Page
 from documents.pdf import pdf_extract
 from documents.services import (
     _extraction_store_many,
-    document_claim,
     document_upload,
     documents_extract,
     documents_upload,
@@ -48,7 +47,7 @@ def test_a_batch_stores_the_documents_this_worker_holds_and_leaves_the_other_one
     documents = [document_upload(data=make_pdf(repeat=n), name=f"{n}.pdf", enqueue=False).document
                  for n in (1, 2, 3)]
     for document in documents:
-        assert document_claim(document=document, worker="here")
+        assert jobs.job_claim(services.ingestion_lifecycle(), document.pk, worker="here")
     Document.objects.filter(pk=documents[1].pk).update(worker="elsewhere")  # reclaimed by another worker
     ready = []
     results = [(d, pdf_extract(make_pdf(repeat=n), max_pages=10)) for d, n in zip(documents, (1, 2, 3), strict=True)]
@@ -108,7 +107,7 @@ def test_a_batch_that_loses_the_race_for_the_same_bytes_takes_the_winner_and_lea
 def test_a_batch_claims_only_the_documents_waiting_for_extraction(db, make_pdf):
     documents = [document_upload(data=make_pdf(repeat=n), name=f"{n}.pdf", enqueue=False).document
                  for n in (1, 2, 3)]
-    assert document_claim(document=documents[1], worker="elsewhere")
+    assert jobs.job_claim(services.ingestion_lifecycle(), documents[1].pk, worker="elsewhere")
     claimed = jobs.job_claim_many(services.ingestion_lifecycle(), [d.pk for d in documents], worker="here")
     assert claimed == {documents[0].pk, documents[2].pk}
     rows = {d.pk: d for d in Document.objects.all()}
