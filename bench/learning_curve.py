@@ -158,6 +158,7 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
     seed_f1 = _scores(first, dev)["f1"]  # where feedback starts: every row says how far it has come
     print(f"order {order}: the seed version scores {seed_f1:.3f} on {args.score_on}", flush=True)
     sent, rows, outcomes, feedback_seconds, update_seconds, gates = [], [], [], 0.0, [], []
+    consolidations: list[dict] = []
     for index, path in enumerate(files[args.seed_docs: args.seed_docs + max(checkpoints)], start=1):
         document, _tags = store_document(path.stem, sentences[path], reviewed=False)
         began = time.monotonic()
@@ -173,6 +174,8 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
                                                            "low", "high", "documents")}})
         document_mark_reviewed(document=document, user=None)
         sent.append(document.pk)
+        if args.consolidate:  # what the review page does next (training.services.review.review_finished)
+            consolidations += _consolidate(order, index)
         for name in ("training", "default"):  # the jobs the requests queued: this process ran them already
             django_rq.get_queue(name).empty()
         if index not in checkpoints:
@@ -217,6 +220,8 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
                           for name, scores in (("feedback", feedback), ("full", full_scores), ("raw", raw_scores))
                           if scores},
             "adaptation": adaptation, "load": load_average(),
+            "consolidations": list(consolidations),
+            "active_kind": active.kind, "active_version": active.number,
         }
         rows.append(row)
         emit(row)
@@ -228,8 +233,31 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
                 f"feedback (median update {statistics.median(update_seconds):.1f} s)"
               + (f", {row['full_seconds']:.0f} s full run" if row["full_seconds"] is not None else "")
               + (f", {row['vanilla_seconds']:.0f} s Trainer" if row["vanilla_seconds"] is not None else "")
+              + (f"; {len(consolidations)} consolidation run(s), active v{active.number} ({active.kind})"
+                 if args.consolidate else "")
               + f"; load {row['load']}", flush=True)
     return rows
+
+
+def _consolidate(order: int, index: int) -> list[dict]:
+    """The full runs the reviewed documents' growth makes due (DOCLOOP_RETRAIN_AUTO, the product's rule),
+    run here and now, before the next document: the reviewer's review of it takes longer than the run."""
+    from training.models import ModelVersion
+    from training.services.runs import retraining_after_review, training_run_execute
+
+    done = []
+    for run in retraining_after_review():
+        began = time.monotonic()
+        run = training_run_execute(run=run)
+        version = ModelVersion.objects.filter(run=run).first()
+        done.append({"n": index, "reviewed_documents": run.reviewed_documents, "status": run.status,
+                     "activated": bool(version and version.is_active),
+                     "gate": version.gate_status if version else None,
+                     "seconds": round(time.monotonic() - began, 1)})
+        print(f"order {order} N {index:>2}: consolidation run at {run.reviewed_documents} reviewed documents: "
+              f"{run.status}, {'activated' if done[-1]['activated'] else 'kept inactive'} "
+              f"({done[-1]['gate']}), {done[-1]['seconds']:.0f} s", flush=True)
+    return done
 
 
 def _vanilla(train, dev, args) -> float:
@@ -354,6 +382,9 @@ def main() -> None:
                         help="of the checkpoints' full runs, not the seed's: a floor under the epochs the step "
                              "budget plans (default: the product's)")
     parser.add_argument("--no-vanilla", action="store_true", help="skip the vanilla Trainer baseline")
+    parser.add_argument("--consolidate", action="store_true",
+                        help="after each document marked reviewed, run the full runs DOCLOOP_RETRAIN_AUTO makes "
+                             "due (before the next document); without it, DOCLOOP_RETRAIN_AUTO is off: feedback alone")
     parser.add_argument("--no-full", action="store_true",
                         help="skip the full runs: feedback settings (DOCLOOP_FEEDBACK_*) compared like for like")
     parser.add_argument("--score-on", choices=("dev", "tune"), default="dev",
@@ -379,6 +410,9 @@ def main() -> None:
                              "(runs of single orders pooled; a row's N must be in --n)")
     args = parser.parse_args()
     checkpoints = sorted({int(n) for n in args.n.split(",")})
+    if args.consolidate and not args.no_full:
+        # The comparison's full runs are full runs too: they would move the growth rule's reference point.
+        raise SystemExit("--consolidate needs --no-full (compare with the full runs of a run without it)")
     if args.orders < 1 or min(checkpoints) < 1:
         raise SystemExit("--orders and every --n must be at least 1")
     if args.summary_from:
@@ -413,6 +447,7 @@ def _curve(args, checkpoints: list[int], var: Path) -> None:
 
     from training.ml.hyperparameters import defaults_for
 
+    settings.DOCLOOP_RETRAIN_AUTO = args.consolidate  # feedback alone unless asked (whatever the default)
     scored = (lener_files("dev")[: args.dev_docs] if args.score_on == "dev"
               else lener_files("train")[-args.tune_docs:])
     args.held_out = {p.stem for p in scored} if args.score_on == "tune" else set()
@@ -429,6 +464,8 @@ def _curve(args, checkpoints: list[int], var: Path) -> None:
           f"{settings.DOCLOOP_FEEDBACK_WARMUP}, L2-SP {settings.DOCLOOP_FEEDBACK_L2SP}, head lr × "
           f"{settings.DOCLOOP_FEEDBACK_HEAD_LR_MULTIPLIER}, replay ratio "
           f"{settings.DOCLOOP_FEEDBACK_REPLAY_RATIO}; "
+          + (f"consolidation: full runs as the reviewed documents grow by {settings.DOCLOOP_RETRAIN_GROWTH:.0%}; "
+             if args.consolidate else "")
           + ("no Trainer baseline" if args.no_vanilla else
              f"Trainer: {args.vanilla_epochs} epochs, lr {args.vanilla_lr}, batch {args.vanilla_batch_size}, window "
              f"{args.vanilla_window}, " + ("plain (fp32, random batches)" if args.vanilla_plain

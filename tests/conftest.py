@@ -38,6 +38,11 @@ if _workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
 
     torch.set_num_threads(int(_threads))
 
+# Full runs queued by the reviewed documents' growth (DOCLOOP_RETRAIN_AUTO, on by default) would train a model
+# in any test that marks documents reviewed after a run; the tests of that rule turn it on themselves.
+os.environ["DOCLOOP_RETRAIN_AUTO"] = "false"
+settings.DOCLOOP_RETRAIN_AUTO = False
+
 # Users are created and log in with MD5 first: the production hasher (PBKDF2, 1,000,000 rounds) costs 0.4 s
 # per password set or checked, hundreds of times a run. Hashes made by other processes still verify.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]

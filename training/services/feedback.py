@@ -30,7 +30,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -161,6 +161,60 @@ def feedback_on_review(*, document: Document, user: AbstractBaseUser) -> str:
     except FeedbackRefused as exc:
         return str(exc)
     return _("Sent to the model.")
+
+
+def feedback_catch_up(*, version: ModelVersion) -> list[FeedbackRequest]:
+    """Send again to `version` (a full run's, just activated) the documents that feedback updates learnt
+    while its run trained: they were reviewed after the run took its snapshot, so the run never saw them,
+    and the versions that had learnt them are no longer active. Without this, a consolidation run
+    (DOCLOOP_RETRAIN_AUTO) would undo what reviewers taught while it ran, until the next run.
+
+    The documents: those of updates that started before the version became active, finished after its run
+    was queued and made a version (published, or kept inactive because this version became active
+    meanwhile), less the run's own documents and those sent again since the version became active. Each is
+    sent as its reviewer sent it; a document that cannot be sent now (nothing reviewed left on it, in the
+    evaluation set since) is left out. Returns the new requests."""
+    run = version.run
+    if (version.kind != TrainingRun.Kind.FULL or not version.is_active or run is None
+            or version.task not in feedback_tasks()):
+        return []
+    stats = run.dataset_stats or {}
+    trained = {pk for pk in [*(stats.get("train_documents") or []), *(stats.get("eval_documents") or [])]
+               if isinstance(pk, int)}
+    # From the run's creation: it snapshots the reviewed documents when it starts (a resumed attempt too).
+    learnt = (FeedbackRequest.objects.filter(task=version.task, update__finished_at__gte=run.created_at,
+                                             update__model_version__isnull=False)
+              .filter(Q(update__status=FeedbackUpdate.Status.PUBLISHED)
+                      | Q(update__model_version__gate_status=Gate.SUPERSEDED))
+              .exclude(document_id__in=trained))
+    if version.activated_at is not None:
+        # Updates claimed since learnt onto this version (or its children) already; so do the requests made
+        # since, whatever update takes them.
+        learnt = learnt.filter(update__started_at__lt=version.activated_at).exclude(
+            document_id__in=FeedbackRequest.objects.filter(
+                task=version.task, created_at__gte=version.activated_at).values("document_id"))
+    senders = dict(learnt.order_by("document_id", "id").values_list("document_id", "requested_by_id"))
+    sent = []
+    for document in Document.objects.filter(pk__in=senders).order_by("pk"):
+        try:
+            sent.append(feedback_request_create(document=document, user=None, task=version.task))
+        except FeedbackRefused as exc:
+            logger.info("document %s not sent again to version %s: %s", document.pk, version.number, exc)
+    for request in sent:  # sent as its reviewer sent it
+        FeedbackRequest.objects.filter(pk=request.pk).update(requested_by_id=senders[request.document_id])
+    if sent:
+        logger.info("%d document(s) that feedback learnt while run %s trained sent again to version %s",
+                    len(sent), run.pk, version.number)
+    return sent
+
+
+def feedback_catch_up_safely(*, version: ModelVersion) -> None:
+    """feedback_catch_up for a caller whose own work is done (a run that published, an update that was
+    superseded): a failure is logged, never raised."""
+    try:
+        feedback_catch_up(version=version)
+    except Exception:
+        logger.exception("could not send the documents learnt meanwhile to version %s", version.pk)
 
 
 def feedback_request_status(*, request: FeedbackRequest) -> dict:
@@ -428,6 +482,10 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
             user=requests[0].requested_by if requests else None, device=result["device"])
     if version.is_active:
         transaction.on_commit(lambda: _enqueue_rescore(version.pk))
+    elif version.gate_status == Gate.SUPERSEDED:  # a full run's version became active while this one learnt
+        active = model_version_active(task=update.task)
+        if active is not None:
+            transaction.on_commit(lambda: feedback_catch_up_safely(version=active))
 
 
 def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle,

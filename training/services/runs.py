@@ -378,6 +378,10 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
         gate = gate_scores_for_run(run=run, model_dir=output, evaluation_set=evaluation_set,
                                    fallback_documents=documents["validation"])
         heartbeat(force=True)
-        model_version_publish(run=run, worker=worker, local_dir=output, labels=dataset.labels,
-                              lifecycle=lifecycle, metrics=metrics, gate=gate)
+        version = model_version_publish(run=run, worker=worker, local_dir=output, labels=dataset.labels,
+                                        lifecycle=lifecycle, metrics=metrics, gate=gate)
     checkpoint_delete(location=location)
+    if version.is_active:  # what feedback taught while this run trained, taught to its version too
+        from training.services.feedback import feedback_catch_up_safely
+
+        feedback_catch_up_safely(version=version)

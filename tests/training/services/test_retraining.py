@@ -1,9 +1,13 @@
 """DOCLOOP_RETRAIN_AUTO: once the reviewed documents have grown by DOCLOOP_RETRAIN_GROWTH since a task's last
 full run, marking a document reviewed queues a full run of that task with its defaults."""
 
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 from training.models import TrainingRun
@@ -23,11 +27,21 @@ def _last_run(reviewed: int, status=TrainingRun.Status.SUCCEEDED) -> TrainingRun
     return TrainingRun.objects.create(task="token_classification", status=status, reviewed_documents=reviewed)
 
 
-def test_nothing_is_queued_while_retraining_is_off(import_corpus, queues):
+def test_nothing_is_queued_while_retraining_is_off(import_corpus, queues, settings):
+    settings.DOCLOOP_RETRAIN_AUTO = False
     import_corpus(6)
     _last_run(2)
     assert retraining_after_review() == []
     assert TrainingRun.objects.count() == 1 and queues["training"].count == 0
+
+
+def test_retraining_is_on_by_default():
+    """The suite turns it off (tests/conftest.py); a fresh installation has it on."""
+    env = {k: v for k, v in os.environ.items() if k != "DOCLOOP_RETRAIN_AUTO"}
+    shown = subprocess.run([sys.executable, str(django_settings.BASE_DIR / "manage.py"), "shell", "-c",
+                            "from django.conf import settings; print(settings.DOCLOOP_RETRAIN_AUTO)"],
+                           env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert shown.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_a_full_run_is_queued_once_the_reviewed_documents_have_grown_by_half(

@@ -1,5 +1,8 @@
-"""`manage.py serve` (what `make run` starts): a local Redis (unless REDIS_URL is set), two RQ workers and the
-web server, together. Ctrl-C stops them all.
+"""`manage.py serve` (what `make run` starts): a local Redis (unless REDIS_URL is set), three RQ workers (one
+on `default`, two on `training`) and the web server, together. Ctrl-C stops them all.
+
+Two training workers, so that a feedback update never waits minutes behind a full run on the CPU: the full
+runs that the reviewed documents' growth queues (DOCLOOP_RETRAIN_AUTO) take one, updates the other.
 
 A development supervisor, not a production one. It lives in `training`, not `lib`, because it registers the
 local training worker's token (training.services.workers): `lib` imports no app.
@@ -18,8 +21,9 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = ("Run docloop locally: an embedded Redis (unless REDIS_URL is set), an RQ worker on each queue "
-            "(default, training) and the web server on DOCLOOP_ADDR (127.0.0.1:8000); Ctrl-C stops them all.")
+    help = ("Run docloop locally: an embedded Redis (unless REDIS_URL is set), an RQ worker on the default "
+            "queue, two on the training queue and the web server on DOCLOOP_ADDR (127.0.0.1:8000); Ctrl-C "
+            "stops them all.")
 
     def handle(self, *args, **options):
         code = serve()
@@ -44,20 +48,24 @@ def serve() -> int:
         print("redis: using REDIS_URL", flush=True)
 
     manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-    # The training worker needs a registered token (manage.py register_worker): the local one gets a fresh
-    # token at every start, unless DOCLOOP_WORKER_TOKEN is set already.
-    training_env = dict(os.environ)
-    if not training_env.get("DOCLOOP_WORKER_TOKEN"):
+    # A training worker needs a registered token (manage.py register_worker), one per process: the local ones
+    # (`local`, `local-2`) get fresh tokens at every start. With DOCLOOP_WORKER_TOKEN set, that token's worker
+    # is the only training worker started.
+    given = os.environ.get("DOCLOOP_WORKER_TOKEN")
+    tokens = [given] if given else []
+    if not given:
         from training.services.workers import worker_register
 
-        _worker, training_env["DOCLOOP_WORKER_TOKEN"] = worker_register(name="local", rotate=True)
+        tokens = [worker_register(name=name, rotate=True)[1] for name in ("local", "local-2")]
     children = [
         subprocess.Popen(manage + ["rqworker", "default", "--with-scheduler"]),
-        subprocess.Popen(manage + ["rqworker", "training"], env=training_env),
+        *(subprocess.Popen(manage + ["rqworker", "training"],
+                           env={**os.environ, "DOCLOOP_WORKER_TOKEN": token}) for token in tokens),
         # --insecure: the development server also serves static files when DEBUG is off.
         subprocess.Popen(manage + ["runserver", "--noreload", "--insecure", address]),
     ]
-    print(f"docloop: http://{address}/  (workers: default, training; Ctrl-C stops everything)", flush=True)
+    print(f"docloop: http://{address}/  (workers: default, training × {len(tokens)}; Ctrl-C stops "
+          "everything)", flush=True)
 
     stopping = False
 
