@@ -196,6 +196,50 @@ def test_feedback_during_a_running_update_is_batched_into_exactly_one_follow_up(
     assert ModelVersion.objects.filter(kind="feedback").count() == 2
 
 
+def test_an_update_superseded_by_a_full_runs_version_is_learnt_again_on_that_version(
+        client, admin_user, base_version, corpus, court_document, run_worker, fast_feedback, monkeypatch,
+        django_capture_on_commit_callbacks):
+    """A consolidation run that snapshotted the documents before the court document was reviewed becomes
+    active while the update learns it: the update is kept inactive (superseded), and the court document is
+    sent again, to the run's version, by itself."""
+    from training.ml import feedback as ml_feedback
+    from training.models import Gate
+    from training.services.versions import model_version_activate
+
+    fast_feedback.DOCLOOP_FEEDBACK_STEPS = 4
+    fast_feedback.DOCLOOP_GATE_TOLERANCE = 1.0  # what happens to the documents is under test, not the gate
+    original = ml_feedback.update_token_classifier
+    consolidated = []
+
+    def while_running(**kwargs):
+        if not consolidated:  # the run, queued before the update started, publishes its version now
+            run = TrainingRun.objects.create(
+                task="token_classification", base_model="minilm", status=TrainingRun.Status.SUCCEEDED,
+                trigger=TrainingRun.Trigger.GROWTH, reviewed_documents=len(corpus),
+                dataset_stats={"train_documents": [d.pk for d in corpus[:9]], "eval_documents": [corpus[9].pk]})
+            TrainingRun.objects.filter(pk=run.pk).update(created_at=FeedbackUpdate.objects.get().created_at)
+            version = ModelVersion.objects.create(task="token_classification", number=2, run=run,
+                                                  artefact=base_version.artefact, labels=base_version.labels,
+                                                  metrics={"f1": 0.9})
+            consolidated.append(model_version_activate(version=version))
+        return original(**kwargs)
+
+    monkeypatch.setattr(ml_feedback, "update_token_classifier", while_running)
+    assert _send(client, court_document, _token(admin_user), django_capture_on_commit_callbacks).status_code == 202
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker()
+    first, again = FeedbackUpdate.objects.order_by("id")
+    assert first.status == "rejected" and first.model_version.gate_status == Gate.SUPERSEDED
+    assert again.status == "queued" and list(again.requests.values_list("document_id", flat=True)) == [
+        court_document.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker()
+    again.refresh_from_db()
+    assert again.status == "published", again.error
+    assert again.parent_version == consolidated[0] and again.model_version.is_active
+    assert again.learnt_from["documents"] == [court_document.pk]
+
+
 def test_an_update_waits_while_another_update_of_the_task_runs(admin_user, base_version, court_document, corpus,
                                                                fast_feedback, django_capture_on_commit_callbacks):
     from lib import jobs
