@@ -287,7 +287,8 @@ def _cell(values, width: int, digits: int = 3) -> str:
 
 def _summary(rows: list[dict], args, checkpoints: list[int]) -> None:
     orders = sorted({r["order"] for r in rows})
-    columns = [("feedback F1", "feedback_f1", 3)]
+    # With --consolidate, the active version after N documents: feedback on top of the due full runs.
+    columns = [("active F1" if args.consolidate else "feedback F1", "feedback_f1", 3)]
     if not args.no_full:
         columns.append(("full run F1", "full_f1", 3))
     if args.adapted_base:

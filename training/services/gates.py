@@ -330,9 +330,16 @@ def _where(evaluation_set: EvaluationSet | None, documents: int) -> str:
 
 
 def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_version: ModelVersion | None,
-               evaluation_set: EvaluationSet | None, seed: int = 0) -> tuple[str, str, dict]:
+               evaluation_set: EvaluationSet | None, seed: int = 0,
+               learnt_by_both: bool = False) -> tuple[str, str, dict]:
     """(status, reason, figures) of a new version, from its scores and the active version's on the same
-    documents (each with `per_document` counts). Pure apart from the settings; no database writes."""
+    documents (each with `per_document` counts). Pure apart from the settings; no database writes.
+
+    `learnt_by_both` (a full run before any evaluation set, whose validation documents the active version
+    learnt too: gate_scores_for_run): the two are not compared, since both scores would measure what each
+    memorised, and the run, trained on every reviewed document with the full recipe, must only clear the
+    first version's floor. Its own validation F1 (before the refit) is the honest figure; the evaluation
+    set, once sampled, compares versions on documents neither learnt."""
     from training.ml.gate import floor_check, gate_compare
     from training.ml.metrics import BLOCK_WORDS, PASSAGE_WORDS, passages_current
 
@@ -341,6 +348,18 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
     base = {"evaluation_set": evaluation_set.number if evaluation_set else None, "documents": len(counts)}
     if not counts:
         return Gate.UNGATED, "", base
+    if learnt_by_both and reference_version is not None:
+        check = floor_check(counts, average=_average(task), min_f1=settings.DOCLOOP_GATE_FIRST_MIN_F1)
+        figures = {**base, "rule": "learnt by both", "reference_version": reference_version.number, **check,
+                   "reference_f1_learnt": (reference or {}).get("f1")}  # shown, never compared
+        if check["passed"]:
+            return Gate.PASSED, "", figures
+        return Gate.BELOW_FLOOR, _(
+            "It must reach an F1 above %(floor).3f on %(where)s, which version %(ref)d learnt too (so the "
+            "two are not compared there); it reached %(f1).3f (it finds no entity there), so it was "
+            "published inactive. Version %(ref)d stays active.") % {
+            "floor": settings.DOCLOOP_GATE_FIRST_MIN_F1, "where": where, "f1": check["candidate_f1"],
+            "ref": reference_version.number}, figures
     if reference_version is None:
         check = floor_check(counts, average=_average(task), min_f1=settings.DOCLOOP_GATE_FIRST_MIN_F1)
         figures = {**base, "first": True, **check}
@@ -417,10 +436,41 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
         "confidence": round(100 * result["confidence"]), "tolerance": result["tolerance"]}, figures
 
 
+def version_learnt_documents(*, version: ModelVersion) -> set[int]:
+    """The documents `version` learnt from, itself or through its parents: a full run's training documents
+    and, when its refit ran, its validation documents (the refit learns them); a feedback update's
+    documents and replay (not its validation documents)."""
+    learnt: set[int] = set()
+    seen: set[int] = set()
+    while version is not None and version.pk not in seen:
+        seen.add(version.pk)
+        run = version.run
+        stats = run.dataset_stats or {}
+        keys = ["train_documents", "replay_documents"]
+        if run.kind == TrainingRun.Kind.FULL and (run.hyperparameters or {}).get("refit", True):
+            keys.append("eval_documents")
+        learnt.update(pk for key in keys for pk in stats.get(key) or [] if isinstance(pk, int))
+        version = version.parent
+    return learnt
+
+
+def _learnt_by_both(*, run: TrainingRun, active: ModelVersion) -> bool:
+    """Whether a run without an evaluation set is judged on documents that both it and the active version
+    learnt: its refit learnt its validation documents, and the active version (often a feedback chain that
+    was sent them) learnt every one of them too."""
+    run = TrainingRun.objects.get(pk=run.pk)  # dataset_stats as the run wrote them
+    if not (run.hyperparameters or {}).get("refit", True):
+        return False
+    validation = {pk for pk in (run.dataset_stats or {}).get("eval_documents") or [] if isinstance(pk, int)}
+    return bool(validation) and validation <= version_learnt_documents(version=active)
+
+
 def gate_scores_for_run(*, run: TrainingRun, model_dir, evaluation_set: EvaluationSet | None,
                         fallback_documents: list) -> dict:
     """A finished run's gate inputs, computed on the worker: the new artefact's scores on the evaluation set
-    (else on the run's validation documents) and the active version's on the same documents."""
+    (else on the run's validation documents) and the active version's on the same documents; and, without
+    an evaluation set, whether both versions learnt those documents (`learnt_by_both`: gate_judge then
+    compares nothing, since a comparison would measure what each memorised)."""
     ml = task_spec(run.task).ml()
     if evaluation_set is not None:
         documents = [ml.document_from_row(row) for row in evaluation_rows(evaluation_set=evaluation_set)]
@@ -441,7 +491,9 @@ def gate_scores_for_run(*, run: TrainingRun, model_dir, evaluation_set: Evaluati
     return {"candidate": scores_summary(candidate),
             "reference": scores_summary(reference) if reference else None,
             "reference_version": active.pk if active else None,
-            "evaluation_set": evaluation_set.pk if evaluation_set else None}
+            "evaluation_set": evaluation_set.pk if evaluation_set else None,
+            "learnt_by_both": bool(evaluation_set is None and active is not None
+                                   and _learnt_by_both(run=run, active=active))}
 
 
 def gate_apply(*, version: ModelVersion, inputs: dict, seed: int = 0) -> tuple[str, str]:
@@ -460,9 +512,13 @@ def gate_apply(*, version: ModelVersion, inputs: dict, seed: int = 0) -> tuple[s
             reference = inputs.get("reference")
         else:
             reference = version_score_cached(version=active, evaluation_set=evaluation_set)
+    # Learnt by both: said of the version active when the run was scored; another one is compared as usual.
+    learnt_by_both = bool(inputs.get("learnt_by_both") and active is not None
+                          and active.pk == inputs.get("reference_version"))
     status, reason, figures = gate_judge(task=version.task, candidate=inputs["candidate"],
                                          reference=reference, reference_version=active,
-                                         evaluation_set=evaluation_set, seed=seed)
+                                         evaluation_set=evaluation_set, seed=seed,
+                                         learnt_by_both=learnt_by_both)
     if evaluation_set is not None:
         version_score_store(version=version, evaluation_set=evaluation_set, scores=inputs["candidate"])
         if active is not None and reference is not None and active.pk == inputs.get("reference_version"):

@@ -243,3 +243,28 @@ def test_counts_cut_before_the_passages_changed_are_not_compared_with_new_ones(s
     _status, _reason, figures = gate_judge(task="token_classification", candidate=unknown, reference=unknown,
                                            reference_version=ModelVersion(number=2), evaluation_set=None)
     assert figures["units"] == "documents"
+
+
+def test_a_full_run_is_not_compared_on_documents_the_active_version_learnt_too(settings):
+    """Before an evaluation set exists a full run is scored on its validation documents, which its refit
+    learnt; when the active version (a feedback chain, say) learnt every one of them too, the two F1s measure
+    what each memorised: the run must only clear the first version's floor."""
+    from training.models import ModelVersion
+    from training.services.gates import gate_judge
+
+    settings.DOCLOOP_EVAL_MIN_DOCUMENTS, settings.DOCLOOP_GATE_TOLERANCE = 10, 0.01
+    settings.DOCLOOP_GATE_FIRST_MIN_F1 = 0.0
+    gold, scores = _short_document_scores(4000)
+    memorised, consolidated = scores(gold), scores(gold[:300])  # the chain knows it by heart
+    status, reason, figures = gate_judge(task="token_classification", candidate=consolidated, reference=memorised,
+                                         reference_version=ModelVersion(number=9), evaluation_set=None)
+    assert status == "rejected"  # compared, the run loses to the memorised document
+    status, reason, figures = gate_judge(task="token_classification", candidate=consolidated, reference=memorised,
+                                         reference_version=ModelVersion(number=9), evaluation_set=None,
+                                         learnt_by_both=True)
+    assert (status, reason, figures["rule"], figures["reference_version"]) == ("passed", "", "learnt by both", 9)
+    assert figures["reference_f1_learnt"] is None and figures["candidate_f1"] > 0  # shown, never compared
+    status, reason, _figures = gate_judge(task="token_classification", candidate=scores([]), reference=memorised,
+                                          reference_version=ModelVersion(number=9), evaluation_set=None,
+                                          learnt_by_both=True)
+    assert status == "below_floor" and "which version 9 learnt too" in reason and "Version 9 stays active." in reason

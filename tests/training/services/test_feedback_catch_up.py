@@ -114,3 +114,36 @@ def test_only_the_active_full_run_version_catches_up(timeline):
     assert feedback_catch_up(version=v2) == []
     feedback_version = ModelVersion.objects.filter(kind=TrainingRun.Kind.FEEDBACK).first()
     assert feedback_catch_up(version=feedback_version) == []
+
+
+def test_the_active_versions_lineage_says_which_documents_it_learnt(timeline):
+    """A feedback chain learnt its full run's documents (training and, through the refit, validation), then
+    each update's documents and replay; never an update's validation documents."""
+    from training.services.gates import version_learnt_documents
+
+    documents, v1 = timeline["documents"], timeline["v1"]
+    child = _learnt(documents[5], parent=v1, started=40, finished=41).model_version
+    TrainingRun.objects.filter(pk=child.run_id).update(dataset_stats={
+        "train_documents": [documents[5].pk], "replay_documents": [documents[3].pk],
+        "eval_documents": [documents[4].pk]})
+    child.refresh_from_db()
+    expected = {documents[i].pk for i in (0, 1, 2, 3, 5)}
+    assert version_learnt_documents(version=child) == expected
+    TrainingRun.objects.filter(pk=v1.run_id).update(hyperparameters={"refit": False})
+    assert version_learnt_documents(version=ModelVersion.objects.get(pk=child.pk)) == expected - {documents[2].pk}
+
+
+def test_a_consolidation_run_judged_on_documents_the_chain_learnt_is_not_compared_with_it(timeline):
+    from training.services.gates import _learnt_by_both
+
+    documents, v1, v2 = timeline["documents"], timeline["v1"], timeline["v2"]
+    chain = _learnt(documents[3], parent=v1, started=40, finished=41).model_version
+    TrainingRun.objects.filter(pk=chain.run_id).update(dataset_stats={"train_documents": [documents[3].pk]})
+    run = TrainingRun.objects.create(task="token_classification", kind=TrainingRun.Kind.FULL, base_model="m",
+                                     hyperparameters={"refit": True},
+                                     dataset_stats={"train_documents": [d.pk for d in documents[:3]],
+                                                    "eval_documents": [documents[3].pk]})
+    assert _learnt_by_both(run=run, active=ModelVersion.objects.get(pk=chain.pk))  # the chain was sent it
+    assert not _learnt_by_both(run=run, active=v2)  # v2's run never saw document 3: compared as usual
+    TrainingRun.objects.filter(pk=run.pk).update(hyperparameters={"refit": False})
+    assert not _learnt_by_both(run=run, active=ModelVersion.objects.get(pk=chain.pk))  # the run held it out

@@ -86,6 +86,8 @@ class Command(BaseCommand):
         if "reference_f1" in gate:
             figures += [f"active_v{gate['reference_version']}_f1={gate['reference_f1']:.4f}",
                         f"change={gate['low']:+.4f}..{gate['high']:+.4f}"]
+        if gate.get("rule") == "learnt by both":  # both learnt these documents: not compared (gate_judge)
+            figures.append(f"not_compared=active_v{gate['reference_version']}_learnt_them")
         self.stdout.write("\t".join(["gate", version.gate_status, *figures]))
         if version.gate_reason:
             self.stdout.write(f"reason\t{version.gate_reason}")
