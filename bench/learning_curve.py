@@ -335,7 +335,8 @@ def _plot(rows: list[dict], args, checkpoints: list[int]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = [("feedback_f1", "o", "feedback (incremental updates)"),
+    series = [("feedback_f1", "o", "active model (feedback and the due full runs)" if args.consolidate
+               else "feedback (incremental updates)"),
               ("full_f1", "s",
                "full run from the adapted base" if args.adapted_base else "full run (product defaults)")]
     if args.adapted_base:
