@@ -242,3 +242,19 @@ def test_guardrail_publishes_a_no_op_update_and_rejects_shuffled_labels(
     assert not rejected.model_version.is_active and rejected.model_version.gate_status == "rejected"
     assert ModelVersion.objects.get(is_active=True) == version
     assert TrainingRun.objects.filter(kind="feedback").count() == 2
+
+
+@pytest.mark.slow
+def test_without_an_evaluation_set_a_run_that_learnt_nothing_is_refused_even_where_both_learnt_the_documents(
+        import_corpus, settings):
+    """The second run validates on the documents the first one's refit learnt: the two are not compared
+    closely there (each memorised them), but a run that learnt nothing still stays inactive."""
+    import_corpus(8, sentences=4)  # no evaluation set: fewer than twice the floor's 10 documents
+    first = _train("--epochs", "4", "--learning-rate", "3e-4", *FAST)
+    assert "version\t1\tactive" in first
+    out = _train("--epochs", "1", "--learning-rate", "1e-7", *FAST)
+    v2 = ModelVersion.objects.get(number=2)
+    assert v2.run.dataset_stats["eval_documents"] == ModelVersion.objects.get(number=1).run.dataset_stats["eval_documents"]
+    assert "gate\trejected\tevaluation_set=none(run validation documents)" in out
+    assert "not_compared=active_v1_learnt_them" in out and "it did not learn them. Version 1 stays active." in out
+    assert v2.gate["rule"] == "learnt by both" and not v2.is_active
