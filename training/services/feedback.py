@@ -28,6 +28,7 @@ import zlib
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Q
@@ -194,14 +195,14 @@ def feedback_catch_up(*, version: ModelVersion) -> list[FeedbackRequest]:
             document_id__in=FeedbackRequest.objects.filter(
                 task=version.task, created_at__gte=version.activated_at).values("document_id"))
     senders = dict(learnt.order_by("document_id", "id").values_list("document_id", "requested_by_id"))
+    users = get_user_model().objects.in_bulk({pk for pk in senders.values() if pk is not None})
     sent = []
     for document in Document.objects.filter(pk__in=senders).order_by("pk"):
-        try:
-            sent.append(feedback_request_create(document=document, user=None, task=version.task))
+        try:  # sent as its reviewer sent it
+            sent.append(feedback_request_create(document=document, user=users.get(senders[document.pk]),
+                                                task=version.task))
         except FeedbackRefused as exc:
             logger.info("document %s not sent again to version %s: %s", document.pk, version.number, exc)
-    for request in sent:  # sent as its reviewer sent it
-        FeedbackRequest.objects.filter(pk=request.pk).update(requested_by_id=senders[request.document_id])
     if sent:
         logger.info("%d document(s) that feedback learnt while run %s trained sent again to version %s",
                     len(sent), run.pk, version.number)

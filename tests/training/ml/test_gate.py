@@ -266,7 +266,7 @@ def test_a_full_run_is_not_compared_on_documents_the_active_version_learnt_too(s
     assert status == "rejected"  # compared, the run loses to the memorised document
     status, reason, figures = judge(consolidated, learnt_by_both=True)
     assert (status, reason, figures["rule"], figures["reference_version"]) == ("passed", "", "learnt by both", 9)
-    assert figures["reference_f1_learnt"] == 1.0 and figures["min_f1"] == 0.5 and figures["candidate_f1"] > 0.8
+    assert figures["reference_f1_learnt"] == 1.0 and figures["min_share_f1"] == 0.5 and figures["candidate_f1"] > 0.8
     for learnt_nothing in (scores([]), scores(gold[:100])):  # F1 0 and 0.4, under half of 1.0
         status, reason, figures = judge(learnt_nothing, learnt_by_both=True)
         assert status == "rejected" and not figures["passed"]
