@@ -386,14 +386,15 @@ DOCLOOP_FEEDBACK_ON_REVIEW = env_bool("DOCLOOP_FEEDBACK_ON_REVIEW", False)
 # After a version is activated, re-predict at most this many documents not yet reviewed (0: none).
 DOCLOOP_FEEDBACK_RESCORE_LIMIT = env_int("DOCLOOP_FEEDBACK_RESCORE_LIMIT", 500)
 # "Mark as reviewed" also queues a full run of each task that has been trained before, once the reviewed
-# documents number DOCLOOP_RETRAIN_GROWTH times more than when the task's last run was created (0.5: half as
-# many again: 2, 3, 5, 8, 12, 18...), and no run of the task is queued or running. Feedback updates learn
-# each document in seconds; these runs consolidate (training.selectors.retraining_due): a feedback chain
+# documents number DOCLOOP_RETRAIN_GROWTH times more than when the task's last run was created (0.25: a
+# quarter as many again, at least one: 2, 3, 4, 5, 7, 9, 12, 15, 19, 24...), and no run of the task is queued
+# or running; a run that finishes checks again, for the documents reviewed while it trained. Feedback updates
+# learn each document in seconds; these runs consolidate (training.selectors.retraining_due): a feedback chain
 # alone reaches about 0.6 of a full run's F1 on the same documents (docs/performance.md). A run holds a
 # training worker for minutes on a CPU, so `manage.py serve` starts two: an update never waits for a run.
 # Documents feedback learnt while a run trained are sent again to its version (feedback_catch_up).
 DOCLOOP_RETRAIN_AUTO = env_bool("DOCLOOP_RETRAIN_AUTO", True)
-DOCLOOP_RETRAIN_GROWTH = env_float("DOCLOOP_RETRAIN_GROWTH", 0.5, low=0.01, high=100.0)
+DOCLOOP_RETRAIN_GROWTH = env_float("DOCLOOP_RETRAIN_GROWTH", 0.25, low=0.01, high=100.0)
 
 
 # Runs and workers

@@ -109,7 +109,8 @@ def training_run_enqueue(*, run: TrainingRun) -> None:
 def retraining_after_review() -> list[TrainingRun]:
     """Queue a full run, with the task's defaults, of each task for which one is due (selectors.
     retraining_due: DOCLOOP_RETRAIN_AUTO and the reviewed documents' growth); the review page calls it after
-    a document is marked reviewed. Never raises: finishing a review must not fail for it."""
+    a document is marked reviewed, and a full run when it has finished. Never raises: finishing a review
+    must not fail for it."""
     from django.db import transaction
 
     from training.selectors import retraining_due
@@ -182,6 +183,11 @@ def training_run_execute(*, run: TrainingRun, worker: str | None = None) -> Trai
                     status=TrainingRun.Status.FAILED, error=error[:4000], finished_at=timezone.now()),
                     what=f"failure of run {run.pk}")
     db_retry(run.refresh_from_db, what=f"run {run.pk}")
+    if run.kind == TrainingRun.Kind.FULL and run.status in (TrainingRun.Status.SUCCEEDED,
+                                                            TrainingRun.Status.FAILED):
+        # The documents reviewed while it trained may have made the next run due: queued now, not at the next
+        # review (a reviewer who stops for the day after them still gets them consolidated).
+        retraining_after_review()
     return run
 
 

@@ -135,3 +135,50 @@ def test_the_training_pages_name_the_growth_where_a_person_would_be(client, revi
     for url in (reverse("training:index"), reverse("training:run", args=[run.pk])):
         page = client.get(url).content.decode()
         assert "the reviewed documents grew" in page, url
+
+
+def _import_without_entities(folder, names):
+    from django.core.management import call_command
+
+    for name in names:
+        (folder / f"{name}.conll").write_text(f"Nada O\n{name} O\n. O\n", encoding="utf-8")
+    call_command("import_conll", str(folder), "--reviewed")
+
+
+def test_the_default_growth_follows_every_document_while_runs_are_short(import_corpus, settings):
+    settings.DOCLOOP_RETRAIN_AUTO = True
+    assert django_settings.DOCLOOP_RETRAIN_GROWTH == 0.25
+    import_corpus(6)
+    due = []
+    for before in (2, 3, 4, 5):
+        TrainingRun.objects.all().delete()
+        _last_run(before)
+        due.append(retraining_due(task="token_classification"))
+    assert due == [True, True, True, False]  # 6 < 5 x 1.25: the run after 5 comes at 7
+
+
+def test_a_run_that_finishes_queues_the_next_for_the_documents_reviewed_while_it_trained(
+        tmp_path, db, queues, retrain, django_capture_on_commit_callbacks):
+    from training.services import training_run_create, training_run_execute
+
+    (tmp_path / "before").mkdir()
+    _import_without_entities(tmp_path / "before", ["a", "b"])
+    run = training_run_create(task="token_classification", user=None, epochs=1)
+    (tmp_path / "meanwhile").mkdir()
+    _import_without_entities(tmp_path / "meanwhile", ["c"])  # reviewed while the run trains
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_execute(run=run)
+    assert run.status == TrainingRun.Status.FAILED  # no entities: it fails at once, and still checks again
+    following = TrainingRun.objects.exclude(pk=run.pk).get()
+    assert (following.status, following.trigger, following.reviewed_documents) == (
+        TrainingRun.Status.QUEUED, TrainingRun.Trigger.GROWTH, 3)
+    assert queues["training"].job_ids == [following.job_id]
+
+
+def test_a_run_that_finishes_with_no_document_reviewed_meanwhile_queues_nothing(tmp_path, db, queues, retrain):
+    from training.services import training_run_create, training_run_execute
+
+    _import_without_entities(tmp_path, ["a", "b"])
+    run = training_run_execute(run=training_run_create(task="token_classification", user=None, epochs=1))
+    assert run.status == TrainingRun.Status.FAILED
+    assert TrainingRun.objects.count() == 1 and queues["training"].count == 0
