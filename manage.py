@@ -18,6 +18,12 @@ def main() -> None:
     if not any(arg.startswith(("--settings", "--pythonpath")) for arg in sys.argv[1:]):
         gc.disable()
         try:
+            from django.conf import settings
+
+            settings.INSTALLED_APPS  # noqa: B018 -- read the settings: prefetch_start needs them
+            from documents.prefetch import prefetch_start
+
+            prefetch_start(sys.argv)  # `ingest --sync`: the first PDFs are read while Django sets up
             django.setup()  # execute_from_command_line finds it done
         except Exception:
             from django.apps import apps

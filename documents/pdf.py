@@ -11,6 +11,7 @@ subprocess has a timeout (the ingestion time budget).
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -63,6 +64,37 @@ class ExtractedPage:
                    boxes=_pack_floats(chain.from_iterable(map(_BOX, raw)), 4 * len(raw)),
                    lines=struct.pack(f"{2 * len(keys)}i", *chain.from_iterable(keys)),
                    text=_lines_text(words, keys))
+
+
+@dataclass(frozen=True)
+class PageRow:
+    """An extracted page as the Page table stores it, encoded by the process that extracted it (the words as
+    JSON text), so the process that writes it neither decodes nor re-encodes half a million words."""
+
+    number: int
+    width: float
+    height: float
+    text: str
+    words_json: str
+    boxes: bytes
+    lines: bytes
+    ocr: bool
+    ocr_confidence: float | None
+
+    @classmethod
+    def encode(cls, page: ExtractedPage) -> PageRow:
+        return cls(number=page.number, width=page.width, height=page.height, text=page.text,
+                   words_json=json.dumps(page.words), boxes=page.boxes, lines=page.lines, ocr=page.ocr,
+                   ocr_confidence=page.ocr_confidence)
+
+    @property
+    def words(self) -> list[str]:
+        return json.loads(self.words_json)
+
+    @property
+    def word_count(self) -> int:
+        return len(self.boxes) // 16  # four float32 per word
+
 
 
 # The page's words packed for storage: ingestion's own cost on top of PyMuPDF's, so done in as few passes
@@ -135,6 +167,15 @@ class OcrOptions:
     min_chars_per_square_inch: float = 0.5
     deadline: float | None = None  # time.monotonic() by which Tesseract must be done (the time budget)
     env: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, *, deadline: float | None = None) -> OcrOptions:
+        from django.conf import settings
+
+        return cls(enabled=settings.DOCLOOP_OCR_ENABLED, tesseract=settings.DOCLOOP_TESSERACT,
+                   tessdata=settings.DOCLOOP_TESSDATA, languages=settings.DOCLOOP_OCR_LANGUAGES,
+                   dpi=settings.DOCLOOP_OCR_DPI, deadline=deadline,
+                   min_chars_per_square_inch=settings.DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH)
 
     def packages(self) -> str:
         names = ["tesseract-ocr"] + [_LANGUAGE_PACKAGE.get(lang, f"tesseract-ocr-{lang}")

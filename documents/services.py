@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from documents.models import Document, Page
-from documents.pdf import ExtractedPage, OcrOptions, PdfError, pdf_extract, pdf_open, pdf_render_page
+from documents.pdf import OcrOptions, PageRow, PdfError, pdf_extract, pdf_open, pdf_render_page
 from lib import jobs
 from lib.db_retry import db_retry
 from lib.processes import die_with_parent, parent_is_gone
@@ -196,11 +196,7 @@ def _local_path(document: Document) -> str | None:
 
 
 def ocr_options(*, deadline: float | None = None) -> OcrOptions:
-    return OcrOptions(enabled=settings.DOCLOOP_OCR_ENABLED, tesseract=settings.DOCLOOP_TESSERACT,
-                      tessdata=settings.DOCLOOP_TESSDATA, languages=settings.DOCLOOP_OCR_LANGUAGES,
-                      dpi=settings.DOCLOOP_OCR_DPI,
-                      min_chars_per_square_inch=settings.DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH,
-                      deadline=deadline)
+    return OcrOptions.from_settings(deadline=deadline)
 
 
 def _extraction_task(task: tuple, progress, max_pages: int, max_words: int) -> tuple:
@@ -322,36 +318,6 @@ _STORE_BATCH_PAGES = 256
 _STORE_BATCH_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class PageRow:
-    """An extracted page as the Page table stores it, encoded by the process that extracted it (the words as
-    JSON text), so the process that writes it neither decodes nor re-encodes half a million words."""
-
-    number: int
-    width: float
-    height: float
-    text: str
-    words_json: str
-    boxes: bytes
-    lines: bytes
-    ocr: bool
-    ocr_confidence: float | None
-
-    @classmethod
-    def encode(cls, page: ExtractedPage) -> PageRow:
-        return cls(number=page.number, width=page.width, height=page.height, text=page.text,
-                   words_json=json.dumps(page.words), boxes=page.boxes, lines=page.lines, ocr=page.ocr,
-                   ocr_confidence=page.ocr_confidence)
-
-    @property
-    def words(self) -> list[str]:
-        return json.loads(self.words_json)
-
-    @property
-    def word_count(self) -> int:
-        return len(self.boxes) // 16  # four float32 per word
-
-
 class _JsonText(json.JSONEncoder):
     """Encodes JSON text as itself: a PageRow's words are encoded already."""
 
@@ -385,7 +351,14 @@ def _pages_insert(rows: list[tuple[int, int, PageRow]]) -> None:
 Result = list[PageRow] | str
 
 
-def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
+@dataclass(frozen=True)
+class Extracted:
+    """A payload for extract_with_budget whose pages were read already (documents.prefetch)."""
+
+    pages: list[PageRow]
+
+
+def extract_with_budget(payloads: Iterable[bytes | str | Extracted], *, processes: int,
                         on_results: Callable[[list[tuple[int, Result]]], None]) -> None:
     """Extract the PDFs (bytes, or a local file's path) in up to `processes` forked extraction processes
     and call `on_results([(index, pages or reason), ...])` as they finish, a few PDFs at a time (up to
@@ -397,7 +370,7 @@ def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
 
     `payloads` is read as processes have room (at most two PDFs per process are held), so memory does not
     grow with the number of PDFs; the processes report their pages through shared memory, and each PDF
-    costs one message each way."""
+    costs one message each way. An Extracted payload is a result already: no process reads it."""
     context = multiprocessing.get_context("fork")
     max_pages, max_words = settings.DOCLOOP_MAX_PAGES, settings.DOCLOOP_MAX_PAGE_WORDS
     budget, page_budget = settings.DOCLOOP_INGEST_SECONDS, settings.DOCLOOP_INGEST_PAGE_SECONDS
@@ -453,6 +426,10 @@ def extract_with_budget(payloads: Iterable[bytes | str], *, processes: int,
             # Hand out PDFs: idle processes first (starting new ones up to `processes`), then a second
             # (local path) PDF to busy ones.
             while item is not None:
+                if isinstance(item[1], Extracted):
+                    on_result(item[0], item[1].pages)
+                    item = next_payload()
+                    continue
                 slot = next((s for s in slots if not s.tasks), None)
                 if slot is None and len(slots) < max(processes, 1):
                     slot = _slot_start(context, max_pages, max_words)
@@ -605,7 +582,8 @@ class _BackgroundWriter:
 
 def documents_extract(*, documents: Iterable[Document], processes: int, worker: str | None = None,
                       on_ready: Callable[[list[Document]], None] | None = None,
-                      background_writes: bool = False) -> list[Document]:
+                      background_writes: bool = False, extracted: dict[str, list[PageRow]] | None = None,
+                      ) -> list[Document]:
     """Extract many documents, PyMuPDF (and Tesseract) running in up to `processes` forked processes; return
     the documents taken from `documents`, refreshed.
 
@@ -621,8 +599,12 @@ def documents_extract(*, documents: Iterable[Document], processes: int, worker: 
     With `background_writes` (a bulk import, `manage.py ingest --sync`) the pages are written by a
     _BackgroundWriter thread while this one keeps the processes fed; not inside a transaction, whose
     uncommitted rows another connection could not see.
+
+    `extracted`: pages already read from PDFs, by the PDF's SHA-256 (documents.prefetch, while `manage.py`
+    started): a claimed document whose bytes have one of them takes those pages, without being read again.
     """
     worker = worker or jobs.worker_name()
+    extracted = dict(extracted or {})
     taken: list[Document] = []
     readable: list[Document] = []
     # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread
@@ -645,6 +627,10 @@ def documents_extract(*, documents: Iterable[Document], processes: int, worker: 
                 heartbeat.add(document.pk)
             for document in batch:
                 if document.pk not in claimed:
+                    continue
+                if (pages := extracted.pop(document.sha256, None)) is not None:
+                    readable.append(document)
+                    yield Extracted(pages)
                     continue
                 try:
                     payload = _local_path(document) or _read(document)

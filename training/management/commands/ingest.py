@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from documents.models import Document
+from documents.prefetch import prefetch_take
 from documents.services import BULK_BATCH, BULK_BATCH_BYTES, documents_upload
 from training.ingestion import documents_ingest
 
@@ -61,10 +62,15 @@ class Command(BaseCommand):
                 yield from pending
 
         if sync:
-            # The pages are written on a thread of their own while the next PDFs are read (documents_extract).
+            # The pages are written on a thread of their own while the next PDFs are read (documents_extract);
+            # those manage.py read while Django started are not read again (documents.prefetch).
+            extracted = prefetch_take()
+            if options["verbosity"] >= 2:
+                self.stderr.write(f"{len(extracted)} PDF(s) read while Django started")
             ingested = {id(document) for document in documents_ingest(documents=uploaded(),
                                                                        processes=max(1, processes),
-                                                                       background_writes=True)}
+                                                                       background_writes=True,
+                                                                       extracted=extracted)}
         else:
             ingested = set(map(id, uploaded()))  # nothing is yielded: each upload queued its own job
         failures = 0
