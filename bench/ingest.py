@@ -184,8 +184,9 @@ def shell(env: dict, code: str) -> str:
     return lines[-1] if lines else ""
 
 
-def docloop_env(var: Path, database_url: str | None) -> dict:
-    env = dict(os.environ, DOCLOOP_VAR_DIR=str(var), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+def docloop_env(var: Path, database_url: str | None, prefetch: bool = True) -> dict:
+    env = dict(os.environ, DOCLOOP_VAR_DIR=str(var), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               DOCLOOP_INGEST_PREFETCH=str(prefetch).lower())
     # Nothing of the caller's deployment: SQLite (or the scratch DB), local media under var/, no Redis.
     for name in ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT", "AWS_STORAGE_BUCKET_NAME", "DOCLOOP_MODEL_CACHE",
                  "DJANGO_SETTINGS_MODULE"):
@@ -195,10 +196,12 @@ def docloop_env(var: Path, database_url: str | None) -> dict:
     return env
 
 
-def docloop_pass(pdfs: list[Path], pages: int, database_url: str | None) -> tuple[float, float]:
-    """(wall, CPU) seconds of one `manage.py ingest --sync` over every PDF, in a fresh environment."""
+def docloop_pass(pdfs: list[Path], pages: int, database_url: str | None,
+                 prefetch: bool = True) -> tuple[float, float]:
+    """(wall, CPU) seconds of one `manage.py ingest --sync` over every PDF, in a fresh environment
+    (`prefetch`: DOCLOOP_INGEST_PREFETCH, the read-ahead while Django starts)."""
     var = Path(tempfile.mkdtemp(prefix="docloop-bench-ingest-var-"))
-    env = docloop_env(var, database_url)
+    env = docloop_env(var, database_url, prefetch)
     try:
         manage(env, "migrate", "-v", "0")
         count = "from documents.models import Document as D; print(D.objects.count())"
@@ -260,6 +263,8 @@ def main() -> None:
                         help="documents to render when --pdfs is not given (120 = all of LeNER-Br, ~1,000 pages)")
     parser.add_argument("--runs", type=int, default=5, help="runs of each side; the best is reported")
     parser.add_argument("--database-url", help="an EMPTY scratch database to ingest into (default: fresh SQLite)")
+    parser.add_argument("--without-prefetch", action="store_true",
+                        help="also run ingest --sync with DOCLOOP_INGEST_PREFETCH=false in each run, side by side")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -278,6 +283,7 @@ def main() -> None:
     print(f"load average before: {load_average()}")
     raw_pass(pdfs)  # warm the page cache and PyMuPDF's fonts
     raw_times, raw_cpus, extract_times, docloop_times, docloop_cpus = [], [], [], [], []
+    off_times: list[float] = []
     pages = words = 0
     for run in range(1, args.runs + 1):
         seconds, cpu, pages, words = raw_pass(pdfs)
@@ -287,8 +293,11 @@ def main() -> None:
         seconds, cpu = docloop_pass(pdfs, pages, args.database_url)
         docloop_times.append(seconds)
         docloop_cpus.append(cpu)
+        if args.without_prefetch:
+            off_times.append(docloop_pass(pdfs, pages, args.database_url, prefetch=False)[0])
         print(f"run {run}: raw {raw_times[-1]:.2f}s  pdf_extract {extract_times[-1]:.2f}s  "
-              f"ingest --sync {docloop_times[-1]:.2f}s (CPU {cpu:.2f}s)  load {load_average()}")
+              f"ingest --sync {docloop_times[-1]:.2f}s (CPU {cpu:.2f}s)"
+              + (f"  read-ahead off {off_times[-1]:.2f}s" if off_times else "") + f"  load {load_average()}")
     startup = startup_seconds(args.database_url)
 
     raw_rate = pages / min(raw_times)
@@ -305,6 +314,9 @@ def main() -> None:
                                 f"median {statistics.median(raw_times):.2f}s of {len(raw_times)}"),
         ("docloop pages/s", f"{docloop_rate:8.1f}   best {min(docloop_times):.2f}s, "
                             f"median {statistics.median(docloop_times):.2f}s of {len(docloop_times)}"),
+        *([("  read-ahead off", f"{pages / min(off_times):8.1f}   ratio {pages / min(off_times) / raw_rate:.2f}; "
+                                 f"best {min(off_times):.2f}s (DOCLOOP_INGEST_PREFETCH=false, same runs)")]
+          if off_times else []),
         ("  of which start-up", f"{startup:8.2f}s  (manage.py ingest --help: interpreter + Django + imports)"),
         ("ratio docloop/raw", f"{ratio:8.2f}   target >= {TARGET}: {'PASS' if ratio >= TARGET else 'FAIL'}"
                               "  (wall clock, process start included)"),

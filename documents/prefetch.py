@@ -30,6 +30,9 @@ import time
 
 # (pid, folder) of the running prefetch process, until prefetch_take
 _running: tuple[int, str] | None = None
+# It stops after this many pages: more than Django's start-up leaves time for, so the pages taken at once
+# (prefetch_take) stay a bounded amount of memory whatever the folder.
+MAX_PAGES = 1000
 
 
 def _ingest_files(argv: list[str]) -> list[str]:
@@ -89,7 +92,10 @@ def _prefetch(files: list[str], folder: str, parent: int) -> None:
 
     from documents.pdf import OcrOptions, PageRow, pdf_extract
 
+    pages = 0
     for number, path in enumerate(files):
+        if pages >= MAX_PAGES:
+            break
         ocr = OcrOptions.from_settings(deadline=time.monotonic() + settings.DOCLOOP_INGEST_SECONDS)
         try:
             with open(path, "rb") as handle:
@@ -105,6 +111,7 @@ def _prefetch(files: list[str], folder: str, parent: int) -> None:
         with open(target + ".part", "wb") as handle:
             pickle.dump((hashlib.sha256(data).hexdigest(), rows), handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.rename(target + ".part", target)  # complete or absent
+        pages += len(rows)
 
 
 def prefetch_take() -> dict[str, list]:

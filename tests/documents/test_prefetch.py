@@ -116,3 +116,15 @@ def test_manage_py_ingest_sync_stores_the_same_pages_with_and_without_reading_ah
     assert with_prefetch == without
     assert with_prefetch[0] == [f"{n}\tready" for n in range(1, 9)] + ["1\tready"]
     assert len({row[0] for row in with_prefetch[1]}) == 8
+
+
+def test_it_stops_after_a_bounded_number_of_pages(make_pdf, tmp_path, monkeypatch):
+    from documents import prefetch
+
+    monkeypatch.setattr(prefetch, "MAX_PAGES", 2)  # the forked process inherits it
+    pdfs = {f"{n}.pdf": make_pdf(sentences=[["Documento", str(n), "."]]) for n in range(5)}  # one page each
+    assert prefetch_start(["manage.py", "ingest", "--sync", *_write(tmp_path, pdfs)])
+    pid, _folder = prefetch._running
+    os.waitpid(pid, 0)  # it ends by itself
+    taken = prefetch_take()
+    assert set(taken) == {hashlib.sha256(pdfs[name]).hexdigest() for name in ("0.pdf", "1.pdf")}
