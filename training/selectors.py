@@ -266,6 +266,18 @@ def retraining_due(*, task: str, reviewed: int | None = None) -> bool:
     return reviewed >= max(2, before + 1, math.ceil(before * (1 + settings.DOCLOOP_RETRAIN_GROWTH)))
 
 
+def full_run_learning(*, task: str, document: Document) -> TrainingRun | None:
+    """The queued or running full run of `task` that learns the reviewed `document`: a run snapshots the
+    reviewed documents when it starts, so a queued run learns it, and a running one if it started after the
+    document was marked reviewed. None when the document is not reviewed or no such run exists."""
+    if document.reviewed_at is None:
+        return None
+    runs = TrainingRun.objects.filter(task=task, kind=TrainingRun.Kind.FULL)
+    return (runs.filter(models.Q(status=TrainingRun.Status.QUEUED)
+                        | models.Q(status=TrainingRun.Status.RUNNING, started_at__gte=document.reviewed_at))
+            .order_by("id").first())
+
+
 def adapted_base_progress(*, adapted, now: float | None = None) -> dict:
     """Step, phase, share done and the ETA in seconds (from this attempt's pace) of an adaptation."""
     import time

@@ -48,3 +48,42 @@ def test_the_panel_sits_below_the_document(client, reviewer, ready_document):
     client.force_login(reviewer)
     body = client.get(reverse("annotation:review", args=[ready_document.pk])).content.decode()
     assert body.index('id="review-panel"') < body.index('id="feedback-panel"')
+
+
+def _rejected(document, user) -> FeedbackRequest:
+    update = FeedbackUpdate.objects.create(task="token_classification", status=FeedbackUpdate.Status.REJECTED,
+                                           error="Validation F1 fell from 0.950 (version 3) to 0.850.",
+                                           metrics={"before": {"f1": 0.95}, "after": {"f1": 0.85}})
+    return FeedbackRequest.objects.create(document=document, task="token_classification", update=update,
+                                          requested_by=user)
+
+
+def _not_lost(client, document) -> str:
+    body = client.get(reverse("feedback-panel", args=[document.pk])).content.decode()
+    return body.split('id="feedback-not-lost">')[1].split("</p>")[0]
+
+
+def test_a_refused_update_tells_the_reviewer_which_run_learns_the_corrections(client, admin_user, ready_document):
+    from django.utils import timezone
+
+    from training.models import TrainingRun
+
+    _rejected(ready_document, admin_user)
+    client.force_login(admin_user)
+    assert "once the document is marked reviewed" in _not_lost(client, ready_document)
+    reviewed_at = timezone.now()
+    ready_document.__class__.objects.filter(pk=ready_document.pk).update(reviewed_at=reviewed_at)
+    assert "the next full run learns them" in _not_lost(client, ready_document)
+    # A run that started before the review snapshotted the documents without it: not that one.
+    TrainingRun.objects.create(task="token_classification", status=TrainingRun.Status.RUNNING,
+                               started_at=reviewed_at - timezone.timedelta(minutes=1))
+    assert "the next full run learns them" in _not_lost(client, ready_document)
+    queued = TrainingRun.objects.create(task="token_classification", status=TrainingRun.Status.QUEUED)
+    shown = _not_lost(client, ready_document)
+    assert f'<a href="{reverse("training:run", args=[queued.pk])}">full run #{queued.pk}</a>' in shown
+
+
+def test_a_published_update_says_nothing_of_the_kind(client, admin_user, ready_document):
+    _published(ready_document, admin_user)
+    client.force_login(admin_user)
+    assert "feedback-not-lost" not in client.get(reverse("feedback-panel", args=[ready_document.pk])).content.decode()

@@ -39,6 +39,9 @@ def _panel(request, document: Document, *, feedback: FeedbackRequest | None = No
                "update": feedback.update if feedback else None}
     if feedback:
         context["label_changes"] = _label_changes(feedback.update)
+        if feedback.update.status == FeedbackUpdate.Status.REJECTED:  # what becomes of the corrections
+            context["learning_run"] = selectors.full_run_learning(task=feedback.update.task,
+                                                                  document=document)
     return render(request, "training/_feedback.html", context, status=status)
 
 
