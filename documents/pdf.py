@@ -96,7 +96,6 @@ class PageRow:
         return len(self.boxes) // 16  # four float32 per word
 
 
-
 # The page's words packed for storage: ingestion's own cost on top of PyMuPDF's, so done in as few passes
 # as possible (struct.pack of the flattened tuples is about twice as fast as array's constructor).
 

@@ -224,3 +224,27 @@ def test_a_reviewer_sees_no_training_form_and_can_switch_to_portuguese(page, log
     expect(page.locator("#train-form")).to_have_count(0)
     page.select_option("select[name=language]", "pt-br")
     expect(page.get_by_role("heading", name="Treinamento", exact=True)).to_be_visible()
+
+
+def test_a_refused_update_tells_the_reviewer_which_full_run_learns_the_corrections(page, log_in, admin_user,
+                                                                                    review_document):
+    from django.utils import timezone
+
+    from training.models import FeedbackRequest, FeedbackUpdate, TrainingRun
+
+    document, _predicted = review_document
+    Document.objects.filter(pk=document.pk).update(reviewed_at=timezone.now())
+    update = FeedbackUpdate.objects.create(task="token_classification", status=FeedbackUpdate.Status.REJECTED,
+                                           error="Validation F1 fell from 0.950 (version 3) to 0.850.",
+                                           metrics={"before": {"f1": 0.95}, "after": {"f1": 0.85}})
+    FeedbackRequest.objects.create(document=document, task="token_classification", update=update,
+                                   requested_by=admin_user)
+    run = TrainingRun.objects.create(task="token_classification", status=TrainingRun.Status.QUEUED)
+    log_in(admin_user)
+    page.goto(f"/review/{document.pk}/")
+    expect(page.locator("#feedback-reason")).to_contain_text("Validation F1 fell")
+    not_lost = page.locator("#feedback-not-lost")
+    expect(not_lost).to_contain_text(f"Nothing is lost: this document's corrections are training data, and "
+                                     f"full run #{run.pk}, queued or under way, learns them.")
+    not_lost.get_by_role("link", name=f"full run #{run.pk}").click()
+    page.wait_for_url(re.compile(rf"/training/runs?/{run.pk}/"))
