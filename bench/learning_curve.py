@@ -171,7 +171,9 @@ def _order(order: int, args, checkpoints: list[int], dev, emit) -> list[dict]:
         gates.append({"status": update.status, **{k: (round(v, 4) if isinstance(v, float) else v)
                                                   for k, v in (figures or {}).items()
                                                   if k in ("rule", "units", "samples_of", "passage_words", "delta",
-                                                           "low", "high", "documents")}})
+                                                           "low", "high", "documents", "reference",
+                                                           "held_out_documents", "reference_f1",
+                                                           "candidate_f1")}})
         document_mark_reviewed(document=document, user=None)
         sent.append(document.pk)
         if args.consolidate:  # what the review page does next (training.services.review.review_finished)

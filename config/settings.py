@@ -384,6 +384,10 @@ if DOCLOOP_QUALITY_GOOD_F1 < DOCLOOP_QUALITY_WEAK_F1:
 # held-out documents only), at most this many words (both versions are scored on it: it bounds the latency).
 DOCLOOP_FEEDBACK_VALIDATION_WORDS = env_int("DOCLOOP_FEEDBACK_VALIDATION_WORDS", 5000)
 DOCLOOP_FEEDBACK_VALIDATION_EVERY = env_int("DOCLOOP_FEEDBACK_VALIDATION_EVERY", 4)
+# On a validation document the parent learnt in its full run's refit, the guardrail compares an update with
+# that run's score there before the refit learnt it (what the model reached without having seen it), not
+# with the parent's memorised score (training.services.gates.reference_held_out). False: the parent's own.
+DOCLOOP_FEEDBACK_GATE_HELD_OUT = env_bool("DOCLOOP_FEEDBACK_GATE_HELD_OUT", True)
 # "Mark as reviewed" also sends the document to the model (for users allowed to).
 DOCLOOP_FEEDBACK_ON_REVIEW = env_bool("DOCLOOP_FEEDBACK_ON_REVIEW", False)
 # After a version is activated, re-predict at most this many documents not yet reviewed (0: none).

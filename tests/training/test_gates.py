@@ -258,3 +258,53 @@ def test_without_an_evaluation_set_a_run_that_learnt_nothing_is_refused_even_whe
     assert "gate\trejected\tevaluation_set=none(run validation documents)" in out
     assert "not_compared=active_v1_learnt_them" in out and "it did not learn them. Version 1 stays active." in out
     assert v2.gate["rule"] == "learnt by both" and not v2.is_active
+
+
+@pytest.mark.slow
+def test_an_update_is_compared_with_the_runs_score_before_its_refit_learnt_the_validation_documents(
+        import_corpus, client, admin_user, tmp_path, run_worker, fast_feedback,
+        django_capture_on_commit_callbacks):
+    """No evaluation set yet: the guardrail validates updates on the run's held-out documents, which its
+    refit learnt. There the parent's own F1 measures memory; the reference is the run's score before the
+    refit learnt them. An update that changes nothing is published; shuffled labels are still refused."""
+    import_corpus(8, sentences=4)  # fewer than twice the floor's 10 documents: no evaluation set
+    assert "version\t1\tactive" in _train("--epochs", "4", "--learning-rate", "3e-4", *FAST)
+    v1 = ModelVersion.objects.get(number=1)
+    held_out = v1.metrics["held_out"]  # the chosen epoch's counts, per validation document and passage
+    assert set(held_out["documents"]) == set(v1.run.dataset_stats["eval_documents"])
+    assert len(held_out["per_document"]) == len(held_out["per_block"]) == len(held_out["documents"])
+    auth = _token(admin_user)
+    fast_feedback.DOCLOOP_FEEDBACK_VALIDATION_EVERY = 0  # the run's held-out documents only
+    fast_feedback.DOCLOOP_FEEDBACK_LEARNING_RATE = 0.0  # an update that changes nothing
+    fast_feedback.DOCLOOP_FEEDBACK_REPLAY_RATIO = 0.0
+    sent = _import(tmp_path, "mesmo", "O réu Pedro Santos mora em Curitiba desde 2001 .",
+                   ["O", "O", "B-PESSOA", "I-PESSOA", "O", "O", "B-LOCAL", "O", "O", "O"])
+    assert _send(client, sent, auth, django_capture_on_commit_callbacks).status_code == 202
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker()
+    update = FeedbackUpdate.objects.get()
+    assert update.status == "published", update.error
+    assert sorted(update.learnt_from["validation_documents"]) == sorted(held_out["documents"])
+    # Every validation document is scored as the run scored it before its refit: the run's own validation F1.
+    assert update.metrics["reference"]["f1"] == pytest.approx(v1.metrics["f1"])
+    assert sorted(update.metrics["reference"]["held_out_documents"]) == sorted(held_out["documents"])
+    assert update.metrics["after"]["f1"] == update.metrics["before"]["f1"]
+    version = update.model_version
+    assert version.is_active and version.gate["reference"] == "held out before the refit"
+    assert version.gate["held_out_documents"] == len(held_out["documents"])
+
+    # Shuffled labels: every person tagged a place and every place a person, learnt hard.
+    fast_feedback.DOCLOOP_FEEDBACK_LEARNING_RATE = 1e-3
+    fast_feedback.DOCLOOP_FEEDBACK_STEPS = 30
+    words = ("O réu João Silva mora em Recife desde 2003 . " * 6).split()
+    tags = ["O", "O", "B-LOCAL", "I-LOCAL", "O", "O", "B-PESSOA", "O", "O", "O"] * 6
+    wrong = _import(tmp_path, "trocado", " ".join(words), tags)
+    assert _send(client, wrong, auth, django_capture_on_commit_callbacks).status_code == 202
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker()
+    rejected = FeedbackUpdate.objects.order_by("-id").first()
+    assert rejected.status == "rejected", rejected.metrics.get("after")
+    assert rejected.metrics["after"]["f1"] < rejected.metrics["reference"]["f1"] - 0.2
+    assert "Validation F1 fell" in rejected.error
+    assert "the reference is that run's score there before the refit learnt" in rejected.error
+    assert ModelVersion.objects.get(is_active=True) == version

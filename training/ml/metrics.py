@@ -33,6 +33,21 @@ def span_scores(gold: list[list[SpanTuple]], predicted: list[list[SpanTuple]]) -
     return overall
 
 
+def scores_from_counts(per_document: list[dict]) -> dict:
+    """span_scores' micro precision, recall and F1 and its per-label scores, from per-document counts
+    (span_counts_per_document's, or class_counts_per_document's)."""
+    tp, n_pred, n_gold = Counter(), Counter(), Counter()
+    for counts in per_document:
+        for label, values in counts.items():
+            tp[label] += values[0]
+            n_pred[label] += values[1]
+            n_gold[label] += values[2]
+    overall = _prf(sum(tp.values()), sum(n_pred.values()), sum(n_gold.values()))
+    overall["per_label"] = {label: _prf(tp[label], n_pred[label], n_gold[label])
+                            for label in sorted(set(n_gold) | set(n_pred))}
+    return overall
+
+
 def class_scores(gold: list[str], predicted: list[str], labels: list[str]) -> dict:
     """Document-level classification scores: accuracy, macro-averaged precision/recall/F1 over `labels`
     (as scikit-learn's average="macro" with zero_division=0), per-class scores and the confusion matrix
@@ -132,13 +147,7 @@ def span_counts_per_block(gold: list[list[SpanTuple]], predicted: list[list[Span
     one or two long documents, these are the units a paired bootstrap can resample (training.ml.gate)."""
     blocks = []
     for gold_doc, pred_doc, ends in zip(gold, predicted, line_ends, strict=True):
-        block_of, block, size = [], 0, 0
-        for end in ends:
-            block_of.append(block)
-            size += 1
-            if end and size >= block_words:
-                block, size = block + 1, 0
-        count = (block + 1 if size else block) or 1
+        block_of, count = _passage_of_words(ends, block_words)
         per_block_gold = [[] for _ in range(count)]
         per_block_pred = [[] for _ in range(count)]
         for spans, target in ((gold_doc, per_block_gold), (pred_doc, per_block_pred)):
@@ -146,6 +155,23 @@ def span_counts_per_block(gold: list[list[SpanTuple]], predicted: list[list[Span
                 target[min(block_of[span[0]], count - 1) if block_of else 0].append(span)
         blocks += span_counts_per_document(per_block_gold, per_block_pred)
     return blocks
+
+
+def _passage_of_words(ends: list[bool], block_words: int) -> tuple[list[int], int]:
+    """The passage of each word of a document (cut at the first line end after every `block_words` words)
+    and how many passages it makes (at least one)."""
+    block_of, block, size = [], 0, 0
+    for end in ends:
+        block_of.append(block)
+        size += 1
+        if end and size >= block_words:
+            block, size = block + 1, 0
+    return block_of, (block + 1 if size else block) or 1
+
+
+def passages_per_document(line_ends: list[list[bool]], *, block_words: int = PASSAGE_WORDS) -> list[int]:
+    """How many of span_counts_per_block's passages each document makes: where its flat list splits."""
+    return [_passage_of_words(list(ends), block_words)[1] for ends in line_ends]
 
 
 def class_counts_per_document(gold: list[str], predicted: list[str]) -> list[dict]:

@@ -292,8 +292,11 @@ def train_token_classifier(config: TokenTrainConfig, train_docs: Sequence[TokenD
     def score(model) -> dict:
         scores = evaluate(model, tokenizer, eval_docs, max_length=config.max_length,
                           batch_size=config.batch_size * 2, device=device)
+        # per-document and per-passage counts too: the chosen epoch's, measured before any refit learns these
+        # documents, are the honest reference the feedback guardrail compares with (services.feedback)
         return {k: scores[k] for k in ("loss", "precision", "recall", "f1", "macro_f1", "coverage",
-                                       "per_label", "confusion_matrix")}
+                                       "per_label", "confusion_matrix", "per_document", "per_block",
+                                       "passage_words")}
 
     entities = validation_entities(eval_docs)
     if config.patience and entities < config.min_validation_entities:

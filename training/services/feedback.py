@@ -470,10 +470,17 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
             config=config, on_step=lambda _step: heartbeat(), before=known)
         heartbeat(force=True)
         before, after = result["before"], result["after"]
+        reference, from_held_out = before, []
+        if evaluation_set is None and settings.DOCLOOP_FEEDBACK_GATE_HELD_OUT:
+            reference, from_held_out = _reference_before_refit(parent=parent, before=before,
+                                                               rows=validation_rows,
+                                                               docs=to_docs(validation_rows))
         # The gate full runs pass too (training.services.gates): worse beyond noise, or not.
-        gate = gate_judge(task=update.task, candidate=after, reference=before, reference_version=parent,
-                          evaluation_set=evaluation_set, seed=seed)
+        gate = gate_judge(task=update.task, candidate=after, reference=reference, reference_version=parent,
+                          evaluation_set=evaluation_set, seed=seed, held_out_documents=len(from_held_out))
         metrics = {"before": scores_summary(before), "after": scores_summary(after), "hyperparameters": hp,
+                   **({"reference": {**scores_summary(reference), "held_out_documents": from_held_out}}
+                      if from_held_out else {}),
                    **{k: result[k] for k in ("feedback_windows", "replay_windows", "steps", "first_loss",
                                              "last_loss", "seconds")},
                    "timings": {"load_parent": load_seconds, **result["timings"]}}
@@ -487,6 +494,31 @@ def _learn(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle) ->
         active = model_version_active(task=update.task)
         if active is not None:
             transaction.on_commit(lambda: feedback_catch_up_safely(version=active))
+
+
+def _reference_before_refit(*, parent: ModelVersion, before: dict, rows: list[dict],
+                            docs: list) -> tuple[dict, list[int]]:
+    """What the guardrail compares an update with (gates.reference_held_out): the parent's scores on the
+    validation documents, except where the parent learnt a document in the refit of the full run its
+    lineage starts from; there, that run's score before the refit."""
+    from training.ml.metrics import passages_per_document
+    from training.services.gates import reference_held_out, version_learnt_documents
+
+    root = parent
+    while root.parent_id is not None and root.kind != TrainingRun.Kind.FULL:
+        root = root.parent
+    held_out = (root.metrics or {}).get("held_out") if root.kind == TrainingRun.Kind.FULL else None
+    if not held_out:
+        return before, []
+    ids = dict(Document.objects.filter(sha256__in=[row["document"] for row in rows if isinstance(
+        row["document"], str)]).values_list("sha256", "pk"))
+    documents = [row["document"] if isinstance(row["document"], int) else ids.get(row["document"])
+                 for row in rows]
+    lines = [getattr(doc, "line_ends", None) for doc in docs]
+    passages = passages_per_document(lines) if all(ends is not None for ends in lines) else None
+    return reference_held_out(before=before, documents=documents, held_out=held_out,
+                              learnt=version_learnt_documents(version=parent), passages=passages,
+                              average=task_spec(parent.task).average)
 
 
 def _feedback_version_publish(update: FeedbackUpdate, *, worker: str, lifecycle: jobs.Lifecycle,

@@ -26,6 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from documents.models import Document
 from lib import jobs
@@ -336,9 +337,13 @@ def _where(evaluation_set: EvaluationSet | None, documents: int) -> str:
 
 def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_version: ModelVersion | None,
                evaluation_set: EvaluationSet | None, seed: int = 0,
-               learnt_by_both: bool = False) -> tuple[str, str, dict]:
+               learnt_by_both: bool = False, held_out_documents: int = 0) -> tuple[str, str, dict]:
     """(status, reason, figures) of a new version, from its scores and the active version's on the same
     documents (each with `per_document` counts). Pure apart from the settings; no database writes.
+
+    `held_out_documents` (a feedback update, reference_held_out): on that many of the documents, the
+    reference holds the scores of the parent's full run before its refit learnt them; said in the figures
+    and, on a refusal, in the reason.
 
     `learnt_by_both` (a full run before any evaluation set, whose validation documents the active version
     learnt too: gate_scores_for_run): the two are not compared closely, since both scores would measure
@@ -349,6 +354,20 @@ def gate_judge(*, task: str, candidate: dict, reference: dict | None, reference_
     from training.ml.gate import floor_check, gate_compare
     from training.ml.metrics import BLOCK_WORDS, PASSAGE_WORDS, passages_current
 
+    if held_out_documents and reference_version is not None and not learnt_by_both:
+        status, reason, figures = gate_judge(task=task, candidate=candidate, reference=reference,
+                                             reference_version=reference_version,
+                                             evaluation_set=evaluation_set, seed=seed)
+        figures = {**figures, "reference": "held out before the refit",
+                   "held_out_documents": held_out_documents}
+        if status == Gate.REJECTED:
+            reason = " ".join((reason, ngettext(
+                "On %(n)d validation document, which version %(ref)d learnt in its full run's refit, the "
+                "reference is that run's score there before the refit learnt it.",
+                "On %(n)d validation documents, which version %(ref)d learnt in its full run's refit, the "
+                "reference is that run's score there before the refit learnt them.", held_out_documents) % {
+                "n": held_out_documents, "ref": reference_version.number}))
+        return status, reason, figures
     counts = candidate.get("per_document") or []
     where = _where(evaluation_set, len(counts))
     base = {"evaluation_set": evaluation_set.number if evaluation_set else None, "documents": len(counts)}
@@ -463,6 +482,67 @@ def version_learnt_documents(*, version: ModelVersion) -> set[int]:
         learnt.update(pk for key in keys for pk in stats.get(key) or [] if isinstance(pk, int))
         version = version.parent
     return learnt
+
+
+def _gold_total(counts: dict) -> int:
+    return sum(int(values[2]) for values in counts.values())
+
+
+def reference_held_out(*, before: dict, documents: list[int], held_out: dict | None, learnt: set[int],
+                       passages: list[int] | None, average: str = "micro") -> tuple[dict, list[int]]:
+    """The parent's scores on the guardrail's validation `documents`, with each document that the parent
+    learnt (`learnt`) and that its root run held out (`held_out`: that run's chosen epoch on its validation
+    documents, measured before its refit learnt them) scored as that run scored it then. On a document the
+    parent memorised, its own F1 measures memory, and any update forgets some of it (5 to 11 points of a
+    full-length document here); the score before the refit is what the lineage reached there without
+    having seen it. Kept per document (`per_document`) and per passage (`per_block`, split by `passages`,
+    each document's count), so the paired bootstrap compares the same units. A document whose gold
+    entities changed since (re-reviewed) or whose passages differ keeps the parent's own score.
+
+    Returns (reference, ids of the documents scored from before the refit); (before, []) when none is."""
+    if not held_out or not before.get("per_document") or len(before["per_document"]) != len(documents):
+        return before, []
+    index = {pk: i for i, pk in enumerate(held_out.get("documents") or [])}
+    held_counts = held_out.get("per_document") or []
+    blocks = before.get("per_block")
+    held_blocks = held_out.get("per_block")
+    split = (blocks is not None and passages is not None and sum(passages) == len(blocks)
+             and len(passages) == len(documents))
+    if blocks is not None and (not split or held_blocks is None
+                               or held_out.get("passage_words") != before.get("passage_words")):
+        return before, []  # passages that would not pair up: the parent's own scores, as before
+    per_document, per_block, swapped, start = [], [], [], 0
+    for i, pk in enumerate(documents):
+        own = before["per_document"][i]
+        own_blocks = blocks[start:start + passages[i]] if split else None
+        if split:
+            start += passages[i]
+        j = index.get(pk)
+        usable = (pk in learnt and j is not None and j < len(held_counts)
+                  and _gold_total(held_counts[j]) == _gold_total(own)
+                  and (own_blocks is None or len(held_blocks[j]) == len(own_blocks)))
+        if usable:
+            swapped.append(pk)
+        per_document.append(held_counts[j] if usable else own)
+        if own_blocks is not None:
+            per_block.extend(held_blocks[j] if usable else own_blocks)
+    if not swapped:
+        return before, []
+    from training.ml.gate import f1_from_counts
+    from training.ml.metrics import macro_f1, scores_from_counts
+
+    reference = {**before, **scores_from_counts(per_document), "per_document": per_document}
+    reference["macro_f1"] = macro_f1(reference["per_label"])
+    if average != "micro":  # the document class: macro scores over the classes, and the accuracy
+        per_label = list(reference["per_label"].values())
+        reference.update(f1=f1_from_counts(per_document, average=average),
+                         precision=sum(s["precision"] for s in per_label) / max(1, len(per_label)),
+                         recall=sum(s["recall"] for s in per_label) / max(1, len(per_label)),
+                         accuracy=sum(values[0] for counts in per_document for values in counts.values())
+                         / max(1, len(per_document)))
+    if blocks is not None:
+        reference["per_block"] = per_block
+    return reference, swapped
 
 
 def _learnt_by_both(*, run: TrainingRun, active: ModelVersion) -> bool:

@@ -244,9 +244,11 @@ def _run_dataset(run: TrainingRun, evaluation_set) -> Dataset:
     return run.dataset
 
 
-def _documents_without(path: Path, *, to_document, held: set[str], cache_dir: Path) -> dict[str, list]:
+def _documents_without(path: Path, *, to_document, held: set[str], cache_dir: Path,
+                       keys: dict[str, list] | None = None) -> dict[str, list]:
     """The task's documents of each split of a snapshot, less the rows of `held` documents (an evaluation
-    set's: they are never trained on, whatever dataset the run was given)."""
+    set's: they are never trained on, whatever dataset the run was given). `keys`, when given, receives each
+    split's document keys in the same order."""
     from training.ml.data import snapshot_load
     from training.ml.snapshot import SPLITS
 
@@ -254,7 +256,36 @@ def _documents_without(path: Path, *, to_document, held: set[str], cache_dir: Pa
     for row in snapshot_load(path, cache_dir=cache_dir):
         if row["document"] not in held:
             documents[row["split"]].append(to_document(row))
+            if keys is not None:
+                keys.setdefault(row["split"], []).append(row["document"])
     return documents
+
+
+def _held_out_scores(*, final: dict, dataset: Dataset, keys: list[str], validation: list) -> dict | None:
+    """The chosen epoch's counts on each validation document, by database id, measured before a refit learns
+    them: what the feedback guardrail compares an update with on a document its parent learnt in that refit
+    (training.services.feedback). None when the counts or the documents' ids are not known."""
+    from documents.models import Document
+    from training.ml.metrics import passages_per_document
+
+    counts = final.get("per_document")
+    if dataset.source != Dataset.Source.DATABASE or not counts or len(counts) != len(keys):
+        return None
+    ids = dict(Document.objects.filter(sha256__in=keys).values_list("sha256", "pk"))
+    if len(ids) != len(set(keys)) or len(set(keys)) != len(keys):
+        return None
+    held_out = {"documents": [ids[key] for key in keys], "per_document": counts}
+    blocks = final.get("per_block")
+    lines = [getattr(doc, "line_ends", None) for doc in validation]
+    if blocks and all(ends is not None for ends in lines):
+        sizes = passages_per_document(lines)
+        if sum(sizes) == len(blocks):
+            per_block, start = [], 0
+            for size in sizes:
+                per_block.append(blocks[start:start + size])
+                start += size
+            held_out.update(per_block=per_block, passage_words=final.get("passage_words"))
+    return held_out
 
 
 def _weak_documents(run: TrainingRun, *, dataset: Dataset, held: set[str], train: list, to_document) -> list:
@@ -355,8 +386,9 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
                     info["epoch"])
 
     with job_tempdir(f"run{run.pk}-") as tmp:
+        split_keys: dict[str, list] = {}
         documents = _documents_without(dataset_local_file(dataset=dataset), to_document=ml.document_from_row,
-                                       held=held, cache_dir=Path(tmp) / "cache")
+                                       held=held, cache_dir=Path(tmp) / "cache", keys=split_keys)
         weak = _weak_documents(run, dataset=dataset, held=held, train=documents["train"],
                                to_document=ml.document_from_row)
         documents["train"] = documents["train"] + weak
@@ -380,6 +412,11 @@ def _train(run: TrainingRun, *, worker: str, lifecycle: jobs.Lifecycle) -> None:
                        refit_epochs=result.get("refit_epochs", 0))
         metrics.update({k: result[k] for k in ("refit_continued", "epochs_planned", "validation_entities",
                                                "validation_trusted") if k in result})
+        if result.get("refit_epochs"):
+            held_out = _held_out_scores(final=final, dataset=dataset, keys=split_keys.get("validation", []),
+                                        validation=documents["validation"])
+            if held_out:
+                metrics["held_out"] = held_out
         heartbeat(force=True)
         gate = gate_scores_for_run(run=run, model_dir=output, evaluation_set=evaluation_set,
                                    fallback_documents=documents["validation"])
