@@ -248,3 +248,25 @@ def test_a_refused_update_tells_the_reviewer_which_full_run_learns_the_correctio
                                      f"full run #{run.pk}, queued or under way, learns them.")
     not_lost.get_by_role("link", name=f"full run #{run.pk}").click()
     page.wait_for_url(re.compile(rf"/training/runs?/{run.pk}/"))
+
+
+def test_an_update_that_forgot_what_the_run_had_memorised_says_what_it_was_compared_with(page, log_in, admin_user,
+                                                                                       review_document):
+    from training.models import FeedbackRequest, FeedbackUpdate
+
+    document, _predicted = review_document
+    # Published although its validation F1 fell: the parent had memorised the validation document in its
+    # full run's refit, and the update stayed above that run's score there before the refit.
+    update = FeedbackUpdate.objects.create(
+        task="token_classification", status=FeedbackUpdate.Status.PUBLISHED,
+        metrics={"before": {"f1": 0.95}, "after": {"f1": 0.81},
+                 "reference": {"f1": 0.434, "held_out_documents": [document.pk]}})
+    FeedbackRequest.objects.create(document=document, task="token_classification", update=update,
+                                   requested_by=admin_user)
+    log_in(admin_user)
+    page.goto(f"/review/{document.pk}/")
+    expect(page.locator("#feedback-result summary")).to_contain_text("Validation F1: 0.950 → 0.810")
+    expect(page.locator("#feedback-reference")).to_have_text(
+        "The guardrail compared it with 0.434: the full run's F1 before its refit learnt 1 of the validation "
+        "documents. The previous version had memorised that document, so forgetting part of it is not a "
+        "regression; falling below the run is.")

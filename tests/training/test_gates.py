@@ -279,12 +279,16 @@ def test_an_update_is_compared_with_the_runs_score_before_its_refit_learnt_the_v
     fast_feedback.DOCLOOP_FEEDBACK_REPLAY_RATIO = 0.0
     sent = _import(tmp_path, "mesmo", "O réu Pedro Santos mora em Curitiba desde 2001 .",
                    ["O", "O", "B-PESSOA", "I-PESSOA", "O", "O", "B-LOCAL", "O", "O", "O"])
-    assert _send(client, sent, auth, django_capture_on_commit_callbacks).status_code == 202
+    response = _send(client, sent, auth, django_capture_on_commit_callbacks)
+    assert response.status_code == 202
     with django_capture_on_commit_callbacks(execute=True):
         run_worker()
     update = FeedbackUpdate.objects.get()
     assert update.status == "published", update.error
     assert sorted(update.learnt_from["validation_documents"]) == sorted(held_out["documents"])
+    status = client.get(response.json()["status_url"], **auth).json()
+    assert status["validation_f1"]["reference"] == pytest.approx(v1.metrics["f1"])
+    assert status["validation_f1"]["reference_held_out_documents"] == len(held_out["documents"])
     # Every validation document is scored as the run scored it before its refit: the run's own validation F1.
     assert update.metrics["reference"]["f1"] == pytest.approx(v1.metrics["f1"])
     assert sorted(update.metrics["reference"]["held_out_documents"]) == sorted(held_out["documents"])

@@ -224,6 +224,7 @@ def feedback_request_status(*, request: FeedbackRequest) -> dict:
     version = update.model_version
     before = (update.metrics.get("before") or {}).get("f1")
     after = (update.metrics.get("after") or {}).get("f1")
+    reference = update.metrics.get("reference") or {}  # gates.reference_held_out, when the update had one
     return {
         "job_id": request.pk, "status": update.status, "reason": update.error, "update_id": update.pk,
         "documents": update.learnt_from.get("documents") or sorted(
@@ -231,7 +232,8 @@ def feedback_request_status(*, request: FeedbackRequest) -> dict:
         "model_version": None if version is None else {
             "id": version.pk, "number": version.number, "is_active": version.is_active,
             "parent": update.parent_version.number if update.parent_version else None},
-        "validation_f1": {"before": before, "after": after},
+        "validation_f1": {"before": before, "after": after, "reference": reference.get("f1"),
+                          "reference_held_out_documents": len(reference.get("held_out_documents") or [])},
         "seconds": (update.finished_at - update.created_at).total_seconds() if update.finished_at else None,
     }
 
