@@ -341,6 +341,14 @@ def _learnable(task: str):
     return task_spec(task).review().learnable(reviewed_documents())
 
 
+def _lineage_root(version: ModelVersion) -> ModelVersion:
+    """The full run's version a feedback chain starts from (the version itself when it is one)."""
+    root = version
+    while root.parent_id is not None and root.kind != TrainingRun.Kind.FULL:
+        root = root.parent
+    return root
+
+
 def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[int]:
     """The guardrail's validation set, up to DOCLOOP_FEEDBACK_VALIDATION_WORDS words, never the documents
     being sent: first the documents the full run at the root of the version's lineage held out (by
@@ -349,9 +357,7 @@ def validation_documents(*, version: ModelVersion, exclude: set[int]) -> list[in
     and a document once in it stays there; parent and child are scored on the same set, and replay never
     draws from it. One small held-out document alone is too noisy a guard: one entity more or less moves
     its F1 by more than the tolerance."""
-    root = version
-    while root.parent_id is not None and root.kind != TrainingRun.Kind.FULL:
-        root = root.parent
+    root = _lineage_root(version)
     held = set((root.run.dataset_stats or {}).get("eval_documents") or [])
     reviewed = _learnable(version.task).exclude(pk__in=exclude)
     share = [(pk, count) for pk, count, sha in
@@ -506,9 +512,7 @@ def _reference_before_refit(*, parent: ModelVersion, before: dict, rows: list[di
     from training.ml.metrics import passages_per_document
     from training.services.gates import reference_held_out, version_learnt_documents
 
-    root = parent
-    while root.parent_id is not None and root.kind != TrainingRun.Kind.FULL:
-        root = root.parent
+    root = _lineage_root(parent)
     held_out = (root.metrics or {}).get("held_out") if root.kind == TrainingRun.Kind.FULL else None
     if not held_out:
         return before, []
