@@ -204,6 +204,20 @@ def test_a_document_of_the_evaluation_set_is_never_sent_to_the_model(import_corp
         feedback_request_create(document=held, user=admin_user)
 
 
+def _send_shuffled_labels(client, auth, tmp_path, fast_feedback, run_worker, capture) -> FeedbackUpdate:
+    """A destructive update: every person tagged a place and every place a person, learnt hard, sent and
+    run through the worker. Returns its update."""
+    fast_feedback.DOCLOOP_FEEDBACK_LEARNING_RATE = 1e-3
+    fast_feedback.DOCLOOP_FEEDBACK_STEPS = 30
+    words = ("O réu João Silva mora em Recife desde 2003 . " * 6).split()
+    tags = ["O", "O", "B-LOCAL", "I-LOCAL", "O", "O", "B-PESSOA", "O", "O", "O"] * 6
+    wrong = _import(tmp_path, "trocado", " ".join(words), tags)
+    assert _send(client, wrong, auth, capture).status_code == 202
+    with capture(execute=True):
+        run_worker()
+    return FeedbackUpdate.objects.order_by("-id").first()
+
+
 @pytest.mark.slow
 def test_guardrail_publishes_a_no_op_update_and_rejects_shuffled_labels(
         client, admin_user, base_version, corpus, tmp_path, run_worker, fast_feedback, small_floor,
@@ -227,16 +241,8 @@ def test_guardrail_publishes_a_no_op_update_and_rejects_shuffled_labels(
     assert sorted(update.learnt_from["validation_documents"]) == sorted(
         Document.objects.filter(sha256__in=evaluation_set.documents).values_list("pk", flat=True))
 
-    # Shuffled labels: every person tagged a place and every place a person, learnt hard.
-    fast_feedback.DOCLOOP_FEEDBACK_LEARNING_RATE = 1e-3
-    fast_feedback.DOCLOOP_FEEDBACK_STEPS = 30
-    words = ("O réu João Silva mora em Recife desde 2003 . " * 6).split()
-    tags = ["O", "O", "B-LOCAL", "I-LOCAL", "O", "O", "B-PESSOA", "O", "O", "O"] * 6
-    wrong = _import(tmp_path, "trocado", " ".join(words), tags)
-    assert _send(client, wrong, auth, django_capture_on_commit_callbacks).status_code == 202
-    with django_capture_on_commit_callbacks(execute=True):
-        run_worker()
-    rejected = FeedbackUpdate.objects.order_by("-id").first()
+    rejected = _send_shuffled_labels(client, auth, tmp_path, fast_feedback, run_worker,
+                                     django_capture_on_commit_callbacks)
     assert rejected.status == "rejected", rejected.metrics.get("after")
     assert "Validation F1 fell" in rejected.error and "beyond noise" in rejected.error
     assert not rejected.model_version.is_active and rejected.model_version.gate_status == "rejected"
@@ -297,16 +303,8 @@ def test_an_update_is_compared_with_the_runs_score_before_its_refit_learnt_the_v
     assert version.is_active and version.gate["reference"] == "held out before the refit"
     assert version.gate["held_out_documents"] == len(held_out["documents"])
 
-    # Shuffled labels: every person tagged a place and every place a person, learnt hard.
-    fast_feedback.DOCLOOP_FEEDBACK_LEARNING_RATE = 1e-3
-    fast_feedback.DOCLOOP_FEEDBACK_STEPS = 30
-    words = ("O réu João Silva mora em Recife desde 2003 . " * 6).split()
-    tags = ["O", "O", "B-LOCAL", "I-LOCAL", "O", "O", "B-PESSOA", "O", "O", "O"] * 6
-    wrong = _import(tmp_path, "trocado", " ".join(words), tags)
-    assert _send(client, wrong, auth, django_capture_on_commit_callbacks).status_code == 202
-    with django_capture_on_commit_callbacks(execute=True):
-        run_worker()
-    rejected = FeedbackUpdate.objects.order_by("-id").first()
+    rejected = _send_shuffled_labels(client, auth, tmp_path, fast_feedback, run_worker,
+                                     django_capture_on_commit_callbacks)
     assert rejected.status == "rejected", rejected.metrics.get("after")
     assert rejected.metrics["after"]["f1"] < rejected.metrics["reference"]["f1"] - 0.2
     assert "Validation F1 fell" in rejected.error
