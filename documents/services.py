@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import count, islice
 from multiprocessing.connection import wait
 
@@ -26,6 +27,7 @@ from django.utils.translation import gettext as _
 
 from documents.models import Document, Page
 from documents.pdf import OcrOptions, PageRow, PdfError, pdf_extract, pdf_open, pdf_render_page
+from documents.prefetch import ReadAhead, Reading
 from lib import jobs
 from lib.db_retry import db_retry
 from lib.processes import die_with_parent, parent_is_gone
@@ -195,6 +197,12 @@ def _local_path(document: Document) -> str | None:
     return path
 
 
+def _payload(document: Document) -> bytes | str:
+    """The stored PDF as the extraction processes take it: a local file's path (the process reads it), or a
+    remote one's bytes."""
+    return _local_path(document) or _read(document)
+
+
 def ocr_options(*, deadline: float | None = None) -> OcrOptions:
     return OcrOptions.from_settings(deadline=deadline)
 
@@ -358,7 +366,7 @@ class Extracted:
     pages: list[PageRow]
 
 
-def extract_with_budget(payloads: Iterable[bytes | str | Extracted], *, processes: int,
+def extract_with_budget(payloads: Iterable[bytes | str | Extracted | Reading], *, processes: int,
                         on_results: Callable[[list[tuple[int, Result]]], None]) -> None:
     """Extract the PDFs (bytes, or a local file's path) in up to `processes` forked extraction processes
     and call `on_results([(index, pages or reason), ...])` as they finish, a few PDFs at a time (up to
@@ -370,7 +378,9 @@ def extract_with_budget(payloads: Iterable[bytes | str | Extracted], *, processe
 
     `payloads` is read as processes have room (at most two PDFs per process are held), so memory does not
     grow with the number of PDFs; the processes report their pages through shared memory, and each PDF
-    costs one message each way. An Extracted payload is a result already: no process reads it."""
+    costs one message each way. An Extracted payload is a result already: no process reads it. A Reading
+    payload is being read by the read-ahead process (documents.prefetch): its result is waited for under the
+    same budgets, counted from when that process started it, and a PDF it gave up on is read here."""
     context = multiprocessing.get_context("fork")
     max_pages, max_words = settings.DOCLOOP_MAX_PAGES, settings.DOCLOOP_MAX_PAGE_WORDS
     budget, page_budget = settings.DOCLOOP_INGEST_SECONDS, settings.DOCLOOP_INGEST_PAGE_SECONDS
@@ -420,14 +430,40 @@ def extract_with_budget(payloads: Iterable[bytes | str | Extracted], *, processe
             retry.appendleft(held.pop(queued_seq))
         on_result(index, reason)
 
+    # (index, Reading) of the documents the read-ahead process is reading (documents.prefetch)
+    reading: list[tuple[int, Reading]] = []
+
+    def read_ahead_check(now: float) -> None:
+        """Take what the read-ahead process finished; give back to the extraction processes what it gave up;
+        stop it past the budgets of the file it is reading."""
+        for entry in reading[:]:
+            index, ahead = entry
+            pages = ahead.read_ahead.result(ahead.sha256)
+            if pages is None and not ahead.read_ahead.ended:
+                page, deadline, page_deadline = ahead.read_ahead.timing(budget, page_budget)
+                if now < min(deadline, page_deadline):
+                    continue
+                logger.warning("extraction %s stopped at page %s: over its time budget", index, page)
+                ahead.read_ahead.close()
+                on_result(index, _overrun_reason(page, deadline, now))
+            elif pages:
+                on_result(index, pages)
+            else:  # it failed there, or the process ended: read it here, to say why
+                retry.append((index, ahead.payload()))
+            reading.remove(entry)
+
     item = next_payload()
     try:
-        while item is not None or slots and any(slot.tasks for slot in slots):
+        while item is not None or reading or slots and any(slot.tasks for slot in slots):
             # Hand out PDFs: idle processes first (starting new ones up to `processes`), then a second
             # (local path) PDF to busy ones.
             while item is not None:
                 if isinstance(item[1], Extracted):
                     on_result(item[0], item[1].pages)
+                    item = next_payload()
+                    continue
+                if isinstance(item[1], Reading):
+                    reading.append(item)
                     item = next_payload()
                     continue
                 slot = next((s for s in slots if not s.tasks), None)
@@ -441,15 +477,22 @@ def extract_with_budget(payloads: Iterable[bytes | str | Extracted], *, processe
                 assign(slot, item)
                 item = next_payload()
             busy = {slot.conn: slot for slot in slots if slot.tasks}
-            if not busy:  # only PDFs taken back from a stopped process are left
+            if not busy and not reading:  # only PDFs taken back from a stopped process are left
                 store(force=True)
                 item = item or next_payload()
                 continue
             timings = {slot.conn: slot.timing(budget, page_budget) for slot in busy.values()}
+            if reading:
+                timings[None] = reading[0][1].read_ahead.timing(budget, page_budget)
             soonest = min(min(deadline, page_deadline) for _page, deadline, page_deadline in timings.values())
             if finished:
                 soonest = min(soonest, finished_since + _STORE_BATCH_SECONDS)
-            for conn in wait(list(busy), timeout=max(soonest - time.monotonic(), 0)):
+            ready = wait(list(busy) + [ahead.read_ahead for _index, ahead in reading[:1]],
+                         timeout=max(soonest - time.monotonic(), 0))
+            for conn in ready:
+                if conn not in busy:  # the read-ahead process finished a file, or ended
+                    conn.woken()
+                    continue
                 slot = busy[conn]
                 try:
                     _kind, seq, value = conn.recv()
@@ -466,6 +509,8 @@ def extract_with_budget(payloads: Iterable[bytes | str | Extracted], *, processe
                 slot.head_since = time.monotonic()
                 on_result(index, value)
             now = time.monotonic()
+            if reading:
+                read_ahead_check(now)
             for slot in [s for s in slots if s.tasks]:
                 page, deadline, page_deadline = slot.timing(budget, page_budget)
                 if now < min(deadline, page_deadline):
@@ -582,7 +627,7 @@ class _BackgroundWriter:
 
 def documents_extract(*, documents: Iterable[Document], processes: int, worker: str | None = None,
                       on_ready: Callable[[list[Document]], None] | None = None,
-                      background_writes: bool = False, extracted: dict[str, list[PageRow]] | None = None,
+                      background_writes: bool = False, read_ahead: ReadAhead | None = None,
                       ) -> list[Document]:
     """Extract many documents, PyMuPDF (and Tesseract) running in up to `processes` forked processes; return
     the documents taken from `documents`, refreshed.
@@ -600,11 +645,11 @@ def documents_extract(*, documents: Iterable[Document], processes: int, worker: 
     _BackgroundWriter thread while this one keeps the processes fed; not inside a transaction, whose
     uncommitted rows another connection could not see.
 
-    `extracted`: pages already read from PDFs, by the PDF's SHA-256 (documents.prefetch, while `manage.py`
-    started): a claimed document whose bytes have one of them takes those pages, without being read again.
+    `read_ahead`: the process that `manage.py` forked to read the files while Django started
+    (documents.prefetch): a claimed document whose PDF it read or is reading takes those pages, without
+    being read again. It is closed when the extraction ends.
     """
     worker = worker or jobs.worker_name()
-    extracted = dict(extracted or {})
     taken: list[Document] = []
     readable: list[Document] = []
     # A PDF's extraction can take longer than the stale timeout: the claimed rows beat from a thread
@@ -628,12 +673,13 @@ def documents_extract(*, documents: Iterable[Document], processes: int, worker: 
             for document in batch:
                 if document.pk not in claimed:
                     continue
-                if (pages := extracted.pop(document.sha256, None)) is not None:
+                ahead = read_ahead and read_ahead.take(document.sha256, partial(_payload, document))
+                if ahead:
                     readable.append(document)
-                    yield Extracted(pages)
+                    yield ahead if isinstance(ahead, Reading) else Extracted(ahead)
                     continue
                 try:
-                    payload = _local_path(document) or _read(document)
+                    payload = _payload(document)
                 except OSError as exc:
                     _extraction_store(document, str(exc), worker=worker)
                     continue
@@ -652,6 +698,8 @@ def documents_extract(*, documents: Iterable[Document], processes: int, worker: 
         try:
             extract_with_budget(payloads(), processes=processes, on_results=writer or store)
         finally:
+            if read_ahead is not None:
+                read_ahead.close()
             if writer is not None:
                 writer.close()
     documents_refresh(taken)

@@ -20,6 +20,7 @@ from annotation import services as annotation_services
 from annotation import services_classes as class_services
 from documents import services as document_services
 from documents.models import Document
+from documents.prefetch import ReadAhead
 from documents.selectors import document_words
 from lib import jobs
 from lib.db_retry import db_retry
@@ -36,12 +37,12 @@ def document_ingest(*, document: Document, worker: str | None = None) -> Documen
 
 
 def documents_ingest(*, documents: Iterable[Document], processes: int, worker: str | None = None,
-                     background_writes: bool = False, extracted: dict | None = None) -> list[Document]:
+                     background_writes: bool = False, read_ahead: ReadAhead | None = None) -> list[Document]:
     """Extract (in `processes` worker processes), then pre-annotate each document that this call claimed and
     made ready: the prediction claims created with its readiness (training.services.predictions), and only
     those. A second delivery of the job claims nothing, so it predicts nothing. `documents` may be produced
-    as extraction takes them (documents_extract); the documents taken are returned, refreshed. `extracted`:
-    pages already read, by the PDF's SHA-256 (documents_extract)."""
+    as extraction takes them (documents_extract); the documents taken are returned, refreshed. `read_ahead`:
+    what `manage.py` read while Django started (documents_extract)."""
     worker = worker or jobs.worker_name()
     job_id = jobs.rq_current_job_id()  # the claims created here name it: the reaper leaves them to it
     owed: dict[int, list[int]] = {}
@@ -55,7 +56,7 @@ def documents_ingest(*, documents: Iterable[Document], processes: int, worker: s
 
     documents = document_services.documents_extract(documents=documents, processes=processes, worker=worker,
                                                     on_ready=on_ready, background_writes=background_writes,
-                                                    extracted=extracted)
+                                                    read_ahead=read_ahead)
     for document in documents:
         if not owed.get(document.pk):  # nothing to predict (no active model): no query either
             continue

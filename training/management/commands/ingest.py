@@ -64,13 +64,13 @@ class Command(BaseCommand):
         if sync:
             # The pages are written on a thread of their own while the next PDFs are read (documents_extract);
             # those manage.py read while Django started are not read again (documents.prefetch).
-            extracted = prefetch_take()
-            if options["verbosity"] >= 2:
-                self.stderr.write(f"{len(extracted)} PDF(s) read while Django started")
+            read_ahead = prefetch_take()
             ingested = {id(document) for document in documents_ingest(documents=uploaded(),
                                                                        processes=max(1, processes),
                                                                        background_writes=True,
-                                                                       extracted=extracted)}
+                                                                       read_ahead=read_ahead)}
+            if read_ahead is not None and options["verbosity"] >= 2:
+                self.stderr.write(f"{read_ahead.taken} PDF(s) read by the process started with Django")
         else:
             ingested = set(map(id, uploaded()))  # nothing is yielded: each upload queued its own job
         failures = 0
