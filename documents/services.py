@@ -449,7 +449,10 @@ def extract_with_budget(payloads: Iterable[bytes | str | Extracted | Reading], *
             elif pages:
                 on_result(index, pages)
             else:  # it failed there, or the process ended: read it here, to say why
-                retry.append((index, ahead.payload()))
+                try:
+                    retry.append((index, ahead.payload()))
+                except OSError as exc:  # the stored file is gone
+                    on_result(index, str(exc))
             reading.remove(entry)
 
     item = next_payload()
