@@ -247,3 +247,27 @@ def test_the_largest_files_are_read_ahead_first(make_pdf, tmp_path, monkeypatch)
         assert [name for name, pages in taken.items() if pages] == ["long.pdf"]
     finally:
         read_ahead.close()
+
+
+def test_a_file_the_read_ahead_fails_on_while_handed_over_is_read_again_by_the_extraction(db, make_pdf, tmp_path,
+                                                                                          monkeypatch):
+    from documents import pdf
+
+    gate = tmp_path / "go"
+
+    def failing(*args, **kwargs):  # what a PyMuPDF error there would do
+        while not gate.exists():
+            time.sleep(0.01)
+        raise RuntimeError("failed in the read-ahead")
+
+    monkeypatch.setattr(pdf, "pdf_extract", failing)
+    data = make_pdf(repeat=2)
+    assert prefetch_start(["manage.py", "ingest", "--sync", *_write(tmp_path, {"a.pdf": data})])
+    _when(lambda: os.path.exists(os.path.join(prefetch._running.folder, _sha(data) + ".claim")))
+    read_ahead = prefetch_take()
+    document = document_upload(data=data, name="a.pdf", enqueue=False).document
+    threading.Timer(0.3, gate.touch).start()
+    documents_extract(documents=[document], processes=1, read_ahead=read_ahead)
+    assert document.status == "ready" and read_ahead.taken == 0  # read by an extraction process
+    assert [page.words for page in Page.objects.filter(document=document).order_by("number")] == [
+        page.words for page in _expected(data)]
