@@ -318,8 +318,8 @@ DOCLOOP_OCR_MIN_CHARS_PER_SQUARE_INCH = 0.5
 # page DOCLOOP_INGEST_PAGE_SECONDS; past either the document fails with the reason and the worker moves on.
 DOCLOOP_INGEST_SECONDS = env_int("DOCLOOP_INGEST_SECONDS", 900)
 DOCLOOP_INGEST_PAGE_SECONDS = env_int("DOCLOOP_INGEST_PAGE_SECONDS", 120)
-# `manage.py ingest --sync` reads its first PDFs in a process of their own while Django starts
-# (documents.prefetch): the start-up's idle core at work.
+# `manage.py ingest --sync` reads its PDFs, largest first, in a process of their own while Django starts,
+# which hands over the one it is reading when the command is ready (documents.prefetch).
 DOCLOOP_INGEST_PREFETCH = env_bool("DOCLOOP_INGEST_PREFETCH", True)
 DOCLOOP_MAX_PAGE_WORDS = env_int("DOCLOOP_MAX_PAGE_WORDS", 20000)
 
